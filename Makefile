@@ -1,0 +1,50 @@
+# selfheal — every target sets up its own virtual environment first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+RUN    ?= runs/latest
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test test-fast test-slow lint fmt demo experiment experiment-all clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first and pinned: an unpinned torch downloads GBs of CUDA packages.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev,parquet]'
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv and install the project with its dev tools
+
+lint: $(STAMP)  ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: $(STAMP)  ## format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint  ## lint, then the default test suite (what CI runs)
+	$(BIN)/pytest -m "not slow"
+
+test-fast: $(STAMP)  ## the tests without lint
+	$(BIN)/pytest -m "not slow" -q
+
+test-slow: $(STAMP)  ## the slow tests only
+	$(BIN)/pytest -m slow
+
+demo: $(STAMP)  ## the main job: seed experiment, faithful and with late labels
+	$(BIN)/selfheal experiment seed --protocol seed --out $(RUN)/seed-protocol
+	$(BIN)/selfheal experiment covariate --out $(RUN)
+
+experiment-all: $(STAMP)  ## every scenario with late labels, one table
+	$(BIN)/selfheal experiment all --out runs/all
+
+clean:  ## remove the environment and outputs
+	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""selfheal services: thin loops over shared/."""

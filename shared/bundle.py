@@ -1,0 +1,172 @@
+"""Model bundles: everything a service needs to score, in one directory, with a content id.
+
+    BUNDLE/
+      bundle.json          manifest: format, id, model config, ordered features, reference
+                           statistics, threshold, costs, label column, training report
+      base.safetensors     backbone + head + input standardisation (frozen forever)
+      adapter.safetensors  the adapter as trained: version 0, what "no heal" means
+      rules.toml           domain rules (may hold no rule)
+
+The id is the SHA-256 (first 16 hex digits) of the manifest's content fields and the
+three other files, so two services run the same model exactly when their ids match.
+Loading checks the id; nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from shared.errors import BundleError, SelfhealError
+from shared.evaluation import CostMatrix
+from shared.model import (
+    AdapterState,
+    ModelConfig,
+    SelfHealingModel,
+    adapter_from_bytes,
+    adapter_to_bytes,
+)
+from shared.rules import RuleSet
+
+FORMAT = 1
+FILES = ("bundle.json", "base.safetensors", "adapter.safetensors", "rules.toml")
+
+
+@dataclass
+class Bundle:
+    config: ModelConfig
+    features: tuple[str, ...]
+    reference_mean: np.ndarray  # (d,) training mean per feature
+    reference_std: np.ndarray  # (d,) training standard deviation per feature
+    base_state: dict[str, torch.Tensor]
+    adapter_state: AdapterState  # version 0
+    rules_toml: str
+    threshold: float
+    costs: CostMatrix
+    label: str = "label"
+    info: dict[str, Any] = field(default_factory=dict)  # training report; not part of the id
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = self._content_id()
+        self.rules = RuleSet.from_toml(self.rules_toml, self.features, origin="bundle rules.toml")
+
+    # -- building
+    @classmethod
+    def from_model(
+        cls,
+        model: SelfHealingModel,
+        features: list[str] | tuple[str, ...],
+        reference: tuple[np.ndarray, np.ndarray],
+        rules_toml: str,
+        threshold: float,
+        costs: CostMatrix,
+        label: str = "label",
+        info: dict[str, Any] | None = None,
+    ) -> Bundle:
+        return cls(
+            config=model.config,
+            features=tuple(features),
+            reference_mean=np.asarray(reference[0], dtype=np.float64),
+            reference_std=np.asarray(reference[1], dtype=np.float64),
+            base_state=model.base_state(),
+            adapter_state=model.adapter_state(),
+            rules_toml=rules_toml,
+            threshold=float(threshold),
+            costs=costs,
+            label=label,
+            info=dict(info or {}),
+        )
+
+    def new_model(self, adapter: AdapterState | None = None) -> SelfHealingModel:
+        """A fresh model: the bundle's frozen base with ``adapter`` (default: version 0)."""
+        model = SelfHealingModel(self.config)
+        model.load_base(self.base_state)
+        model.load_adapter(self.adapter_state if adapter is None else adapter)
+        model.freeze_base()
+        model.eval()
+        return model
+
+    # -- content
+    def _core(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "model": self.config.to_dict(),
+            "features": list(self.features),
+            "reference": {"mean": self.reference_mean.tolist(), "std": self.reference_std.tolist()},
+            "threshold": self.threshold,
+            "costs": self.costs.to_dict(),
+            "label": self.label,
+        }
+
+    def _blobs(self) -> tuple[bytes, bytes, bytes]:
+        base = st_save({k: v.contiguous() for k, v in sorted(self.base_state.items())})
+        adapter = adapter_to_bytes(self.adapter_state, {"version": "0"})
+        return base, adapter, self.rules_toml.encode()
+
+    def _content_id(self) -> str:
+        h = hashlib.sha256(orjson.dumps(self._core(), option=orjson.OPT_SORT_KEYS))
+        for blob in self._blobs():
+            h.update(hashlib.sha256(blob).digest())
+        return h.hexdigest()[:16]
+
+    # -- disk
+    def save(self, path: str | Path) -> Path:
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        base, adapter, rules = self._blobs()
+        manifest = {"id": self.id, **self._core(), "info": self.info}
+        manifest["info"].setdefault("created", datetime.now(UTC).isoformat(timespec="seconds"))
+        (out / "base.safetensors").write_bytes(base)
+        (out / "adapter.safetensors").write_bytes(adapter)
+        (out / "rules.toml").write_bytes(rules)
+        (out / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path) -> Bundle:
+        src = Path(path)
+        missing = [f for f in FILES if not (src / f).is_file()]
+        if missing:
+            raise BundleError(f"{src} is not a bundle: missing {', '.join(missing)}")
+        try:
+            m = json.loads((src / "bundle.json").read_text())
+            if m.get("format") != FORMAT:
+                raise BundleError(f"{src}: bundle format {m.get('format')!r}, this version reads {FORMAT}")
+            config = ModelConfig.from_dict(m["model"])
+            base = st_load((src / "base.safetensors").read_bytes())
+            adapter, _ = adapter_from_bytes((src / "adapter.safetensors").read_bytes(), config)
+            bundle = cls(
+                config=config,
+                features=tuple(m["features"]),
+                reference_mean=np.asarray(m["reference"]["mean"], dtype=np.float64),
+                reference_std=np.asarray(m["reference"]["std"], dtype=np.float64),
+                base_state=base,
+                adapter_state=adapter,
+                rules_toml=(src / "rules.toml").read_text(),
+                threshold=float(m["threshold"]),
+                costs=CostMatrix(**m["costs"]),
+                label=m.get("label", "label"),
+                info=m.get("info", {}),
+            )
+        except BundleError:
+            raise
+        except (KeyError, TypeError, ValueError, SelfhealError) as exc:
+            raise BundleError(f"{src}: damaged bundle: {exc}") from exc
+        if bundle.id != m.get("id"):
+            raise BundleError(
+                f"{src}: content does not match its id {m.get('id')!r} (computed {bundle.id}); "
+                "the bundle was modified after it was written"
+            )
+        return bundle

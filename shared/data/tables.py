@@ -1,0 +1,136 @@
+"""Reading a user's labelled table (CSV or Parquet) into features and labels, with clear errors.
+
+Every problem raises :class:`DataError` naming the file, the column and, for CSV, the
+line: a missing label column, a non-numeric or missing value in a feature, a label that
+is not 0/1, a table with no rows or with one class only.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shared.errors import DataError
+
+ID_COLUMNS = ("id", "transaction_id")
+
+
+@dataclass(frozen=True)
+class Table:
+    X: np.ndarray  # (n, d) float32
+    y: np.ndarray  # (n,) float32
+    features: tuple[str, ...]
+    label: str
+
+
+def load_table(path: str | Path, label: str, features: Sequence[str] | None = None) -> Table:
+    """Read ``path`` (.csv or .parquet); features default to every column but the label and ids."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such file")
+    suffix = p.suffix.lower()
+    lines: list[int] | None = None  # CSV line number of each row, for messages
+    if suffix == ".csv":
+        columns, lines = _read_csv(p)
+    elif suffix in (".parquet", ".pq"):
+        columns = _read_parquet(p)
+    else:
+        raise DataError(f"{p}: unknown table type {suffix!r}; use .csv or .parquet")
+    if label not in columns:
+        raise DataError(f"{p}: no label column {label!r}; columns are {', '.join(columns) or 'none'}")
+    if features is None or len(features) == 0:
+        features = [c for c in columns if c != label and c.lower() not in ID_COLUMNS]
+    absent = [f for f in features if f not in columns]
+    if absent:
+        raise DataError(f"{p}: feature column(s) not found: {', '.join(absent)}")
+    if label in features:
+        raise DataError(f"{p}: the label column {label!r} cannot also be a feature")
+    if not features:
+        raise DataError(f"{p}: no feature columns besides the label")
+    n = len(columns[label])
+    if n == 0:
+        raise DataError(f"{p}: the table has no rows")
+    X = np.column_stack([_numeric(p, name, columns[name], lines) for name in features])
+    y = _numeric(p, label, columns[label], lines)
+    bad = np.flatnonzero((y != 0) & (y != 1))
+    if bad.size:
+        raise DataError(
+            f"{p}: label {label!r} must be 0 or 1; {_where(lines, int(bad[0]))} has {y[bad[0]]!r}"
+        )
+    if y.min() == y.max():
+        raise DataError(f"{p}: label {label!r} has only class {int(y[0])}; training needs both 0 and 1")
+    return Table(X.astype(np.float32), y.astype(np.float32), tuple(features), label)
+
+
+def _where(lines: list[int] | None, i: int) -> str:
+    return f"line {lines[i]}" if lines is not None else f"row {i}"
+
+
+def _numeric(path: Path, name: str, values: Sequence[object], lines: list[int] | None) -> np.ndarray:
+    """Column as float64; DataError names the first missing, non-numeric or non-finite cell."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None:
+        for i, v in enumerate(values):
+            if v is None or (isinstance(v, str) and v.strip() == ""):
+                raise DataError(f"{path}: column {name!r} is empty at {_where(lines, i)}") from None
+            try:
+                float(v)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise DataError(
+                    f"{path}: column {name!r} is not numeric: {v!r} at {_where(lines, i)}"
+                ) from None
+        raise DataError(f"{path}: column {name!r} is not numeric")
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        i = int(bad[0])
+        raise DataError(
+            f"{path}: column {name!r} has NaN or infinite value {values[i]!r} at {_where(lines, i)}"
+        )
+    return arr
+
+
+def _read_csv(path: Path) -> tuple[dict[str, list[object]], list[int]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                raise DataError(f"{path}: the file is empty")
+            header = [h.strip() for h in header]
+            dupes = sorted({h for h in header if header.count(h) > 1})
+            if dupes:
+                raise DataError(f"{path}: duplicate column name(s): {', '.join(dupes)}")
+            cols: dict[str, list[object]] = {h: [] for h in header}
+            lines: list[int] = []
+            for line_no, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise DataError(
+                        f"{path}: line {line_no} has {len(row)} fields, the header has {len(header)}"
+                    )
+                lines.append(line_no)
+                for h, v in zip(header, row, strict=True):
+                    cols[h].append(v)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text: {exc.reason}") from exc
+    return cols, lines
+
+
+def _read_parquet(path: Path) -> dict[str, list[object]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise DataError("reading Parquet needs pyarrow: pip install 'selfheal[parquet]'") from exc
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        raise DataError(f"{path}: cannot read Parquet: {exc}") from exc
+    return {name: table.column(name).to_pylist() for name in table.column_names}

@@ -1,0 +1,19 @@
+"""Evaluation: metrics, expected cost, and the baselines healing is judged against."""
+
+from shared.evaluation.metrics import (
+    CostMatrix,
+    Metrics,
+    average_precision,
+    cost_optimal_threshold,
+    evaluate_scores,
+    metrics_from_predictions,
+)
+
+__all__ = [
+    "CostMatrix",
+    "Metrics",
+    "average_precision",
+    "cost_optimal_threshold",
+    "evaluate_scores",
+    "metrics_from_predictions",
+]

@@ -1,0 +1,597 @@
+"""Offline experiments: a scenario's stream through scoring, FIDI, rules, healing and the registry.
+
+Two protocols:
+
+``seed``
+    The research system's protocol, faithfully: 25 batches of 100 drawn with replacement
+    from the 1,000 drifted rows, each batch healed with its *own* true labels, judged by
+    accuracy at threshold 0.5, and evaluated at the end on the 1,000 drifted rows.
+
+``delayed`` (default)
+    A stream in order: ``n_pre`` clean rows, then drift. Labels arrive ``label_delay``
+    transactions after their decision and are joined by id in a bounded buffer; healing
+    never sees a label before it arrives. Every row is scored by the adapter live when
+    it arrived (prequential), and the headline rows cover the stream from
+    ``adapt_window`` rows after the drift point to the end. ``label_free`` withholds
+    every label: healing has only rules and entropy.
+
+In both, the frozen backbone and head are hashed before and after the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from shared.bundle import Bundle
+from shared.data import Scenario, build
+from shared.data.scenarios import _seed_regime
+from shared.drift import FIDI, ConflictRate
+from shared.evaluation import (
+    CostMatrix,
+    Metrics,
+    cost_optimal_threshold,
+    evaluate_scores,
+    metrics_from_predictions,
+)
+from shared.healing import HealBatch, HealConfig, LabelJoinBuffer, heal_cycle
+from shared.model import SelfHealingModel
+from shared.registry import MemoryStore, QualityWatch, Registry, RollbackPolicy
+from shared.training import TrainConfig, build_bundle, train_model
+
+Progress = Callable[[str], None]
+
+# The research system's published run (seed-facts.md), for the side-by-side table.
+_KEYS = ("accuracy", "precision", "recall", "f1", "tp", "fp", "fn", "tn")
+PUBLISHED = {
+    "clean": dict(zip(_KEYS, (0.929, 0.784, 0.727, 0.754, 109, 30, 41, 820), strict=True)),
+    "noheal": dict(zip(_KEYS, (0.446, 0.194, 0.853, 0.316, 128, 532, 22, 318), strict=True)),
+    "healed": dict(zip(_KEYS, (0.724, 0.224, 0.340, 0.270, 51, 177, 99, 673), strict=True)),
+}
+
+SEED_HEAL = HealConfig(
+    steps=5,
+    rule_abstain_label=0.0,
+    rule_reliability=False,
+    gate=False,
+    holdout_fraction=0.0,
+    guard_collapse=False,
+)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    scenario: str = "seed"
+    protocol: str = "delayed"  # "seed" or "delayed"
+    label_delay: int = 500  # transactions between a decision and the arrival of its label
+    label_free: bool = False  # no label ever arrives; heal on rules and entropy only
+    batch_size: int = 100  # rows per scoring batch (and per FIDI update)
+    seed: int = 42
+    n_pre: int = 2000  # clean rows before the drift point (delayed protocol)
+    n_post: int = 8000  # rows after it
+    adapt_window: int = 1000  # rows after the drift point left out of the headline rows
+    buffer_rows: int = 2000  # rows the heal buffer keeps
+    conflicts_per_100: float = 5.0  # seed protocol: heal when a batch has this many conflicts per 100
+    min_labels: int = 100  # arrived labels from the drift episode needed before a labelled heal
+    costs: CostMatrix = field(default_factory=CostMatrix)
+    heal: HealConfig | None = None  # None: the protocol's default (seed: the research settings)
+    rollback: RollbackPolicy = field(default_factory=RollbackPolicy)
+    fidi: dict[str, Any] = field(default_factory=dict)  # FIDI keyword overrides
+
+    def __post_init__(self) -> None:
+        if self.protocol not in ("seed", "delayed"):
+            raise ValueError(f"protocol must be 'seed' or 'delayed', got {self.protocol!r}")
+        if self.label_delay < 0 or self.batch_size < 1:
+            raise ValueError("label_delay must be >= 0 and batch_size >= 1")
+
+
+@dataclass
+class ExperimentResult:
+    config: ExperimentConfig
+    summary: dict[str, Any]
+    batches: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    registry: Registry
+    fidi_threshold: float = 1.0
+
+
+def base_digest(model: SelfHealingModel) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model.base_state().items()):
+        h.update(k.encode())
+        h.update(v.numpy().tobytes())
+    return h.hexdigest()
+
+
+def run(config: ExperimentConfig, progress: Progress | None = None) -> ExperimentResult:
+    say = progress or (lambda _msg: None)
+    scenario = build(config.scenario, seed=config.seed, n_pre=config.n_pre, n_post=config.n_post)
+    if config.protocol == "seed":
+        if scenario.drift_test is None:
+            raise ValueError("the seed protocol needs the seed scenario's drifted set: use --scenario seed")
+        return _SeedRun(config, scenario, say).run()
+    return _DelayedRun(config, scenario, say).run()
+
+
+class _Run:
+    """What both protocols share: the bundle, live and shadow models, FIDI, registry, events."""
+
+    def __init__(self, config: ExperimentConfig, scenario: Scenario, say: Progress) -> None:
+        self.cfg, self.sc, self.say = config, scenario, say
+        say(f"training the base model on {len(scenario.train.y):,} clean rows of {scenario.name!r}")
+        self.bundle = self._train()
+        self.live = self.bundle.new_model()
+        self.shadow = self.bundle.new_model()
+        self.digest = base_digest(self.live)
+        self.rules = self.bundle.rules
+        self.threshold = self.bundle.threshold
+        self.fidi = self._fidi()
+        self.registry = Registry(MemoryStore(), self.bundle.id)
+        self.registry.record("initial", self.live.adapter_state(), version=0, note="adapter as trained")
+        self.version = 0
+        self.watch = QualityWatch(config.rollback)
+        self.events: list[dict[str, Any]] = []
+        self.rows: list[dict[str, Any]] = []
+        self.n_heals = self.n_accepted = self.n_rollbacks = 0
+        self.heal_ms: list[float] = []
+        self.score_ms: list[float] = []
+        self.first_alarm: int | None = None  # row index at which FIDI first alarmed
+        self.baseline_version = -1  # first adapter version the quality watch judges
+
+    # -- set-up
+    def _train(self) -> Bundle:
+        sc = self.sc
+        return build_bundle(
+            sc.train.X,
+            sc.train.y,
+            sc.features,
+            sc.rules_toml,
+            self.cfg.costs,
+            label="Class",
+            val_fraction=0.2,
+            train_config=TrainConfig(seed=self.cfg.seed),
+            source=f"scenario:{sc.name}",
+        )
+
+    def _fidi(self) -> FIDI:
+        b = self.bundle
+        return FIDI(b.reference_mean, b.reference_std, features=b.features, **self.cfg.fidi)
+
+    # -- one batch's scoring, drift and conflicts
+    def score(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            xt = torch.as_tensor(X)
+            h = self.live.hidden(xt)  # the frozen part is shared by live and shadow
+            p = torch.sigmoid(self.live.logits_from_hidden(h)).numpy()
+            ps = torch.sigmoid(self.shadow.logits_from_hidden(h)).numpy()
+        self.score_ms.append((time.perf_counter() - t0) * 1e3 * 100 / max(len(X), 1))
+        return p, ps
+
+    def observe(self, b: int, X: np.ndarray, position: int) -> None:
+        """FIDI on this batch; ``position`` (row or batch) is recorded at the first alarm."""
+        self.fidi.update(X)
+        if self.fidi.drift_detected:
+            if self.first_alarm is None:
+                self.first_alarm = position
+            self.event("drift", b, features=self.fidi.drifting_features, index=self.fidi.index)
+            feats = ", ".join(self.fidi.drifting_features)
+            self.say(f"batch {b:3d}: drift on {feats} (FIDI {self.fidi.index:.2f})")
+        if self.fidi.recovered:
+            self.event("recovered", b, index=self.fidi.index)
+            self.say(f"batch {b:3d}: recovered (FIDI {self.fidi.index:.2f})")
+
+    def event(self, kind: str, batch: int, **details: Any) -> None:
+        self.events.append({"type": kind, "batch": batch, "ts": time.time(), **details})
+
+    # -- healing and rollback
+    def heal(
+        self, b: int, batch: HealBatch, heal_cfg: HealConfig, pre_metrics: dict[str, float]
+    ) -> tuple[str, dict[str, float]]:
+        self.n_heals += 1
+        k = self.n_heals
+        pre = self.registry.record(
+            "pre", self.live.adapter_state(), self.version, metrics=pre_metrics, heal=k
+        )
+        result = heal_cycle(self.live, batch, self.rules, self.threshold, self.cfg.costs, heal_cfg)
+        self.heal_ms.append(result.duration_ms)
+        new_version = self.registry.latest_version + 1
+        post_metrics = {
+            **result.metrics,
+            **self.post_metrics(result.adapter, batch, result.metrics),
+        }
+        post = self.registry.record(
+            "post",
+            result.adapter,
+            new_version,
+            parent=self.version,
+            metrics=post_metrics,
+            heal=k,
+            accepted=result.accepted,
+            note=result.reason,
+        )
+        self.event(
+            "heal",
+            b,
+            heal=k,
+            accepted=result.accepted,
+            reason=result.reason,
+            version=new_version,
+            pre_snapshot=pre.id,
+            post_snapshot=post.id,
+            terms=result.terms,
+            duration_ms=result.duration_ms,
+        )
+        if result.accepted:
+            self.live.load_adapter(result.adapter)
+            self.version = new_version
+            self.n_accepted += 1
+            if self.baseline_version < 0:
+                self.baseline_version = new_version
+                if self.cfg.protocol == "seed":  # the research code: the first heal's batch metrics
+                    self.watch.set_baseline(post_metrics["accuracy"], post_metrics["f1"])
+        return ("healed" if result.accepted else "heal refused"), result.terms
+
+    def post_metrics(
+        self, adapter: dict[str, torch.Tensor], batch: HealBatch, m: dict[str, float]
+    ) -> dict[str, float]:
+        raise NotImplementedError
+
+    def maybe_rollback(self, b: int, since: int = 0) -> bool:
+        reason = self.watch.degraded
+        if reason is None:
+            return False
+        best = self.registry.best_post_heal("f1", since=since)
+        self.watch.reset_window()
+        if best is None or best.version == self.version:
+            self.event("degraded", b, reason=reason, note="already on the best post-heal adapter")
+            return False
+        self.live.load_adapter(best.adapter)
+        snap = self.registry.record("rollback", best.adapter, best.version, parent=self.version, note=reason)
+        self.event(
+            "rollback",
+            b,
+            reason=reason,
+            to_version=best.version,
+            from_version=self.version,
+            snapshot=snap.id,
+        )
+        self.say(f"batch {b:3d}: rollback to v{best.version}: {reason}")
+        self.version = best.version
+        self.n_rollbacks += 1
+        return True
+
+    def state(self, action: str) -> str:
+        if action == "rollback":
+            return "rolled_back"
+        if action == "healed":
+            return "healing"
+        return "drift" if self.fidi.in_drift else "stable"
+
+    @property
+    def label_delay(self) -> int | None:
+        if self.cfg.protocol == "seed":
+            return 0  # each batch is healed with its own labels
+        return None if self.cfg.label_free else self.cfg.label_delay
+
+    def finish(self, rows: dict[str, Metrics], extra: dict[str, Any]) -> ExperimentResult:
+        unchanged = base_digest(self.live) == self.digest == base_digest(self.shadow)
+        if not unchanged:
+            raise AssertionError("a backbone or head weight changed during the run")
+        summary = {
+            "protocol": self.cfg.protocol,
+            "scenario": self.sc.name,
+            "label_delay": self.label_delay,
+            "label_free": self.cfg.label_free,
+            "bundle": self.bundle.id,
+            "threshold": self.threshold,
+            "costs": self.cfg.costs.to_dict(),
+            "rows": {name: m.to_dict() for name, m in rows.items()},
+            "heals": self.n_heals,
+            "heals_accepted": self.n_accepted,
+            "rollbacks": self.n_rollbacks,
+            "snapshots": len(self.registry),
+            "final_adapter_version": self.version,
+            "base_unchanged": unchanged,
+            "timing": {
+                "score_ms_per_100_rows": float(np.median(self.score_ms)) if self.score_ms else None,
+                "heal_ms_mean": float(np.mean(self.heal_ms)) if self.heal_ms else None,
+            },
+            **extra,
+        }
+        return ExperimentResult(self.cfg, summary, self.rows, self.events, self.registry, 1.0)
+
+
+def _batch_metrics(
+    prefix: str, y: np.ndarray, p: np.ndarray, threshold: float, costs: CostMatrix
+) -> dict[str, float]:
+    m = metrics_from_predictions(y, p >= threshold, costs)
+    return {f"{prefix}_accuracy": m.accuracy, f"{prefix}_f1": m.f1, f"{prefix}_cost": m.cost}
+
+
+class _SeedRun(_Run):
+    """The research protocol: the batch's own labels, threshold 0.5, judged on 1,000 drifted rows."""
+
+    def _train(self) -> Bundle:
+        sc = self.sc
+        return build_bundle(
+            sc.train.X,
+            sc.train.y,
+            sc.features,
+            sc.rules_toml,
+            self.cfg.costs,
+            label="Class",
+            val_fraction=0.0,
+            threshold=0.5,
+            train_config=TrainConfig(seed=self.cfg.seed),
+            source="scenario:seed",
+        )
+
+    def _fidi(self) -> FIDI:
+        j = self.bundle.features.index("V14")
+        b = self.bundle
+        kw = {"window": 10, "min_batches": 3, "alpha": None, "min_effect": 1.0, **self.cfg.fidi}
+        return FIDI(b.reference_mean[[j]], b.reference_std[[j]], features=["V14"], **kw)
+
+    def post_metrics(
+        self, adapter: dict[str, torch.Tensor], batch: HealBatch, m: dict[str, float]
+    ) -> dict[str, float]:
+        p = self.live.new_adapter(adapter)
+        with torch.inference_mode():
+            probs = torch.sigmoid(
+                self.live.logits_from_hidden(self.live.hidden(torch.as_tensor(batch.X)), p)
+            ).numpy()
+        bm = metrics_from_predictions(batch.y, probs >= self.threshold, self.cfg.costs)
+        return {"accuracy": bm.accuracy, "f1": bm.f1}
+
+    def run(self) -> ExperimentResult:
+        cfg, sc = self.cfg, self.sc
+        assert sc.drift_test is not None
+        heal_cfg = cfg.heal or SEED_HEAL
+        j = self.bundle.features.index("V14")
+        self.say(
+            f"seed protocol: {len(sc.seed_batches)} batches of 100 from the drifted set, batch labels used"
+        )
+        for b, idx in enumerate(sc.seed_batches, start=1):
+            X, y = sc.drift_test.X[idx], sc.drift_test.y[idx]
+            p, ps = self.score(X)
+            self.observe(b, X[:, [j]], b)
+            fired = self.rules.fires(X)
+            n_conf = int(self.rules.conflicts(X, p, fired).sum())
+            pre = metrics_from_predictions(y, p >= self.threshold, cfg.costs)
+            row: dict[str, Any] = {
+                "batch": b,
+                "fidi_index": self.fidi.index,
+                "fidi_top_feature": "V14",
+                "conflicts": n_conf,
+                **_batch_metrics("noheal", y, ps, self.threshold, cfg.costs),
+                **_batch_metrics("pre", y, p, self.threshold, cfg.costs),
+            }
+            action, terms = "monitor", dict[str, float]()
+            if self.fidi.in_drift or n_conf >= cfg.conflicts_per_100 * len(y) / 100:
+                action, terms = self.heal(
+                    b, HealBatch(X, y), heal_cfg, {"accuracy": pre.accuracy, "f1": pre.f1}
+                )
+                post = self.registry.snapshots()[-1].metrics
+                self.watch.update(post["accuracy"], post["f1"])
+                if self.maybe_rollback(b):
+                    action = "rollback"
+            else:
+                self.watch.update(pre.accuracy, pre.f1)
+            p_after, _ = self.score(X)
+            row.update(_batch_metrics("healed", y, p_after, self.threshold, cfg.costs))
+            row.update(
+                state=self.state(action),
+                action=action,
+                adapter_version=self.version,
+                **{f"loss_{k}": v for k, v in terms.items()},
+            )
+            self.rows.append(row)
+            self.say(
+                f"batch {b:3d}  FIDI {self.fidi.index:5.2f}  conflicts {n_conf:3d}  "
+                f"no-heal acc {row['noheal_accuracy']:.3f}  healed acc {row['healed_accuracy']:.3f}  {action}"
+            )
+        D, C = sc.drift_test, sc.clean_test
+        t = self.threshold
+        bayes_p = _seed_regime(True).posterior(D.X)
+        rows = {
+            "clean": evaluate_scores(C.y, self.shadow.predict_proba(C.X), t, cfg.costs),
+            "noheal": evaluate_scores(D.y, self.shadow.predict_proba(D.X), t, cfg.costs),
+            "healed": evaluate_scores(D.y, self.live.predict_proba(D.X), t, cfg.costs),
+            "all_normal": metrics_from_predictions(D.y, np.zeros(len(D.y)), cfg.costs),
+            "bayes": evaluate_scores(D.y, bayes_p, cfg.costs.bayes_threshold, cfg.costs),
+        }
+        extra = {
+            "published": PUBLISHED,
+            "batches": len(sc.seed_batches),
+            "eval": {"rows": len(D.y), "set": "drift_test"},
+            "drift_detected_batch": self.first_alarm,
+        }
+        return self.finish(rows, extra)
+
+
+class _DelayedRun(_Run):
+    """Labels arrive late; every row scored by the adapter live at its arrival.
+
+    A drift *episode* starts when FIDI or the conflict rate alarms. Healing then uses
+    only rows from the estimated onset on (older rows show the old distribution), waits
+    for ``min_labels`` of their labels unless label-free, and the quality watch and the
+    rollback candidates are those of the episode.
+    """
+
+    def post_metrics(
+        self, adapter: dict[str, torch.Tensor], batch: HealBatch, m: dict[str, float]
+    ) -> dict[str, float]:
+        if "holdout_f1_after" not in m:
+            return {}
+        return {"accuracy": m["holdout_accuracy_after"], "f1": m["holdout_f1_after"]}
+
+    def run(self) -> ExperimentResult:
+        cfg, s = self.cfg, self.sc.stream
+        n, bs = len(s), cfg.batch_size
+        probs = np.zeros(n, dtype=np.float32)
+        shadow = np.zeros(n, dtype=np.float32)
+        versions = np.zeros(n, dtype=np.int64)
+        buffer = LabelJoinBuffer(cfg.buffer_rows, s.X.shape[1])
+        conflict_rate = ConflictRate(float(self.bundle.info.get("reference_conflict_rate", 0.0)))
+        arrived = 0  # labels of rows [0, arrived) have arrived
+        episode: int | None = None  # stream row where the current drift episode began
+        episode_seq = 0  # registry position at its start
+        heal_cfg = cfg.heal or HealConfig()
+        mode = "no labels (label-free)" if cfg.label_free else f"labels {cfg.label_delay} transactions late"
+        self.say(f"delayed protocol on {self.sc.name!r}: {n:,} rows, drift at {s.drift_at}, {mode}")
+        for b, start in enumerate(range(0, n, bs), start=1):
+            end = min(start + bs, n)
+            X, y = s.X[start:end], s.y[start:end]
+            p, ps = self.score(X)
+            probs[start:end], shadow[start:end], versions[start:end] = p, ps, self.version
+            self.observe(b, X, end)
+            n_conf = int(self.rules.conflicts(X, p).sum())
+            conflict_rate.update(n_conf, len(y))
+            buffer.add_transactions(list(s.ids[start:end]), X)
+
+            alarm = self.fidi.in_drift or conflict_rate.elevated
+            if alarm and episode is None:
+                onset = self.fidi.onset_rows() if self.fidi.in_drift else 3 * bs
+                episode, episode_seq = max(0, end - onset), len(self.registry)
+                self.watch = QualityWatch(cfg.rollback)
+                self.baseline_version = -1
+                why = "FIDI" if self.fidi.in_drift else f"conflict rate {conflict_rate.rate:.3f}"
+                self.event("episode", b, onset_row=episode, trigger=why)
+                self.say(f"batch {b:3d}: drift episode ({why}); healing on rows from {episode:,}")
+            elif not alarm and episode is not None:
+                self.event("episode_end", b)
+                episode = None
+
+            new_arrived = arrived if cfg.label_free else max(arrived, end - cfg.label_delay)
+            if new_arrived > arrived:
+                buffer.add_labels(list(s.ids[arrived:new_arrived]), s.y[arrived:new_arrived].tolist())
+                judged = np.arange(arrived, new_arrived)
+                judged = judged[versions[judged] >= max(self.baseline_version, 1)]
+                if len(judged) and self.baseline_version > 0:
+                    lm = metrics_from_predictions(s.y[judged], probs[judged] >= self.threshold, cfg.costs)
+                    self.watch.update(lm.accuracy, lm.f1)
+                    if self.watch.baseline_f1 is None and self.watch.n >= cfg.rollback.window:
+                        # the baseline: live quality of the first healed adapter's decisions
+                        self.watch.set_baseline(self.watch.rolling_accuracy, self.watch.rolling_f1)
+                        self.event(
+                            "baseline",
+                            b,
+                            f1=self.watch.rolling_f1,
+                            accuracy=self.watch.rolling_accuracy,
+                        )
+                arrived = new_arrived
+
+            action, terms = "monitor", dict[str, float]()
+            if episode is not None:
+                batch = buffer.snapshot(since=episode)
+                if cfg.label_free or batch.n_labelled >= cfg.min_labels:
+                    action, terms = self.heal(b, batch, heal_cfg, {})
+                    if action == "healed":
+                        self.say(f"batch {b:3d}: healed -> v{self.version} ({self.events[-1]['reason']})")
+                else:
+                    action = "waiting for labels"
+                if self.maybe_rollback(b, since=episode_seq):
+                    action = "rollback"
+            row: dict[str, Any] = {
+                "batch": b,
+                "start": start,
+                "end": end,
+                "fidi_index": self.fidi.index,
+                "fidi_top_feature": self.fidi.top_feature or "",
+                "drifting_features": len(self.fidi.drifting_features),
+                "conflicts": n_conf,
+                "conflict_rate": conflict_rate.rate,
+                "labels_arrived": arrived,
+                **_batch_metrics("noheal", y, ps, self.threshold, cfg.costs),
+                **_batch_metrics("healed", y, p, self.threshold, cfg.costs),
+                "state": self.state(action),
+                "action": action,
+                "adapter_version": self.version,
+                "live_f1": self.watch.rolling_f1,
+                **{f"loss_{k}": v for k, v in terms.items()},
+            }
+            self.rows.append(row)
+            if b % 10 == 0:
+                self.say(
+                    f"batch {b:3d}/{math.ceil(n / bs)}  adapter v{self.version}  "
+                    f"FIDI {self.fidi.index:5.2f}  labels {arrived:,}  heals {self.n_accepted}/{self.n_heals}"
+                )
+        return self.finish(*self._evaluate(probs, shadow, buffer))
+
+    def _oracle(self, point: int) -> np.ndarray:
+        """Out-of-sample scores of the same architecture retrained on the drifted labels.
+
+        Two folds over the rows from the drift point: each half is scored by a model
+        trained on the other, so no row is scored by a model that saw its label.
+        """
+        s, cfg = self.sc.stream, self.cfg
+        X, y = s.X[point:], s.y[point:]
+        fold = np.arange(len(y)) % 2
+        scores = np.zeros(len(y), dtype=np.float64)
+        for k in (0, 1):
+            model, _ = train_model(X[fold != k], y[fold != k], self.bundle.config, TrainConfig(seed=cfg.seed))
+            train_p = model.predict_proba(X[fold != k])
+            t = cost_optimal_threshold(y[fold != k], train_p, cfg.costs)
+            # shift each fold's scores so that its own cost-optimal threshold maps to the bayes one
+            scores[fold == k] = _rethreshold(model.predict_proba(X[fold == k]), t, cfg.costs.bayes_threshold)
+        return scores
+
+    def _evaluate(
+        self, probs: np.ndarray, shadow: np.ndarray, buffer: LabelJoinBuffer
+    ) -> tuple[dict[str, Metrics], dict[str, Any]]:
+        cfg, s, t = self.cfg, self.sc.stream, self.threshold
+        point = s.drift_at if s.drift_at is not None else self.cfg.n_pre
+        e0 = min(point + cfg.adapt_window, len(s) - 1)
+        sl = slice(e0, len(s))
+        y = s.y[sl]
+        self.say("training the oracle: the same architecture on the drifted labels (2 folds)")
+        oracle = self._oracle(point)
+        C = self.sc.clean_test
+        rows = {
+            "clean": evaluate_scores(C.y, self.shadow.predict_proba(C.X), t, cfg.costs),
+            "noheal": evaluate_scores(y, shadow[sl], t, cfg.costs),
+            "healed": evaluate_scores(y, probs[sl], t, cfg.costs),
+            "all_normal": metrics_from_predictions(y, np.zeros(len(y)), cfg.costs),
+            "oracle": evaluate_scores(y, oracle[e0 - point :], cfg.costs.bayes_threshold, cfg.costs),
+            "bayes": evaluate_scores(y, s.posterior[sl], cfg.costs.bayes_threshold, cfg.costs),
+        }
+        detection = None
+        if self.first_alarm is not None and s.drift_at is not None:
+            detection = self.first_alarm - s.drift_at
+        extra = {
+            "eval": {
+                "from": e0,
+                "to": len(s),
+                "rows": len(y),
+                "drift_at": s.drift_at,
+                "adapt_window": cfg.adapt_window,
+            },
+            "drift_first_alarm_row": self.first_alarm,
+            "detection_delay_rows": detection,
+            "false_alarm": bool(
+                self.first_alarm is not None and (s.drift_at is None or self.first_alarm <= s.drift_at)
+            ),
+            "labels": buffer.stats(),
+        }
+        return rows, extra
+
+
+def _rethreshold(p: np.ndarray, t: float, target: float) -> np.ndarray:
+    """Monotone map of scores taking ``t`` to ``target`` (a shift in logit space)."""
+
+    def logit(v: np.ndarray | float) -> np.ndarray:
+        q = np.clip(np.asarray(v, dtype=np.float64), 1e-7, 1 - 1e-7)
+        out: np.ndarray = np.log(q) - np.log1p(-q)
+        return out
+
+    shifted = logit(p) - logit(t) + logit(target)
+    result: np.ndarray = 1.0 / (1.0 + np.exp(-shifted))
+    return result

@@ -1,0 +1,258 @@
+"""One heal cycle: a candidate adapter from a buffer of recent rows, and whether to trust it.
+
+The live model is never touched: the cycle trains a copy of the adapter on the frozen
+backbone's features (computed once), then judges the candidate against the current
+adapter:
+
+* with enough arrived labels, the newest ``holdout_fraction`` of them are held out of
+  training; on them the candidate must lower log loss clearly (a paired z-test over
+  the rows, ``min_gain_z``) without raising expected cost;
+* without them, it must agree better with the rules' weak labels while its flag rate
+  stays within ``label_free_rate_ratio`` of the current one (rules are mostly one-sided,
+  "this is fraud", so agreeing with them alone would flag everything);
+* and in every case it must not collapse to one class while the evidence shows both,
+  nor hold a non-finite weight.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from shared.evaluation import CostMatrix, metrics_from_predictions
+from shared.healing.loss import composite_loss
+from shared.model import AdapterState, SelfHealingModel
+from shared.rules import RuleSet
+
+
+@dataclass(frozen=True)
+class HealConfig:
+    steps: int = 20  # optimiser steps per cycle (the research system: 5)
+    lr: float = 3e-3  # Adam learning rate on the adapter
+    w_label: float = 0.70  # weight of BCE on arrived labels
+    w_rule: float = 0.24  # weight of BCE against rule weak labels (0.3 * 0.8 in the research code)
+    w_entropy: float = 0.03  # weight of entropy minimisation, before the cap below
+    entropy_max_share: float = 0.5  # the entropy term never exceeds this share of the loss
+    pos_weight: float = 1.0  # BCE weight on fraud rows; 1 keeps probabilities calibrated
+    rule_abstain_label: float | None = None  # label where no rule fires (research code: 0.0)
+    rule_reliability: bool = True  # scale each rule by how well arrived labels back it
+    grad_clip: float = 1.0  # max gradient norm per step
+    holdout_fraction: float = 0.3  # newest arrived labels kept out of training, for the gate
+    min_holdout: int = 30  # fewer held-out labels than this: judge on rules instead
+    gate: bool = True  # judge the candidate; False accepts every finite candidate
+    min_gain_z: float = 0.0  # held-out log-loss gain must be this many standard errors (paired)
+    guard_collapse: bool = True  # refuse candidates that predict one class only
+    collapse_rate: float = 0.002  # "one class": the other class predicted on fewer rows than this
+    label_free_rate_ratio: float = 1.5  # without held-out labels, the flag rate may change this factor
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class HealBatch:
+    """Recent rows in stream order (oldest first); ``y`` is NaN where no label has arrived."""
+
+    X: np.ndarray  # (N, d) float32
+    y: np.ndarray  # (N,) float32
+
+    @property
+    def n_labelled(self) -> int:
+        return int((~np.isnan(self.y)).sum())
+
+
+@dataclass
+class HealResult:
+    adapter: AdapterState  # the candidate
+    accepted: bool
+    reason: str
+    terms: dict[str, float] = field(default_factory=dict)  # loss terms, mean over steps
+    metrics: dict[str, float] = field(default_factory=dict)  # before/after, see heal_cycle
+    duration_ms: float = 0.0
+
+
+def heal_cycle(
+    model: SelfHealingModel,
+    batch: HealBatch,
+    rules: RuleSet,
+    threshold: float,
+    costs: CostMatrix,
+    config: HealConfig | None = None,
+) -> HealResult:
+    """Train a candidate adapter on ``batch`` and judge it; ``model`` stays as it was."""
+    cfg = config or HealConfig()
+    t0 = time.perf_counter()
+    model.freeze_base()
+    X = np.asarray(batch.X, dtype=np.float32)
+    y = np.asarray(batch.y, dtype=np.float32)
+    n = len(y)
+    labelled_idx = np.flatnonzero(~np.isnan(y))
+    n_hold = int(len(labelled_idx) * cfg.holdout_fraction) if cfg.gate else 0
+    if n_hold < cfg.min_holdout:
+        n_hold = 0
+    hold = labelled_idx[len(labelled_idx) - n_hold :] if n_hold else labelled_idx[:0]
+    train = np.ones(n, dtype=bool)
+    train[hold] = False
+
+    fired = rules.fires(X)
+    reliability = rules.reliability(fired[train], y[train]) if cfg.rule_reliability else None
+    rule_label, rule_conf = rules.weak_labels(X, fired, reliability)
+    if cfg.rule_abstain_label is not None:
+        silent = rule_conf == 0
+        rule_label[silent], rule_conf[silent] = cfg.rule_abstain_label, 1.0
+
+    with torch.no_grad():
+        H = model.hidden(torch.as_tensor(X))  # (N, hidden): the frozen part, once
+    yt, rl, rc = (torch.as_tensor(a) for a in (y, rule_label, rule_conf))
+    tr = torch.as_tensor(train)
+    n_evidence = int((~torch.isnan(yt[tr])).sum()) + int((rc[tr] > 0).sum())
+    before_state = model.adapter_state()
+    if n_evidence == 0:
+        return HealResult(
+            before_state,
+            False,
+            "no evidence: no arrived label and no rule fired",
+            duration_ms=(time.perf_counter() - t0) * 1e3,
+        )
+
+    layer = model.new_adapter()
+    layer.train()
+    params = [p for p in layer.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    sums: dict[str, float] = {}
+    for _ in range(cfg.steps):
+        logits = model.logits_from_hidden(H[tr], layer)
+        loss, terms = composite_loss(
+            logits,
+            yt[tr],
+            rl[tr],
+            rc[tr],
+            w_label=cfg.w_label,
+            w_rule=cfg.w_rule,
+            w_entropy=cfg.w_entropy,
+            pos_weight=cfg.pos_weight,
+            entropy_max_share=cfg.entropy_max_share,
+        )
+        if not torch.isfinite(loss):
+            return HealResult(
+                before_state,
+                False,
+                "non-finite loss",
+                terms,
+                duration_ms=(time.perf_counter() - t0) * 1e3,
+            )
+        opt.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + v / cfg.steps
+    layer.eval()
+    candidate = {k: v.detach().clone() for k, v in layer.state_dict().items()}
+
+    with torch.no_grad():
+        p_before = torch.sigmoid(model.logits_from_hidden(H)).numpy()
+        p_after = torch.sigmoid(model.logits_from_hidden(H, layer)).numpy()
+    metrics = _judge_metrics(y, hold, train, rule_label, rule_conf, p_before, p_after, threshold, costs)
+    metrics.update(
+        n_rows=n, n_labelled=len(labelled_idx), n_holdout=n_hold, n_rule=int((rule_conf[train] > 0).sum())
+    )
+    if reliability is not None:
+        metrics.update(
+            {f"rule_reliability.{name}": float(r) for name, r in zip(rules.names, reliability, strict=True)}
+        )
+    accepted, reason = _decide(candidate, metrics, cfg)
+    return HealResult(candidate, accepted, reason, sums, metrics, (time.perf_counter() - t0) * 1e3)
+
+
+def _row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    q = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return -(y * np.log(q) + (1 - y) * np.log1p(-q))  # type: ignore[no-any-return]
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    return float(_row_log_loss(y, p).mean())
+
+
+def _judge_metrics(
+    y: np.ndarray,
+    hold: np.ndarray,
+    train: np.ndarray,
+    rule_label: np.ndarray,
+    rule_conf: np.ndarray,
+    p_before: np.ndarray,
+    p_after: np.ndarray,
+    threshold: float,
+    costs: CostMatrix,
+) -> dict[str, float]:
+    m: dict[str, float] = {
+        "pos_rate_before": float((p_before >= threshold).mean()),
+        "pos_rate_after": float((p_after >= threshold).mean()),
+    }
+    labelled = ~np.isnan(y)
+    evidence = y[labelled] if labelled.any() else rule_label[rule_conf > 0]
+    m["evidence_fraud_rate"] = float(evidence.mean()) if len(evidence) else float("nan")
+    if len(hold):
+        for tag, p in (("before", p_before[hold]), ("after", p_after[hold])):
+            hm = metrics_from_predictions(y[hold], p >= threshold, costs)
+            m[f"holdout_cost_{tag}"] = hm.cost
+            m[f"holdout_f1_{tag}"] = hm.f1
+            m[f"holdout_accuracy_{tag}"] = hm.accuracy
+            m[f"holdout_logloss_{tag}"] = _log_loss(y[hold], p)
+        d = _row_log_loss(y[hold], p_after[hold]) - _row_log_loss(y[hold], p_before[hold])
+        m["holdout_logloss_gain_z"] = float(-d.mean() / (d.std(ddof=1) / np.sqrt(len(d)) + 1e-12))
+    ruled = train & (rule_conf > 0)
+    if ruled.any():
+        for tag, p in (("before", p_before[ruled]), ("after", p_after[ruled])):
+            w = rule_conf[ruled]
+            agree = ((p >= threshold) == (rule_label[ruled] >= 0.5)).astype(np.float64)
+            m[f"rule_agreement_{tag}"] = float((agree * w).sum() / w.sum())
+    return m
+
+
+def _decide(candidate: AdapterState, m: dict[str, float], cfg: HealConfig) -> tuple[bool, str]:
+    if not all(bool(torch.isfinite(t).all()) for t in candidate.values()):
+        return False, "candidate has non-finite weights"
+    if cfg.guard_collapse:
+        ev = m["evidence_fraud_rate"]
+        if ev == ev:  # not NaN
+            if m["pos_rate_after"] < cfg.collapse_rate <= ev:
+                return (
+                    False,
+                    "collapse: the candidate flags no fraud while the evidence shows fraud",
+                )
+            if 1 - m["pos_rate_after"] < cfg.collapse_rate <= 1 - ev:
+                return (
+                    False,
+                    "collapse: the candidate flags everything while the evidence shows normals",
+                )
+    if not cfg.gate:
+        return True, "accepted without gate"
+    if "holdout_cost_after" in m:
+        c_b, c_a = m["holdout_cost_before"], m["holdout_cost_after"]
+        ll_b, ll_a = m["holdout_logloss_before"], m["holdout_logloss_after"]
+        z = m["holdout_logloss_gain_z"]
+        change = f"cost {c_b:.4f} -> {c_a:.4f}, log loss {ll_b:.4f} -> {ll_a:.4f} (z={z:.2f})"
+        if c_a <= c_b and ll_a < ll_b and z >= cfg.min_gain_z:
+            return True, f"held-out {change}"
+        return False, f"no clear gain on held-out labels: {change}"
+    if "rule_agreement_after" in m:
+        a_b, a_a = m["rule_agreement_before"], m["rule_agreement_after"]
+        r_b, r_a = m["pos_rate_before"], m["pos_rate_after"]
+        ratio = cfg.label_free_rate_ratio
+
+        def within(before: float, after: float) -> bool:
+            return before / ratio <= after <= before * ratio
+
+        if not (within(r_b, r_a) and within(1 - r_b, 1 - r_a)):
+            # rules alone are one-sided evidence (mostly "fraud" rules): without labels, do not
+            # let a candidate move the alert volume far; that is how label-free healing collapses
+            return False, f"without labels the flag rate may not move from {r_b:.3f} to {r_a:.3f}"
+        if a_a > a_b:
+            return True, f"rule agreement {a_b:.3f} -> {a_a:.3f} (no held-out labels yet)"
+        return False, f"rule agreement did not improve: {a_b:.3f} -> {a_a:.3f}"
+    return False, "nothing to judge the candidate on"

@@ -1,0 +1,180 @@
+"""The selfheal model: a frozen backbone and head, with a small trainable adapter between.
+
+    x ─ standardise ─ backbone ─ h ─ ReflexiveLayer ─ h' ─ head ─ logit
+                      (frozen)       h + scale·adapter(h)   (frozen)
+
+The backbone and head are trained once on clean data and never change again; healing
+moves only the ReflexiveLayer (8,321 parameters at the default sizes). The adapter is
+read and written on its own, as safetensors bytes, so it can travel on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from shared.errors import WeightsError
+
+AdapterState = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_features: int = 10  # input width: one column per schema feature
+    hidden: int = 64  # backbone width; the adapter maps hidden -> hidden
+    adapter_hidden: int = 64  # the adapter's inner width
+    adapter_scale: float = 0.1  # initial value of the learnable residual scale
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+class ReflexiveLayer(nn.Module):
+    """Residual adapter: ``h + scale * adapter(h)``; the only part healing updates."""
+
+    def __init__(self, dim: int, inner: int, scale: float) -> None:
+        super().__init__()
+        self.adapter = nn.Sequential(nn.Linear(dim, inner), nn.Tanh(), nn.Linear(inner, dim))
+        self.scale = nn.Parameter(torch.tensor(float(scale)))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = h + self.scale * self.adapter(h)  # (N, hidden)
+        return out
+
+
+class SelfHealingModel(nn.Module):
+    """Standardise, backbone, ReflexiveLayer, head; ``forward`` returns logits of shape (N,)."""
+
+    input_mean: torch.Tensor
+    input_std: torch.Tensor
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        d, h = config.n_features, config.hidden
+        # Input standardisation: part of the frozen base, set from training statistics.
+        self.register_buffer("input_mean", torch.zeros(d))
+        self.register_buffer("input_std", torch.ones(d))
+        self.backbone = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU())
+        self.reflexive = ReflexiveLayer(h, config.adapter_hidden, config.adapter_scale)
+        self.head = nn.Linear(h, 1)
+
+    # -- forward pieces, so a caller can run the frozen part once and adapters many times
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        h: torch.Tensor = self.backbone((x - self.input_mean) / self.input_std)  # (N, hidden)
+        return h
+
+    def logits_from_hidden(self, h: torch.Tensor, layer: nn.Module | None = None) -> torch.Tensor:
+        adapter = self.reflexive if layer is None else layer
+        logits: torch.Tensor = self.head(adapter(h)).squeeze(-1)  # (N,)
+        return logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits_from_hidden(self.hidden(x))
+
+    # -- freezing
+    def freeze_base(self) -> list[nn.Parameter]:
+        """Freeze backbone and head; return the adapter parameters (the only trainable ones)."""
+        for p in self.base_parameters():
+            p.requires_grad_(False)
+        return [p for p in self.reflexive.parameters() if p.requires_grad]
+
+    def base_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.backbone.parameters()
+        yield from self.head.parameters()
+
+    # -- state in pieces
+    def adapter_state(self) -> AdapterState:
+        return {k: v.detach().clone() for k, v in self.reflexive.state_dict().items()}
+
+    def load_adapter(self, state: Mapping[str, torch.Tensor]) -> None:
+        check_adapter(state, self.config)
+        self.reflexive.load_state_dict(dict(state))
+
+    def base_state(self) -> dict[str, torch.Tensor]:
+        sd = self.state_dict()
+        return {k: v.detach().clone() for k, v in sd.items() if not k.startswith("reflexive.")}
+
+    def load_base(self, state: Mapping[str, torch.Tensor]) -> None:
+        missing, unexpected = self.load_state_dict(dict(state), strict=False)
+        missing = [k for k in missing if not k.startswith("reflexive.")]
+        if missing or unexpected:
+            raise WeightsError(f"base weights do not fit: missing {missing}, unexpected {unexpected}")
+
+    def new_adapter(self, state: Mapping[str, torch.Tensor] | None = None) -> ReflexiveLayer:
+        """A detached ReflexiveLayer of the right shape, loaded with ``state`` (or a copy of ours)."""
+        layer = ReflexiveLayer(self.config.hidden, self.config.adapter_hidden, 0.0)
+        layer.load_state_dict(dict(state) if state is not None else self.adapter_state())
+        return layer
+
+    @torch.inference_mode()
+    def predict_proba(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Fraud probabilities for a (N, n_features) array."""
+        t = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        return torch.sigmoid(self(t)).numpy()
+
+
+def adapter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    h, inner = config.hidden, config.adapter_hidden
+    return {
+        "scale": (),
+        "adapter.0.weight": (inner, h),
+        "adapter.0.bias": (inner,),
+        "adapter.2.weight": (h, inner),
+        "adapter.2.bias": (h,),
+    }
+
+
+def check_adapter(state: Mapping[str, torch.Tensor], config: ModelConfig) -> None:
+    """Raise WeightsError unless ``state`` is a finite float32 adapter of the configured shape."""
+    expected = adapter_shapes(config)
+    if set(state) != set(expected):
+        raise WeightsError(f"adapter keys {sorted(state)} != expected {sorted(expected)}")
+    for name, shape in expected.items():
+        t = state[name]
+        if tuple(t.shape) != shape:
+            raise WeightsError(f"adapter tensor {name!r} has shape {tuple(t.shape)}, want {shape}")
+        if t.dtype != torch.float32:
+            raise WeightsError(f"adapter tensor {name!r} is {t.dtype}, want float32")
+        if not bool(torch.isfinite(t).all()):
+            raise WeightsError(f"adapter tensor {name!r} has NaN or infinite values")
+
+
+def adapter_to_bytes(state: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
+    """Serialise an adapter as safetensors bytes with string metadata."""
+    return st_save({k: v.contiguous() for k, v in state.items()}, metadata=dict(metadata))
+
+
+def adapter_from_bytes(data: bytes, config: ModelConfig) -> tuple[AdapterState, dict[str, str]]:
+    """Parse and check safetensors bytes; never unpickles anything."""
+    try:
+        state = st_load(data)
+        meta = _safetensors_metadata(data)
+    except Exception as exc:  # safetensors raises its own error types
+        raise WeightsError(f"adapter payload is not valid safetensors: {exc}") from exc
+    check_adapter(state, config)
+    return state, meta
+
+
+def _safetensors_metadata(data: bytes) -> dict[str, str]:
+    import orjson
+
+    n = int.from_bytes(data[:8], "little")
+    header = orjson.loads(data[8 : 8 + n])
+    meta = header.get("__metadata__", {}) or {}
+    return {str(k): str(v) for k, v in meta.items()}
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,74 @@
+"""The registry: every adapter before and after every heal, and which one to roll back to."""
+
+from __future__ import annotations
+
+from shared.errors import ConfigError
+from shared.model import AdapterState
+from shared.registry.snapshot import KINDS, Snapshot, SnapshotStore
+
+
+class Registry:
+    def __init__(self, store: SnapshotStore, bundle: str) -> None:
+        self.store = store
+        self.bundle = bundle
+        self._snaps: list[Snapshot] = [s for s in store.load_all() if s.bundle == bundle]
+
+    def __len__(self) -> int:
+        return len(self._snaps)
+
+    def record(
+        self,
+        kind: str,
+        adapter: AdapterState,
+        version: int,
+        parent: int | None = None,
+        metrics: dict[str, float] | None = None,
+        heal: int | None = None,
+        accepted: bool = True,
+        note: str = "",
+    ) -> Snapshot:
+        if kind not in KINDS:
+            raise ConfigError(f"unknown snapshot kind {kind!r}; one of {KINDS}")
+        snap = Snapshot(
+            seq=len(self._snaps),
+            kind=kind,
+            version=version,
+            parent=parent,
+            bundle=self.bundle,
+            adapter={k: v.detach().clone() for k, v in adapter.items()},
+            metrics=dict(metrics or {}),
+            heal=heal,
+            accepted=accepted,
+            note=note,
+        )
+        self.store.put(snap)
+        self._snaps.append(snap)
+        return snap
+
+    def snapshots(self) -> list[Snapshot]:
+        return list(self._snaps)
+
+    def get(self, snapshot_id: str) -> Snapshot:
+        for s in self._snaps:
+            if s.id == snapshot_id:
+                return s
+        raise KeyError(f"no snapshot {snapshot_id!r} in the registry")
+
+    def post_heal(self, since: int = 0) -> list[Snapshot]:
+        """Accepted post-heal snapshots from position ``since`` on: the rollback candidates."""
+        return [s for s in self._snaps[since:] if s.kind == "post" and s.accepted]
+
+    def best_post_heal(self, metric: str = "f1", since: int = 0) -> Snapshot | None:
+        """The accepted post-heal snapshot with the highest ``metric`` (latest on ties)."""
+        scored = [s for s in self.post_heal(since) if metric in s.metrics]
+        if not scored:
+            return None
+        return max(reversed(scored), key=lambda s: s.metrics[metric])
+
+    @property
+    def latest_version(self) -> int:
+        return max((s.version for s in self._snaps), default=0)
+
+    @property
+    def n_heals(self) -> int:
+        return sum(1 for s in self._snaps if s.kind == "post")
