@@ -58,9 +58,8 @@ def load_table(path: str | Path, label: str, features: Sequence[str] | None = No
     y = _numeric(p, label, columns[label], lines)
     bad = np.flatnonzero((y != 0) & (y != 1))
     if bad.size:
-        raise DataError(
-            f"{p}: label {label!r} must be 0 or 1; {_where(lines, int(bad[0]))} has {y[bad[0]]!r}"
-        )
+        i = int(bad[0])
+        raise DataError(f"{p}: label {label!r} must be 0 or 1; {_where(lines, i)} has {columns[label][i]!r}")
     if y.min() == y.max():
         raise DataError(f"{p}: label {label!r} has only class {int(y[0])}; training needs both 0 and 1")
     return Table(X.astype(np.float32), y.astype(np.float32), tuple(features), label)
@@ -90,6 +89,8 @@ def _numeric(path: Path, name: str, values: Sequence[object], lines: list[int] |
     bad = np.flatnonzero(~np.isfinite(arr))
     if bad.size:
         i = int(bad[0])
+        if values[i] is None:
+            raise DataError(f"{path}: column {name!r} is empty at {_where(lines, i)}")
         raise DataError(
             f"{path}: column {name!r} has NaN or infinite value {values[i]!r} at {_where(lines, i)}"
         )

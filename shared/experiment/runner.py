@@ -34,6 +34,7 @@ from shared.bundle import Bundle
 from shared.data import Scenario, build
 from shared.data.scenarios import _seed_regime
 from shared.drift import FIDI, ConflictRate
+from shared.errors import ConfigError
 from shared.evaluation import (
     CostMatrix,
     Metrics,
@@ -87,9 +88,9 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         if self.protocol not in ("seed", "delayed"):
-            raise ValueError(f"protocol must be 'seed' or 'delayed', got {self.protocol!r}")
+            raise ConfigError(f"protocol must be 'seed' or 'delayed', got {self.protocol!r}")
         if self.label_delay < 0 or self.batch_size < 1:
-            raise ValueError("label_delay must be >= 0 and batch_size >= 1")
+            raise ConfigError("label_delay must be >= 0 and batch_size >= 1")
 
 
 @dataclass
@@ -115,7 +116,7 @@ def run(config: ExperimentConfig, progress: Progress | None = None) -> Experimen
     scenario = build(config.scenario, seed=config.seed, n_pre=config.n_pre, n_post=config.n_post)
     if config.protocol == "seed":
         if scenario.drift_test is None:
-            raise ValueError("the seed protocol needs the seed scenario's drifted set: use --scenario seed")
+            raise ConfigError("the seed protocol needs the seed scenario's drifted set: use --scenario seed")
         return _SeedRun(config, scenario, say).run()
     return _DelayedRun(config, scenario, say).run()
 
@@ -144,6 +145,7 @@ class _Run:
         self.score_ms: list[float] = []
         self.first_alarm: int | None = None  # row index at which FIDI first alarmed
         self.baseline_version = -1  # first adapter version the quality watch judges
+        self.labels_at_first_heal: int | None = None  # arrived labels the first accepted heal had
 
     # -- set-up
     def _train(self) -> Bundle:
@@ -197,10 +199,12 @@ class _Run:
     ) -> tuple[str, dict[str, float]]:
         self.n_heals += 1
         k = self.n_heals
-        pre = self.registry.record(
-            "pre", self.live.adapter_state(), self.version, metrics=pre_metrics, heal=k
-        )
+        before = self.live.adapter_state()
         result = heal_cycle(self.live, batch, self.rules, self.threshold, self.cfg.costs, heal_cfg)
+        if not pre_metrics and "holdout_f1_before" in result.metrics:  # judged on the same held-out rows
+            m = result.metrics
+            pre_metrics = {"accuracy": m["holdout_accuracy_before"], "f1": m["holdout_f1_before"]}
+        pre = self.registry.record("pre", before, self.version, metrics=pre_metrics, heal=k)
         self.heal_ms.append(result.duration_ms)
         new_version = self.registry.latest_version + 1
         post_metrics = {
@@ -230,6 +234,8 @@ class _Run:
             duration_ms=result.duration_ms,
         )
         if result.accepted:
+            if self.labels_at_first_heal is None:
+                self.labels_at_first_heal = int(result.metrics.get("n_labelled", 0))
             self.live.load_adapter(result.adapter)
             self.version = new_version
             self.n_accepted += 1
@@ -299,6 +305,7 @@ class _Run:
             "rollbacks": self.n_rollbacks,
             "snapshots": len(self.registry),
             "final_adapter_version": self.version,
+            "labels_at_first_heal": self.labels_at_first_heal,
             "base_unchanged": unchanged,
             "timing": {
                 "score_ms_per_100_rows": float(np.median(self.score_ms)) if self.score_ms else None,

@@ -1,0 +1,101 @@
+"""The issue's acceptance checks, run through the same code path as `selfheal experiment`."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from services.cli import main
+from shared.experiment import ExperimentConfig, run
+from shared.experiment.report import write_outputs
+
+
+@pytest.fixture(scope="module")
+def seed_protocol(tmp_path_factory):
+    out = tmp_path_factory.mktemp("seed")
+    code = main(["experiment", "seed", "--protocol", "seed", "--out", str(out), "--quiet"])
+    assert code == 0
+    return out, json.loads((out / "summary.json").read_text())
+
+
+def test_seed_protocol_reproduces_the_published_run(seed_protocol):
+    _, s = seed_protocol
+    rows = s["rows"]
+    assert rows["clean"]["accuracy"] >= 0.92
+    assert abs(rows["noheal"]["accuracy"] - 0.446) <= 0.03
+    assert rows["healed"]["accuracy"] >= 0.724 and rows["healed"]["fp"] <= 177
+    assert rows["all_normal"]["accuracy"] == pytest.approx(0.85)
+    assert rows["bayes"]["f1"] == pytest.approx(0.295, abs=0.01)  # seed-facts: about 0.295
+    assert {"protocol": "seed", "scenario": "seed", "label_delay": 0}.items() <= s.items()
+    for row in rows.values():
+        assert {"accuracy", "precision", "recall", "f1", "tp", "fp", "fn", "tn", "cost"} <= row.keys()
+    assert s["base_unchanged"] is True
+    assert s["snapshots"] == 1 + 2 * s["heals"] + s["rollbacks"]
+
+
+def test_seed_protocol_outputs(seed_protocol):
+    out, _ = seed_protocol
+    with (out / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 25
+    assert {"batch", "fidi_index", "conflicts", "noheal_accuracy", "healed_f1", "state", "action",
+            "loss_label", "loss_rule", "loss_entropy"} <= rows[0].keys()  # fmt: skip
+    events = json.loads((out / "events.json").read_text())
+    kinds = {e["type"] for e in events["events"]}
+    assert {"drift", "heal"} <= kinds
+    assert {s["kind"] for s in events["snapshots"]} >= {"initial", "pre", "post"}
+    for png in ("metrics", "fidi", "state", "registry", "comparison"):
+        assert (out / f"{png}.png").stat().st_size > 10_000
+
+
+def test_delayed_covariate_heals_without_touching_the_base(tmp_path):
+    result = run(ExperimentConfig(scenario="covariate"))
+    s = result.summary
+    rows = s["rows"]
+    assert s["label_delay"] == 500 and s["protocol"] == "delayed"
+    assert rows["healed"]["cost"] < 0.85 * rows["noheal"]["cost"]
+    assert s["base_unchanged"] is True
+    assert s["heals_accepted"] >= 1
+    assert {"clean", "noheal", "healed", "all_normal", "bayes", "oracle"} <= rows.keys()
+    assert s["snapshots"] == 1 + 2 * s["heals"] + s["rollbacks"]
+    # healing never saw a label before it arrived: every heal happened after labels existed
+    first_heal = next(e for e in result.events if e["type"] == "heal")
+    assert first_heal["batch"] * 100 - 500 >= 100  # min_labels arrived from the drift episode
+    write_outputs(result, tmp_path, plots=False)
+    assert json.loads((tmp_path / "summary.json").read_text())["rows"]["healed"] == rows["healed"]
+
+
+def test_control_raises_no_alarm_and_healing_changes_nothing():
+    s = run(ExperimentConfig(scenario="control")).summary
+    assert s["drift_first_alarm_row"] is None and s["false_alarm"] is False
+    assert s["heals"] == 0
+    assert s["rows"]["healed"] == s["rows"]["noheal"]
+
+
+def test_label_free_healing_does_no_harm_on_covariate():
+    s = run(ExperimentConfig(scenario="covariate", label_free=True)).summary
+    assert s["label_delay"] is None
+    assert s["rows"]["healed"]["cost"] <= 1.02 * s["rows"]["noheal"]["cost"]
+
+
+def test_cli_train_on_an_exported_scenario(tmp_path, capsys):
+    assert main(["scenario", "export", "control", "--out", str(tmp_path / "sc")]) == 0
+    args = ["train", "--data", str(tmp_path / "sc/train.csv"), "--label", "Class",
+            "--rules", str(tmp_path / "sc/rules.toml"), "--out", str(tmp_path / "bundle"),
+            "--epochs", "3", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "threshold" in out and "very_low_v14" in out
+    assert main(["bundle", "info", str(tmp_path / "bundle")]) == 0
+
+
+def test_cli_errors_are_clear_and_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    assert main(["train", "--data", str(bad), "--label", "Class", "--out", str(tmp_path / "b")]) == 2
+    assert "no label column 'Class'" in capsys.readouterr().err
+    assert main(["experiment", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown scenario 'nope'" in capsys.readouterr().err
+    assert main(["experiment", "covariate", "--protocol", "seed", "--out", str(tmp_path / "x")]) == 2

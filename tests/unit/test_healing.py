@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from shared.evaluation import evaluate_scores
+from shared.healing import HealBatch, HealConfig, LabelJoinBuffer, composite_loss, heal_cycle
+from shared.healing.heal import _decide
+
+
+def drifted_batch(scenario, n=2000, labelled=True):
+    st = scenario.stream
+    d = st.drift_at
+    X, y = st.X[d : d + n], st.y[d : d + n].copy()
+    if not labelled:
+        y[:] = np.nan
+    return HealBatch(X, y)
+
+
+def test_backbone_and_head_are_bit_identical_after_healing(covariate_bundle, covariate_scenario):
+    model = covariate_bundle.new_model()
+    base_before = {k: v.clone() for k, v in model.base_state().items()}
+    adapter_before = model.adapter_state()
+    result = heal_cycle(model, drifted_batch(covariate_scenario), covariate_bundle.rules,
+                        covariate_bundle.threshold, covariate_bundle.costs)  # fmt: skip
+    model.load_adapter(result.adapter)
+    for k, v in model.base_state().items():
+        assert torch.equal(v, base_before[k]), k
+    assert all(p.grad is None for p in model.base_parameters())
+    assert not torch.equal(result.adapter["adapter.0.weight"], adapter_before["adapter.0.weight"])
+
+
+def test_the_live_model_is_not_touched_by_a_cycle(covariate_bundle, covariate_scenario):
+    model = covariate_bundle.new_model()
+    before = model.adapter_state()
+    heal_cycle(model, drifted_batch(covariate_scenario), covariate_bundle.rules,
+               covariate_bundle.threshold, covariate_bundle.costs)  # fmt: skip
+    for k, v in model.adapter_state().items():
+        assert torch.equal(v, before[k])
+
+
+def test_labelled_heal_on_covariate_drift_lowers_cost_and_passes_the_gate(
+    covariate_bundle, covariate_scenario
+):
+    b, st = covariate_bundle, covariate_scenario.stream
+    model = b.new_model()
+    result = heal_cycle(model, drifted_batch(covariate_scenario), b.rules, b.threshold, b.costs)
+    assert result.accepted, result.reason
+    assert result.metrics["holdout_cost_after"] < result.metrics["holdout_cost_before"]
+    assert result.metrics["n_holdout"] == 600  # newest 30% of 2,000 labels
+    test = slice(st.drift_at + 4000, None)  # rows the cycle never saw
+    before = evaluate_scores(st.y[test], model.predict_proba(st.X[test]), b.threshold, b.costs).cost
+    model.load_adapter(result.adapter)
+    after = evaluate_scores(st.y[test], model.predict_proba(st.X[test]), b.threshold, b.costs).cost
+    assert after < 0.9 * before
+
+
+def test_rows_without_arrived_labels_add_no_labelled_loss(covariate_bundle, covariate_scenario):
+    b = covariate_bundle
+    result = heal_cycle(b.new_model(), drifted_batch(covariate_scenario, labelled=False), b.rules,
+                        b.threshold, b.costs)  # fmt: skip
+    assert result.terms["label"] == 0.0
+    assert result.terms["rule"] > 0.0  # the rule still speaks
+    assert result.metrics["n_labelled"] == 0 and "holdout_cost_after" not in result.metrics
+
+
+def test_no_evidence_means_no_heal(covariate_bundle, covariate_scenario):
+    b = covariate_bundle
+    X = covariate_scenario.stream.X[:50]
+    X = X[~b.rules.fires(X).any(axis=1)]
+    result = heal_cycle(b.new_model(), HealBatch(X, np.full(len(X), np.nan, dtype=np.float32)), b.rules,
+                        b.threshold, b.costs)  # fmt: skip
+    assert not result.accepted and result.reason.startswith("no evidence")
+
+
+def test_a_candidate_that_flags_no_fraud_is_refused_as_collapse(covariate_bundle, covariate_scenario):
+    b = covariate_bundle
+    cfg = HealConfig(steps=60, lr=0.05, pos_weight=1e-3, gate=False)
+    result = heal_cycle(b.new_model(), drifted_batch(covariate_scenario), b.rules, b.threshold, b.costs, cfg)
+    assert result.metrics["pos_rate_after"] < cfg.collapse_rate
+    assert not result.accepted and result.reason.startswith("collapse")
+
+
+def test_the_entropy_term_is_capped():
+    logits = torch.zeros(10, requires_grad=True)  # maximal entropy, ln 2
+    y = torch.tensor([0.0, 1.0] + [float("nan")] * 8)
+    none = torch.zeros(10)
+    _, terms = composite_loss(logits, y, none, none, w_label=1.0, w_rule=0.0, w_entropy=10.0,
+                              entropy_max_share=0.5)  # fmt: skip
+    assert terms["entropy_weight"] * terms["entropy"] == pytest.approx(0.5 * terms["total"])
+    nan_y = torch.full((10,), float("nan"))
+    _, terms = composite_loss(logits, nan_y, none, none, w_label=1.0, w_rule=1.0, w_entropy=0.5)
+    assert terms["entropy_weight"] == 0.0 and terms["total"] == 0.0  # entropy alone never heals
+
+
+@pytest.mark.parametrize(
+    "metrics, accepted, reason",
+    [
+        ({"holdout_cost_before": 0.5, "holdout_cost_after": 0.4, "holdout_logloss_before": 0.3,
+          "holdout_logloss_after": 0.2, "holdout_logloss_gain_z": 3.0}, True, "held-out"),
+        ({"holdout_cost_before": 0.4, "holdout_cost_after": 0.5, "holdout_logloss_before": 0.3,
+          "holdout_logloss_after": 0.2, "holdout_logloss_gain_z": 3.0}, False, "no clear gain"),
+        ({"holdout_cost_before": 0.4, "holdout_cost_after": 0.4, "holdout_logloss_before": 0.3,
+          "holdout_logloss_after": 0.31, "holdout_logloss_gain_z": -1.0}, False, "no clear gain"),
+        ({"rule_agreement_before": 0.5, "rule_agreement_after": 0.7}, True, "rule agreement"),
+        ({"rule_agreement_before": 0.7, "rule_agreement_after": 0.7}, False, "did not improve"),
+        ({"rule_agreement_before": 0.5, "rule_agreement_after": 0.9, "pos_rate_after": 0.5}, False,
+         "flag rate may not move"),
+    ],
+)  # fmt: skip
+def test_the_gate(metrics, accepted, reason):
+    m = {"pos_rate_before": 0.2, "pos_rate_after": 0.2, "evidence_fraud_rate": 0.15, **metrics}
+    state = {"w": torch.zeros(2)}
+    ok, why = _decide(state, m, HealConfig())
+    assert ok is accepted and reason in why
+
+
+def test_non_finite_candidates_are_refused():
+    m = {"pos_rate_before": 0.2, "pos_rate_after": 0.2, "evidence_fraud_rate": 0.15}
+    ok, why = _decide({"w": torch.tensor([float("nan")])}, m, HealConfig(gate=False))
+    assert not ok and "non-finite" in why
+
+
+def test_buffer_joins_late_labels_by_id_and_measures_the_delay():
+    buf = LabelJoinBuffer(capacity=100, n_features=2)
+    X = np.arange(20.0).reshape(10, 2)
+    buf.add_transactions([f"t{i}" for i in range(10)], X, ts=[1000.0 + i for i in range(10)])
+    buf.add_labels(["t2", "t5"], [1, 0], ts=[1500.0, 1600.0])
+    buf.add_labels(["t2"], [1])  # duplicate label: counted once
+    snap = buf.snapshot()
+    assert snap.n_labelled == 2 and snap.y[2] == 1.0 and snap.y[5] == 0.0
+    stats = buf.stats()
+    assert stats["labels_joined"] == 2
+    assert stats["label_delay_tx_p50"] == pytest.approx(5.5)  # (9-2 + 9-5) / 2
+    assert stats["label_delay_ms_p50"] == pytest.approx(((1500 - 1002) + (1600 - 1005)) / 2)
+    assert buf.snapshot(since=5).X[0].tolist() == [10.0, 11.0]
+
+
+def test_buffer_is_bounded_and_keeps_early_labels_waiting():
+    buf = LabelJoinBuffer(capacity=3, n_features=1, max_pending=2)
+    buf.add_labels(["late-tx", "x", "y"], [1, 0, 0])  # arrive before their transactions
+    assert buf.stats()["labels_pending"] == 2 and buf.labels_dropped == 1
+    buf.add_transactions(["a", "b", "x", "x"], np.zeros((4, 1)))  # a duplicate delivery of x
+    assert len(buf) == 3 and buf.snapshot().n_labelled == 1
+    buf.add_transactions(["c", "d"], np.ones((2, 1)))
+    assert len(buf) == 3 and buf.snapshot().X.ravel().tolist() == [0.0, 1.0, 1.0]

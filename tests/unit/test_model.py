@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from shared.errors import WeightsError
+from shared.model import (
+    ModelConfig,
+    SelfHealingModel,
+    adapter_from_bytes,
+    adapter_to_bytes,
+    check_adapter,
+    count_parameters,
+)
+
+
+def test_sizes_match_the_research_model():
+    model = SelfHealingModel(ModelConfig())
+    assert count_parameters(model) == 13_250
+    assert count_parameters(model.reflexive) == 8_321
+    assert model.reflexive.scale.item() == pytest.approx(0.1)
+
+
+def test_forward_returns_one_logit_per_row():
+    model = SelfHealingModel(ModelConfig(n_features=3, hidden=8, adapter_hidden=4))
+    assert model(torch.zeros(5, 3)).shape == (5,)
+    assert model.predict_proba(torch.zeros(2, 3).numpy()).shape == (2,)
+
+
+def test_freeze_base_leaves_only_the_adapter_trainable():
+    model = SelfHealingModel(ModelConfig())
+    trainable = model.freeze_base()
+    assert {id(p) for p in trainable} == {id(p) for p in model.reflexive.parameters()}
+    assert not any(p.requires_grad for p in model.base_parameters())
+
+
+def test_adapter_round_trips_through_safetensors_bytes():
+    cfg = ModelConfig()
+    a, b = SelfHealingModel(cfg), SelfHealingModel(cfg)
+    data = adapter_to_bytes(a.adapter_state(), {"version": "7"})
+    state, meta = adapter_from_bytes(data, cfg)
+    assert meta == {"version": "7"}
+    b.load_base(a.base_state())
+    b.load_adapter(state)
+    x = torch.randn(4, cfg.n_features)
+    assert torch.equal(a(x), b(x))
+
+
+def test_base_state_holds_no_adapter_and_includes_standardisation():
+    keys = SelfHealingModel(ModelConfig()).base_state()
+    assert not any(k.startswith("reflexive.") for k in keys)
+    assert {"input_mean", "input_std", "head.weight"} <= set(keys)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda s: s.pop("scale"), "keys"),
+        (lambda s: s.__setitem__("adapter.0.weight", torch.zeros(3, 3)), "shape"),
+        (lambda s: s["adapter.2.bias"].__setitem__(0, float("nan")), "NaN"),
+        (lambda s: s.__setitem__("scale", torch.tensor(0.1, dtype=torch.float64)), "float32"),
+    ],
+)
+def test_bad_adapters_are_rejected(mutate, message):
+    cfg = ModelConfig()
+    state = SelfHealingModel(cfg).adapter_state()
+    mutate(state)
+    with pytest.raises(WeightsError, match=message):
+        check_adapter(state, cfg)
+
+
+def test_garbage_bytes_are_a_weights_error():
+    with pytest.raises(WeightsError, match="not valid safetensors"):
+        adapter_from_bytes(b"\x80\x04not a tensor file", ModelConfig())

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import pytest
+
+from shared.data.tables import load_table
+from shared.errors import DataError
+
+
+def write(tmp_path, text, name="t.csv"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_reads_features_and_labels_skipping_ids(tmp_path):
+    p = write(tmp_path, "id,a,b,Class\nx1,1.5,2,0\nx2,-1,3e2,1\n")
+    t = load_table(p, "Class")
+    assert t.features == ("a", "b")
+    assert t.X.tolist() == [[1.5, 2.0], [-1.0, 300.0]]
+    assert t.y.tolist() == [0.0, 1.0]
+
+
+def test_feature_subset_in_given_order(tmp_path):
+    p = write(tmp_path, "a,b,c,y\n1,2,3,0\n4,5,6,1\n")
+    assert load_table(p, "y", ["c", "a"]).X.tolist() == [[3.0, 1.0], [6.0, 4.0]]
+
+
+@pytest.mark.parametrize(
+    "text, label, features, message",
+    [
+        ("a,b\n1,0\n2,1\n", "Class", None, "no label column 'Class'; columns are a, b"),
+        ("a,Class\n1,0\nfoo,1\n", "Class", None, "column 'a' is not numeric: 'foo' at line 3"),
+        ("a,Class\n1,0\n,1\n", "Class", None, "column 'a' is empty at line 3"),
+        ("a,Class\n1,0\nnan,1\n", "Class", None, "column 'a' has NaN or infinite value 'nan' at line 3"),
+        ("a,Class\n1,0\ninf,1\n", "Class", None, "NaN or infinite"),
+        ("a,Class\n1,0\n2,2\n", "Class", None, "must be 0 or 1; line 3 has '2'"),
+        ("a,Class\n1,1\n2,1\n", "Class", None, "only class 1"),
+        ("a,Class\n", "Class", None, "no rows"),
+        ("", "Class", None, "the file is empty"),
+        ("a,Class\n1,0,5\n", "Class", None, "line 2 has 3 fields, the header has 2"),
+        ("a,a,Class\n1,1,0\n", "Class", None, "duplicate column name"),
+        ("a,Class\n1,0\n2,1\n", "Class", ["zz"], "feature column(s) not found: zz"),
+        ("a,Class\n1,0\n2,1\n", "Class", ["Class"], "cannot also be a feature"),
+        ("id,Class\nx,0\ny,1\n", "Class", None, "no feature columns"),
+    ],
+)
+def test_bad_tables_get_a_clear_error(tmp_path, text, label, features, message):
+    with pytest.raises(DataError) as info:
+        load_table(write(tmp_path, text), label, features)
+    assert message in str(info.value)
+    assert "t.csv" in str(info.value)
+
+
+def test_missing_file_and_unknown_type(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        load_table(tmp_path / "none.csv", "y")
+    with pytest.raises(DataError, match=r"use \.csv or \.parquet"):
+        load_table(write(tmp_path, "x", name="t.xlsx"), "y")
+
+
+def test_non_utf8_csv(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_bytes(b"a,Class\n\xff\xfe,0\n")
+    with pytest.raises(DataError, match="not UTF-8"):
+        load_table(p, "Class")
+
+
+def test_parquet(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"a": [1.0, 2.0], "s": ["x", "y"], "Class": [0, 1]}), path)
+    assert load_table(path, "Class", ["a"]).X.tolist() == [[1.0], [2.0]]
+    with pytest.raises(DataError, match="column 's' is not numeric: 'x' at row 0"):
+        load_table(path, "Class")
+    pq.write_table(pa.table({"a": [1.0, None], "Class": [0, 1]}), path)
+    with pytest.raises(DataError, match="column 'a' is empty at row 1"):
+        load_table(path, "Class")
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 nope")
+    with pytest.raises(DataError, match="cannot read Parquet"):
+        load_table(tmp_path / "bad.parquet", "Class")
