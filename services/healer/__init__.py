@@ -1,1 +1,1 @@
-"""selfheal services: thin loops over shared/."""
+"""The healer service: joins late labels, runs heal cycles, publishes adapters, rolls back."""

@@ -1,1 +1,1 @@
-"""selfheal services: thin loops over shared/."""
+"""The monitor service: FIDI and conflict-rate drift detection over the transaction stream."""

@@ -1,1 +1,1 @@
-"""selfheal services: thin loops over shared/."""
+"""The scorer service: consumes transactions, scores them with the live adapter, produces decisions."""
