@@ -100,7 +100,6 @@ class ExperimentResult:
     batches: list[dict[str, Any]]
     events: list[dict[str, Any]]
     registry: Registry
-    fidi_threshold: float = 1.0
 
 
 def base_digest(model: SelfHealingModel) -> str:
@@ -148,6 +147,9 @@ class _Run:
         self.labels_at_first_heal: int | None = None  # arrived labels the first accepted heal had
 
     # -- set-up
+    val_fraction = 0.2  # training rows held out to pick the threshold
+    fixed_threshold: float | None = None  # or a threshold given up front
+
     def _train(self) -> Bundle:
         sc = self.sc
         return build_bundle(
@@ -157,7 +159,8 @@ class _Run:
             sc.rules_toml,
             self.cfg.costs,
             label="Class",
-            val_fraction=0.2,
+            val_fraction=self.val_fraction,
+            threshold=self.fixed_threshold,
             train_config=TrainConfig(seed=self.cfg.seed),
             source=f"scenario:{sc.name}",
         )
@@ -241,14 +244,17 @@ class _Run:
             self.n_accepted += 1
             if self.baseline_version < 0:
                 self.baseline_version = new_version
-                if self.cfg.protocol == "seed":  # the research code: the first heal's batch metrics
-                    self.watch.set_baseline(post_metrics["accuracy"], post_metrics["f1"])
+                self.first_heal_accepted(post_metrics)
         return ("healed" if result.accepted else "heal refused"), result.terms
 
     def post_metrics(
         self, adapter: dict[str, torch.Tensor], batch: HealBatch, m: dict[str, float]
     ) -> dict[str, float]:
+        """The accuracy and F1 a post-heal snapshot is recorded with (rollback picks by F1)."""
         raise NotImplementedError
+
+    def first_heal_accepted(self, post_metrics: dict[str, float]) -> None:
+        """Hook: the first accepted heal (the research code takes its metrics as the baseline)."""
 
     def maybe_rollback(self, b: int, since: int = 0) -> bool:
         reason = self.watch.degraded
@@ -313,7 +319,7 @@ class _Run:
             },
             **extra,
         }
-        return ExperimentResult(self.cfg, summary, self.rows, self.events, self.registry, 1.0)
+        return ExperimentResult(self.cfg, summary, self.rows, self.events, self.registry)
 
 
 def _batch_metrics(
@@ -326,26 +332,17 @@ def _batch_metrics(
 class _SeedRun(_Run):
     """The research protocol: the batch's own labels, threshold 0.5, judged on 1,000 drifted rows."""
 
-    def _train(self) -> Bundle:
-        sc = self.sc
-        return build_bundle(
-            sc.train.X,
-            sc.train.y,
-            sc.features,
-            sc.rules_toml,
-            self.cfg.costs,
-            label="Class",
-            val_fraction=0.0,
-            threshold=0.5,
-            train_config=TrainConfig(seed=self.cfg.seed),
-            source="scenario:seed",
-        )
+    val_fraction = 0.0  # the research code trains on all 5,000 rows
+    fixed_threshold = 0.5
 
     def _fidi(self) -> FIDI:
         j = self.bundle.features.index("V14")
         b = self.bundle
         kw = {"window": 10, "min_batches": 3, "alpha": None, "min_effect": 1.0, **self.cfg.fidi}
         return FIDI(b.reference_mean[[j]], b.reference_std[[j]], features=["V14"], **kw)
+
+    def first_heal_accepted(self, post_metrics: dict[str, float]) -> None:
+        self.watch.set_baseline(post_metrics["accuracy"], post_metrics["f1"])
 
     def post_metrics(
         self, adapter: dict[str, torch.Tensor], batch: HealBatch, m: dict[str, float]
