@@ -1,0 +1,155 @@
+"""The scorer: transactions in, decisions out, adapters hot-swapped between batches.
+
+    consume(batch, timeout) -> swap adapter if a new one is pending -> decode (bad -> DLQ)
+    -> score live + shadow -> produce decisions -> flush (delivered) -> store offsets
+
+At-least-once: offsets are stored only after every decision (or DLQ record) of the
+batch is delivered, so a crash re-scores at most the batch in hand; a duplicate
+decision carries the same id. SIGTERM finishes the batch, delivers, commits, exits 0.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from shared.adapters import AdapterMessage
+from shared.bundle import Bundle
+from shared.kafka.clients import TrackedProducer, check, group_consumer
+from shared.kafka.config import KafkaSettings, Topics
+from shared.kafka.follow import AdapterFollower
+from shared.kafka.runtime import StopFlag
+from shared.log import get_logger
+from shared.observability import MetricsServer
+from shared.scoring import ScoringCore
+from shared.wire import decode_transactions
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    group: str = "selfheal-scorer"  # consumer group shared by every scorer
+    batch_size: int = 500  # max messages per consume()
+    poll_timeout: float = 0.05  # seconds consume() waits for a batch to fill
+    metrics_port: int | None = None  # /metrics and /health; None: not served
+
+
+class ScorerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.transactions = Counter("selfheal_scorer_transactions", "Transactions consumed", registry=r)
+        self.decisions = Counter("selfheal_scorer_decisions", "Decisions produced", registry=r)
+        self.dlq = Counter("selfheal_scorer_dlq", "Records sent to the DLQ", ["reason"], registry=r)
+        self.swaps = Counter("selfheal_scorer_adapter_swaps", "Adapters swapped in", registry=r)
+        self.rejected = Counter("selfheal_scorer_adapter_rejected", "Adapter payloads refused", registry=r)
+        self.version = Gauge("selfheal_scorer_adapter_version", "Adapter version scoring now", registry=r)
+        self.latency = Histogram(
+            "selfheal_scorer_batch_seconds",
+            "Time from consume to delivered decisions, per batch",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+
+
+def _reason_kind(reason: str) -> str:
+    """A low-cardinality label for a DLQ reason."""
+    for prefix, kind in (("not JSON", "json"), ("empty", "empty"), ("duplicate", "duplicate"),
+                         ("missing feature", "schema"), ("unknown feature", "schema"), ("missing", "schema"),
+                         ("value is not", "schema"), ("feature", "value")):  # fmt: skip
+        if reason.startswith(prefix):
+            return kind
+    return "other"
+
+
+class ScorerService:
+    def __init__(self, bundle: Bundle, settings: KafkaSettings, topics: Topics, config: ScorerConfig) -> None:
+        self.bundle, self.settings, self.topics, self.config = bundle, settings, topics, config
+        self.core = ScoringCore(bundle)
+        self.metrics = ScorerMetrics()
+        self.log = get_logger("scorer", bundle=bundle.id)
+        self.batches = 0
+        self.last_batch_at = 0.0
+        self.follower = AdapterFollower(
+            settings, topics.weights, bundle.config, bundle.id, self._on_adapter, self._on_reject
+        )
+
+    def _on_adapter(self, message: AdapterMessage) -> None:
+        self.core.offer(message.state, message.version)
+        self.log.info("adapter received", version=message.version, parent=message.parent)
+
+    def _on_reject(self, reason: str, offset: int) -> None:
+        self.metrics.rejected.inc()
+        self.log.warning("adapter refused", reason=reason, topic=self.topics.weights, offset=offset)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "service": "scorer",
+            "bundle": self.bundle.id,
+            "adapter_version": self.core.live.version,
+            "batches": self.batches,
+            "adapters_caught_up": self.follower.caught_up.is_set(),
+        }
+
+    def run(self, stop: StopFlag) -> None:
+        server = None
+        if self.config.metrics_port is not None:
+            server = MetricsServer(self.metrics.registry, self.health, self.config.metrics_port).start()
+            self.log.info("metrics served", port=server.port)
+        self.follower.start()
+        consumer = group_consumer(self.settings, self.config.group, [self.topics.transactions])
+        producer = TrackedProducer(self.settings)
+        self.log.info("scoring", topic=self.topics.transactions, group=self.config.group)
+        try:
+            while not stop.is_set():
+                msgs = consumer.consume(self.config.batch_size, self.config.poll_timeout)
+                self._swap()
+                data = [m for m in msgs if check(m)]
+                if data:
+                    self._batch(data, consumer, producer)
+                else:
+                    producer.poll(0)
+        finally:
+            producer.flush()
+            consumer.close()  # commits the stored offsets
+            self.follower.stop()
+            if server:
+                server.stop()
+            self.log.info("stopped", batches=self.batches)
+
+    def _swap(self) -> None:
+        swapped = self.core.swap_if_pending()
+        if swapped is not None:
+            self.metrics.swaps.inc()
+            self.metrics.version.set(swapped.version)
+            lag_ms = (time.monotonic() - swapped.received) * 1e3
+            self.log.info("adapter swapped in", version=swapped.version, waited_ms=round(lag_ms, 2))
+
+    def _batch(self, data: list[Any], consumer: Any, producer: TrackedProducer) -> None:
+        t0 = time.perf_counter()
+        received_ms = time.time() * 1e3
+        decoded = decode_transactions([m.value() for m in data], self.core.features)
+        self.metrics.transactions.inc(len(data))
+        if decoded.ids:
+            out = self.core.decisions(decoded.ids, decoded.X, decoded.ts, received_ms)
+            for tx_id, value in zip(decoded.ids, out, strict=True):
+                producer.produce(self.topics.decisions, value, key=tx_id)
+            self.metrics.decisions.inc(len(out))
+        for i, reason in decoded.rejected:
+            m = data[i]
+            producer.produce(self.topics.dlq, m.value(), key=m.key(), headers=[("reason", reason.encode())])
+            self.metrics.dlq.labels(_reason_kind(reason)).inc()
+            self.log.warning("dead-lettered", reason=reason, topic=m.topic(), partition=m.partition(),
+                             offset=m.offset())  # fmt: skip
+        producer.flush()  # every output delivered before any input offset is stored
+        last: dict[tuple[str, int], int] = {}
+        for m in data:
+            last[(m.topic(), m.partition())] = m.offset()
+        consumer.store_offsets(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()])
+        self.batches += 1
+        self.last_batch_at = time.monotonic()
+        self.metrics.latency.observe(time.perf_counter() - t0)

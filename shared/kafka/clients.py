@@ -1,0 +1,154 @@
+"""Thin wrappers over confluent-kafka: topic creation, a delivery-tracking producer, readers.
+
+Kafka boilerplate lives here once; the services are loops over these pieces.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from shared.errors import SelfhealError
+from shared.kafka.config import KafkaSettings, TopicSpec, consumer_config, producer_config
+
+
+class KafkaClientError(SelfhealError):
+    """A Kafka operation failed (delivery, topic creation, connection)."""
+
+
+def create_topics(settings: KafkaSettings, specs: list[TopicSpec], timeout: float = 30.0) -> list[str]:
+    """Create the topics that do not exist yet (with their configs); returns those created."""
+    admin = AdminClient(settings.connection())
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    new = [
+        NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication, config=s.config)
+        for s in specs
+        if s.name not in existing
+    ]
+    if not new:
+        return []
+    created = []
+    for name, fut in admin.create_topics(new, request_timeout=timeout).items():
+        try:
+            fut.result(timeout)
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise KafkaClientError(f"cannot create topic {name!r}: {exc}") from exc
+    return created
+
+
+def wait_for_topics(settings: KafkaSettings, names: list[str], timeout: float = 30.0) -> None:
+    admin = AdminClient(settings.connection())
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        if all(n in topics and topics[n].partitions for n in names):
+            return
+        if time.monotonic() > deadline:
+            raise KafkaClientError(f"topics {names} did not appear within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+class DeliveryTracker:
+    """Counts deliveries and failures of one producer; ``flush`` raises if any failed."""
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.failed = 0
+        self.last_error: str | None = None
+
+    def __call__(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            self.delivered += 1
+        else:
+            self.failed += 1
+            self.last_error = f"{msg.topic()}: {err}"
+
+
+class TrackedProducer:
+    """A producer that retries on a full queue and reports failed deliveries."""
+
+    def __init__(self, settings: KafkaSettings, **overrides: Any) -> None:
+        self.tracker = DeliveryTracker()
+        self._producer = Producer(producer_config(settings, **overrides))
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | str | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+    ) -> None:
+        kwargs: dict[str, Any] = {"key": key, "headers": headers, "on_delivery": self.tracker}
+        if partition is not None:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                self._producer.produce(topic, value, **kwargs)
+                return
+            except BufferError:
+                self._producer.poll(0.05)  # the local queue is full: serve callbacks, retry
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return int(self._producer.poll(timeout))
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait for every message; raise if any was not delivered."""
+        before = self.tracker.failed
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            raise KafkaClientError(f"{remaining} messages not delivered within {timeout:.0f} s")
+        if self.tracker.failed > before:
+            raise KafkaClientError(f"delivery failed: {self.tracker.last_error}")
+
+
+def group_consumer(settings: KafkaSettings, group: str, topics: list[str], **overrides: Any) -> Consumer:
+    consumer = Consumer(consumer_config(settings, group, **overrides))
+    consumer.subscribe(topics)
+    return consumer
+
+
+def check(msg: Message) -> bool:
+    """True for a data message; False for informational events; raises on real errors."""
+    err = msg.error()
+    if err is None:
+        return True
+    if err.code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
+        return False
+    if err.retriable() or not err.fatal():
+        return False
+    raise KafkaClientError(f"consumer error: {err}")
+
+
+def read_topic(
+    settings: KafkaSettings,
+    topic: str,
+    timeout: float = 10.0,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[Message]:
+    """Every message of ``topic`` from the beginning to its current end (by partition EOF)."""
+    consumer = Consumer(consumer_config(settings, None, **{"enable.partition.eof": True}))
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            return
+        parts = [TopicPartition(topic, p, 0) for p in meta.partitions]
+        consumer.assign(parts)
+        done: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(done) < len(parts) and time.monotonic() < deadline and not (stop and stop()):
+            for msg in consumer.consume(500, 0.2):
+                err = msg.error()
+                if err is not None and err.code() == KafkaError._PARTITION_EOF:
+                    done.add(msg.partition() or 0)
+                elif check(msg):
+                    yield msg
+    finally:
+        consumer.close()

@@ -1,0 +1,148 @@
+"""Kafka settings from the environment, topic names, and the layered client configuration.
+
+Environment (all optional):
+
+=================================  =======================================
+``KAFKA_BOOTSTRAP_SERVERS``        a real cluster; unset: the embedded broker
+``KAFKA_SECURITY_PROTOCOL``        ``security.protocol`` (e.g. ``SASL_SSL``)
+``KAFKA_SASL_MECHANISM``           ``sasl.mechanism`` (e.g. ``SCRAM-SHA-512``)
+``KAFKA_SASL_USERNAME``            ``sasl.username``
+``KAFKA_SASL_PASSWORD``            ``sasl.password`` (never logged)
+``KAFKA_SSL_CA_LOCATION``          ``ssl.ca.location``
+``KAFKA_CONFIG_<NAME>``            any librdkafka setting: ``KAFKA_CONFIG_SSL_KEY_PASSWORD``
+                                   sets ``ssl.key.password``
+``SELFHEAL_TOPIC_<NAME>``          topic names: ``SELFHEAL_TOPIC_DECISIONS=fraud.decisions``
+``SELFHEAL_TOPIC_REPLICATION``     replication factor for created topics (default 1)
+=================================  =======================================
+
+Client configuration is merged in layers: selfheal's defaults, then the role's
+settings, then the connection settings from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+_NAMED = {
+    "KAFKA_SECURITY_PROTOCOL": "security.protocol",
+    "KAFKA_SASL_MECHANISM": "sasl.mechanism",
+    "KAFKA_SASL_MECHANISMS": "sasl.mechanism",
+    "KAFKA_SASL_USERNAME": "sasl.username",
+    "KAFKA_SASL_PASSWORD": "sasl.password",
+    "KAFKA_SSL_CA_LOCATION": "ssl.ca.location",
+    "KAFKA_SSL_CERTIFICATE_LOCATION": "ssl.certificate.location",
+    "KAFKA_SSL_KEY_LOCATION": "ssl.key.location",
+}
+_SECRET_WORDS = ("password", "secret", "token", "key")
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # adapters are ~33 kB; transactions far smaller
+
+
+@dataclass(frozen=True)
+class Topics:
+    transactions: str = "transactions"
+    decisions: str = "decisions"
+    labels: str = "labels"
+    alerts: str = "drift-alerts"
+    weights: str = "adapter-weights"
+    registry: str = "adapter-registry"
+    dlq: str = "transactions.dlq"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Topics:
+        env = os.environ if env is None else env
+        names = {"alerts": "DRIFT_ALERTS", "weights": "ADAPTER_WEIGHTS", "registry": "ADAPTER_REGISTRY"}
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = "SELFHEAL_TOPIC_" + names.get(f.name, f.name.upper())
+            if env.get(key):
+                values[f.name] = env[key]
+        return cls(**values)
+
+    def specs(self, replication: int = 1) -> list[TopicSpec]:
+        compact = {"cleanup.policy": "compact", "max.message.bytes": str(MAX_MESSAGE_BYTES)}
+        return [
+            TopicSpec(self.transactions, 4, replication),
+            TopicSpec(self.decisions, 4, replication),
+            TopicSpec(self.labels, 4, replication),
+            TopicSpec(self.alerts, 1, replication),
+            TopicSpec(self.weights, 1, replication, compact),
+            TopicSpec(self.registry, 1, replication, compact),
+            TopicSpec(self.dlq, 1, replication),
+        ]
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication: int = 1
+    config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str | None = None  # None: start the embedded broker
+    client: dict[str, str] = field(default_factory=dict)  # security and other librdkafka settings
+    replication: int = 1
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> KafkaSettings:
+        env = os.environ if env is None else env
+        client: dict[str, str] = {}
+        for var, key in _NAMED.items():
+            if env.get(var):
+                client[key] = env[var]
+        for var, value in env.items():
+            if var.startswith("KAFKA_CONFIG_") and value:
+                client[var[len("KAFKA_CONFIG_") :].lower().replace("_", ".")] = value
+        return cls(
+            bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            client=client,
+            replication=int(env.get("SELFHEAL_TOPIC_REPLICATION", "1")),
+        )
+
+    def with_bootstrap(self, bootstrap: str) -> KafkaSettings:
+        return KafkaSettings(bootstrap, dict(self.client), self.replication)
+
+    def connection(self) -> dict[str, str | int | float | bool]:
+        if not self.bootstrap_servers:
+            raise ValueError("no bootstrap servers: start the embedded broker first")
+        return {"bootstrap.servers": self.bootstrap_servers, **self.client}
+
+    def redacted(self) -> dict[str, str | int | float | bool]:
+        """The connection settings, safe to log."""
+        return {k: ("***" if any(w in k for w in _SECRET_WORDS) else v) for k, v in self.connection().items()}
+
+
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "linger.ms": 5,
+    "acks": "all",
+    "enable.idempotence": False,  # idempotent producers break after an embedded-broker restart
+    "message.max.bytes": MAX_MESSAGE_BYTES,
+    "compression.type": "lz4",
+}
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "auto.offset.reset": "earliest",  # the embedded broker's end offsets are wrong: never "latest"
+    "enable.auto.commit": True,  # commits what store_offsets stored ...
+    "enable.auto.offset.store": False,  # ... which happens only after the output is delivered
+    "session.timeout.ms": 6000,
+    "heartbeat.interval.ms": 1000,
+    "fetch.max.bytes": 16 * MAX_MESSAGE_BYTES,
+    "max.partition.fetch.bytes": MAX_MESSAGE_BYTES,
+}
+
+
+def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]:
+    return {**PRODUCER_DEFAULTS, **overrides, **settings.connection()}
+
+
+def consumer_config(settings: KafkaSettings, group: str | None, **overrides: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {**CONSUMER_DEFAULTS, **overrides, **settings.connection()}
+    if group is None:  # a reader that tracks nothing: assign() and read from the beginning
+        cfg.update({"group.id": "selfheal-reader", "enable.auto.commit": False})
+    else:
+        cfg["group.id"] = group
+    return cfg

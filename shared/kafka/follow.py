@@ -1,0 +1,80 @@
+"""Following ``adapter-weights``: a thread that reads the topic from the beginning, forever.
+
+Each record keyed by our bundle id is parsed and checked on this thread, then handed to
+``on_adapter``; a bad payload is counted, logged and reported to ``on_reject`` and the
+service keeps the adapter it has. ``caught_up`` is set once every partition reached its
+end, so a service can wait until it holds the newest published adapter.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from shared.adapters import AdapterMessage, decode_adapter
+from shared.errors import WeightsError
+from shared.kafka.config import KafkaSettings, consumer_config
+from shared.model import ModelConfig
+
+
+class AdapterFollower(threading.Thread):
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topic: str,
+        config: ModelConfig,
+        bundle: str,
+        on_adapter: Callable[[AdapterMessage], None],
+        on_reject: Callable[[str, int], None] | None = None,
+    ) -> None:
+        super().__init__(name="adapter-follower", daemon=True)
+        self.settings, self.topic, self.config, self.bundle = settings, topic, config, bundle
+        self.on_adapter, self.on_reject = on_adapter, on_reject
+        self.caught_up = threading.Event()
+        self._stop = threading.Event()
+        self.accepted = 0
+        self.rejected = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        consumer = Consumer(consumer_config(self.settings, None, **{"enable.partition.eof": True}))
+        try:
+            parts: list[TopicPartition] = []
+            while not parts and not self._stop.is_set():
+                meta = consumer.list_topics(self.topic, timeout=5).topics.get(self.topic)
+                if meta is not None and meta.error is None and meta.partitions:
+                    parts = [TopicPartition(self.topic, p, 0) for p in meta.partitions]
+                else:
+                    self._stop.wait(0.5)
+            consumer.assign(parts)
+            at_end: set[int] = set()
+            while not self._stop.is_set():
+                for msg in consumer.consume(100, 0.2):
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            at_end.add(msg.partition() or 0)
+                            if len(at_end) == len(parts):
+                                self.caught_up.set()
+                        continue
+                    key = msg.key()
+                    if key is None or key.decode(errors="replace") != self.bundle:
+                        continue  # another bundle's adapter: not ours to judge
+                    self._handle(msg.value() or b"", msg.offset() or 0)
+        finally:
+            consumer.close()
+
+    def _handle(self, data: bytes, offset: int) -> None:
+        try:
+            message = decode_adapter(data, self.config, self.bundle)
+        except WeightsError as exc:
+            self.rejected += 1
+            if self.on_reject:
+                self.on_reject(str(exc), offset)
+            return
+        self.accepted += 1
+        self.on_adapter(message)

@@ -1,0 +1,135 @@
+"""Message formats on the topics, decoded and encoded with orjson.
+
+transactions  key: id   ``{"id": str, "features": {name: number}, "ts": epoch ms (optional)}``
+decisions     key: id   ``{"id", "score", "fraud", "threshold", "adapter_version", "bundle",
+                          "rules", "conflict", "shadow_score", "latency_ms"}``
+labels        key: id   ``{"id": str, "label": 0 or 1}``
+drift-alerts  key: feature or detector
+              ``{"detector", "feature", "statistic", "threshold", "state", "ts"}``
+
+A record that cannot be used is never dropped silently: the decoders return it with a
+reason, and the services send it to ``transactions.dlq`` with the reason in a header.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+
+ABSURD = 1e12  # larger feature values are rejected as corrupt
+
+
+@dataclass
+class Decoded:
+    ids: list[str]
+    X: np.ndarray  # (n, d) float32
+    ts: list[float | None]  # producer timestamps (epoch ms) when given
+    index: list[int]  # position of each good record in the input
+    rejected: list[tuple[int, str]]  # (position in the input, reason)
+
+
+def _reject_reason(rec: object, features: Sequence[str], seen: set[str]) -> str | None:
+    if not isinstance(rec, dict):
+        return "value is not a JSON object"
+    tx_id = rec.get("id")
+    if not isinstance(tx_id, str) or not tx_id:
+        return "missing or non-string 'id'"
+    if tx_id in seen:
+        return "duplicate id in batch"
+    feats = rec.get("features")
+    if not isinstance(feats, dict):
+        return "missing 'features' object"
+    missing = [f for f in features if f not in feats]
+    if missing:
+        return f"missing feature(s): {', '.join(missing[:5])}"
+    if len(feats) != len(features):
+        extra = sorted(set(feats) - set(features))
+        return f"unknown feature(s): {', '.join(map(str, extra[:5]))}"
+    for f in features:
+        v = feats[f]
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return f"feature {f!r} is not a number"
+        if not math.isfinite(v) or abs(v) > ABSURD:
+            return f"feature {f!r} is not finite or absurd: {v!r}"
+    ts = rec.get("ts")
+    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float)):
+        return "'ts' is not a number"
+    return None
+
+
+def decode_transactions(values: Sequence[bytes | None], features: Sequence[str]) -> Decoded:
+    ids: list[str] = []
+    rows: list[list[float]] = []
+    ts: list[float | None] = []
+    index: list[int] = []
+    rejected: list[tuple[int, str]] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(values):
+        if not raw:
+            rejected.append((i, "empty message"))
+            continue
+        try:
+            rec = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            rejected.append((i, f"not JSON: {exc.msg}"))
+            continue
+        reason = _reject_reason(rec, features, seen)
+        if reason is not None:
+            rejected.append((i, reason))
+            continue
+        feats = rec["features"]
+        seen.add(rec["id"])
+        ids.append(rec["id"])
+        rows.append([feats[f] for f in features])
+        ts.append(rec.get("ts"))
+        index.append(i)
+    X = np.array(rows, dtype=np.float32).reshape(len(rows), len(features))
+    return Decoded(ids, X, ts, index, rejected)
+
+
+def encode_transaction(tx_id: str, features: Sequence[str], row: Sequence[float], ts: float | None) -> bytes:
+    rec: dict[str, object] = {"id": tx_id, "features": dict(zip(features, row, strict=True))}
+    if ts is not None:
+        rec["ts"] = ts
+    return orjson.dumps(rec)
+
+
+def decode_label(raw: bytes | None) -> tuple[str, int] | str:
+    """(id, label) or the reason it is unusable."""
+    if not raw:
+        return "empty message"
+    try:
+        rec = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return f"not JSON: {exc.msg}"
+    if not isinstance(rec, dict):
+        return "value is not a JSON object"
+    tx_id, label = rec.get("id"), rec.get("label")
+    if not isinstance(tx_id, str) or not tx_id:
+        return "missing or non-string 'id'"
+    if isinstance(label, bool) or label not in (0, 1):
+        return "'label' must be 0 or 1"
+    return tx_id, int(label)
+
+
+def encode_label(tx_id: str, label: int) -> bytes:
+    return orjson.dumps({"id": tx_id, "label": int(label)})
+
+
+def encode_alert(
+    detector: str, feature: str, statistic: float, threshold: float, state: str, ts_ms: float
+) -> bytes:
+    return orjson.dumps(
+        {
+            "detector": detector,
+            "feature": feature,
+            "statistic": round(float(statistic), 6),
+            "threshold": float(threshold),
+            "state": state,
+            "ts": int(ts_ms),
+        }
+    )

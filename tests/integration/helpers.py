@@ -1,0 +1,65 @@
+"""Producing scenario rows and reading outputs back, for the integration tests."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from shared.kafka import KafkaSettings, TrackedProducer
+from shared.kafka.config import consumer_config
+from shared.wire import encode_transaction
+
+
+def produce_rows(
+    settings: KafkaSettings,
+    topic: str,
+    ids: list[str],
+    X: np.ndarray,
+    features: list[str],
+    pause: float = 0.0,
+    chunk: int = 50,
+) -> None:
+    producer = TrackedProducer(settings)
+    for start in range(0, len(ids), chunk):
+        for i in range(start, min(start + chunk, len(ids))):
+            producer.produce(
+                topic, encode_transaction(ids[i], features, X[i].tolist(), time.time() * 1e3), key=ids[i]
+            )
+        producer.poll(0)
+        if pause:
+            time.sleep(pause)
+    producer.flush()
+
+
+def read_n(settings: KafkaSettings, topic: str, n: int, timeout: float = 60.0) -> list[Message]:
+    """The first ``n`` messages of ``topic`` (all partitions), waiting up to ``timeout``."""
+    consumer = Consumer(consumer_config(settings, None))
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+        out: list[Message] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n and time.monotonic() < deadline:
+            out += [m for m in consumer.consume(1000, 0.2) if m.error() is None]
+        return out
+    finally:
+        consumer.close()
+
+
+def key(m: Message) -> str:
+    k = m.key()
+    assert isinstance(k, bytes)
+    return k.decode()
+
+
+def value(m: Message) -> bytes:
+    return m.value() or b""
+
+
+def reason(m: Message) -> str:
+    headers = dict(m.headers() or [])
+    r = headers["reason"]
+    assert isinstance(r, bytes)
+    return r.decode()

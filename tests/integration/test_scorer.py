@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import orjson
+import torch
+
+from services.scorer.service import ScorerConfig, ScorerService
+from shared.adapters import encode_adapter
+from shared.kafka import TrackedProducer
+
+from .conftest import wait_until
+from .helpers import key, produce_rows, read_n, reason, value
+
+
+def scorer(bundle, kafka, topics, group, **kw):
+    return ScorerService(bundle, kafka, topics, ScorerConfig(group=group, **kw))
+
+
+def test_decisions_for_every_transaction(seed_bundle, seed_scenario, kafka, topics, group, run_service):
+    running = run_service(scorer(seed_bundle, kafka, topics, group))
+    st = seed_scenario.stream
+    ids, X = [f"tx-{i}" for i in range(300)], st.X[:300]
+    produce_rows(kafka, topics.transactions, ids, X, list(seed_bundle.features))
+    msgs = read_n(kafka, topics.decisions, 300)
+    decisions = {key(m): orjson.loads(value(m)) for m in msgs}
+    assert set(decisions) == set(ids)
+    d = decisions["tx-7"]
+    assert d["bundle"] == seed_bundle.id and d["adapter_version"] == 0
+    assert d["score"] == d["shadow_score"]
+    expected = float(seed_bundle.new_model().predict_proba(X[7:8])[0])
+    assert abs(d["score"] - expected) < 1e-5
+    assert d["fraud"] == (d["score"] >= seed_bundle.threshold)
+    assert d["rules"] == (["low_v14"] if X[7, 7] < -1.5 else [])
+    assert {"threshold", "conflict", "latency_ms"} <= d.keys()
+    running.halt()
+
+
+def test_a_published_adapter_reaches_the_running_scorer_without_a_gap(
+    seed_bundle, seed_scenario, kafka, topics, group, run_service
+):
+    service = scorer(seed_bundle, kafka, topics, group, batch_size=50)
+    run_service(service)
+    wait_until(lambda: service.follower.caught_up.is_set())
+    st = seed_scenario.stream
+    features = list(seed_bundle.features)
+    sent: list[str] = []
+    done = threading.Event()
+
+    def feed() -> None:  # a steady stream until told to stop
+        k = 0
+        while not done.is_set():
+            ids = [f"tx-{k + i}" for i in range(25)]
+            produce_rows(kafka, topics.transactions, ids, st.X[k % 9000 : k % 9000 + 25], features)
+            sent.extend(ids)
+            k += 25
+            time.sleep(0.01)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    wait_until(lambda: service.batches >= 5)
+    new = {k: v.clone() for k, v in seed_bundle.adapter_state.items()}
+    new["scale"] = torch.tensor(0.5)
+    producer = TrackedProducer(kafka)
+    published = time.monotonic()
+    producer.produce(topics.weights, encode_adapter(new, seed_bundle.id, 1, 0), key=seed_bundle.id)
+    producer.flush()
+    wait_until(lambda: service.core.live.version == 1, timeout=20)
+    assert time.monotonic() - published < 5.0
+    time.sleep(0.5)
+    done.set()
+    feeder.join()
+    msgs = read_n(kafka, topics.decisions, len(sent))
+    decisions = [orjson.loads(value(m)) for m in msgs]
+    assert {d["id"] for d in decisions} == set(sent)
+    versions = [d["adapter_version"] for d in decisions]
+    assert versions.count(1) > 0 and versions.count(0) > 0
+    model = seed_bundle.new_model(new)
+    d = next(d for d in decisions if d["adapter_version"] == 1)
+    k = int(d["id"].split("-")[1]) % 9000
+    assert abs(d["score"] - float(model.predict_proba(st.X[k : k + 1])[0])) < 1e-5
+    assert abs(d["shadow_score"] - float(seed_bundle.new_model().predict_proba(st.X[k : k + 1])[0])) < 1e-5
+    # no gap: decisions kept flowing while the adapter was swapped in
+    stamps = np.sort([m.timestamp()[1] for m in msgs])
+    assert np.diff(stamps).max() < 1000  # ms
+
+
+def test_bad_records_go_to_the_dlq_with_a_reason_and_scoring_goes_on(
+    seed_bundle, kafka, topics, group, run_service
+):
+    run_service(scorer(seed_bundle, kafka, topics, group))
+    features = list(seed_bundle.features)
+    good = orjson.dumps({"id": "ok-1", "features": dict.fromkeys(features, 0.0)})
+    bad = [
+        b"{not json",
+        b"[1, 2]",
+        orjson.dumps({"id": "m", "features": {"V1": 0.0}}),
+        orjson.dumps({"id": "x", "features": {**dict.fromkeys(features, 0.0), "extra": 1}}),
+        orjson.dumps({"id": "s", "features": {**dict.fromkeys(features, 0.0), "V14": "low"}}),
+        orjson.dumps({"id": "a", "features": {**dict.fromkeys(features, 0.0), "V14": 1e300}}),
+        b"",
+    ]
+    producer = TrackedProducer(kafka)
+    for i, raw in enumerate(bad):
+        producer.produce(topics.transactions, raw, key=f"bad-{i}".encode())
+    producer.produce(topics.transactions, good, key=b"ok-1")
+    producer.flush()
+    dlq = read_n(kafka, topics.dlq, len(bad))
+    assert len(dlq) == len(bad)
+    assert {value(m) for m in dlq} == set(bad)  # the original bytes
+    reasons = {reason(m) for m in dlq}
+    assert any(r.startswith("not JSON") for r in reasons)
+    assert "value is not a JSON object" in reasons
+    assert any(r.startswith("unknown feature") for r in reasons)
+    decisions = read_n(kafka, topics.decisions, 1)
+    assert [key(m) for m in decisions] == ["ok-1"]
+
+
+def test_a_forged_adapter_is_refused_and_the_scorer_keeps_its_own(
+    seed_bundle, seed_scenario, kafka, topics, group, run_service
+):
+    service = scorer(seed_bundle, kafka, topics, group)
+    run_service(service)
+    producer = TrackedProducer(kafka)
+    producer.produce(topics.weights, b"garbage", key=seed_bundle.id)
+    wrong = encode_adapter(seed_bundle.adapter_state, "another-bundle", 9, 0)
+    producer.produce(topics.weights, wrong, key=seed_bundle.id)
+    producer.flush()
+    wait_until(lambda: service.follower.rejected == 2)
+    produce_rows(kafka, topics.transactions, ["t1"], seed_scenario.stream.X[:1], list(seed_bundle.features))
+    (msg,) = read_n(kafka, topics.decisions, 1)
+    assert orjson.loads(value(msg))["adapter_version"] == 0
+
+
+def test_two_scorers_in_a_group_split_the_load(seed_bundle, seed_scenario, kafka, topics, group, run_service):
+    a, b = scorer(seed_bundle, kafka, topics, group), scorer(seed_bundle, kafka, topics, group)
+    run_service(a)
+    run_service(b)
+    wait_until(lambda: a.follower.caught_up.is_set() and b.follower.caught_up.is_set())
+    st = seed_scenario.stream
+    n = 4000
+    ids = [f"tx-{i}" for i in range(n)]
+    produce_rows(kafka, topics.transactions, ids, st.X[:n], list(seed_bundle.features), pause=0.005)
+    msgs = read_n(kafka, topics.decisions, n)
+    assert {key(m) for m in msgs} == set(ids)
+    assert a.batches > 0 and b.batches > 0
