@@ -14,15 +14,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shared.adapters import AdapterMessage
 from shared.bundle import Bundle
-from shared.kafka.clients import TrackedProducer, check, group_consumer
+from shared.kafka.clients import TrackedProducer, group_consumer
 from shared.kafka.config import KafkaSettings, Topics
 from shared.kafka.follow import AdapterFollower
-from shared.kafka.runtime import StopFlag
+from shared.kafka.runtime import StopFlag, batch_loop
 from shared.log import get_logger
 from shared.observability import MetricsServer
 from shared.scoring import ScoringCore
@@ -49,7 +49,7 @@ class ScorerMetrics:
         self.version = Gauge("selfheal_scorer_adapter_version", "Adapter version scoring now", registry=r)
         self.latency = Histogram(
             "selfheal_scorer_batch_seconds",
-            "Time from consume to delivered decisions, per batch",
+            "Time to decode, score and queue one batch",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=r,
         )
@@ -72,7 +72,6 @@ class ScorerService:
         self.metrics = ScorerMetrics()
         self.log = get_logger("scorer", bundle=bundle.id)
         self.batches = 0
-        self.last_batch_at = 0.0
         self.follower = AdapterFollower(
             settings, topics.weights, bundle.config, bundle.id, self._on_adapter, self._on_reject
         )
@@ -105,17 +104,9 @@ class ScorerService:
         producer = TrackedProducer(self.settings)
         self.log.info("scoring", topic=self.topics.transactions, group=self.config.group)
         try:
-            while not stop.is_set():
-                msgs = consumer.consume(self.config.batch_size, self.config.poll_timeout)
-                self._swap()
-                data = [m for m in msgs if check(m)]
-                if data:
-                    self._batch(data, consumer, producer)
-                else:
-                    producer.poll(0)
+            batch_loop(consumer, producer, stop, lambda data: self._batch(data, producer),
+                       self.config.batch_size, self.config.poll_timeout, tick=self._swap)  # fmt: skip
         finally:
-            producer.flush()
-            consumer.close()  # commits the stored offsets
             self.follower.stop()
             if server:
                 server.stop()
@@ -129,7 +120,7 @@ class ScorerService:
             lag_ms = (time.monotonic() - swapped.received) * 1e3
             self.log.info("adapter swapped in", version=swapped.version, waited_ms=round(lag_ms, 2))
 
-    def _batch(self, data: list[Any], consumer: Any, producer: TrackedProducer) -> None:
+    def _batch(self, data: list[Message], producer: TrackedProducer) -> None:
         t0 = time.perf_counter()
         received_ms = time.time() * 1e3
         decoded = decode_transactions([m.value() for m in data], self.core.features)
@@ -145,11 +136,5 @@ class ScorerService:
             self.metrics.dlq.labels(_reason_kind(reason)).inc()
             self.log.warning("dead-lettered", reason=reason, topic=m.topic(), partition=m.partition(),
                              offset=m.offset())  # fmt: skip
-        producer.flush()  # every output delivered before any input offset is stored
-        last: dict[tuple[str, int], int] = {}
-        for m in data:
-            last[(m.topic(), m.partition())] = m.offset()
-        consumer.store_offsets(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()])
         self.batches += 1
-        self.last_batch_at = time.monotonic()
         self.metrics.latency.observe(time.perf_counter() - t0)

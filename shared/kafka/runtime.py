@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+from confluent_kafka import Consumer, Message, TopicPartition
+
 from shared.kafka.broker import EmbeddedBroker
-from shared.kafka.clients import create_topics
+from shared.kafka.clients import TrackedProducer, check, create_topics
 from shared.kafka.config import KafkaSettings, Topics
 
 
@@ -53,3 +55,42 @@ class StopFlag:
 
     def wait(self, timeout: float) -> bool:
         return self._event.wait(timeout)
+
+
+def store_offsets(consumer: Consumer, messages: list[Message]) -> None:
+    """Store the offset after the last of ``messages`` per partition (committed by auto-commit)."""
+    last: dict[tuple[str, int], int] = {}
+    for m in messages:
+        last[(m.topic() or "", m.partition() or 0)] = m.offset() or 0
+    consumer.store_offsets(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()])
+
+
+def batch_loop(
+    consumer: Consumer,
+    producer: TrackedProducer,
+    stop: StopFlag,
+    handle: Callable[[list[Message]], None],
+    batch_size: int,
+    timeout: float,
+    tick: Callable[[], None] | None = None,
+) -> None:
+    """consume(n, timeout) -> ``handle`` the data messages -> flush -> store offsets, until stopped.
+
+    ``tick`` runs before every batch (the scorer swaps adapters there). The batch in hand
+    is always finished: a stop takes effect between batches.
+    """
+    try:
+        while not stop.is_set():
+            msgs = consumer.consume(batch_size, timeout)
+            if tick is not None:
+                tick()
+            data = [m for m in msgs if check(m)]
+            if data:
+                handle(data)
+                producer.flush()  # every output delivered before any input offset is stored
+                store_offsets(consumer, data)
+            else:
+                producer.poll(0)
+    finally:
+        producer.flush()
+        consumer.close()  # commits the stored offsets and leaves the group

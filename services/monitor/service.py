@@ -1,0 +1,107 @@
+"""The monitor: FIDI over ``transactions`` and the conflict rate over ``decisions``; it
+publishes ``drift-alerts`` when a state changes, never on every batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from confluent_kafka import Message
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from shared.bundle import Bundle
+from shared.kafka.clients import TrackedProducer, group_consumer
+from shared.kafka.config import KafkaSettings, Topics
+from shared.kafka.runtime import StopFlag, batch_loop
+from shared.log import get_logger
+from shared.monitoring import Alert, DriftMonitor
+from shared.observability import MetricsServer
+from shared.wire import decode_transactions
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    group: str = "selfheal-monitor"  # its own group: it sees every transaction
+    batch_rows: int = 100  # rows per FIDI update (the stream is re-chunked to this size)
+    batch_size: int = 1000  # max messages per consume()
+    poll_timeout: float = 0.1
+    metrics_port: int | None = None
+
+
+class MonitorMetrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.transactions = Counter("selfheal_monitor_transactions", "Transactions seen", registry=r)
+        self.skipped = Counter(
+            "selfheal_monitor_skipped", "Unusable transactions (the scorer DLQs them)", registry=r
+        )
+        self.decisions = Counter("selfheal_monitor_decisions", "Decisions seen", registry=r)
+        self.alerts = Counter(
+            "selfheal_monitor_alerts", "Alerts published", ["detector", "state"], registry=r
+        )
+        self.index = Gauge("selfheal_monitor_fidi_index", "FIDI index (>= 1: drift)", registry=r)
+        self.drift = Gauge("selfheal_monitor_drift_state", "1 while FIDI is in drift", registry=r)
+        self.conflict_rate = Gauge(
+            "selfheal_monitor_conflict_rate", "Rule/model conflict rate (window)", registry=r
+        )
+
+
+class MonitorService:
+    def __init__(
+        self, bundle: Bundle, settings: KafkaSettings, topics: Topics, config: MonitorConfig
+    ) -> None:
+        self.bundle, self.settings, self.topics, self.config = bundle, settings, topics, config
+        self.core = DriftMonitor(bundle, batch_rows=config.batch_rows)
+        self.metrics = MonitorMetrics()
+        self.log = get_logger("monitor", bundle=bundle.id)
+        self.published: list[Alert] = []
+
+    def health(self) -> dict[str, Any]:
+        fidi = self.core.fidi
+        return {"status": "ok", "service": "monitor", "bundle": self.bundle.id, "rows": self.core.rows,
+                "in_drift": fidi.in_drift, "fidi_index": fidi.index}  # fmt: skip
+
+    def run(self, stop: StopFlag) -> None:
+        server = None
+        if self.config.metrics_port is not None:
+            server = MetricsServer(self.metrics.registry, self.health, self.config.metrics_port).start()
+        consumer = group_consumer(
+            self.settings, self.config.group, [self.topics.transactions, self.topics.decisions]
+        )
+        producer = TrackedProducer(self.settings)
+        self.log.info("monitoring", topics=[self.topics.transactions, self.topics.decisions])
+        try:
+            batch_loop(consumer, producer, stop, lambda data: self._batch(data, producer),
+                       self.config.batch_size, self.config.poll_timeout)  # fmt: skip
+        finally:
+            if server:
+                server.stop()
+            self.log.info("stopped", rows=self.core.rows)
+
+    def _batch(self, data: list[Message], producer: TrackedProducer) -> None:
+        tx = [m.value() for m in data if m.topic() == self.topics.transactions]
+        dec = [m.value() for m in data if m.topic() == self.topics.decisions]
+        alerts: list[Alert] = []
+        if tx:
+            decoded = decode_transactions(tx, self.bundle.features)
+            self.metrics.transactions.inc(len(decoded.ids))
+            self.metrics.skipped.inc(len(decoded.rejected))
+            alerts += self.core.add_transactions(decoded.X)
+        if dec:
+            flags = []
+            for raw in dec:
+                try:
+                    flags.append(bool(orjson.loads(raw or b"{}").get("conflict", False)))
+                except (orjson.JSONDecodeError, AttributeError):
+                    continue
+            self.metrics.decisions.inc(len(flags))
+            alerts += self.core.add_conflicts(flags)
+        for alert in alerts:
+            producer.produce(self.topics.alerts, orjson.dumps(alert.to_dict()), key=alert.key)
+            self.metrics.alerts.labels(alert.detector, alert.state).inc()
+            self.log.info("alert", **alert.to_dict())
+        self.published += alerts
+        self.metrics.index.set(self.core.fidi.index)
+        self.metrics.drift.set(1 if self.core.fidi.in_drift else 0)
+        self.metrics.conflict_rate.set(self.core.conflicts.rate)

@@ -1,0 +1,97 @@
+"""The monitor's core: FIDI over transactions re-chunked into fixed batches, and the
+conflict rate over decisions; it speaks only when a state changes (drift / recovered).
+
+Alerts (values for ``drift-alerts``, keyed by feature or detector):
+
+* FIDI enters drift: one alert keyed ``fidi`` (statistic: the FIDI index, threshold 1.0)
+  and one per drifting feature (statistic: its shift in reference standard deviations,
+  threshold: ``min_effect``), all ``state = "drift"``;
+* FIDI recovers: the same keys with ``state = "recovered"``;
+* the conflict rate becomes elevated / normal again: key ``conflicts``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from shared.bundle import Bundle
+from shared.drift import FIDI, ConflictRate
+
+
+@dataclass
+class Alert:
+    detector: str
+    feature: str
+    statistic: float
+    threshold: float
+    state: str  # "drift" or "recovered"
+    ts: float = field(default_factory=lambda: time.time() * 1e3)
+
+    @property
+    def key(self) -> str:
+        return self.feature or self.detector
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "detector": self.detector,
+            "feature": self.feature,
+            "statistic": round(float(self.statistic), 6),
+            "threshold": float(self.threshold),
+            "state": self.state,
+            "ts": int(self.ts),
+        }
+
+
+class DriftMonitor:
+    def __init__(self, bundle: Bundle, batch_rows: int = 100, **fidi: Any) -> None:
+        self.batch_rows = batch_rows
+        self.fidi = FIDI(bundle.reference_mean, bundle.reference_std, features=bundle.features, **fidi)
+        self.conflicts = ConflictRate(float(bundle.info.get("reference_conflict_rate", 0.0)))
+        self._pending = np.zeros((0, len(bundle.features)), dtype=np.float32)
+        self._conf_pending: list[bool] = []
+        self._alarmed: list[str] = []
+        self.conflicts_elevated = False
+        self.rows = 0
+
+    def add_transactions(self, X: np.ndarray) -> list[Alert]:
+        self.rows += len(X)
+        self._pending = np.concatenate([self._pending, X]) if len(self._pending) else np.asarray(X)
+        alerts: list[Alert] = []
+        while len(self._pending) >= self.batch_rows:
+            chunk, self._pending = self._pending[: self.batch_rows], self._pending[self.batch_rows :]
+            self.fidi.update(chunk)
+            if self.fidi.drift_detected:
+                self._alarmed = self.fidi.drifting_features
+                alerts.append(Alert("fidi", "fidi", self.fidi.index, 1.0, "drift"))
+                effect = dict(zip(self.fidi.features, self.fidi.effect, strict=True))
+                alerts += [Alert("fidi", f, effect[f], self.fidi.min_effect, "drift") for f in self._alarmed]
+            elif self.fidi.recovered:
+                alerts.append(Alert("fidi", "fidi", self.fidi.index, 1.0, "recovered"))
+                effect = dict(zip(self.fidi.features, self.fidi.effect, strict=True))
+                alerts += [
+                    Alert("fidi", f, effect[f], self.fidi.min_effect, "recovered") for f in self._alarmed
+                ]
+                self._alarmed = []
+        return alerts
+
+    def add_conflicts(self, flags: list[bool]) -> list[Alert]:
+        self._conf_pending += flags
+        alerts: list[Alert] = []
+        while len(self._conf_pending) >= self.batch_rows:
+            chunk, self._conf_pending = (
+                self._conf_pending[: self.batch_rows],
+                self._conf_pending[self.batch_rows :],
+            )
+            self.conflicts.update(sum(chunk), len(chunk))
+            elevated = self.conflicts.elevated
+            if elevated != self.conflicts_elevated:
+                self.conflicts_elevated = elevated
+                state = "drift" if elevated else "recovered"
+                alerts.append(
+                    Alert("conflicts", "conflicts", self.conflicts.rate, self.conflicts.reference_rate, state)
+                )
+        return alerts

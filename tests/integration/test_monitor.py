@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from services.monitor.service import MonitorConfig, MonitorService
+from shared.data import build
+
+from .conftest import wait_until
+from .helpers import key, produce_rows, read_n, value
+
+
+@pytest.fixture(scope="module")
+def covariate_small():
+    return build("covariate", n_pre=1000, n_post=2000)
+
+
+def test_alerts_on_a_drifted_stream(covariate_bundle, covariate_small, kafka, topics, group, run_service):
+    service = MonitorService(covariate_bundle, kafka, topics, MonitorConfig(group=group))
+    run_service(service)
+    st = covariate_small.stream
+    ids = list(st.ids)
+    produce_rows(kafka, topics.transactions, ids, st.X, list(covariate_bundle.features))
+    wait_until(lambda: service.core.rows == len(ids))
+    alerts = read_n(kafka, topics.alerts, 2)
+    first = orjson.loads(value(alerts[0]))
+    assert first["detector"] == "fidi" and first["state"] == "drift" and first["statistic"] >= 1.0
+    assert key(alerts[0]) == "fidi"
+    per_feature = {key(m) for m in alerts[1:]}
+    assert per_feature <= {"amount", "V4", "V12", "V14"} and per_feature
+    # one episode: no alert on every batch
+    assert sum(a.state == "drift" and a.feature == "fidi" for a in service.published) == 1
+
+
+def test_quiet_on_the_control(covariate_bundle, kafka, topics, group, run_service):
+    control = build("control", n_pre=1000, n_post=4000).stream
+    service = MonitorService(covariate_bundle, kafka, topics, MonitorConfig(group=group))
+    run_service(service)
+    produce_rows(kafka, topics.transactions, list(control.ids), control.X, list(covariate_bundle.features))
+    wait_until(lambda: service.core.rows == len(control.ids))
+    assert service.published == []
+    assert read_n(kafka, topics.alerts, 1, timeout=1.0) == []
