@@ -42,9 +42,10 @@ from shared.evaluation import (
     evaluate_scores,
     metrics_from_predictions,
 )
-from shared.healing import HealBatch, HealConfig, LabelJoinBuffer, heal_cycle
-from shared.model import SelfHealingModel
-from shared.registry import MemoryStore, QualityWatch, Registry, RollbackPolicy
+from shared.healing import HealBatch, HealConfig, LabelJoinBuffer
+from shared.healing.healer import Healer, HealerConfig, HealOutcome
+from shared.model import AdapterState, SelfHealingModel
+from shared.registry import MemoryStore, Registry, RollbackPolicy
 from shared.training import TrainConfig, build_bundle, train_model
 
 Progress = Callable[[str], None]
@@ -134,17 +135,18 @@ class _Run:
         self.threshold = self.bundle.threshold
         self.fidi = self._fidi()
         self.registry = Registry(MemoryStore(), self.bundle.id)
-        self.registry.record("initial", self.live.adapter_state(), version=0, note="adapter as trained")
-        self.version = 0
-        self.watch = QualityWatch(config.rollback)
+        self.healer = Healer(self.bundle, self.registry, self.healer_config())
         self.events: list[dict[str, Any]] = []
         self.rows: list[dict[str, Any]] = []
-        self.n_heals = self.n_accepted = self.n_rollbacks = 0
+        self.n_rollbacks = 0
         self.heal_ms: list[float] = []
         self.score_ms: list[float] = []
-        self.first_alarm: int | None = None  # row index at which FIDI first alarmed
-        self.baseline_version = -1  # first adapter version the quality watch judges
-        self.labels_at_first_heal: int | None = None  # arrived labels the first accepted heal had
+        self.first_alarm: int | None = None  # row (or batch) at which FIDI first alarmed
+
+    def healer_config(self) -> HealerConfig:
+        c = self.cfg
+        return HealerConfig(buffer_rows=c.buffer_rows, min_labels=c.min_labels, label_free=c.label_free,
+                            heal=c.heal or HealConfig(), rollback=c.rollback)  # fmt: skip
 
     # -- set-up
     val_fraction = 0.2  # training rows held out to pick the threshold
@@ -196,87 +198,30 @@ class _Run:
     def event(self, kind: str, batch: int, **details: Any) -> None:
         self.events.append({"type": kind, "batch": batch, "ts": time.time(), **details})
 
-    # -- healing and rollback
-    def heal(
-        self, b: int, batch: HealBatch, heal_cfg: HealConfig, pre_metrics: dict[str, float]
-    ) -> tuple[str, dict[str, float]]:
-        self.n_heals += 1
-        k = self.n_heals
-        before = self.live.adapter_state()
-        result = heal_cycle(self.live, batch, self.rules, self.threshold, self.cfg.costs, heal_cfg)
-        if not pre_metrics and "holdout_f1_before" in result.metrics:  # judged on the same held-out rows
-            m = result.metrics
-            pre_metrics = {"accuracy": m["holdout_accuracy_before"], "f1": m["holdout_f1_before"]}
-        pre = self.registry.record("pre", before, self.version, metrics=pre_metrics, heal=k)
-        self.heal_ms.append(result.duration_ms)
-        new_version = self.registry.latest_version + 1
-        post_metrics = {
-            **result.metrics,
-            **self.post_metrics(result.adapter, batch, result.metrics),
-        }
-        post = self.registry.record(
-            "post",
-            result.adapter,
-            new_version,
-            parent=self.version,
-            metrics=post_metrics,
-            heal=k,
-            accepted=result.accepted,
-            note=result.reason,
-        )
-        self.event(
-            "heal",
-            b,
-            heal=k,
-            accepted=result.accepted,
-            reason=result.reason,
-            version=new_version,
-            pre_snapshot=pre.id,
-            post_snapshot=post.id,
-            terms=result.terms,
-            duration_ms=result.duration_ms,
-        )
-        if result.accepted:
-            if self.labels_at_first_heal is None:
-                self.labels_at_first_heal = int(result.metrics.get("n_labelled", 0))
-            self.live.load_adapter(result.adapter)
-            self.version = new_version
-            self.n_accepted += 1
-            if self.baseline_version < 0:
-                self.baseline_version = new_version
-                self.first_heal_accepted(post_metrics)
-        return ("healed" if result.accepted else "heal refused"), result.terms
+    # -- healing and rollback, through the shared Healer
+    def apply(self, b: int, outcome: HealOutcome) -> str:
+        """Log a finished heal; an accepted one goes live. Returns the batch's action."""
+        r = outcome.result
+        self.heal_ms.append(r.duration_ms)
+        self.event("heal", b, heal=outcome.job.number, accepted=r.accepted, reason=r.reason,
+                   version=outcome.post.version, pre_snapshot=outcome.pre.id, post_snapshot=outcome.post.id,
+                   terms=r.terms, duration_ms=r.duration_ms)  # fmt: skip
+        if not r.accepted:
+            return "heal refused"
+        self.live.load_adapter(self.healer.adapter)
+        return "healed"
 
-    def post_metrics(
-        self, adapter: dict[str, torch.Tensor], batch: HealBatch, m: dict[str, float]
-    ) -> dict[str, float]:
-        """The accuracy and F1 a post-heal snapshot is recorded with (rollback picks by F1)."""
-        raise NotImplementedError
-
-    def first_heal_accepted(self, post_metrics: dict[str, float]) -> None:
-        """Hook: the first accepted heal (the research code takes its metrics as the baseline)."""
-
-    def maybe_rollback(self, b: int, since: int = 0) -> bool:
-        reason = self.watch.degraded
+    def maybe_rollback(self, b: int) -> bool:
+        snap, reason = self.healer.check_rollback()
         if reason is None:
             return False
-        best = self.registry.best_post_heal("f1", since=since)
-        self.watch.reset_window()
-        if best is None or best.version == self.version:
+        if snap is None:
             self.event("degraded", b, reason=reason, note="already on the best post-heal adapter")
             return False
-        self.live.load_adapter(best.adapter)
-        snap = self.registry.record("rollback", best.adapter, best.version, parent=self.version, note=reason)
-        self.event(
-            "rollback",
-            b,
-            reason=reason,
-            to_version=best.version,
-            from_version=self.version,
-            snapshot=snap.id,
-        )
-        self.say(f"batch {b:3d}: rollback to v{best.version}: {reason}")
-        self.version = best.version
+        self.live.load_adapter(snap.adapter)
+        self.event("rollback", b, reason=reason, to_version=snap.version, from_version=snap.parent,
+                   snapshot=snap.id)  # fmt: skip
+        self.say(f"batch {b:3d}: rollback to v{snap.version}: {reason}")
         self.n_rollbacks += 1
         return True
 
@@ -306,12 +251,12 @@ class _Run:
             "threshold": self.threshold,
             "costs": self.cfg.costs.to_dict(),
             "rows": {name: m.to_dict() for name, m in rows.items()},
-            "heals": self.n_heals,
-            "heals_accepted": self.n_accepted,
+            "heals": self.registry.n_heals,
+            "heals_accepted": len(self.registry.post_heal()),
             "rollbacks": self.n_rollbacks,
             "snapshots": len(self.registry),
-            "final_adapter_version": self.version,
-            "labels_at_first_heal": self.labels_at_first_heal,
+            "final_adapter_version": self.healer.version,
+            "labels_at_first_heal": self.healer.labels_at_first_heal,
             "base_unchanged": unchanged,
             "timing": {
                 "score_ms_per_100_rows": float(np.median(self.score_ms)) if self.score_ms else None,
@@ -341,24 +286,17 @@ class _SeedRun(_Run):
         kw = {"window": 10, "min_batches": 3, "alpha": None, "min_effect": 1.0, **self.cfg.fidi}
         return FIDI(b.reference_mean[[j]], b.reference_std[[j]], features=["V14"], **kw)
 
-    def first_heal_accepted(self, post_metrics: dict[str, float]) -> None:
-        self.watch.set_baseline(post_metrics["accuracy"], post_metrics["f1"])
+    def healer_config(self) -> HealerConfig:
+        return HealerConfig(heal=self.cfg.heal or SEED_HEAL, rollback=self.cfg.rollback)
 
-    def post_metrics(
-        self, adapter: dict[str, torch.Tensor], batch: HealBatch, m: dict[str, float]
-    ) -> dict[str, float]:
-        p = self.live.new_adapter(adapter)
-        with torch.inference_mode():
-            probs = torch.sigmoid(
-                self.live.logits_from_hidden(self.live.hidden(torch.as_tensor(batch.X)), p)
-            ).numpy()
-        bm = metrics_from_predictions(batch.y, probs >= self.threshold, self.cfg.costs)
-        return {"accuracy": bm.accuracy, "f1": bm.f1}
+    def batch_metrics(self, adapter: AdapterState, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        m = metrics_from_predictions(y, self.bundle.new_model(adapter).predict_proba(X) >= self.threshold,
+                                     self.cfg.costs)  # fmt: skip
+        return {"accuracy": m.accuracy, "f1": m.f1}
 
     def run(self) -> ExperimentResult:
         cfg, sc = self.cfg, self.sc
         assert sc.drift_test is not None
-        heal_cfg = cfg.heal or SEED_HEAL
         j = self.bundle.features.index("V14")
         self.say(
             f"seed protocol: {len(sc.seed_batches)} batches of 100 from the drifted set, batch labels used"
@@ -379,22 +317,28 @@ class _SeedRun(_Run):
                 **_batch_metrics("pre", y, p, self.threshold, cfg.costs),
             }
             action, terms = "monitor", dict[str, float]()
+            watch = self.healer.watch
             if self.fidi.in_drift or n_conf >= cfg.conflicts_per_100 * len(y) / 100:
-                action, terms = self.heal(
-                    b, HealBatch(X, y), heal_cfg, {"accuracy": pre.accuracy, "f1": pre.f1}
-                )
-                post = self.registry.snapshots()[-1].metrics
-                self.watch.update(post["accuracy"], post["f1"])
+                # the research code heals on the batch with its own labels, and judges the
+                # result on that batch too; its first post-heal metrics are the baseline
+                job = self.healer.job_for(HealBatch(X, y))
+                result = self.healer.run(job)
+                post = self.batch_metrics(result.adapter, X, y)
+                outcome = self.healer.finish(job, result, {"accuracy": pre.accuracy, "f1": pre.f1}, post)
+                action, terms = self.apply(b, outcome), result.terms
+                if watch.baseline_f1 is None:
+                    watch.set_baseline(post["accuracy"], post["f1"])
+                watch.update(post["accuracy"], post["f1"])
                 if self.maybe_rollback(b):
                     action = "rollback"
             else:
-                self.watch.update(pre.accuracy, pre.f1)
+                watch.update(pre.accuracy, pre.f1)
             p_after, _ = self.score(X)
             row.update(_batch_metrics("healed", y, p_after, self.threshold, cfg.costs))
             row.update(
                 state=self.state(action),
                 action=action,
-                adapter_version=self.version,
+                adapter_version=self.healer.version,
                 **{f"loss_{k}": v for k, v in terms.items()},
             )
             self.rows.append(row)
@@ -430,79 +374,52 @@ class _DelayedRun(_Run):
     rollback candidates are those of the episode.
     """
 
-    def post_metrics(
-        self, adapter: dict[str, torch.Tensor], batch: HealBatch, m: dict[str, float]
-    ) -> dict[str, float]:
-        if "holdout_f1_after" not in m:
-            return {}
-        return {"accuracy": m["holdout_accuracy_after"], "f1": m["holdout_f1_after"]}
-
     def run(self) -> ExperimentResult:
-        cfg, s = self.cfg, self.sc.stream
+        cfg, s, healer = self.cfg, self.sc.stream, self.healer
         n, bs = len(s), cfg.batch_size
         probs = np.zeros(n, dtype=np.float32)
         shadow = np.zeros(n, dtype=np.float32)
-        versions = np.zeros(n, dtype=np.int64)
-        buffer = LabelJoinBuffer(cfg.buffer_rows, s.X.shape[1])
         conflict_rate = ConflictRate(float(self.bundle.info.get("reference_conflict_rate", 0.0)))
         arrived = 0  # labels of rows [0, arrived) have arrived
-        episode: int | None = None  # stream row where the current drift episode began
-        episode_seq = 0  # registry position at its start
-        heal_cfg = cfg.heal or HealConfig()
         mode = "no labels (label-free)" if cfg.label_free else f"labels {cfg.label_delay} transactions late"
         self.say(f"delayed protocol on {self.sc.name!r}: {n:,} rows, drift at {s.drift_at}, {mode}")
         for b, start in enumerate(range(0, n, bs), start=1):
             end = min(start + bs, n)
-            X, y = s.X[start:end], s.y[start:end]
+            X, y, ids = s.X[start:end], s.y[start:end], list(s.ids[start:end])
             p, ps = self.score(X)
-            probs[start:end], shadow[start:end], versions[start:end] = p, ps, self.version
+            probs[start:end], shadow[start:end] = p, ps
+            healer.add_decisions(ids, (p >= self.threshold).tolist(), [healer.version] * len(ids))
             self.observe(b, X, end)
             n_conf = int(self.rules.conflicts(X, p).sum())
             conflict_rate.update(n_conf, len(y))
-            buffer.add_transactions(list(s.ids[start:end]), X)
+            healer.add_transactions(ids, X)
 
             alarm = self.fidi.in_drift or conflict_rate.elevated
-            if alarm and episode is None:
+            if alarm and healer.episode is None:
                 onset = self.fidi.onset_rows() if self.fidi.in_drift else 3 * bs
-                episode, episode_seq = max(0, end - onset), len(self.registry)
-                self.watch = QualityWatch(cfg.rollback)
-                self.baseline_version = -1
+                healer.open_episode(onset)
                 why = "FIDI" if self.fidi.in_drift else f"conflict rate {conflict_rate.rate:.3f}"
-                self.event("episode", b, onset_row=episode, trigger=why)
-                self.say(f"batch {b:3d}: drift episode ({why}); healing on rows from {episode:,}")
-            elif not alarm and episode is not None:
+                self.event("episode", b, onset_row=healer.episode, trigger=why)
+                self.say(f"batch {b:3d}: drift episode ({why}); healing on rows from {healer.episode:,}")
+            elif not alarm and healer.episode is not None:
                 self.event("episode_end", b)
-                episode = None
+                healer.close_episode()
 
             new_arrived = arrived if cfg.label_free else max(arrived, end - cfg.label_delay)
             if new_arrived > arrived:
-                buffer.add_labels(list(s.ids[arrived:new_arrived]), s.y[arrived:new_arrived].tolist())
-                judged = np.arange(arrived, new_arrived)
-                judged = judged[versions[judged] >= max(self.baseline_version, 1)]
-                if len(judged) and self.baseline_version > 0:
-                    lm = metrics_from_predictions(s.y[judged], probs[judged] >= self.threshold, cfg.costs)
-                    self.watch.update(lm.accuracy, lm.f1)
-                    if self.watch.baseline_f1 is None and self.watch.n >= cfg.rollback.window:
-                        # the baseline: live quality of the first healed adapter's decisions
-                        self.watch.set_baseline(self.watch.rolling_accuracy, self.watch.rolling_f1)
-                        self.event(
-                            "baseline",
-                            b,
-                            f1=self.watch.rolling_f1,
-                            accuracy=self.watch.rolling_accuracy,
-                        )
+                healer.add_labels(list(s.ids[arrived:new_arrived]), s.y[arrived:new_arrived].tolist())
                 arrived = new_arrived
 
             action, terms = "monitor", dict[str, float]()
-            if episode is not None:
-                batch = buffer.snapshot(since=episode)
-                if cfg.label_free or batch.n_labelled >= cfg.min_labels:
-                    action, terms = self.heal(b, batch, heal_cfg, {})
-                    if action == "healed":
-                        self.say(f"batch {b:3d}: healed -> v{self.version} ({self.events[-1]['reason']})")
-                else:
+            if healer.episode is not None:
+                outcome = healer.heal()
+                if outcome is None:
                     action = "waiting for labels"
-                if self.maybe_rollback(b, since=episode_seq):
+                else:
+                    action, terms = self.apply(b, outcome), outcome.result.terms
+                    if action == "healed":
+                        self.say(f"batch {b:3d}: healed -> v{healer.version} ({outcome.result.reason})")
+                if self.maybe_rollback(b):
                     action = "rollback"
             row: dict[str, Any] = {
                 "batch": b,
@@ -518,17 +435,18 @@ class _DelayedRun(_Run):
                 **_batch_metrics("healed", y, p, self.threshold, cfg.costs),
                 "state": self.state(action),
                 "action": action,
-                "adapter_version": self.version,
-                "live_f1": self.watch.rolling_f1,
+                "adapter_version": healer.version,
+                "live_f1": healer.watch.rolling_f1,
                 **{f"loss_{k}": v for k, v in terms.items()},
             }
             self.rows.append(row)
             if b % 10 == 0:
+                heals = f"{len(self.registry.post_heal())}/{self.registry.n_heals}"
                 self.say(
-                    f"batch {b:3d}/{math.ceil(n / bs)}  adapter v{self.version}  "
-                    f"FIDI {self.fidi.index:5.2f}  labels {arrived:,}  heals {self.n_accepted}/{self.n_heals}"
+                    f"batch {b:3d}/{math.ceil(n / bs)}  adapter v{healer.version}  "
+                    f"FIDI {self.fidi.index:5.2f}  labels {arrived:,}  heals {heals}"
                 )
-        return self.finish(*self._evaluate(probs, shadow, buffer))
+        return self.finish(*self._evaluate(probs, shadow, healer.buffer))
 
     def _oracle(self, point: int) -> np.ndarray:
         """Out-of-sample scores of the same architecture retrained on the drifted labels.

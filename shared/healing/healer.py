@@ -1,0 +1,219 @@
+"""The healer's policy, shared by the offline runner and the healer service.
+
+It keeps the recent transactions and joins late labels to them, opens a drift *episode*
+when told to (FIDI or conflict alarms), and then prepares heal jobs on the episode's rows
+only, waiting for ``min_labels`` of their labels unless label-free. A finished job is
+recorded in the registry (a ``pre`` and a ``post`` snapshot) and, when the gate accepted
+it, becomes the live adapter. Live quality is measured from arriving labels against the
+decisions the healed adapters made; when it degrades, ``check_rollback`` returns to the
+best post-heal snapshot of the episode.
+
+The heal itself (:func:`heal_cycle`) runs wherever the caller likes: inline offline, on
+a worker thread in the service. ``prepare`` and ``finish`` bracket it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shared.bundle import Bundle
+from shared.evaluation import metrics_from_predictions
+from shared.healing.buffer import LabelJoinBuffer
+from shared.healing.heal import HealBatch, HealConfig, HealResult, heal_cycle
+from shared.model import AdapterState, SelfHealingModel
+from shared.registry import QualityWatch, Registry, RollbackPolicy, Snapshot
+
+LIVE_KINDS = ("initial", "rollback", "manual")
+
+
+@dataclass(frozen=True)
+class HealerConfig:
+    buffer_rows: int = 2000  # recent transactions kept for healing
+    min_labels: int = 100  # arrived labels from the episode needed before a labelled heal
+    label_free: bool = False  # heal on rules alone, without waiting for labels
+    quality_rows: int = 100  # arrived labels per live-quality measurement
+    decisions_kept: int = 50_000  # decisions remembered to judge arriving labels
+    heal: HealConfig = field(default_factory=HealConfig)
+    rollback: RollbackPolicy = field(default_factory=RollbackPolicy)
+
+
+@dataclass(frozen=True)
+class HealJob:
+    number: int
+    model: SelfHealingModel  # its own copy, with the adapter live when the job was prepared
+    batch: HealBatch
+    version: int  # the live version it starts from
+
+
+@dataclass(frozen=True)
+class HealOutcome:
+    job: HealJob
+    result: HealResult
+    pre: Snapshot
+    post: Snapshot
+
+    @property
+    def accepted(self) -> bool:
+        return self.result.accepted
+
+
+class Healer:
+    def __init__(self, bundle: Bundle, registry: Registry, config: HealerConfig | None = None) -> None:
+        self.bundle, self.registry = bundle, registry
+        self.cfg = config or HealerConfig()
+        self.buffer = LabelJoinBuffer(self.cfg.buffer_rows, len(bundle.features))
+        self.watch = QualityWatch(self.cfg.rollback)
+        self.episode: int | None = None  # buffer position where the current episode began
+        self.episode_seq = 0  # registry position at its start
+        self.baseline_version = -1  # first version of the episode the watch judges
+        self._decisions: OrderedDict[str, tuple[bool, int]] = OrderedDict()
+        self._judged: list[tuple[float, bool]] = []
+        self.n_heals = 0
+        self.labels_at_first_heal: int | None = None
+        if len(registry) == 0:
+            registry.record("initial", bundle.adapter_state, version=0, note="adapter as trained")
+        self.live = self._live_from_registry()
+
+    def _live_from_registry(self) -> Snapshot:
+        """The adapter that went live last: after a restart, the healer resumes from it."""
+        live = [
+            s for s in self.registry.snapshots() if s.kind in LIVE_KINDS or (s.kind == "post" and s.accepted)
+        ]
+        self.n_heals = self.registry.n_heals
+        return live[-1]
+
+    @property
+    def version(self) -> int:
+        return self.live.version
+
+    @property
+    def adapter(self) -> AdapterState:
+        return self.live.adapter
+
+    # -- what the stream shows
+    def add_transactions(self, ids: Sequence[str], X: np.ndarray) -> None:
+        self.buffer.add_transactions(ids, X)
+
+    def add_decisions(self, ids: Sequence[str], fraud: Sequence[bool], versions: Sequence[int]) -> None:
+        for tx_id, f, v in zip(ids, fraud, versions, strict=True):
+            self._decisions[tx_id] = (bool(f), int(v))
+        while len(self._decisions) > self.cfg.decisions_kept:
+            self._decisions.popitem(last=False)
+
+    def add_labels(self, ids: Sequence[str], labels: Sequence[float]) -> None:
+        self.buffer.add_labels(ids, labels)
+        if self.baseline_version < 1:
+            return
+        for tx_id, y in zip(ids, labels, strict=True):
+            d = self._decisions.get(tx_id)
+            if d is not None and d[1] >= self.baseline_version:
+                self._judged.append((float(y), d[0]))
+        q = self.cfg.quality_rows
+        while len(self._judged) >= q:
+            chunk, self._judged = self._judged[:q], self._judged[q:]
+            m = metrics_from_predictions([c[0] for c in chunk], [c[1] for c in chunk], self.bundle.costs)
+            self.watch.update(m.accuracy, m.f1)
+            if self.watch.baseline_f1 is None and self.watch.n >= self.cfg.rollback.window:
+                # the baseline: live quality of the first healed adapter's decisions
+                self.watch.set_baseline(self.watch.rolling_accuracy, self.watch.rolling_f1)
+
+    # -- episodes
+    def open_episode(self, onset_rows: int) -> bool:
+        """Start an episode that began ``onset_rows`` transactions ago; False if one is open."""
+        if self.episode is not None:
+            return False
+        self.episode = max(0, self.buffer.seen - onset_rows)
+        self.episode_seq = len(self.registry)
+        self.watch = QualityWatch(self.cfg.rollback)
+        self.baseline_version = -1
+        self._judged = []
+        return True
+
+    def close_episode(self) -> None:
+        self.episode = None
+
+    # -- healing
+    def ready(self) -> str | None:
+        """Why no heal can start now, or None when one can."""
+        if self.episode is None:
+            return "no drift episode"
+        if self.cfg.label_free:
+            return None
+        have = self.buffer.snapshot(since=self.episode).n_labelled
+        return None if have >= self.cfg.min_labels else f"waiting for labels ({have}/{self.cfg.min_labels})"
+
+    def prepare(self) -> HealJob | None:
+        if self.ready() is not None or self.episode is None:
+            return None
+        return self.job_for(self.buffer.snapshot(since=self.episode))
+
+    def job_for(self, batch: HealBatch) -> HealJob:
+        """A heal job on ``batch`` from the live adapter (the research protocol heals on its batch)."""
+        self.n_heals += 1
+        return HealJob(self.n_heals, self.bundle.new_model(self.adapter), batch, self.version)
+
+    def run(self, job: HealJob) -> HealResult:
+        b = self.bundle
+        return heal_cycle(job.model, job.batch, b.rules, b.threshold, b.costs, self.cfg.heal)
+
+    def finish(
+        self,
+        job: HealJob,
+        result: HealResult,
+        pre_metrics: dict[str, float] | None = None,
+        post_metrics: dict[str, float] | None = None,
+    ) -> HealOutcome:
+        """Record the job's snapshots; an accepted candidate goes live. The snapshots carry
+        ``accuracy`` and ``f1`` from the held-out labels unless given."""
+        m = result.metrics
+        pre_m: dict[str, float] = {}
+        post_m: dict[str, float] = dict(m)
+        if "holdout_f1_before" in m:  # both judged on the same held-out rows
+            pre_m = {"accuracy": m["holdout_accuracy_before"], "f1": m["holdout_f1_before"]}
+            post_m.update(accuracy=m["holdout_accuracy_after"], f1=m["holdout_f1_after"])
+        pre_metrics = pre_metrics if pre_metrics is not None else pre_m
+        post_metrics = {**post_m, **(post_metrics or {})}
+        pre = self.registry.record("pre", job.model.adapter_state(), job.version, metrics=pre_metrics,
+                                   heal=job.number)  # fmt: skip
+        version = self.registry.latest_version + 1
+        post = self.registry.record(
+            "post", result.adapter, version, parent=job.version, metrics=post_metrics,
+            heal=job.number, accepted=result.accepted, note=result.reason,
+        )  # fmt: skip
+        if result.accepted:
+            if self.labels_at_first_heal is None:
+                self.labels_at_first_heal = int(m.get("n_labelled", 0))
+            self.live = post
+            if self.baseline_version < 0:
+                self.baseline_version = version
+        return HealOutcome(job, result, pre, post)
+
+    def heal(self) -> HealOutcome | None:
+        """prepare, run and finish in one call (offline)."""
+        job = self.prepare()
+        return None if job is None else self.finish(job, self.run(job))
+
+    # -- rollback
+    def check_rollback(self) -> tuple[Snapshot | None, str | None]:
+        """(the rollback snapshot, reason) when quality degraded; (None, reason) when already on the best."""
+        reason = self.watch.degraded
+        if reason is None:
+            return None, None
+        self.watch.reset_window()
+        best = self.registry.best_post_heal("f1", since=self.episode_seq)
+        if best is None or best.version == self.version:
+            return None, reason
+        snap = self.registry.record("rollback", best.adapter, best.version, parent=self.version, note=reason)
+        self.live = snap
+        return snap, reason
+
+    def rollback_to(self, snapshot_id: str, note: str = "manual rollback") -> Snapshot:
+        """Make a given snapshot's adapter live again (an operator's rollback)."""
+        target = self.registry.get(snapshot_id)
+        snap = self.registry.record("manual", target.adapter, target.version, parent=self.version, note=note)
+        self.live = snap
+        return snap
