@@ -13,6 +13,7 @@ Alerts (values for ``drift-alerts``, keyed by feature or detector):
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,8 @@ class Alert:
     threshold: float
     state: str  # "drift" or "recovered"
     ts: float = field(default_factory=lambda: time.time() * 1e3)
+    onset_rows: int | None = None  # FIDI's estimate of how many rows ago the drift began
+    onset_ts: float | None = None  # producer timestamp (epoch ms) of the first row of that estimate
 
     @property
     def key(self) -> str:
@@ -43,6 +46,8 @@ class Alert:
             "threshold": float(self.threshold),
             "state": self.state,
             "ts": int(self.ts),
+            **({"onset_rows": self.onset_rows} if self.onset_rows is not None else {}),
+            **({"onset_ts": int(self.onset_ts)} if self.onset_ts is not None else {}),
         }
 
 
@@ -52,21 +57,29 @@ class DriftMonitor:
         self.fidi = FIDI(bundle.reference_mean, bundle.reference_std, features=bundle.features, **fidi)
         self.conflicts = ConflictRate(float(bundle.info.get("reference_conflict_rate", 0.0)))
         self._pending = np.zeros((0, len(bundle.features)), dtype=np.float32)
+        self._pending_ts: list[float | None] = []
+        self._batch_ts: deque[float | None] = deque(maxlen=self.fidi.window)  # first ts of each batch
         self._conf_pending: list[bool] = []
         self._alarmed: list[str] = []
         self.conflicts_elevated = False
         self.rows = 0
 
-    def add_transactions(self, X: np.ndarray) -> list[Alert]:
+    def add_transactions(self, X: np.ndarray, ts: list[float | None] | None = None) -> list[Alert]:
         self.rows += len(X)
         self._pending = np.concatenate([self._pending, X]) if len(self._pending) else np.asarray(X)
+        self._pending_ts += ts if ts is not None else [None] * len(X)
         alerts: list[Alert] = []
         while len(self._pending) >= self.batch_rows:
             chunk, self._pending = self._pending[: self.batch_rows], self._pending[self.batch_rows :]
+            self._batch_ts.append(self._pending_ts[0])
+            self._pending_ts = self._pending_ts[self.batch_rows :]
             self.fidi.update(chunk)
             if self.fidi.drift_detected:
                 self._alarmed = self.fidi.drifting_features
-                alerts.append(Alert("fidi", "fidi", self.fidi.index, 1.0, "drift"))
+                onset = self.fidi.onset_rows()
+                k = min(len(self._batch_ts), max(1, -(-onset // self.batch_rows)))
+                alerts.append(Alert("fidi", "fidi", self.fidi.index, 1.0, "drift", onset_rows=onset,
+                                    onset_ts=self._batch_ts[-k]))  # fmt: skip
                 effect = dict(zip(self.fidi.features, self.fidi.effect, strict=True))
                 alerts += [Alert("fidi", f, effect[f], self.fidi.min_effect, "drift") for f in self._alarmed]
             elif self.fidi.recovered:

@@ -87,7 +87,7 @@ class MonitorService:
             decoded = decode_transactions(tx, self.bundle.features)
             self.metrics.transactions.inc(len(decoded.ids))
             self.metrics.skipped.inc(len(decoded.rejected))
-            alerts += self.core.add_transactions(decoded.X)
+            alerts += self.core.add_transactions(decoded.X, decoded.ts)
         if dec:
             flags = []
             for raw in dec:

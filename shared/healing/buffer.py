@@ -92,6 +92,11 @@ class LabelJoinBuffer:
                 self._delays_ms.append(ts - self._ts[slot])
         self._y[slot] = label
 
+    def position_since(self, ts: float) -> int:
+        """Stream position of the oldest buffered row stamped at or after ``ts`` (else ``seen``)."""
+        rows = np.flatnonzero((self._seq >= 0) & (self._ts >= ts))
+        return int(self._seq[rows].min()) if len(rows) else self._seen
+
     @property
     def seen(self) -> int:
         """Transactions added so far; the next one gets this stream position."""

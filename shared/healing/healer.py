@@ -95,8 +95,8 @@ class Healer:
         return self.live.adapter
 
     # -- what the stream shows
-    def add_transactions(self, ids: Sequence[str], X: np.ndarray) -> None:
-        self.buffer.add_transactions(ids, X)
+    def add_transactions(self, ids: Sequence[str], X: np.ndarray, ts: Sequence[float] | None = None) -> None:
+        self.buffer.add_transactions(ids, X, ts)
 
     def add_decisions(self, ids: Sequence[str], fraud: Sequence[bool], versions: Sequence[int]) -> None:
         for tx_id, f, v in zip(ids, fraud, versions, strict=True):
@@ -122,11 +122,16 @@ class Healer:
                 self.watch.set_baseline(self.watch.rolling_accuracy, self.watch.rolling_f1)
 
     # -- episodes
-    def open_episode(self, onset_rows: int) -> bool:
-        """Start an episode that began ``onset_rows`` transactions ago; False if one is open."""
+    def open_episode(self, onset_rows: int = 0, onset_ts: float | None = None) -> bool:
+        """Start an episode that began ``onset_rows`` transactions ago, or at the first row
+        stamped at or after ``onset_ts`` (epoch ms; other consumers' positions differ from
+        ours, timestamps do not). False if an episode is already open."""
         if self.episode is not None:
             return False
-        self.episode = max(0, self.buffer.seen - onset_rows)
+        if onset_ts is not None:
+            self.episode = self.buffer.position_since(onset_ts)
+        else:
+            self.episode = max(0, self.buffer.seen - onset_rows)
         self.episode_seq = len(self.registry)
         self.watch = QualityWatch(self.cfg.rollback)
         self.baseline_version = -1

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import torch
 
 from shared.kafka import EmbeddedBroker, KafkaSettings, Topics, create_topics
 from shared.kafka.runtime import StopFlag
@@ -18,6 +19,7 @@ from shared.kafka.runtime import StopFlag
 
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[KafkaSettings]:
+    torch.set_num_threads(1)  # several services share this process, as they share a machine
     with EmbeddedBroker() as broker:
         yield KafkaSettings().with_bootstrap(broker.bootstrap)
 

@@ -1,0 +1,238 @@
+"""The healer: late labels joined to transactions, heal cycles on a worker thread, adapters
+published to ``adapter-weights``, every snapshot on ``adapter-registry``, rollbacks.
+
+Inputs (its own consumer group): ``transactions`` (the buffer), ``decisions`` (what each
+adapter decided, to judge live quality), ``labels`` (late truth, joined by id) and
+``drift-alerts`` (episodes open on drift, close on recovery). The heal cycle runs on a
+worker thread; the loop keeps consuming meanwhile, and no scorer ever waits for it.
+On start the registry is rebuilt from ``adapter-registry`` and the live adapter
+re-published (scorers ignore a version they already hold).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from confluent_kafka import Message
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from shared.adapters import encode_adapter
+from shared.bundle import Bundle
+from shared.healing.heal import HealResult
+from shared.healing.healer import Healer, HealerConfig, HealJob
+from shared.kafka.clients import TrackedProducer, group_consumer
+from shared.kafka.config import KafkaSettings, Topics
+from shared.kafka.registry_store import KafkaSnapshotStore
+from shared.kafka.runtime import StopFlag, batch_loop
+from shared.log import get_logger
+from shared.observability import MetricsServer
+from shared.registry import Registry, Snapshot
+from shared.wire import decode_label, decode_transactions
+
+
+@dataclass(frozen=True)
+class HealerServiceConfig:
+    group: str = "selfheal-healer"
+    batch_size: int = 1000
+    poll_timeout: float = 0.1
+    heal_every: int = 100  # new transactions or labels between heal cycles during an episode
+    default_onset: int = 1000  # rows back an episode starts when the alert does not say
+    metrics_port: int | None = None
+    healer: HealerConfig = field(default_factory=HealerConfig)
+
+
+class HealerMetrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.transactions = Counter("selfheal_healer_transactions", "Transactions buffered", registry=r)
+        self.labels = Counter("selfheal_healer_labels", "Labels received", registry=r)
+        self.bad_labels = Counter(
+            "selfheal_healer_bad_labels", "Unusable labels (sent to the DLQ)", registry=r
+        )
+        self.heals = Counter("selfheal_healer_heals", "Heal cycles", ["result"], registry=r)
+        self.rollbacks = Counter("selfheal_healer_rollbacks", "Rollbacks", registry=r)
+        self.version = Gauge("selfheal_healer_adapter_version", "Live adapter version", registry=r)
+        self.episode = Gauge("selfheal_healer_episode", "1 during a drift episode", registry=r)
+        self.label_delay = Gauge("selfheal_healer_label_delay_transactions", "Median label delay", registry=r)
+        self.heal_seconds = Histogram(
+            "selfheal_healer_heal_seconds",
+            "Heal cycle duration",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+
+
+class HealerService:
+    def __init__(
+        self, bundle: Bundle, settings: KafkaSettings, topics: Topics, config: HealerServiceConfig
+    ) -> None:
+        self.bundle, self.settings, self.topics, self.config = bundle, settings, topics, config
+        self.metrics = HealerMetrics()
+        self.log = get_logger("healer", bundle=bundle.id)
+        self.producer = TrackedProducer(settings)
+        store = KafkaSnapshotStore(settings, topics.registry, bundle.config, self.producer)
+        self.registry = Registry(store, bundle.id)
+        self.healer = Healer(bundle, self.registry, config.healer)
+        self.rebuilt = len(self.registry)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="heal")
+        self._running: tuple[HealJob, Future[HealResult]] | None = None
+        self._since_heal = 0
+        self.published: list[int] = []
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "service": "healer",
+            "bundle": self.bundle.id,
+            "adapter_version": self.healer.version,
+            "episode": self.healer.episode is not None,
+            "snapshots": len(self.registry),
+            "buffer": self.healer.buffer.stats(),
+        }
+
+    def publish(self, snap: Snapshot) -> None:
+        data = encode_adapter(snap.adapter, self.bundle.id, snap.version, snap.parent, snap.metrics)
+        self.producer.produce(self.topics.weights, data, key=self.bundle.id)
+        self.producer.flush()
+        self.published.append(snap.version)
+        self.metrics.version.set(snap.version)
+        self.log.info("adapter published", version=snap.version, kind=snap.kind, snapshot=snap.id)
+
+    def run(self, stop: StopFlag) -> None:
+        server = None
+        if self.config.metrics_port is not None:
+            server = MetricsServer(self.metrics.registry, self.health, self.config.metrics_port).start()
+        self.log.info("registry rebuilt", snapshots=self.rebuilt, live_version=self.healer.version)
+        if self.healer.version > 0:
+            self.publish(self.healer.live)
+        t = self.topics
+        consumer = group_consumer(
+            self.settings, self.config.group, [t.transactions, t.decisions, t.labels, t.alerts]
+        )
+        try:
+            batch_loop(
+                consumer,
+                self.producer,
+                stop,
+                self._batch,
+                self.config.batch_size,
+                self.config.poll_timeout,
+                tick=self._tick,
+            )
+        finally:
+            self._pool.shutdown(wait=True)
+            if self._running is not None and self._running[1].done():
+                self._finish()
+            self.producer.flush()
+            if server:
+                server.stop()
+            self.log.info("stopped", snapshots=len(self.registry), live_version=self.healer.version)
+
+    # -- the loop
+    def _batch(self, data: list[Message]) -> None:
+        t = self.topics
+        by_topic: dict[str, list[Message]] = {}
+        for m in data:
+            by_topic.setdefault(m.topic() or "", []).append(m)
+        if tx := by_topic.get(t.transactions):
+            decoded = decode_transactions([m.value() for m in tx], self.bundle.features)
+            ts = [t if t is not None else 0.0 for t in decoded.ts]
+            self.healer.add_transactions(decoded.ids, decoded.X, ts)
+            self.metrics.transactions.inc(len(decoded.ids))
+            self._since_heal += len(decoded.ids)
+        if dec := by_topic.get(t.decisions):
+            self._decisions(dec)
+        if alerts := by_topic.get(t.alerts):
+            self._alerts(alerts)
+        if labels := by_topic.get(t.labels):
+            self._labels(labels)
+
+    def _decisions(self, msgs: list[Message]) -> None:
+        ids, fraud, versions = [], [], []
+        for m in msgs:
+            try:
+                d = orjson.loads(m.value() or b"")
+                ids.append(str(d["id"]))
+                fraud.append(bool(d["fraud"]))
+                versions.append(int(d["adapter_version"]))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+        self.healer.add_decisions(ids, fraud, versions)
+
+    def _labels(self, msgs: list[Message]) -> None:
+        ids, labels = [], []
+        for m in msgs:
+            parsed = decode_label(m.value())
+            if isinstance(parsed, str):
+                self.metrics.bad_labels.inc()
+                self.producer.produce(
+                    self.topics.dlq,
+                    m.value(),
+                    key=m.key(),
+                    headers=[("reason", f"label: {parsed}".encode()), ("topic", b"labels")],
+                )
+                continue
+            ids.append(parsed[0])
+            labels.append(float(parsed[1]))
+        self.healer.add_labels(ids, labels)
+        self.metrics.labels.inc(len(ids))
+        self._since_heal += len(ids)
+        delay = self.healer.buffer.stats().get("label_delay_tx_p50")
+        if delay is not None:
+            self.metrics.label_delay.set(delay)
+
+    def _alerts(self, msgs: list[Message]) -> None:
+        for m in msgs:
+            try:
+                a = orjson.loads(m.value() or b"")
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(a, dict) or a.get("feature") not in ("fidi", "conflicts"):
+                continue  # per-feature alerts repeat what the summary alert says
+            if a.get("state") == "drift":
+                onset = int(a.get("onset_rows") or self.config.default_onset)
+                onset_ts = a.get("onset_ts")
+                if self.healer.open_episode(onset, float(onset_ts) if onset_ts else None):
+                    self.metrics.episode.set(1)
+                    self.log.info("drift episode", trigger=a.get("detector"), onset_row=self.healer.episode)
+            elif a.get("state") == "recovered" and a.get("feature") == "fidi":
+                self.healer.close_episode()
+                self.metrics.episode.set(0)
+                self.log.info("episode closed")
+
+    def _tick(self) -> None:
+        """Between batches: collect a finished heal, start the next one, watch live quality."""
+        if self._running is not None and self._running[1].done():
+            self._finish()
+        if self._running is None and self._since_heal >= self.config.heal_every:
+            job = self.healer.prepare()
+            if job is not None:
+                self._since_heal = 0
+                self._running = (job, self._pool.submit(self.healer.run, job))
+        snap, reason = self.healer.check_rollback()
+        if snap is not None:
+            self.metrics.rollbacks.inc()
+            self.log.warning("rollback", reason=reason, to_version=snap.version, snapshot=snap.id)
+            self.publish(snap)
+
+    def _finish(self) -> None:
+        assert self._running is not None
+        job, future = self._running
+        self._running = None
+        result = future.result()
+        outcome = self.healer.finish(job, result)
+        self.metrics.heals.labels("accepted" if result.accepted else "refused").inc()
+        self.metrics.heal_seconds.observe(result.duration_ms / 1e3)
+        self.log.info(
+            "heal",
+            number=job.number,
+            accepted=result.accepted,
+            reason=result.reason,
+            version=outcome.post.version,
+            ms=round(result.duration_ms, 1),
+        )
+        if result.accepted:
+            self.publish(outcome.post)
