@@ -39,9 +39,12 @@ test-fast: $(STAMP)  ## the tests without lint
 test-slow: $(STAMP)  ## the slow tests only
 	$(BIN)/pytest -m slow
 
-demo: $(STAMP)  ## the main job: seed experiment, faithful and with late labels
-	$(BIN)/selfheal experiment seed --protocol seed --out $(RUN)/seed-protocol
-	$(BIN)/selfheal experiment covariate --out $(RUN)
+demo: $(STAMP)  ## the main job: the streaming stack on the embedded broker, a drift, a report
+	$(BIN)/selfheal demo --out $(RUN)
+
+experiment: $(STAMP)  ## offline: the seed protocol reproduced, and the covariate drift with late labels
+	$(BIN)/selfheal experiment seed --protocol seed --out runs/seed-protocol
+	$(BIN)/selfheal experiment covariate --out runs/covariate
 
 experiment-all: $(STAMP)  ## every scenario with late labels, one table
 	$(BIN)/selfheal experiment all --out runs/all

@@ -9,6 +9,7 @@ selfheal bundle info BUNDLE
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -99,8 +100,13 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         summaries: dict[str, dict[str, Any]] = {}
         for name in names():
             say(f"== {name}")
-            cfg = ExperimentConfig(scenario=name, protocol="delayed", label_delay=args.label_delay,
-                                   label_free=args.label_free, seed=args.seed)  # fmt: skip
+            cfg = ExperimentConfig(
+                scenario=name,
+                protocol="delayed",
+                label_delay=args.label_delay,
+                label_free=args.label_free,
+                seed=args.seed,
+            )
             result = run(cfg, say)
             write_outputs(result, out / name, plots=not args.no_plots)
             summaries[name] = result.summary
@@ -108,13 +114,21 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         print(format_library_table(summaries))
         print(f"\noutputs in {out}/ (one folder per scenario)")
         return 0
-    cfg = ExperimentConfig(scenario=scenario, protocol=args.protocol, label_delay=args.label_delay,
-                           label_free=args.label_free, seed=args.seed)  # fmt: skip
+    cfg = ExperimentConfig(
+        scenario=scenario,
+        protocol=args.protocol,
+        label_delay=args.label_delay,
+        label_free=args.label_free,
+        seed=args.seed,
+    )
     result = run(cfg, say)
     written = write_outputs(result, out, plots=not args.no_plots)
     s = result.summary
-    mode = "labels: own batch" if s["protocol"] == "seed" else (
-        "label-free" if s["label_free"] else f"labels {s['label_delay']} transactions late")  # fmt: skip
+    mode = (
+        "labels: own batch"
+        if s["protocol"] == "seed"
+        else ("label-free" if s["label_free"] else f"labels {s['label_delay']} transactions late")
+    )
     print(f"\nscenario {s['scenario']} · protocol {s['protocol']} · {mode} · bundle {s['bundle']}")
     print(format_table(s))
     print(
@@ -165,6 +179,183 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- the stack
+def cmd_service(args: argparse.Namespace) -> int:
+    from services.stack import run_service
+
+    options: dict[str, Any] = {}
+    if args.command == "scorer":
+        options = {"group": args.group, "batch_size": args.batch_size}
+    elif args.command == "healer":
+        options = {"label_free": args.label_free}
+    return run_service(args.command, args.bundle, args.metrics_port, **options)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from services.stack import Stack
+    from shared.kafka.runtime import StopFlag
+
+    stop = StopFlag()
+    stack = Stack(args.bundle, scorers=args.scorers, log_dir=args.logs).start()
+    try:
+        stack.wait_healthy()
+        bootstrap = stack.settings.bootstrap_servers
+        print(f"broker: {bootstrap}  (export KAFKA_BOOTSTRAP_SERVERS={bootstrap} to use it elsewhere)")
+        for name, port in stack.ports.items():
+            print(f"{name:<10} pid {stack.procs[name].pid:<7} http://127.0.0.1:{port}/metrics  /health")
+        print(f"logs in {args.logs}/ · Ctrl-C stops everything")
+        while not stop.is_set():
+            if dead := stack.dead():
+                print(f"selfheal: {', '.join(dead)} exited; stopping the stack", file=sys.stderr)
+                break
+            stop.wait(0.5)
+    finally:
+        codes = stack.stop()
+        print("stopped: " + ", ".join(f"{n} (exit {c})" for n, c in codes.items()))
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from services.stack import resolve_settings
+    from shared.data import build
+    from shared.kafka import Topics, create_topics
+    from shared.loadgen import produce_stream
+
+    settings = resolve_settings()
+    topics = Topics.from_env()
+    create_topics(settings, topics.specs(settings.replication))
+    sc = build(args.scenario, seed=args.seed, n_pre=args.n_pre, n_post=args.n_post)
+    say = _progress(args.quiet)
+    delay = None if args.label_delay < 0 else args.label_delay
+    say(f"producing {len(sc.stream):,} transactions of {sc.name!r} at {args.rate:g}/s, labels {delay} late")
+    last = [0.0]
+
+    def progress(n: int) -> None:
+        if time.monotonic() - last[0] >= 1.0:
+            last[0] = time.monotonic()
+            say(f"{n:,} / {len(sc.stream):,} produced")
+
+    n = produce_stream(settings, topics, sc.stream, list(sc.features), args.rate, delay, progress)
+    print(
+        f"produced {n:,} transactions to {topics.transactions!r}"
+        + ("" if delay is None else f" and their labels to {topics.labels!r}")
+    )
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    import orjson
+    from confluent_kafka import Consumer
+
+    from services.stack import resolve_settings
+    from shared.kafka import Topics, check
+    from shared.kafka.config import consumer_config
+    from shared.kafka.runtime import StopFlag
+
+    settings = resolve_settings()
+    topics = Topics.from_env()
+    topic = topics.alerts if args.what == "alerts" else topics.decisions
+    consumer = Consumer(consumer_config(settings, f"selfheal-watch-{os.getpid()}"))
+    consumer.subscribe([topic])
+    stop = StopFlag()
+    shown = 0
+    deadline = time.monotonic() + args.timeout if args.timeout else None
+    try:
+        while not stop.is_set() and (args.max is None or shown < args.max):
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            for m in consumer.consume(100, 0.5):
+                if not check(m):
+                    continue
+                d = orjson.loads(m.value() or b"{}")
+                if args.what == "alerts":
+                    line = (
+                        f"{d.get('state', '?'):<9} {d.get('detector', '?'):<9} {d.get('feature', '?'):<10} "
+                        f"statistic {d.get('statistic', 0):.3f} (threshold {d.get('threshold', 0):g})"
+                    )
+                else:
+                    flag = "FRAUD" if d.get("fraud") else "ok   "
+                    line = (
+                        f"{flag} {d.get('id', '?'):<24} score {d.get('score', 0):.4f} "
+                        f"shadow {d.get('shadow_score', 0):.4f} v{d.get('adapter_version')} "
+                        f"{','.join(d.get('rules', []))}{' CONFLICT' if d.get('conflict') else ''}"
+                    )
+                print(line, flush=True)
+                shown += 1
+    finally:
+        consumer.close()
+    return 0
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    from services.stack import resolve_settings
+    from shared.adapters import encode_adapter
+    from shared.bundle import Bundle
+    from shared.kafka import Topics, TrackedProducer
+    from shared.kafka.registry_store import KafkaSnapshotStore
+    from shared.registry import Registry
+
+    settings = resolve_settings()
+    topics = Topics.from_env()
+    bundle = Bundle.load(args.bundle)
+    producer = TrackedProducer(settings)
+    registry = Registry(KafkaSnapshotStore(settings, topics.registry, bundle.config, producer), bundle.id)
+    if args.action == "list":
+        print(f"{'snapshot':<34} {'kind':<9} {'ver':>4} {'parent':>6} {'accepted':>8} {'F1':>6}  note")
+        for snap in registry.snapshots():
+            f1 = snap.metrics.get("f1")
+            parent = "-" if snap.parent is None else str(snap.parent)
+            f1_text = "-" if f1 is None else f"{f1:.3f}"
+            accepted = "yes" if snap.accepted else "no"
+            print(
+                f"{snap.id:<34} {snap.kind:<9} {snap.version:>4} {parent:>6} {accepted:>8} {f1_text:>6}  "
+                f"{snap.note[:60]}"
+            )
+        best = registry.best_post_heal()
+        print(f"{len(registry)} snapshots; best post-heal: {best.id if best else 'none'}")
+        return 0
+    if not args.snapshot:
+        raise SelfhealError("usage: selfheal registry rollback SNAPSHOT --bundle BUNDLE")
+    try:
+        target = registry.get(args.snapshot)
+    except KeyError as exc:
+        raise SelfhealError(str(exc)) from exc
+    snap = registry.record("manual", target.adapter, target.version, note=f"operator rollback to {target.id}")
+    producer.produce(
+        topics.weights,
+        encode_adapter(snap.adapter, bundle.id, snap.version, None, snap.metrics),
+        key=bundle.id,
+    )
+    producer.flush()
+    print(f"adapter v{snap.version} from {target.id} published; recorded as {snap.id}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from services.demo import write_stream_report
+    from services.stack import resolve_settings
+    from shared.kafka import Topics
+
+    summary = write_stream_report(resolve_settings(), Topics.from_env(), Path(args.out), produced=None)
+    print(summary["table"])
+    print(f"wrote summary.json, metrics.csv, metrics.png to {args.out}/")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from services.demo import run_demo
+
+    return run_demo(
+        args.scenario,
+        Path(args.out),
+        rate=args.rate,
+        label_delay=args.label_delay,
+        scorers=args.scorers,
+        n_pre=args.n_pre,
+        n_post=args.n_post,
+    )
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="selfheal", description="A streaming fraud scorer that heals itself.")
@@ -207,6 +398,63 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("action", choices=("info",))
     b.add_argument("path")
     b.set_defaults(func=cmd_bundle)
+
+    for kind, text in (
+        ("scorer", "score transactions into decisions"),
+        ("monitor", "watch for drift"),
+        ("healer", "heal the adapter from late labels"),
+    ):
+        svc = sub.add_parser(kind, help=f"run the {kind}: {text}")
+        svc.add_argument("--bundle", required=True)
+        svc.add_argument("--metrics-port", type=int, default=None, help="serve /metrics and /health here")
+        if kind == "scorer":
+            svc.add_argument("--group", default="selfheal-scorer")
+            svc.add_argument("--batch-size", type=int, default=500)
+        if kind == "healer":
+            svc.add_argument("--label-free", action="store_true")
+        svc.set_defaults(func=cmd_service)
+
+    u = sub.add_parser("up", help="broker (if needed) and the services as processes, until Ctrl-C")
+    u.add_argument("--bundle", required=True)
+    u.add_argument("--scorers", type=int, default=1)
+    u.add_argument("--logs", default="runs/logs")
+    u.set_defaults(func=cmd_up)
+
+    pr = sub.add_parser("produce", help="stream a scenario to the transactions topic, labels later")
+    pr.add_argument("--scenario", default="covariate")
+    pr.add_argument("--rate", type=float, default=1000.0, help="transactions per second (0: flat out)")
+    pr.add_argument("--label-delay", type=int, default=500, help="transactions before a label (-1: none)")
+    pr.add_argument("--n-pre", type=int, default=2000)
+    pr.add_argument("--n-post", type=int, default=8000)
+    pr.add_argument("--seed", type=int, default=42)
+    pr.add_argument("--quiet", action="store_true")
+    pr.set_defaults(func=cmd_produce)
+
+    w = sub.add_parser("watch", help="a readable tail of alerts or decisions")
+    w.add_argument("what", choices=("alerts", "decisions"))
+    w.add_argument("--max", type=int, default=None, help="stop after this many")
+    w.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    w.set_defaults(func=cmd_watch)
+
+    r = sub.add_parser("registry", help="list adapter snapshots, or roll back to one")
+    r.add_argument("action", choices=("list", "rollback"))
+    r.add_argument("snapshot", nargs="?")
+    r.add_argument("--bundle", required=True)
+    r.set_defaults(func=cmd_registry)
+
+    rep = sub.add_parser("report", help="read decisions and labels from the topics; write a report")
+    rep.add_argument("--out", default="runs/report")
+    rep.set_defaults(func=cmd_report)
+
+    d = sub.add_parser("demo", help="the whole stack on the embedded broker, a drift scenario, a report")
+    d.add_argument("--scenario", default="covariate")
+    d.add_argument("--out", default="runs/latest")
+    d.add_argument("--rate", type=float, default=1000.0)
+    d.add_argument("--label-delay", type=int, default=500)
+    d.add_argument("--scorers", type=int, default=2)
+    d.add_argument("--n-pre", type=int, default=2000)
+    d.add_argument("--n-post", type=int, default=8000)
+    d.set_defaults(func=cmd_demo)
     return p
 
 

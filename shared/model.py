@@ -160,14 +160,15 @@ def adapter_from_bytes(data: bytes, config: ModelConfig) -> tuple[AdapterState, 
     """Parse and check safetensors bytes; never unpickles anything."""
     try:
         state = st_load(data)
-        meta = _safetensors_metadata(data)
+        meta = safetensors_metadata(data)
     except Exception as exc:  # safetensors raises its own error types
         raise WeightsError(f"adapter payload is not valid safetensors: {exc}") from exc
     check_adapter(state, config)
     return state, meta
 
 
-def _safetensors_metadata(data: bytes) -> dict[str, str]:
+def safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The string metadata of safetensors bytes, without reading the tensors."""
     import orjson
 
     n = int.from_bytes(data[:8], "little")

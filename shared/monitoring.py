@@ -78,8 +78,17 @@ class DriftMonitor:
                 self._alarmed = self.fidi.drifting_features
                 onset = self.fidi.onset_rows()
                 k = min(len(self._batch_ts), max(1, -(-onset // self.batch_rows)))
-                alerts.append(Alert("fidi", "fidi", self.fidi.index, 1.0, "drift", onset_rows=onset,
-                                    onset_ts=self._batch_ts[-k]))  # fmt: skip
+                alerts.append(
+                    Alert(
+                        "fidi",
+                        "fidi",
+                        self.fidi.index,
+                        1.0,
+                        "drift",
+                        onset_rows=onset,
+                        onset_ts=self._batch_ts[-k],
+                    )
+                )
                 effect = dict(zip(self.fidi.features, self.fidi.effect, strict=True))
                 alerts += [Alert("fidi", f, effect[f], self.fidi.min_effect, "drift") for f in self._alarmed]
             elif self.fidi.recovered:

@@ -49,6 +49,9 @@ class HealerMetrics:
         self.registry = r = CollectorRegistry()
         self.transactions = Counter("selfheal_healer_transactions", "Transactions buffered", registry=r)
         self.labels = Counter("selfheal_healer_labels", "Labels received", registry=r)
+        self.foreign = Counter(
+            "selfheal_healer_foreign_decisions", "Decisions from another bundle", registry=r
+        )
         self.bad_labels = Counter(
             "selfheal_healer_bad_labels", "Unusable labels (sent to the DLQ)", registry=r
         )
@@ -80,6 +83,7 @@ class HealerService:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="heal")
         self._running: tuple[HealJob, Future[HealResult]] | None = None
         self._since_heal = 0
+        self.foreign = 0  # decisions stamped with another bundle id
         self.published: list[int] = []
 
     def health(self) -> dict[str, Any]:
@@ -155,6 +159,18 @@ class HealerService:
         for m in msgs:
             try:
                 d = orjson.loads(m.value() or b"")
+                if d["bundle"] != self.bundle.id:
+                    self.metrics.foreign.inc()
+                    self.foreign += 1
+                    if self.foreign == 1:
+                        self.log.error(
+                            "decisions from another bundle: scorers and healer disagree",
+                            theirs=d["bundle"],
+                            topic=m.topic(),
+                            partition=m.partition(),
+                            offset=m.offset(),
+                        )
+                    continue
                 ids.append(str(d["id"]))
                 fraud.append(bool(d["fraud"]))
                 versions.append(int(d["adapter_version"]))

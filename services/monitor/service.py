@@ -59,8 +59,14 @@ class MonitorService:
 
     def health(self) -> dict[str, Any]:
         fidi = self.core.fidi
-        return {"status": "ok", "service": "monitor", "bundle": self.bundle.id, "rows": self.core.rows,
-                "in_drift": fidi.in_drift, "fidi_index": fidi.index}  # fmt: skip
+        return {
+            "status": "ok",
+            "service": "monitor",
+            "bundle": self.bundle.id,
+            "rows": self.core.rows,
+            "in_drift": fidi.in_drift,
+            "fidi_index": fidi.index,
+        }
 
     def run(self, stop: StopFlag) -> None:
         server = None
@@ -72,8 +78,14 @@ class MonitorService:
         producer = TrackedProducer(self.settings)
         self.log.info("monitoring", topics=[self.topics.transactions, self.topics.decisions])
         try:
-            batch_loop(consumer, producer, stop, lambda data: self._batch(data, producer),
-                       self.config.batch_size, self.config.poll_timeout)  # fmt: skip
+            batch_loop(
+                consumer,
+                producer,
+                stop,
+                lambda data: self._batch(data, producer),
+                self.config.batch_size,
+                self.config.poll_timeout,
+            )
         finally:
             if server:
                 server.stop()

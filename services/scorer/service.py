@@ -57,9 +57,16 @@ class ScorerMetrics:
 
 def _reason_kind(reason: str) -> str:
     """A low-cardinality label for a DLQ reason."""
-    for prefix, kind in (("not JSON", "json"), ("empty", "empty"), ("duplicate", "duplicate"),
-                         ("missing feature", "schema"), ("unknown feature", "schema"), ("missing", "schema"),
-                         ("value is not", "schema"), ("feature", "value")):  # fmt: skip
+    for prefix, kind in (
+        ("not JSON", "json"),
+        ("empty", "empty"),
+        ("duplicate", "duplicate"),
+        ("missing feature", "schema"),
+        ("unknown feature", "schema"),
+        ("missing", "schema"),
+        ("value is not", "schema"),
+        ("feature", "value"),
+    ):
         if reason.startswith(prefix):
             return kind
     return "other"
@@ -104,8 +111,15 @@ class ScorerService:
         producer = TrackedProducer(self.settings)
         self.log.info("scoring", topic=self.topics.transactions, group=self.config.group)
         try:
-            batch_loop(consumer, producer, stop, lambda data: self._batch(data, producer),
-                       self.config.batch_size, self.config.poll_timeout, tick=self._swap)  # fmt: skip
+            batch_loop(
+                consumer,
+                producer,
+                stop,
+                lambda data: self._batch(data, producer),
+                self.config.batch_size,
+                self.config.poll_timeout,
+                tick=self._swap,
+            )
         finally:
             self.follower.stop()
             if server:
@@ -134,7 +148,8 @@ class ScorerService:
             m = data[i]
             producer.produce(self.topics.dlq, m.value(), key=m.key(), headers=[("reason", reason.encode())])
             self.metrics.dlq.labels(_reason_kind(reason)).inc()
-            self.log.warning("dead-lettered", reason=reason, topic=m.topic(), partition=m.partition(),
-                             offset=m.offset())  # fmt: skip
+            self.log.warning(
+                "dead-lettered", reason=reason, topic=m.topic(), partition=m.partition(), offset=m.offset()
+            )
         self.batches += 1
         self.metrics.latency.observe(time.perf_counter() - t0)

@@ -63,7 +63,7 @@ def plot_all(
         lf = summary.get("label_free")
         title += " · label-free" if lf else f" · labels {summary['label_delay']} tx late"
     paths = [
-        _metrics(out, title, batches, drift_batch),
+        plot_metrics(out, title, batches, drift_batch),
         _fidi(out, title, batches, drift_batch),
         _states(out, title, batches),
         _registry(out, title, registry),
@@ -73,7 +73,7 @@ def plot_all(
     return paths
 
 
-def _metrics(out: Path, title: str, batches: list[dict[str, Any]], drift_batch: float | None) -> Path:
+def plot_metrics(out: Path, title: str, batches: list[dict[str, Any]], drift_batch: float | None) -> Path:
     b = np.array([r["batch"] for r in batches])
     fig, axes = plt.subplots(2, 1, figsize=(12, 7), sharex=True)
     for ax, key, label in ((axes[0], "cost", "expected cost per transaction"), (axes[1], "f1", "F1")):
@@ -161,8 +161,15 @@ def _registry(out: Path, title: str, registry: Registry) -> Path:
             ax.axvline(s.seq, color="#ff7f0e", ls="--", lw=1.5)
     best = registry.best_post_heal("f1")
     if best is not None:
-        ax.scatter([best.seq], [best.metrics["f1"]], marker="*", s=250, color="#1f77b4",
-                   label=f"best post-heal (v{best.version})", zorder=4)  # fmt: skip
+        ax.scatter(
+            [best.seq],
+            [best.metrics["f1"]],
+            marker="*",
+            s=250,
+            color="#1f77b4",
+            label=f"best post-heal (v{best.version})",
+            zorder=4,
+        )
     ax.plot([], [], color="#ff7f0e", ls="--", label="rollback")
     ax.set_xlabel("snapshot number")
     ax.set_ylabel("F1 recorded with the snapshot")

@@ -31,7 +31,7 @@ def write_outputs(result: ExperimentResult, out_dir: str | Path, plots: bool = T
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "summary.json", out / "metrics.csv", out / "events.json"]
     write_json(written[0], result.summary)
-    _write_csv(written[1], result.batches)
+    write_csv(written[1], result.batches)
     snapshots = [s.header() for s in result.registry.snapshots()]
     write_json(written[2], {"events": result.events, "snapshots": snapshots})
     if plots:
@@ -39,7 +39,7 @@ def write_outputs(result: ExperimentResult, out_dir: str | Path, plots: bool = T
     return written
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     fields: list[str] = []
     for r in rows:
         fields += [k for k in r if k not in fields]

@@ -145,8 +145,13 @@ class _Run:
 
     def healer_config(self) -> HealerConfig:
         c = self.cfg
-        return HealerConfig(buffer_rows=c.buffer_rows, min_labels=c.min_labels, label_free=c.label_free,
-                            heal=c.heal or HealConfig(), rollback=c.rollback)  # fmt: skip
+        return HealerConfig(
+            buffer_rows=c.buffer_rows,
+            min_labels=c.min_labels,
+            label_free=c.label_free,
+            heal=c.heal or HealConfig(),
+            rollback=c.rollback,
+        )
 
     # -- set-up
     val_fraction = 0.2  # training rows held out to pick the threshold
@@ -203,9 +208,18 @@ class _Run:
         """Log a finished heal; an accepted one goes live. Returns the batch's action."""
         r = outcome.result
         self.heal_ms.append(r.duration_ms)
-        self.event("heal", b, heal=outcome.job.number, accepted=r.accepted, reason=r.reason,
-                   version=outcome.post.version, pre_snapshot=outcome.pre.id, post_snapshot=outcome.post.id,
-                   terms=r.terms, duration_ms=r.duration_ms)  # fmt: skip
+        self.event(
+            "heal",
+            b,
+            heal=outcome.job.number,
+            accepted=r.accepted,
+            reason=r.reason,
+            version=outcome.post.version,
+            pre_snapshot=outcome.pre.id,
+            post_snapshot=outcome.post.id,
+            terms=r.terms,
+            duration_ms=r.duration_ms,
+        )
         if not r.accepted:
             return "heal refused"
         self.live.load_adapter(self.healer.adapter)
@@ -219,8 +233,9 @@ class _Run:
             self.event("degraded", b, reason=reason, note="already on the best post-heal adapter")
             return False
         self.live.load_adapter(snap.adapter)
-        self.event("rollback", b, reason=reason, to_version=snap.version, from_version=snap.parent,
-                   snapshot=snap.id)  # fmt: skip
+        self.event(
+            "rollback", b, reason=reason, to_version=snap.version, from_version=snap.parent, snapshot=snap.id
+        )
         self.say(f"batch {b:3d}: rollback to v{snap.version}: {reason}")
         self.n_rollbacks += 1
         return True
@@ -290,8 +305,9 @@ class _SeedRun(_Run):
         return HealerConfig(heal=self.cfg.heal or SEED_HEAL, rollback=self.cfg.rollback)
 
     def batch_metrics(self, adapter: AdapterState, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
-        m = metrics_from_predictions(y, self.bundle.new_model(adapter).predict_proba(X) >= self.threshold,
-                                     self.cfg.costs)  # fmt: skip
+        m = metrics_from_predictions(
+            y, self.bundle.new_model(adapter).predict_proba(X) >= self.threshold, self.cfg.costs
+        )
         return {"accuracy": m.accuracy, "f1": m.f1}
 
     def run(self) -> ExperimentResult:

@@ -182,13 +182,20 @@ class Healer:
             post_m.update(accuracy=m["holdout_accuracy_after"], f1=m["holdout_f1_after"])
         pre_metrics = pre_metrics if pre_metrics is not None else pre_m
         post_metrics = {**post_m, **(post_metrics or {})}
-        pre = self.registry.record("pre", job.model.adapter_state(), job.version, metrics=pre_metrics,
-                                   heal=job.number)  # fmt: skip
+        pre = self.registry.record(
+            "pre", job.model.adapter_state(), job.version, metrics=pre_metrics, heal=job.number
+        )
         version = self.registry.latest_version + 1
         post = self.registry.record(
-            "post", result.adapter, version, parent=job.version, metrics=post_metrics,
-            heal=job.number, accepted=result.accepted, note=result.reason,
-        )  # fmt: skip
+            "post",
+            result.adapter,
+            version,
+            parent=job.version,
+            metrics=post_metrics,
+            heal=job.number,
+            accepted=result.accepted,
+            note=result.reason,
+        )
         if result.accepted:
             if self.labels_at_first_heal is None:
                 self.labels_at_first_heal = int(m.get("n_labelled", 0))

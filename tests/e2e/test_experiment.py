@@ -40,8 +40,18 @@ def test_seed_protocol_outputs(seed_protocol):
     with (out / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 25
-    assert {"batch", "fidi_index", "conflicts", "noheal_accuracy", "healed_f1", "state", "action",
-            "loss_label", "loss_rule", "loss_entropy"} <= rows[0].keys()  # fmt: skip
+    assert {
+        "batch",
+        "fidi_index",
+        "conflicts",
+        "noheal_accuracy",
+        "healed_f1",
+        "state",
+        "action",
+        "loss_label",
+        "loss_rule",
+        "loss_entropy",
+    } <= rows[0].keys()
     events = json.loads((out / "events.json").read_text())
     kinds = {e["type"] for e in events["events"]}
     assert {"drift", "heal"} <= kinds
@@ -82,9 +92,20 @@ def test_label_free_healing_does_no_harm_on_covariate():
 
 def test_cli_train_on_an_exported_scenario(tmp_path, capsys):
     assert main(["scenario", "export", "control", "--out", str(tmp_path / "sc")]) == 0
-    args = ["train", "--data", str(tmp_path / "sc/train.csv"), "--label", "Class",
-            "--rules", str(tmp_path / "sc/rules.toml"), "--out", str(tmp_path / "bundle"),
-            "--epochs", "3", "--quiet"]  # fmt: skip
+    args = [
+        "train",
+        "--data",
+        str(tmp_path / "sc/train.csv"),
+        "--label",
+        "Class",
+        "--rules",
+        str(tmp_path / "sc/rules.toml"),
+        "--out",
+        str(tmp_path / "bundle"),
+        "--epochs",
+        "3",
+        "--quiet",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "threshold" in out and "very_low_v14" in out

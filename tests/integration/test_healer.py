@@ -31,8 +31,11 @@ def test_the_healer_heals_snapshots_publishes_and_rebuilds_on_restart(
     healer = HealerService(b, kafka, topics, HealerServiceConfig(group=f"{group}-h"))
     for s in (scorer, monitor, healer):
         run_service(s)
-    feeder = threading.Thread(target=produce_stream, args=(kafka, topics, stream, list(b.features)),
-                              kwargs={"rate": 1500, "label_delay": 300})  # fmt: skip
+    feeder = threading.Thread(
+        target=produce_stream,
+        args=(kafka, topics, stream, list(b.features)),
+        kwargs={"rate": 1500, "label_delay": 300},
+    )
     feeder.start()
     wait_until(lambda: healer.healer.episode is not None, timeout=60)
     wait_until(lambda: bool(healer.published), timeout=60)  # an accepted heal went out

@@ -22,8 +22,13 @@ def test_backbone_and_head_are_bit_identical_after_healing(covariate_bundle, cov
     model = covariate_bundle.new_model()
     base_before = {k: v.clone() for k, v in model.base_state().items()}
     adapter_before = model.adapter_state()
-    result = heal_cycle(model, drifted_batch(covariate_scenario), covariate_bundle.rules,
-                        covariate_bundle.threshold, covariate_bundle.costs)  # fmt: skip
+    result = heal_cycle(
+        model,
+        drifted_batch(covariate_scenario),
+        covariate_bundle.rules,
+        covariate_bundle.threshold,
+        covariate_bundle.costs,
+    )
     model.load_adapter(result.adapter)
     for k, v in model.base_state().items():
         assert torch.equal(v, base_before[k]), k
@@ -34,8 +39,13 @@ def test_backbone_and_head_are_bit_identical_after_healing(covariate_bundle, cov
 def test_the_live_model_is_not_touched_by_a_cycle(covariate_bundle, covariate_scenario):
     model = covariate_bundle.new_model()
     before = model.adapter_state()
-    heal_cycle(model, drifted_batch(covariate_scenario), covariate_bundle.rules,
-               covariate_bundle.threshold, covariate_bundle.costs)  # fmt: skip
+    heal_cycle(
+        model,
+        drifted_batch(covariate_scenario),
+        covariate_bundle.rules,
+        covariate_bundle.threshold,
+        covariate_bundle.costs,
+    )
     for k, v in model.adapter_state().items():
         assert torch.equal(v, before[k])
 
@@ -58,8 +68,9 @@ def test_labelled_heal_on_covariate_drift_lowers_cost_and_passes_the_gate(
 
 def test_rows_without_arrived_labels_add_no_labelled_loss(covariate_bundle, covariate_scenario):
     b = covariate_bundle
-    result = heal_cycle(b.new_model(), drifted_batch(covariate_scenario, labelled=False), b.rules,
-                        b.threshold, b.costs)  # fmt: skip
+    result = heal_cycle(
+        b.new_model(), drifted_batch(covariate_scenario, labelled=False), b.rules, b.threshold, b.costs
+    )
     assert result.terms["label"] == 0.0
     assert result.terms["rule"] > 0.0  # the rule still speaks
     assert result.metrics["n_labelled"] == 0 and "holdout_cost_after" not in result.metrics
@@ -69,8 +80,9 @@ def test_no_evidence_means_no_heal(covariate_bundle, covariate_scenario):
     b = covariate_bundle
     X = covariate_scenario.stream.X[:50]
     X = X[~b.rules.fires(X).any(axis=1)]
-    result = heal_cycle(b.new_model(), HealBatch(X, np.full(len(X), np.nan, dtype=np.float32)), b.rules,
-                        b.threshold, b.costs)  # fmt: skip
+    result = heal_cycle(
+        b.new_model(), HealBatch(X, np.full(len(X), np.nan, dtype=np.float32)), b.rules, b.threshold, b.costs
+    )
     assert not result.accepted and result.reason.startswith("no evidence")
 
 
@@ -86,8 +98,9 @@ def test_the_entropy_term_is_capped():
     logits = torch.zeros(10, requires_grad=True)  # maximal entropy, ln 2
     y = torch.tensor([0.0, 1.0] + [float("nan")] * 8)
     none = torch.zeros(10)
-    _, terms = composite_loss(logits, y, none, none, w_label=1.0, w_rule=0.0, w_entropy=10.0,
-                              entropy_max_share=0.5)  # fmt: skip
+    _, terms = composite_loss(
+        logits, y, none, none, w_label=1.0, w_rule=0.0, w_entropy=10.0, entropy_max_share=0.5
+    )
     assert terms["entropy_weight"] * terms["entropy"] == pytest.approx(0.5 * terms["total"])
     nan_y = torch.full((10,), float("nan"))
     _, terms = composite_loss(logits, nan_y, none, none, w_label=1.0, w_rule=1.0, w_entropy=0.5)
@@ -97,18 +110,48 @@ def test_the_entropy_term_is_capped():
 @pytest.mark.parametrize(
     "metrics, accepted, reason",
     [
-        ({"holdout_cost_before": 0.5, "holdout_cost_after": 0.4, "holdout_logloss_before": 0.3,
-          "holdout_logloss_after": 0.2, "holdout_logloss_gain_z": 3.0}, True, "held-out"),
-        ({"holdout_cost_before": 0.4, "holdout_cost_after": 0.5, "holdout_logloss_before": 0.3,
-          "holdout_logloss_after": 0.2, "holdout_logloss_gain_z": 3.0}, False, "no clear gain"),
-        ({"holdout_cost_before": 0.4, "holdout_cost_after": 0.4, "holdout_logloss_before": 0.3,
-          "holdout_logloss_after": 0.31, "holdout_logloss_gain_z": -1.0}, False, "no clear gain"),
+        (
+            {
+                "holdout_cost_before": 0.5,
+                "holdout_cost_after": 0.4,
+                "holdout_logloss_before": 0.3,
+                "holdout_logloss_after": 0.2,
+                "holdout_logloss_gain_z": 3.0,
+            },
+            True,
+            "held-out",
+        ),
+        (
+            {
+                "holdout_cost_before": 0.4,
+                "holdout_cost_after": 0.5,
+                "holdout_logloss_before": 0.3,
+                "holdout_logloss_after": 0.2,
+                "holdout_logloss_gain_z": 3.0,
+            },
+            False,
+            "no clear gain",
+        ),
+        (
+            {
+                "holdout_cost_before": 0.4,
+                "holdout_cost_after": 0.4,
+                "holdout_logloss_before": 0.3,
+                "holdout_logloss_after": 0.31,
+                "holdout_logloss_gain_z": -1.0,
+            },
+            False,
+            "no clear gain",
+        ),
         ({"rule_agreement_before": 0.5, "rule_agreement_after": 0.7}, True, "rule agreement"),
         ({"rule_agreement_before": 0.7, "rule_agreement_after": 0.7}, False, "did not improve"),
-        ({"rule_agreement_before": 0.5, "rule_agreement_after": 0.9, "pos_rate_after": 0.5}, False,
-         "flag rate may not move"),
+        (
+            {"rule_agreement_before": 0.5, "rule_agreement_after": 0.9, "pos_rate_after": 0.5},
+            False,
+            "flag rate may not move",
+        ),
     ],
-)  # fmt: skip
+)
 def test_the_gate(metrics, accepted, reason):
     m = {"pos_rate_before": 0.2, "pos_rate_after": 0.2, "evidence_fraud_rate": 0.15, **metrics}
     state = {"w": torch.zeros(2)}

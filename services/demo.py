@@ -1,0 +1,271 @@
+"""`make demo`: a bundle, the embedded broker, the services as processes, a drift scenario
+streamed with late labels, live progress, and a report of shadow (no heal) vs healed."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from confluent_kafka import Consumer, TopicPartition
+
+from services.stack import Stack, health
+from shared.adapters import decode_adapter
+from shared.bundle import Bundle
+from shared.data import build
+from shared.errors import SelfhealError, WeightsError
+from shared.evaluation import evaluate_scores
+from shared.experiment.plots import plot_metrics
+from shared.experiment.report import format_table, write_csv, write_json
+from shared.kafka import KafkaSettings, Topics, read_topic
+from shared.kafka.config import consumer_config
+from shared.loadgen import produce_stream
+from shared.model import safetensors_metadata
+from shared.streamreport import DecisionLog
+from shared.training import build_bundle
+
+
+class Tail(threading.Thread):
+    """Reads decisions and labels from the beginning into a DecisionLog, until stopped."""
+
+    def __init__(self, settings: KafkaSettings, topics: Topics, log: DecisionLog) -> None:
+        super().__init__(name="demo-tail", daemon=True)
+        self.settings, self.topics, self.log = settings, topics, log
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        consumer = Consumer(consumer_config(self.settings, None))
+        try:
+            parts = []
+            for topic in (self.topics.decisions, self.topics.labels):
+                meta = consumer.list_topics(topic, timeout=10).topics[topic]
+                parts += [TopicPartition(topic, p, 0) for p in meta.partitions]
+            consumer.assign(parts)
+            while not self.stop_event.is_set():
+                msgs = [m for m in consumer.consume(2000, 0.2) if m.error() is None]
+                with self.lock:
+                    for m in msgs:
+                        if m.topic() == self.topics.decisions:
+                            self.log.add_decision(m.value(), float(m.timestamp()[1]))
+                        else:
+                            self.log.add_label(m.value())
+        finally:
+            consumer.close()
+
+
+def bundle_for(scenario: str, seed: int = 42) -> Path:
+    """Reuse runs/bundles/SCENARIO if it loads; otherwise train it (a few seconds)."""
+    path = Path("runs/bundles") / scenario
+    try:
+        Bundle.load(path)
+        return path
+    except SelfhealError:
+        pass
+    sc = build(scenario, seed=seed)
+    build_bundle(
+        sc.train.X, sc.train.y, sc.features, sc.rules_toml, label="Class", source=f"scenario:{scenario}"
+    ).save(path)
+    return path
+
+
+def swap_times(settings: KafkaSettings, topics: Topics, bundle: Bundle, log: DecisionLog) -> dict[str, float]:
+    """Per published adapter version: ms from its publication to the first decision that used it."""
+    published: dict[int, float] = {}
+    for m in read_topic(settings, topics.weights):
+        try:
+            msg = decode_adapter(m.value() or b"", bundle.config, bundle.id)
+        except WeightsError:
+            continue
+        published.setdefault(msg.version, float(m.timestamp()[1]))
+    first_use: dict[int, float] = {}
+    for _score, _shadow, _t, version, ts in log.decisions.values():
+        v = int(version)
+        first_use[v] = min(first_use.get(v, ts), ts)
+    return {str(v): first_use[v] - t for v, t in sorted(published.items()) if v in first_use}
+
+
+def write_stream_report(
+    settings: KafkaSettings,
+    topics: Topics,
+    out: Path,
+    produced: int | None,
+    log: DecisionLog | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Rows from decisions joined with labels; summary.json, metrics.csv, metrics.png, events.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    if log is None:
+        log = DecisionLog()
+        for m in read_topic(settings, topics.decisions, timeout=60):
+            log.add_decision(m.value(), float(m.timestamp()[1]))
+        for m in read_topic(settings, topics.labels, timeout=60):
+            log.add_label(m.value())
+    rows = log.rows()
+    if not rows:
+        raise SelfhealError("no labelled decisions on the topics yet")
+    j = log.joined()
+    summary: dict[str, Any] = {
+        "protocol": "stream",
+        "rows": {k: v.to_dict() for k, v in rows.items()},
+        "transactions": produced,
+        "decided": len(log.decisions),
+        "duplicate_decisions": log.duplicates,
+        "labelled": len(j["y"]),
+        "threshold": float(j["threshold"][0]),
+        "costs": log.costs.to_dict(),
+        **(extra or {}),
+    }
+    alerts = [orjson.loads(m.value() or b"{}") for m in read_topic(settings, topics.alerts)]
+    snapshots = [
+        orjson.loads(safetensors_metadata(m.value() or b"").get("snapshot", "{}"))
+        for m in read_topic(settings, topics.registry)
+    ]
+    write_json(out / "events.json", {"alerts": alerts, "snapshots": snapshots})
+    batches = log.batches()
+    write_csv(out / "metrics.csv", batches)
+    title = f"{summary.get('scenario', 'stream')} · streaming stack"
+    plot_metrics(out, title, batches, None)
+    write_json(out / "summary.json", summary)
+    summary["table"] = format_table({**summary, "rows": summary["rows"]})
+    return summary
+
+
+def run_demo(
+    scenario: str, out: Path, rate: float, label_delay: int, scorers: int, n_pre: int, n_post: int
+) -> int:
+    t0 = time.monotonic()
+
+    def say(msg: str) -> None:
+        print(f"[{time.monotonic() - t0:6.1f}s] {msg}", flush=True)
+
+    bundle_path = bundle_for(scenario)
+    bundle = Bundle.load(bundle_path)
+    sc = build(scenario, n_pre=n_pre, n_post=n_post)
+    say(
+        f"bundle {bundle.id} ({bundle_path}); scenario {scenario!r}: {len(sc.stream):,} transactions, "
+        f"drift at {sc.stream.drift_at}, labels {label_delay} transactions late"
+    )
+    topics = Topics.from_env()
+    stack = Stack(str(bundle_path), scorers=scorers, log_dir=out / "logs").start()
+    log = DecisionLog(costs=bundle.costs)
+    tail: Tail | None = None
+    codes: dict[str, int | None] = {}
+    try:
+        say(f"broker {stack.settings.bootstrap_servers}; starting {', '.join(stack.procs)}")
+        stack.wait_healthy()
+        tail = Tail(stack.settings, topics, log)
+        tail.start()
+        produced = [0]
+        feeder = threading.Thread(
+            target=lambda: produced.__setitem__(
+                0, produce_stream(stack.settings, topics, sc.stream, list(bundle.features), rate, label_delay)
+            ),
+            daemon=True,
+        )
+        feeder.start()
+        last_n, last_t = 0, time.monotonic()
+        deadline = None
+        while True:
+            time.sleep(1.0)
+            with tail.lock:
+                decided = len(log.decisions)
+                recent = log.rows(last=1000)
+            now = time.monotonic()
+            tps = (decided - last_n) / (now - last_t)
+            last_n, last_t = decided, now
+            sh = health(stack.ports["scorer-1"]) or {}
+            mon = health(stack.ports["monitor"]) or {}
+            heal = health(stack.ports["healer"]) or {}
+            cost = "cost: waiting for labels"
+            if recent:
+                nh, h = recent["noheal"].cost, recent["healed"].cost
+                cost = f"cost (last 1,000 labelled) no-heal {nh:.3f} healed {h:.3f}"
+            drift = "YES" if mon.get("in_drift") else "no "
+            episode = "yes" if heal.get("episode") else "no "
+            say(
+                f"decided {decided:>6,}/{len(sc.stream):,}  {tps:7,.0f} tx/s  "
+                f"adapter v{sh.get('adapter_version', '?')}  drift {drift}  episode {episode}  {cost}"
+            )
+            if dead := stack.dead():
+                raise SelfhealError(f"{', '.join(dead)} exited; see {out}/logs/")
+            if not feeder.is_alive():
+                deadline = deadline or now + 120
+                with tail.lock:
+                    missing = len(set(sc.stream.ids.tolist()) - set(log.decisions))
+                    labelled = len(log.joined()["y"])
+                if missing == 0 and labelled >= len(sc.stream):
+                    break
+                if now > deadline:
+                    raise SelfhealError(f"{missing} transactions still without a decision after 120 s")
+        tail.stop_event.set()
+        tail.join()
+        swaps = swap_times(stack.settings, topics, bundle, log)
+        index = {tx: i for i, tx in enumerate(sc.stream.ids.tolist())}
+        extra = _scenario_rows(sc, log, index, bundle)
+        summary = write_stream_report(
+            stack.settings,
+            topics,
+            out,
+            produced[0],
+            log,
+            {
+                "scenario": scenario,
+                "label_delay": label_delay,
+                "bundle": bundle.id,
+                "scorers": scorers,
+                "rate": rate,
+                "swap_publish_to_first_use_ms": swaps,
+                "after_drift": extra,
+            },
+        )
+    finally:
+        if tail is not None:
+            tail.stop_event.set()
+        codes = stack.stop()
+    say("stopped: " + ", ".join(f"{n} exit {c}" for n, c in codes.items()))
+    print()
+    print(summary["table"])
+    ad = summary["after_drift"]
+    if ad:
+        r = ad["rows"]
+        n_after = sum(r["healed"][k] for k in ("tp", "fp", "fn", "tn"))
+        print(
+            f"after the drift point ({n_after:,} labelled rows): no-heal cost {r['noheal']['cost']:.3f}, "
+            f"healed {r['healed']['cost']:.3f}, bayes {r['bayes']['cost']:.3f}"
+        )
+    print(
+        f"transactions {summary['transactions']:,} · decided (unique ids) {summary['decided']:,} · "
+        f"duplicates {summary['duplicate_decisions']}"
+    )
+    print(
+        "adapter publish -> first decision using it (ms, by version): "
+        f"{summary['swap_publish_to_first_use_ms']}"
+    )
+    print(
+        f"wrote summary.json, metrics.csv, events.json, metrics.png to {out}/ ({time.monotonic() - t0:.0f} s)"
+    )
+    return 0
+
+
+def _scenario_rows(sc: Any, log: DecisionLog, index: dict[str, int], bundle: Bundle) -> dict[str, Any]:
+    """No-heal, healed and Bayes rows over the transactions after the drift point."""
+    if sc.stream.drift_at is None:
+        return {}
+    keys = [k for k in log.decisions if k in log.labels and index.get(k, -1) >= sc.stream.drift_at]
+    if not keys:
+        return {}
+    y = np.array([log.labels[k] for k in keys], dtype=np.float64)
+    score = np.array([log.decisions[k][0] for k in keys])
+    shadow = np.array([log.decisions[k][1] for k in keys])
+    post = sc.stream.posterior[[index[k] for k in keys]]
+    t, c = bundle.threshold, bundle.costs
+    rows = {
+        "noheal": evaluate_scores(y, shadow, t, c),
+        "healed": evaluate_scores(y, score, t, c),
+        "bayes": evaluate_scores(y, post, c.bayes_threshold, c),
+    }
+    return {"from": sc.stream.drift_at, "rows": {k: v.to_dict() for k, v in rows.items()}}

@@ -1,0 +1,105 @@
+"""What the topics say about quality: decisions joined with late labels by id.
+
+Used by ``selfheal report`` (reads the topics once) and by ``make demo`` (live progress).
+The first decision of an id counts (a redelivered duplicate carries the same id); the
+shadow score on each decision is the frozen no-heal model's, so no-heal and healed are
+compared on exactly the same transactions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from shared.evaluation import CostMatrix, Metrics, evaluate_scores, metrics_from_predictions
+from shared.wire import decode_label
+
+
+@dataclass
+class DecisionLog:
+    costs: CostMatrix = field(default_factory=CostMatrix)
+    decisions: dict[str, tuple[float, float, float, int, float]] = field(default_factory=dict)
+    # id -> (score, shadow score, threshold, adapter version, decision timestamp ms)
+    labels: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+
+    def add_decision(self, raw: bytes | None, ts_ms: float = 0.0) -> None:
+        try:
+            d = orjson.loads(raw or b"")
+            key = str(d["id"])
+            entry = (
+                float(d["score"]),
+                float(d["shadow_score"]),
+                float(d["threshold"]),
+                int(d["adapter_version"]),
+                ts_ms,
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return
+        if key in self.decisions:
+            self.duplicates += 1
+            return
+        self.decisions[key] = entry
+
+    def add_label(self, raw: bytes | None) -> None:
+        parsed = decode_label(raw)
+        if not isinstance(parsed, str):
+            self.labels[parsed[0]] = parsed[1]
+
+    def joined(self, last: int | None = None) -> dict[str, np.ndarray]:
+        """Arrays over the labelled decisions in decision-time order (the ``last`` newest)."""
+        keys = [k for k in self.decisions if k in self.labels]
+        keys.sort(key=lambda k: self.decisions[k][4])
+        if last is not None:
+            keys = keys[-last:]
+        rows = np.array([self.decisions[k][:4] for k in keys], dtype=np.float64).reshape(-1, 4)
+        return {
+            "y": np.array([self.labels[k] for k in keys], dtype=np.float64),
+            "score": rows[:, 0],
+            "shadow": rows[:, 1],
+            "threshold": rows[:, 2],
+            "version": rows[:, 3],
+        }
+
+    def rows(self, last: int | None = None) -> dict[str, Metrics]:
+        j = self.joined(last)
+        if len(j["y"]) == 0:
+            return {}
+        t = float(j["threshold"][0])
+        return {
+            "noheal": evaluate_scores(j["y"], j["shadow"], t, self.costs),
+            "healed": evaluate_scores(j["y"], j["score"], t, self.costs),
+            "all_normal": metrics_from_predictions(j["y"], np.zeros(len(j["y"])), self.costs),
+        }
+
+    def batches(self, size: int = 100) -> list[dict[str, Any]]:
+        """Per-batch rows in the experiment's metrics.csv format (for the same plots)."""
+        j = self.joined()
+        out: list[dict[str, Any]] = []
+        for b, lo in enumerate(range(0, len(j["y"]), size), start=1):
+            sl = slice(lo, lo + size)
+            y, t = j["y"][sl], float(j["threshold"][lo])
+            nh = metrics_from_predictions(y, j["shadow"][sl] >= t, self.costs)
+            h = metrics_from_predictions(y, j["score"][sl] >= t, self.costs)
+            version = int(j["version"][sl].max())
+            prev = out[-1]["adapter_version"] if out else 0
+            out.append(
+                {
+                    "batch": b,
+                    "start": lo,
+                    "end": lo + len(y),
+                    "noheal_accuracy": nh.accuracy,
+                    "noheal_f1": nh.f1,
+                    "noheal_cost": nh.cost,
+                    "healed_accuracy": h.accuracy,
+                    "healed_f1": h.f1,
+                    "healed_cost": h.cost,
+                    "adapter_version": version,
+                    "action": "healed" if version != prev else "monitor",
+                    "state": "healing" if version != prev else ("stable" if version == 0 else "drift"),
+                }
+            )
+        return out
