@@ -180,6 +180,21 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- the stack
+def cmd_topics(args: argparse.Namespace) -> int:
+    from shared.kafka import KafkaSettings, Topics, create_topics
+
+    settings = KafkaSettings.from_env()
+    if not settings.bootstrap_servers:
+        raise SelfhealError("set KAFKA_BOOTSTRAP_SERVERS (the embedded broker creates its topics itself)")
+    topics = Topics.from_env()
+    created = create_topics(settings, topics.specs(settings.replication))
+    for spec in topics.specs(settings.replication):
+        state = "created" if spec.name in created else "exists"
+        config = ", ".join(f"{k}={v}" for k, v in spec.config.items())
+        print(f"{spec.name:<22} {spec.partitions} partitions  {state}  {config}")
+    return 0
+
+
 def cmd_service(args: argparse.Namespace) -> int:
     from services.stack import run_service
 
@@ -345,7 +360,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from services.demo import run_demo
 
-    return run_demo(
+    summary = run_demo(
         args.scenario,
         Path(args.out),
         rate=args.rate,
@@ -354,6 +369,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         n_pre=args.n_pre,
         n_post=args.n_post,
     )
+    return 0 if all(code == 0 for code in summary["exit_codes"].values()) else 1
 
 
 # --------------------------------------------------------------------------- parser
@@ -413,6 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
         if kind == "healer":
             svc.add_argument("--label-free", action="store_true")
         svc.set_defaults(func=cmd_service)
+
+    tp = sub.add_parser("topics", help="create every topic with its config (on KAFKA_BOOTSTRAP_SERVERS)")
+    tp.add_argument("action", choices=("create",))
+    tp.set_defaults(func=cmd_topics)
 
     u = sub.add_parser("up", help="broker (if needed) and the services as processes, until Ctrl-C")
     u.add_argument("--bundle", required=True)

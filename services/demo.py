@@ -136,7 +136,8 @@ def write_stream_report(
 
 def run_demo(
     scenario: str, out: Path, rate: float, label_delay: int, scorers: int, n_pre: int, n_post: int
-) -> int:
+) -> dict[str, Any]:
+    """Run the demo; returns its summary (also written to ``out/summary.json``)."""
     t0 = time.monotonic()
 
     def say(msg: str) -> None:
@@ -150,7 +151,7 @@ def run_demo(
         f"drift at {sc.stream.drift_at}, labels {label_delay} transactions late"
     )
     topics = Topics.from_env()
-    stack = Stack(str(bundle_path), scorers=scorers, log_dir=out / "logs").start()
+    stack = Stack(str(bundle_path), scorers=scorers, log_dir=out / "logs", base_port=None).start()
     log = DecisionLog(costs=bundle.costs)
     tail: Tail | None = None
     codes: dict[str, int | None] = {}
@@ -248,7 +249,8 @@ def run_demo(
     print(
         f"wrote summary.json, metrics.csv, events.json, metrics.png to {out}/ ({time.monotonic() - t0:.0f} s)"
     )
-    return 0
+    summary["exit_codes"] = codes
+    return summary
 
 
 def _scenario_rows(sc: Any, log: DecisionLog, index: dict[str, int], bundle: Bundle) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from shared.errors import SelfhealError
 from shared.kafka import EmbeddedBroker, KafkaSettings, Topics, create_topics
+from shared.kafka.broker import free_port
 
 STATE = Path(".selfheal/stack.json")  # where `selfheal up` leaves the broker address for other commands
 
@@ -75,7 +76,7 @@ class Stack:
     """Broker (if needed) + scorers + monitor + healer as child processes."""
 
     def __init__(
-        self, bundle: str, scorers: int = 1, log_dir: str | Path = "runs/logs", base_port: int = 9101
+        self, bundle: str, scorers: int = 1, log_dir: str | Path = "runs/logs", base_port: int | None = 9101
     ) -> None:
         self.bundle, self.scorers = bundle, scorers
         self.log_dir = Path(log_dir)
@@ -94,7 +95,7 @@ class Stack:
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers or ""}
         names = [f"scorer-{i + 1}" for i in range(self.scorers)] + ["monitor", "healer"]
         for i, name in enumerate(names):
-            port = self.base_port + i
+            port = free_port() if self.base_port is None else self.base_port + i
             kind = name.split("-")[0]
             cmd = [
                 sys.executable,
