@@ -12,6 +12,23 @@ import structlog
 _configured = False
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is now (test runners swap it); a closed stream
+    at interpreter shutdown drops the line instead of raising in a service thread."""
+
+    def write(self, data: bytes) -> None:
+        try:
+            sys.stderr.buffer.write(data)
+        except (ValueError, AttributeError):
+            pass
+
+    def flush(self) -> None:
+        try:
+            sys.stderr.flush()
+        except ValueError:
+            pass
+
+
 def configure(level: str = "INFO") -> None:
     global _configured
     if _configured:
@@ -25,7 +42,7 @@ def configure(level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.BytesLoggerFactory(sys.stderr.buffer),
+        logger_factory=structlog.BytesLoggerFactory(_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     _configured = True

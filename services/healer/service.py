@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shared.adapters import encode_adapter
 from shared.bundle import Bundle
+from shared.errors import WeightsError
 from shared.healing.heal import HealResult
 from shared.healing.healer import Healer, HealerConfig, HealJob
 from shared.kafka.clients import TrackedProducer, group_consumer
@@ -114,7 +115,7 @@ class HealerService:
             self.publish(self.healer.live)
         t = self.topics
         consumer = group_consumer(
-            self.settings, self.config.group, [t.transactions, t.decisions, t.labels, t.alerts]
+            self.settings, self.config.group, [t.transactions, t.decisions, t.labels, t.alerts, t.registry]
         )
         try:
             batch_loop(
@@ -153,6 +154,20 @@ class HealerService:
             self._alerts(alerts)
         if labels := by_topic.get(t.labels):
             self._labels(labels)
+        if snaps := by_topic.get(t.registry):
+            self._registry(snaps)
+
+    def _registry(self, msgs: list[Message]) -> None:
+        """Snapshots others wrote: an operator's rollback (``selfheal registry rollback``)."""
+        for m in msgs:
+            try:
+                snap = Snapshot.from_bytes(m.value() or b"", self.bundle.config)
+            except WeightsError as exc:
+                self.log.warning("unreadable snapshot", reason=str(exc), topic=m.topic(), offset=m.offset())
+                continue
+            if self.healer.adopt(snap):
+                self.metrics.version.set(snap.version)
+                self.log.warning("operator rollback adopted", version=snap.version, snapshot=snap.id)
 
     def _decisions(self, msgs: list[Message]) -> None:
         ids, fraud, versions = [], [], []

@@ -41,7 +41,7 @@ class HealConfig:
     rule_abstain_label: float | None = None  # label where no rule fires (research code: 0.0)
     rule_reliability: bool = True  # scale each rule by how well arrived labels back it
     grad_clip: float = 1.0  # max gradient norm per step
-    holdout_fraction: float = 0.3  # newest arrived labels kept out of training, for the gate
+    holdout_fraction: float = 0.3  # newest arrived labels kept out of training: the gate, the metrics
     min_holdout: int = 30  # fewer held-out labels than this: judge on rules instead
     gate: bool = True  # judge the candidate; False accepts every finite candidate
     min_gain_z: float = 0.0  # held-out log-loss gain must be this many standard errors (paired)
@@ -91,7 +91,7 @@ def heal_cycle(
     y = np.asarray(batch.y, dtype=np.float32)
     n = len(y)
     labelled_idx = np.flatnonzero(~np.isnan(y))
-    n_hold = int(len(labelled_idx) * cfg.holdout_fraction) if cfg.gate else 0
+    n_hold = int(len(labelled_idx) * cfg.holdout_fraction)
     if n_hold < cfg.min_holdout:
         n_hold = 0
     hold = labelled_idx[len(labelled_idx) - n_hold :] if n_hold else labelled_idx[:0]

@@ -223,9 +223,10 @@ class Healer:
         self.live = snap
         return snap, reason
 
-    def rollback_to(self, snapshot_id: str, note: str = "manual rollback") -> Snapshot:
-        """Make a given snapshot's adapter live again (an operator's rollback)."""
-        target = self.registry.get(snapshot_id)
-        snap = self.registry.record("manual", target.adapter, target.version, parent=self.version, note=note)
-        self.live = snap
-        return snap
+    def adopt(self, snapshot: Snapshot) -> bool:
+        """A snapshot written by someone else (``selfheal registry rollback``): a manual one
+        becomes live. True if it changed the live adapter."""
+        if not self.registry.adopt(snapshot) or snapshot.kind != "manual":
+            return False
+        self.live = snapshot
+        return True

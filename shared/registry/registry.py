@@ -45,6 +45,13 @@ class Registry:
         self._snaps.append(snap)
         return snap
 
+    def adopt(self, snapshot: Snapshot) -> bool:
+        """Take in a snapshot another writer stored (an operator's rollback); False if known."""
+        if snapshot.bundle != self.bundle or any(s.id == snapshot.id for s in self._snaps):
+            return False
+        self._snaps.append(snapshot)
+        return True
+
     def snapshots(self) -> list[Snapshot]:
         return list(self._snaps)
 

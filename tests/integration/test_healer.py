@@ -60,3 +60,37 @@ def test_the_healer_heals_snapshots_publishes_and_rebuilds_on_restart(
     again = HealerService(b, kafka, topics, HealerServiceConfig(group=f"{group}-h2"))
     assert again.rebuilt == n_snaps >= len(snaps)
     assert again.healer.version == live
+
+
+def test_an_operator_rollback_reaches_the_healer_and_the_weights_topic(
+    covariate_bundle, kafka, topics, group, run_service, monkeypatch, capsys
+):
+    import torch
+
+    from services.cli import main
+    from shared.adapters import decode_adapter
+    from shared.kafka import TrackedProducer
+    from shared.kafka.registry_store import KafkaSnapshotStore
+    from shared.registry import Registry
+
+    b = covariate_bundle
+    healer = HealerService(b, kafka, topics, HealerServiceConfig(group=group))
+    run_service(healer)
+    # a post-heal snapshot from earlier, as another healer would have left it
+    store = KafkaSnapshotStore(kafka, topics.registry, b.config, TrackedProducer(kafka))
+    older = Registry(store, b.id)
+    adapter = {k: v.clone() for k, v in b.adapter_state.items()}
+    adapter["scale"] = torch.tensor(0.3)
+    post = older.record("post", adapter, 7, parent=0, metrics={"f1": 0.7}, heal=1)
+    wait_until(lambda: len(healer.registry) == 2)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers or "")
+    for field, env in (("registry", "ADAPTER_REGISTRY"), ("weights", "ADAPTER_WEIGHTS")):
+        monkeypatch.setenv(f"SELFHEAL_TOPIC_{env}", getattr(topics, field))
+    bundle_dir = b.save(__import__("tempfile").mkdtemp())
+    assert main(["registry", "list", "--bundle", str(bundle_dir)]) == 0
+    assert post.id in capsys.readouterr().out
+    assert main(["registry", "rollback", post.id, "--bundle", str(bundle_dir)]) == 0
+    wait_until(lambda: healer.healer.version == 7)
+    assert healer.healer.live.kind == "manual"
+    weights = list(read_topic(kafka, topics.weights))
+    assert decode_adapter(value(weights[-1]), b.config, b.id).version == 7
