@@ -48,6 +48,9 @@ class HealerServiceConfig:
 class HealerMetrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
+        self.lag = Gauge(
+            "selfheal_healer_consumer_lag", "Messages behind the end of the input topics", registry=r
+        )
         self.transactions = Counter("selfheal_healer_transactions", "Transactions buffered", registry=r)
         self.labels = Counter("selfheal_healer_labels", "Labels received", registry=r)
         self.foreign = Counter(
@@ -75,6 +78,7 @@ class HealerService:
     ) -> None:
         self.bundle, self.settings, self.topics, self.config = bundle, settings, topics, config
         self.metrics = HealerMetrics()
+        self.server: MetricsServer | None = None
         self.log = get_logger("healer", bundle=bundle.id)
         self.producer = TrackedProducer(settings)
         store = KafkaSnapshotStore(settings, topics.registry, bundle.config, self.producer)
@@ -107,16 +111,17 @@ class HealerService:
         self.log.info("adapter published", version=snap.version, kind=snap.kind, snapshot=snap.id)
 
     def run(self, stop: StopFlag) -> None:
-        server = None
+        server = self.server = None
         if self.config.metrics_port is not None:
-            server = MetricsServer(self.metrics.registry, self.health, self.config.metrics_port).start()
+            server = self.server = MetricsServer(
+                self.metrics.registry, self.health, self.config.metrics_port
+            ).start()
         self.log.info("registry rebuilt", snapshots=self.rebuilt, live_version=self.healer.version)
         if self.healer.version > 0:
             self.publish(self.healer.live)
         t = self.topics
-        consumer = group_consumer(
-            self.settings, self.config.group, [t.transactions, t.decisions, t.labels, t.alerts, t.registry]
-        )
+        inputs = [t.transactions, t.decisions, t.labels, t.alerts, t.registry]
+        consumer = group_consumer(self.settings, self.config.group, inputs, on_lag=self.metrics.lag.set)
         try:
             batch_loop(
                 consumer,

@@ -32,6 +32,9 @@ class MonitorConfig:
 class MonitorMetrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
+        self.lag = Gauge(
+            "selfheal_monitor_consumer_lag", "Messages behind the end of the input topics", registry=r
+        )
         self.transactions = Counter("selfheal_monitor_transactions", "Transactions seen", registry=r)
         self.skipped = Counter(
             "selfheal_monitor_skipped", "Unusable transactions (the scorer DLQs them)", registry=r
@@ -54,6 +57,7 @@ class MonitorService:
         self.bundle, self.settings, self.topics, self.config = bundle, settings, topics, config
         self.core = DriftMonitor(bundle, batch_rows=config.batch_rows)
         self.metrics = MonitorMetrics()
+        self.server: MetricsServer | None = None
         self.log = get_logger("monitor", bundle=bundle.id)
         self.published: list[Alert] = []
 
@@ -69,11 +73,16 @@ class MonitorService:
         }
 
     def run(self, stop: StopFlag) -> None:
-        server = None
+        server = self.server = None
         if self.config.metrics_port is not None:
-            server = MetricsServer(self.metrics.registry, self.health, self.config.metrics_port).start()
+            server = self.server = MetricsServer(
+                self.metrics.registry, self.health, self.config.metrics_port
+            ).start()
         consumer = group_consumer(
-            self.settings, self.config.group, [self.topics.transactions, self.topics.decisions]
+            self.settings,
+            self.config.group,
+            [self.topics.transactions, self.topics.decisions],
+            on_lag=self.metrics.lag.set,
         )
         producer = TrackedProducer(self.settings)
         self.log.info("monitoring", topics=[self.topics.transactions, self.topics.decisions])

@@ -41,6 +41,9 @@ class ScorerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self.lag = Gauge(
+            "selfheal_scorer_consumer_lag", "Messages behind the end of the input topics", registry=r
+        )
         self.transactions = Counter("selfheal_scorer_transactions", "Transactions consumed", registry=r)
         self.decisions = Counter("selfheal_scorer_decisions", "Decisions produced", registry=r)
         self.dlq = Counter("selfheal_scorer_dlq", "Records sent to the DLQ", ["reason"], registry=r)
@@ -77,6 +80,7 @@ class ScorerService:
         self.bundle, self.settings, self.topics, self.config = bundle, settings, topics, config
         self.core = ScoringCore(bundle)
         self.metrics = ScorerMetrics()
+        self.server: MetricsServer | None = None
         self.log = get_logger("scorer", bundle=bundle.id)
         self.batches = 0
         self.follower = AdapterFollower(
@@ -102,12 +106,16 @@ class ScorerService:
         }
 
     def run(self, stop: StopFlag) -> None:
-        server = None
+        server = self.server = None
         if self.config.metrics_port is not None:
-            server = MetricsServer(self.metrics.registry, self.health, self.config.metrics_port).start()
+            server = self.server = MetricsServer(
+                self.metrics.registry, self.health, self.config.metrics_port
+            ).start()
             self.log.info("metrics served", port=server.port)
         self.follower.start()
-        consumer = group_consumer(self.settings, self.config.group, [self.topics.transactions])
+        consumer = group_consumer(
+            self.settings, self.config.group, [self.topics.transactions], on_lag=self.metrics.lag.set
+        )
         producer = TrackedProducer(self.settings)
         self.log.info("scoring", topic=self.topics.transactions, group=self.config.group)
         try:

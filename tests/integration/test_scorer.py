@@ -146,3 +146,26 @@ def test_two_scorers_in_a_group_split_the_load(seed_bundle, seed_scenario, kafka
     msgs = read_n(kafka, topics.decisions, n)
     assert {key(m) for m in msgs} == set(ids)
     assert a.batches > 0 and b.batches > 0
+
+
+def test_metrics_and_health_endpoints(seed_bundle, seed_scenario, kafka, topics, group, run_service):
+    import urllib.request
+
+    service = scorer(seed_bundle, kafka, topics, group, metrics_port=0)
+    run_service(service)
+    wait_until(lambda: service.server is not None)
+    produce_rows(
+        kafka, topics.transactions, ["m1", "m2"], seed_scenario.stream.X[:2], list(seed_bundle.features)
+    )
+    wait_until(lambda: service.batches >= 1)
+    assert service.server is not None
+    base = f"http://127.0.0.1:{service.server.port}"
+    with urllib.request.urlopen(f"{base}/metrics") as r:
+        text = r.read().decode()
+    assert "selfheal_scorer_transactions_total 2.0" in text
+    assert "selfheal_scorer_decisions_total 2.0" in text
+    assert "selfheal_scorer_batch_seconds_bucket" in text
+    assert "selfheal_scorer_adapter_version" in text and "selfheal_scorer_consumer_lag" in text
+    with urllib.request.urlopen(f"{base}/health") as r:
+        health = orjson.loads(r.read())
+    assert health["status"] == "ok" and health["bundle"] == seed_bundle.id and health["adapter_version"] == 0
