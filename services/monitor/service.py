@@ -40,6 +40,9 @@ class MonitorMetrics:
             "selfheal_monitor_skipped", "Unusable transactions (the scorer DLQs them)", registry=r
         )
         self.decisions = Counter("selfheal_monitor_decisions", "Decisions seen", registry=r)
+        self.foreign = Counter(
+            "selfheal_monitor_foreign_decisions", "Decisions from another bundle", registry=r
+        )
         self.alerts = Counter(
             "selfheal_monitor_alerts", "Alerts published", ["detector", "state"], registry=r
         )
@@ -113,9 +116,15 @@ class MonitorService:
             flags = []
             for raw in dec:
                 try:
-                    flags.append(bool(orjson.loads(raw or b"{}").get("conflict", False)))
-                except (orjson.JSONDecodeError, AttributeError):
+                    d = orjson.loads(raw or b"{}")
+                except orjson.JSONDecodeError:
                     continue
+                if not isinstance(d, dict):
+                    continue
+                if d.get("bundle") != self.bundle.id:
+                    self.metrics.foreign.inc()  # a scorer on another bundle: its conflicts are not ours
+                    continue
+                flags.append(bool(d.get("conflict", False)))
             self.metrics.decisions.inc(len(flags))
             alerts += self.core.add_conflicts(flags)
         for alert in alerts:
