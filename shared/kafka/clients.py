@@ -15,6 +15,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from shared.errors import SelfhealError
 from shared.kafka.config import KafkaSettings, TopicSpec, consumer_config, producer_config
+from shared.log import get_logger
 
 
 class KafkaClientError(SelfhealError):
@@ -153,15 +154,23 @@ def _report_lag(stats_json: str, on_lag: Callable[[int], None]) -> None:
 
 
 def check(msg: Message) -> bool:
-    """True for a data message; False for informational events; raises on real errors."""
+    """True for a data message; False for events to skip (logged unless routine); raises on
+    fatal errors."""
     err = msg.error()
     if err is None:
         return True
     if err.code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
-        return False
-    if err.retriable() or not err.fatal():
-        return False
-    raise KafkaClientError(f"consumer error: {err}")
+        return False  # routine: end of a partition, a topic still being created
+    if err.fatal():
+        raise KafkaClientError(f"consumer error: {err}")
+    get_logger("kafka").warning(
+        "consumer error",
+        error=str(err),
+        retriable=err.retriable(),
+        topic=msg.topic(),
+        partition=msg.partition(),
+    )
+    return False
 
 
 def read_topic(
