@@ -138,14 +138,20 @@ def test_two_scorers_in_a_group_split_the_load(seed_bundle, seed_scenario, kafka
     a, b = scorer(seed_bundle, kafka, topics, group), scorer(seed_bundle, kafka, topics, group)
     run_service(a)
     run_service(b)
-    wait_until(lambda: a.follower.caught_up.is_set() and b.follower.caught_up.is_set())
     st = seed_scenario.stream
-    n = 4000
-    ids = [f"tx-{i}" for i in range(n)]
-    produce_rows(kafka, topics.transactions, ids, st.X[:n], list(seed_bundle.features), pause=0.005)
-    msgs = read_n(kafka, topics.decisions, n)
-    assert {key(m) for m in msgs} == set(ids)
+    features = list(seed_bundle.features)
+    sent: list[str] = []
+    deadline = time.monotonic() + 60
+    # keep the stream flowing until the group has formed and both members have scored
+    while not (a.batches > 0 and b.batches > 0) and time.monotonic() < deadline:
+        ids = [f"tx-{len(sent) + i}" for i in range(200)]
+        k = len(sent) % 9000
+        produce_rows(kafka, topics.transactions, ids, st.X[k : k + 200], features)
+        sent += ids
+        time.sleep(0.1)
     assert a.batches > 0 and b.batches > 0
+    msgs = read_n(kafka, topics.decisions, len(sent))
+    assert {key(m) for m in msgs} == set(sent)
 
 
 def test_metrics_and_health_endpoints(seed_bundle, seed_scenario, kafka, topics, group, run_service):
