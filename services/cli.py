@@ -280,6 +280,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
             if deadline is not None and time.monotonic() > deadline:
                 break
             for m in consumer.consume(100, 0.5):
+                if args.max is not None and shown >= args.max:
+                    break
                 if not check(m):
                     continue
                 d = orjson.loads(m.value() or b"{}")
@@ -321,7 +323,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
             f1 = snap.metrics.get("f1")
             parent = "-" if snap.parent is None else str(snap.parent)
             f1_text = "-" if f1 is None else f"{f1:.3f}"
-            accepted = "yes" if snap.accepted else "no"
+            accepted = ("yes" if snap.accepted else "no") if snap.kind == "post" else "-"
             print(
                 f"{snap.id:<34} {snap.kind:<9} {snap.version:>4} {parent:>6} {accepted:>8} {f1_text:>6}  "
                 f"{snap.note[:60]}"
