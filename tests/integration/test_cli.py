@@ -1,0 +1,42 @@
+"""The operator commands against a running scorer on the embedded broker."""
+
+from __future__ import annotations
+
+from services.cli import main
+from services.scorer.service import ScorerConfig, ScorerService
+
+from .helpers import produce_rows
+
+
+def use_topics(monkeypatch, kafka, topics):
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers or "")
+    for field, env in (
+        ("transactions", "TRANSACTIONS"),
+        ("decisions", "DECISIONS"),
+        ("labels", "LABELS"),
+        ("alerts", "DRIFT_ALERTS"),
+        ("weights", "ADAPTER_WEIGHTS"),
+        ("registry", "ADAPTER_REGISTRY"),
+        ("dlq", "DLQ"),
+    ):
+        monkeypatch.setenv(f"SELFHEAL_TOPIC_{env}", getattr(topics, field))
+
+
+def test_watch_decisions_prints_readable_lines_and_stops_at_max(
+    seed_bundle, seed_scenario, kafka, topics, group, run_service, monkeypatch, capsys
+):
+    use_topics(monkeypatch, kafka, topics)
+    run_service(ScorerService(seed_bundle, kafka, topics, ScorerConfig(group=group)))
+    ids = [f"w-{i}" for i in range(10)]
+    produce_rows(kafka, topics.transactions, ids, seed_scenario.stream.X[:10], list(seed_bundle.features))
+    assert main(["watch", "decisions", "--max", "3", "--timeout", "60"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    assert all(line.split()[0] in ("ok", "FRAUD") and " v0" in line for line in lines)
+
+
+def test_produce_sends_a_scenario_with_its_labels(kafka, topics, monkeypatch, capsys):
+    use_topics(monkeypatch, kafka, topics)
+    args = ["produce", "--scenario", "control", "--n-pre", "100", "--n-post", "200", "--rate", "0", "--quiet"]
+    assert main(args) == 0
+    assert "produced 300 transactions" in capsys.readouterr().out
