@@ -39,12 +39,14 @@ class LabelJoinBuffer:
         self._slot: dict[str, int] = {}
         self._ids: list[str | None] = [None] * capacity
         self._pending: OrderedDict[str, tuple[float, float]] = OrderedDict()  # id -> (label, ts)
+        self._evicted: OrderedDict[str, None] = OrderedDict()  # recently evicted ids (bounded)
         self._max_pending = max_pending if max_pending is not None else capacity
         self._seen = 0
         self._delays_tx: deque[int] = deque(maxlen=1000)  # recent label delays
         self._delays_ms: deque[float] = deque(maxlen=1000)
         self.labels_joined = 0
-        self.labels_dropped = 0
+        self.labels_dropped = 0  # waited for a transaction that never came, until the wait list was full
+        self.labels_expired = 0  # arrived after their transaction had left the buffer
 
     def __len__(self) -> int:
         return min(self._seen, self.capacity)
@@ -58,6 +60,9 @@ class LabelJoinBuffer:
             old = self._ids[slot]
             if old is not None:
                 del self._slot[old]
+                self._evicted[old] = None
+                if len(self._evicted) > self.capacity:
+                    self._evicted.popitem(last=False)
             self._ids[slot] = tx_id
             self._slot[tx_id] = slot
             self._X[slot] = X[k]
@@ -78,6 +83,8 @@ class LabelJoinBuffer:
             slot = self._slot.get(tx_id)
             if slot is not None:
                 self._join(slot, label, when)
+            elif tx_id in self._evicted:
+                self.labels_expired += 1  # its transaction already left the buffer: too late to use
             else:
                 self._pending[tx_id] = (label, when)
                 while len(self._pending) > self._max_pending:
@@ -119,6 +126,7 @@ class LabelJoinBuffer:
             "labels_joined": self.labels_joined,
             "labels_pending": len(self._pending),
             "labels_dropped": self.labels_dropped,
+            "labels_expired": self.labels_expired,
         }
         if self._delays_tx:
             d["label_delay_tx_p50"] = float(np.median(self._delays_tx))

@@ -188,3 +188,5 @@ def test_buffer_is_bounded_and_keeps_early_labels_waiting():
     assert len(buf) == 3 and buf.snapshot().n_labelled == 1
     buf.add_transactions(["c", "d"], np.ones((2, 1)))
     assert len(buf) == 3 and buf.snapshot().X.ravel().tolist() == [0.0, 1.0, 1.0]
+    buf.add_labels(["a"], [1])  # "a" has left the buffer: the label is too late, not waiting
+    assert buf.labels_expired == 1 and buf.stats()["labels_pending"] == 1
