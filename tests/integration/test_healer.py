@@ -12,6 +12,7 @@ from shared.data import build
 from shared.kafka import read_topic
 from shared.loadgen import produce_stream
 from shared.registry import Snapshot
+from shared.wire import encode_transaction
 
 from .conftest import wait_until
 from .helpers import read_n, value
@@ -94,3 +95,81 @@ def test_an_operator_rollback_reaches_the_healer_and_the_weights_topic(
     assert healer.healer.live.kind == "manual"
     weights = list(read_topic(kafka, topics.weights))
     assert decode_adapter(value(weights[-1]), b.config, b.id).version == 7
+
+
+def test_degraded_live_quality_rolls_back_through_the_registry(
+    covariate_bundle, kafka, topics, group, run_service
+):
+    import time
+
+    import torch
+
+    from shared.healing import HealConfig
+    from shared.healing.healer import HealerConfig
+    from shared.kafka import TrackedProducer
+    from shared.kafka.registry_store import KafkaSnapshotStore
+    from shared.registry import Registry, RollbackPolicy
+    from shared.wire import encode_label
+
+    b = covariate_bundle
+    cfg = HealerServiceConfig(
+        group=group,
+        healer=HealerConfig(
+            heal=HealConfig(gate=False), quality_rows=50, rollback=RollbackPolicy(window=2, min_updates=2)
+        ),
+    )
+    service = HealerService(b, kafka, topics, cfg)
+    run_service(service)
+    st = build("covariate", n_pre=0, n_post=3000).stream
+    p = TrackedProducer(kafka)
+    now = time.time() * 1e3
+    for i in range(1000):
+        p.produce(
+            topics.transactions,
+            encode_transaction(st.ids[i], b.features, st.X[i].tolist(), now),
+            key=st.ids[i],
+        )
+    p.produce(
+        topics.alerts,
+        orjson.dumps(
+            {
+                "detector": "fidi",
+                "feature": "fidi",
+                "statistic": 2.0,
+                "threshold": 1.0,
+                "state": "drift",
+                "ts": now,
+                "onset_rows": 1000,
+            }
+        ),
+        key="fidi",
+    )
+    for i in range(400):
+        p.produce(topics.labels, encode_label(st.ids[i], int(st.y[i])), key=st.ids[i])
+    p.flush()
+    wait_until(lambda: service.healer.version >= 1, timeout=60)
+    # a better post-heal snapshot from this episode, as the registry may hold
+    better = {k: v.clone() for k, v in b.adapter_state.items()}
+    better["scale"] = torch.tensor(0.2)
+    Registry(KafkaSnapshotStore(kafka, topics.registry, b.config, p), b.id).record(
+        "post", better, 50, parent=0, metrics={"f1": 0.99, "accuracy": 0.99}, heal=99, note="from elsewhere"
+    )
+    wait_until(lambda: any(s.version == 50 for s in service.registry.snapshots()))
+
+    def decide_and_label(lo: int, hi: int, right: bool) -> None:
+        for i in range(lo, hi):
+            fraud = bool(st.y[i]) if right else not bool(st.y[i])
+            d = {"id": st.ids[i], "fraud": fraud, "adapter_version": service.healer.version, "bundle": b.id}
+            p.produce(topics.decisions, orjson.dumps(d), key=st.ids[i])
+        p.flush()
+        time.sleep(0.5)  # decisions first, as in life: labels come later
+        for i in range(lo, hi):
+            p.produce(topics.labels, encode_label(st.ids[i], int(st.y[i])), key=st.ids[i])
+        p.flush()
+
+    decide_and_label(1000, 1200, right=True)  # the baseline: good decisions
+    wait_until(lambda: service.healer.watch.baseline_f1 is not None, timeout=30)
+    decide_and_label(1200, 1400, right=False)  # then every decision wrong (poisoned, say)
+    wait_until(lambda: 50 in service.published, timeout=30)
+    kinds = [s.kind for s in service.registry.snapshots() if s.version == 50]
+    assert "rollback" in kinds
