@@ -24,12 +24,11 @@ from shared.bundle import Bundle
 from shared.errors import WeightsError
 from shared.healing.heal import HealResult
 from shared.healing.healer import Healer, HealerConfig, HealJob
-from shared.kafka.clients import TrackedProducer, group_consumer
+from shared.kafka.clients import TrackedProducer
 from shared.kafka.config import KafkaSettings, Topics
 from shared.kafka.registry_store import KafkaSnapshotStore
-from shared.kafka.runtime import StopFlag, batch_loop
+from shared.kafka.runtime import ConsumerService
 from shared.log import get_logger
-from shared.observability import MetricsServer
 from shared.registry import Registry, Snapshot
 from shared.wire import decode_label, decode_transactions
 
@@ -72,13 +71,12 @@ class HealerMetrics:
         )
 
 
-class HealerService:
+class HealerService(ConsumerService):
     def __init__(
         self, bundle: Bundle, settings: KafkaSettings, topics: Topics, config: HealerServiceConfig
     ) -> None:
         self.bundle, self.settings, self.topics, self.config = bundle, settings, topics, config
         self.metrics = HealerMetrics()
-        self.server: MetricsServer | None = None
         self.log = get_logger("healer", bundle=bundle.id)
         self.producer = TrackedProducer(settings)
         store = KafkaSnapshotStore(settings, topics.registry, bundle.config, self.producer)
@@ -110,39 +108,23 @@ class HealerService:
         self.metrics.version.set(snap.version)
         self.log.info("adapter published", version=snap.version, kind=snap.kind, snapshot=snap.id)
 
-    def run(self, stop: StopFlag) -> None:
-        server = self.server = None
-        if self.config.metrics_port is not None:
-            server = self.server = MetricsServer(
-                self.metrics.registry, self.health, self.config.metrics_port
-            ).start()
+    def inputs(self) -> list[str]:
+        t = self.topics
+        return [t.transactions, t.decisions, t.labels, t.alerts, t.registry]
+
+    def on_start(self) -> None:
         self.log.info("registry rebuilt", snapshots=self.rebuilt, live_version=self.healer.version)
         if self.healer.version > 0:
             self.publish(self.healer.live)
-        t = self.topics
-        inputs = [t.transactions, t.decisions, t.labels, t.alerts, t.registry]
-        consumer = group_consumer(self.settings, self.config.group, inputs, on_lag=self.metrics.lag.set)
-        try:
-            batch_loop(
-                consumer,
-                self.producer,
-                stop,
-                self._batch,
-                self.config.batch_size,
-                self.config.poll_timeout,
-                tick=self._tick,
-            )
-        finally:
-            self._pool.shutdown(wait=True)
-            if self._running is not None and self._running[1].done():
-                self._finish()
-            self.producer.flush()
-            if server:
-                server.stop()
-            self.log.info("stopped", snapshots=len(self.registry), live_version=self.healer.version)
+
+    def on_stop(self) -> None:
+        self._pool.shutdown(wait=True)
+        if self._running is not None and self._running[1].done():
+            self._finish()
+        self.producer.flush()
 
     # -- the loop
-    def _batch(self, data: list[Message]) -> None:
+    def handle(self, data: list[Message]) -> None:
         t = self.topics
         by_topic: dict[str, list[Message]] = {}
         for m in data:
@@ -239,7 +221,7 @@ class HealerService:
                 self.metrics.episode.set(0)
                 self.log.info("episode closed")
 
-    def _tick(self) -> None:
+    def tick(self) -> None:
         """Between batches: collect a finished heal, start the next one, watch live quality."""
         if self._running is not None and self._running[1].done():
             self._finish()

@@ -11,12 +11,11 @@ from confluent_kafka import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from shared.bundle import Bundle
-from shared.kafka.clients import TrackedProducer, group_consumer
+from shared.kafka.clients import TrackedProducer
 from shared.kafka.config import KafkaSettings, Topics
-from shared.kafka.runtime import StopFlag, batch_loop
+from shared.kafka.runtime import ConsumerService
 from shared.log import get_logger
 from shared.monitoring import Alert, DriftMonitor
-from shared.observability import MetricsServer
 from shared.wire import decode_transactions
 
 
@@ -53,14 +52,14 @@ class MonitorMetrics:
         )
 
 
-class MonitorService:
+class MonitorService(ConsumerService):
     def __init__(
         self, bundle: Bundle, settings: KafkaSettings, topics: Topics, config: MonitorConfig
     ) -> None:
         self.bundle, self.settings, self.topics, self.config = bundle, settings, topics, config
         self.core = DriftMonitor(bundle, batch_rows=config.batch_rows)
         self.metrics = MonitorMetrics()
-        self.server: MetricsServer | None = None
+        self.producer = TrackedProducer(settings)
         self.log = get_logger("monitor", bundle=bundle.id)
         self.published: list[Alert] = []
 
@@ -75,35 +74,10 @@ class MonitorService:
             "fidi_index": fidi.index,
         }
 
-    def run(self, stop: StopFlag) -> None:
-        server = self.server = None
-        if self.config.metrics_port is not None:
-            server = self.server = MetricsServer(
-                self.metrics.registry, self.health, self.config.metrics_port
-            ).start()
-        consumer = group_consumer(
-            self.settings,
-            self.config.group,
-            [self.topics.transactions, self.topics.decisions],
-            on_lag=self.metrics.lag.set,
-        )
-        producer = TrackedProducer(self.settings)
-        self.log.info("monitoring", topics=[self.topics.transactions, self.topics.decisions])
-        try:
-            batch_loop(
-                consumer,
-                producer,
-                stop,
-                lambda data: self._batch(data, producer),
-                self.config.batch_size,
-                self.config.poll_timeout,
-            )
-        finally:
-            if server:
-                server.stop()
-            self.log.info("stopped", rows=self.core.rows)
+    def inputs(self) -> list[str]:
+        return [self.topics.transactions, self.topics.decisions]
 
-    def _batch(self, data: list[Message], producer: TrackedProducer) -> None:
+    def handle(self, data: list[Message]) -> None:
         tx = [m.value() for m in data if m.topic() == self.topics.transactions]
         dec = [m.value() for m in data if m.topic() == self.topics.decisions]
         alerts: list[Alert] = []
@@ -128,7 +102,7 @@ class MonitorService:
             self.metrics.decisions.inc(len(flags))
             alerts += self.core.add_conflicts(flags)
         for alert in alerts:
-            producer.produce(self.topics.alerts, orjson.dumps(alert.to_dict()), key=alert.key)
+            self.producer.produce(self.topics.alerts, orjson.dumps(alert.to_dict()), key=alert.key)
             self.metrics.alerts.labels(alert.detector, alert.state).inc()
             self.log.info("alert", **alert.to_dict())
         self.published += alerts

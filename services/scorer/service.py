@@ -19,12 +19,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shared.adapters import AdapterMessage
 from shared.bundle import Bundle
-from shared.kafka.clients import TrackedProducer, group_consumer
+from shared.kafka.clients import TrackedProducer
 from shared.kafka.config import KafkaSettings, Topics
 from shared.kafka.follow import AdapterFollower
-from shared.kafka.runtime import StopFlag, batch_loop
+from shared.kafka.runtime import ConsumerService
 from shared.log import get_logger
-from shared.observability import MetricsServer
 from shared.scoring import ScoringCore
 from shared.wire import decode_transactions
 
@@ -75,12 +74,12 @@ def _reason_kind(reason: str) -> str:
     return "other"
 
 
-class ScorerService:
+class ScorerService(ConsumerService):
     def __init__(self, bundle: Bundle, settings: KafkaSettings, topics: Topics, config: ScorerConfig) -> None:
         self.bundle, self.settings, self.topics, self.config = bundle, settings, topics, config
         self.core = ScoringCore(bundle)
         self.metrics = ScorerMetrics()
-        self.server: MetricsServer | None = None
+        self.producer = TrackedProducer(settings)
         self.log = get_logger("scorer", bundle=bundle.id)
         self.batches = 0
         self.follower = AdapterFollower(
@@ -105,36 +104,17 @@ class ScorerService:
             "adapters_caught_up": self.follower.caught_up.is_set(),
         }
 
-    def run(self, stop: StopFlag) -> None:
-        server = self.server = None
-        if self.config.metrics_port is not None:
-            server = self.server = MetricsServer(
-                self.metrics.registry, self.health, self.config.metrics_port
-            ).start()
-            self.log.info("metrics served", port=server.port)
-        self.follower.start()
-        consumer = group_consumer(
-            self.settings, self.config.group, [self.topics.transactions], on_lag=self.metrics.lag.set
-        )
-        producer = TrackedProducer(self.settings)
-        self.log.info("scoring", topic=self.topics.transactions, group=self.config.group)
-        try:
-            batch_loop(
-                consumer,
-                producer,
-                stop,
-                lambda data: self._batch(data, producer),
-                self.config.batch_size,
-                self.config.poll_timeout,
-                tick=self._swap,
-            )
-        finally:
-            self.follower.stop()
-            if server:
-                server.stop()
-            self.log.info("stopped", batches=self.batches)
+    def inputs(self) -> list[str]:
+        return [self.topics.transactions]
 
-    def _swap(self) -> None:
+    def on_start(self) -> None:
+        self.follower.start()
+
+    def on_stop(self) -> None:
+        self.follower.stop()
+
+    def tick(self) -> None:
+        """Between batches: take the newest adapter the follower thread has built."""
         swapped = self.core.swap_if_pending()
         if swapped is not None:
             self.metrics.swaps.inc()
@@ -142,7 +122,8 @@ class ScorerService:
             lag_ms = (time.monotonic() - swapped.received) * 1e3
             self.log.info("adapter swapped in", version=swapped.version, waited_ms=round(lag_ms, 2))
 
-    def _batch(self, data: list[Message], producer: TrackedProducer) -> None:
+    def handle(self, data: list[Message]) -> None:
+        producer = self.producer
         t0 = time.perf_counter()
         received_ms = time.time() * 1e3
         decoded = decode_transactions([m.value() for m in data], self.core.features)

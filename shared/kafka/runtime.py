@@ -13,8 +13,9 @@ from typing import Any
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from shared.kafka.broker import EmbeddedBroker
-from shared.kafka.clients import TrackedProducer, check, create_topics
+from shared.kafka.clients import TrackedProducer, check, create_topics, group_consumer
 from shared.kafka.config import KafkaSettings, Topics
+from shared.observability import MetricsServer
 
 
 @contextmanager
@@ -94,3 +95,62 @@ def batch_loop(
     finally:
         producer.flush()
         consumer.close()  # commits the stored offsets and leaves the group
+
+
+class ConsumerService:
+    """The life of every selfheal service: serve /metrics and /health, ``on_start``, then the
+    batch loop over ``inputs()`` with ``handle`` and ``tick``, and ``on_stop`` however it ends.
+
+    A subclass sets ``settings``, ``config`` (``group``, ``batch_size``, ``poll_timeout``,
+    ``metrics_port``), ``metrics`` (``registry`` and a ``lag`` gauge), ``producer`` and
+    ``log``, and implements ``inputs``, ``handle`` and ``health``.
+    """
+
+    settings: KafkaSettings
+    config: Any
+    metrics: Any
+    producer: TrackedProducer
+    log: Any
+    server: MetricsServer | None = None
+
+    def inputs(self) -> list[str]:
+        raise NotImplementedError
+
+    def handle(self, data: list[Message]) -> None:
+        raise NotImplementedError
+
+    def health(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def tick(self) -> None:
+        """Between batches (the scorer swaps adapters here, the healer runs heals)."""
+
+    def on_start(self) -> None:
+        """Before the first batch."""
+
+    def on_stop(self) -> None:
+        """After the last batch, before the metrics server goes."""
+
+    def run(self, stop: StopFlag) -> None:
+        if self.config.metrics_port is not None:
+            self.server = MetricsServer(self.metrics.registry, self.health, self.config.metrics_port).start()
+            self.log.info("metrics served", port=self.server.port)
+        self.on_start()
+        inputs = self.inputs()
+        consumer = group_consumer(self.settings, self.config.group, inputs, on_lag=self.metrics.lag.set)
+        self.log.info("consuming", topics=inputs, group=self.config.group)
+        try:
+            batch_loop(
+                consumer,
+                self.producer,
+                stop,
+                self.handle,
+                self.config.batch_size,
+                self.config.poll_timeout,
+                tick=self.tick,
+            )
+        finally:
+            self.on_stop()
+            if self.server is not None:
+                self.server.stop()
+            self.log.info("stopped", **self.health())
