@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import orjson
 
 from shared.evaluation import CostMatrix, Metrics, evaluate_scores, metrics_from_predictions
-from shared.wire import decode_label
+from shared.wire import decode_decision, decode_label
 
 
 @dataclass
@@ -27,22 +26,13 @@ class DecisionLog:
     duplicates: int = 0
 
     def add_decision(self, raw: bytes | None, ts_ms: float = 0.0) -> None:
-        try:
-            d = orjson.loads(raw or b"")
-            key = str(d["id"])
-            entry = (
-                float(d["score"]),
-                float(d["shadow_score"]),
-                float(d["threshold"]),
-                int(d["adapter_version"]),
-                ts_ms,
-            )
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        d = decode_decision(raw)
+        if isinstance(d, str):
             return
-        if key in self.decisions:
+        if d.id in self.decisions:
             self.duplicates += 1
             return
-        self.decisions[key] = entry
+        self.decisions[d.id] = (d.score, d.shadow_score, d.threshold, d.adapter_version, ts_ms)
 
     def add_label(self, raw: bytes | None) -> None:
         parsed = decode_label(raw)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import orjson
@@ -32,9 +33,18 @@ class Decoded:
     rejected: list[tuple[int, str]]  # (position in the input, reason)
 
 
-def _reject_reason(rec: object, features: Sequence[str], seen: set[str]) -> str | None:
-    if not isinstance(rec, dict):
-        return "value is not a JSON object"
+def _load_object(raw: bytes | None) -> dict[str, Any] | str:
+    """The JSON object in ``raw``, or the reason there is none."""
+    if not raw:
+        return "empty message"
+    try:
+        rec = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return f"not JSON: {exc.msg}"
+    return rec if isinstance(rec, dict) else "value is not a JSON object"
+
+
+def _reject_reason(rec: dict[str, Any], features: Sequence[str], seen: set[str]) -> str | None:
     tx_id = rec.get("id")
     if not isinstance(tx_id, str) or not tx_id:
         return "missing or non-string 'id'"
@@ -69,13 +79,9 @@ def decode_transactions(values: Sequence[bytes | None], features: Sequence[str])
     rejected: list[tuple[int, str]] = []
     seen: set[str] = set()
     for i, raw in enumerate(values):
-        if not raw:
-            rejected.append((i, "empty message"))
-            continue
-        try:
-            rec = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            rejected.append((i, f"not JSON: {exc.msg}"))
+        rec = _load_object(raw)
+        if isinstance(rec, str):
+            rejected.append((i, rec))
             continue
         reason = _reject_reason(rec, features, seen)
         if reason is not None:
@@ -100,20 +106,49 @@ def encode_transaction(tx_id: str, features: Sequence[str], row: Sequence[float]
 
 def decode_label(raw: bytes | None) -> tuple[str, int] | str:
     """(id, label) or the reason it is unusable."""
-    if not raw:
-        return "empty message"
-    try:
-        rec = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return f"not JSON: {exc.msg}"
-    if not isinstance(rec, dict):
-        return "value is not a JSON object"
+    rec = _load_object(raw)
+    if isinstance(rec, str):
+        return rec
     tx_id, label = rec.get("id"), rec.get("label")
     if not isinstance(tx_id, str) or not tx_id:
         return "missing or non-string 'id'"
     if isinstance(label, bool) or label not in (0, 1):
         return "'label' must be 0 or 1"
     return tx_id, int(label)
+
+
+@dataclass(frozen=True)
+class Decision:
+    id: str
+    score: float
+    fraud: bool
+    threshold: float
+    adapter_version: int
+    bundle: str
+    conflict: bool
+    shadow_score: float
+
+
+def decode_decision(raw: bytes | None) -> Decision | str:
+    """A decision as the scorer writes it, or the reason it is unusable."""
+    rec = _load_object(raw)
+    if isinstance(rec, str):
+        return rec
+    try:
+        return Decision(
+            id=str(rec["id"]),
+            score=float(rec["score"]),
+            fraud=bool(rec["fraud"]),
+            threshold=float(rec["threshold"]),
+            adapter_version=int(rec["adapter_version"]),
+            bundle=str(rec["bundle"]),
+            conflict=bool(rec["conflict"]),
+            shadow_score=float(rec["shadow_score"]),
+        )
+    except KeyError as exc:
+        return f"missing field {exc}"
+    except (TypeError, ValueError) as exc:
+        return f"bad field: {exc}"
 
 
 def encode_label(tx_id: str, label: int) -> bytes:

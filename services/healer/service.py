@@ -30,7 +30,7 @@ from shared.kafka.registry_store import KafkaSnapshotStore
 from shared.kafka.runtime import ConsumerService
 from shared.log import get_logger
 from shared.registry import Registry, Snapshot
-from shared.wire import decode_label, decode_transactions
+from shared.wire import decode_decision, decode_label, decode_transactions
 
 
 @dataclass(frozen=True)
@@ -159,25 +159,24 @@ class HealerService(ConsumerService):
     def _decisions(self, msgs: list[Message]) -> None:
         ids, fraud, versions = [], [], []
         for m in msgs:
-            try:
-                d = orjson.loads(m.value() or b"")
-                if d["bundle"] != self.bundle.id:
-                    self.metrics.foreign.inc()
-                    self.foreign += 1
-                    if self.foreign == 1:
-                        self.log.error(
-                            "decisions from another bundle: scorers and healer disagree",
-                            theirs=d["bundle"],
-                            topic=m.topic(),
-                            partition=m.partition(),
-                            offset=m.offset(),
-                        )
-                    continue
-                ids.append(str(d["id"]))
-                fraud.append(bool(d["fraud"]))
-                versions.append(int(d["adapter_version"]))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            d = decode_decision(m.value())
+            if isinstance(d, str):
                 continue
+            if d.bundle != self.bundle.id:
+                self.metrics.foreign.inc()
+                self.foreign += 1
+                if self.foreign == 1:
+                    self.log.error(
+                        "decisions from another bundle: scorers and healer disagree",
+                        theirs=d.bundle,
+                        topic=m.topic(),
+                        partition=m.partition(),
+                        offset=m.offset(),
+                    )
+                continue
+            ids.append(d.id)
+            fraud.append(d.fraud)
+            versions.append(d.adapter_version)
         self.healer.add_decisions(ids, fraud, versions)
 
     def _labels(self, msgs: list[Message]) -> None:

@@ -16,7 +16,7 @@ from shared.kafka.config import KafkaSettings, Topics
 from shared.kafka.runtime import ConsumerService
 from shared.log import get_logger
 from shared.monitoring import Alert, DriftMonitor
-from shared.wire import decode_transactions
+from shared.wire import decode_decision, decode_transactions
 
 
 @dataclass(frozen=True)
@@ -89,16 +89,13 @@ class MonitorService(ConsumerService):
         if dec:
             flags = []
             for raw in dec:
-                try:
-                    d = orjson.loads(raw or b"{}")
-                except orjson.JSONDecodeError:
+                d = decode_decision(raw)
+                if isinstance(d, str):
                     continue
-                if not isinstance(d, dict):
-                    continue
-                if d.get("bundle") != self.bundle.id:
+                if d.bundle != self.bundle.id:
                     self.metrics.foreign.inc()  # a scorer on another bundle: its conflicts are not ours
                     continue
-                flags.append(bool(d.get("conflict", False)))
+                flags.append(d.conflict)
             self.metrics.decisions.inc(len(flags))
             alerts += self.core.add_conflicts(flags)
         for alert in alerts:

@@ -159,7 +159,18 @@ def test_degraded_live_quality_rolls_back_through_the_registry(
     def decide_and_label(lo: int, hi: int, right: bool) -> None:
         for i in range(lo, hi):
             fraud = bool(st.y[i]) if right else not bool(st.y[i])
-            d = {"id": st.ids[i], "fraud": fraud, "adapter_version": service.healer.version, "bundle": b.id}
+            d = {
+                "id": st.ids[i],
+                "score": float(fraud),
+                "fraud": fraud,
+                "threshold": b.threshold,
+                "adapter_version": service.healer.version,
+                "bundle": b.id,
+                "rules": [],
+                "conflict": False,
+                "shadow_score": 0.5,
+                "latency_ms": 1.0,
+            }
             p.produce(topics.decisions, orjson.dumps(d), key=st.ids[i])
         p.flush()
         time.sleep(0.5)  # decisions first, as in life: labels come later

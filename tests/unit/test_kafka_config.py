@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import pytest
 
 from shared.kafka.clients import lag_from_stats
@@ -101,3 +102,28 @@ def test_lag_is_summed_from_librdkafka_statistics():
     assert lag_from_stats(json.dumps(stats)) == 12
     assert lag_from_stats(json.dumps({"topics": {}})) is None
     assert lag_from_stats("not json") is None
+
+
+def test_decision_decoding():
+    from shared.wire import decode_decision
+
+    full = {
+        "id": "a",
+        "score": 0.9,
+        "fraud": True,
+        "threshold": 0.1,
+        "adapter_version": 3,
+        "bundle": "b",
+        "rules": [],
+        "conflict": False,
+        "shadow_score": 0.2,
+        "latency_ms": 1.5,
+    }
+    d = decode_decision(orjson.dumps(full))
+    assert not isinstance(d, str) and (d.id, d.fraud, d.adapter_version, d.bundle) == ("a", True, 3, "b")
+    assert (
+        decode_decision(orjson.dumps({k: v for k, v in full.items() if k != "score"}))
+        == "missing field 'score'"
+    )
+    assert decode_decision(orjson.dumps({**full, "score": "high"})).startswith("bad field")  # type: ignore[union-attr]
+    assert decode_decision(b"[1]") == "value is not a JSON object"
