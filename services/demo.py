@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 
 from services.stack import Stack, health
 from shared.adapters import decode_adapter
@@ -21,6 +21,7 @@ from shared.evaluation import evaluate_scores
 from shared.experiment.plots import plot_metrics
 from shared.experiment.report import format_table, write_csv, write_json
 from shared.kafka import KafkaSettings, Topics, read_topic
+from shared.kafka.clients import beginnings
 from shared.kafka.config import consumer_config
 from shared.loadgen import produce_stream
 from shared.model import safetensors_metadata
@@ -40,11 +41,9 @@ class Tail(threading.Thread):
     def run(self) -> None:
         consumer = Consumer(consumer_config(self.settings, None))
         try:
-            parts = []
-            for topic in (self.topics.decisions, self.topics.labels):
-                meta = consumer.list_topics(topic, timeout=10).topics[topic]
-                parts += [TopicPartition(topic, p, 0) for p in meta.partitions]
-            consumer.assign(parts)
+            consumer.assign(
+                beginnings(consumer, self.topics.decisions) + beginnings(consumer, self.topics.labels)
+            )
             while not self.stop_event.is_set():
                 msgs = [m for m in consumer.consume(2000, 0.2) if m.error() is None]
                 with self.lock:

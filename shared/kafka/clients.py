@@ -173,6 +173,14 @@ def check(msg: Message) -> bool:
     return False
 
 
+def beginnings(consumer: Consumer, topic: str, timeout: float = 10.0) -> list[TopicPartition]:
+    """Every partition of ``topic`` at offset 0 (empty if the topic does not exist yet)."""
+    meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    if meta is None or meta.error is not None or not meta.partitions:
+        return []
+    return [TopicPartition(topic, p, 0) for p in meta.partitions]
+
+
 def read_topic(
     settings: KafkaSettings,
     topic: str,
@@ -182,10 +190,9 @@ def read_topic(
     """Every message of ``topic`` from the beginning to its current end (by partition EOF)."""
     consumer = Consumer(consumer_config(settings, None, **{"enable.partition.eof": True}))
     try:
-        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if meta is None or meta.error is not None or not meta.partitions:
+        parts = beginnings(consumer, topic, timeout)
+        if not parts:
             return
-        parts = [TopicPartition(topic, p, 0) for p in meta.partitions]
         consumer.assign(parts)
         done: set[int] = set()
         deadline = time.monotonic() + timeout

@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from shared.adapters import AdapterMessage, decode_adapter
 from shared.errors import WeightsError
+from shared.kafka.clients import beginnings
 from shared.kafka.config import KafkaSettings, consumer_config
 from shared.model import ModelConfig
 
@@ -45,10 +46,8 @@ class AdapterFollower(threading.Thread):
         try:
             parts: list[TopicPartition] = []
             while not parts and not self._stop.is_set():
-                meta = consumer.list_topics(self.topic, timeout=5).topics.get(self.topic)
-                if meta is not None and meta.error is None and meta.partitions:
-                    parts = [TopicPartition(self.topic, p, 0) for p in meta.partitions]
-                else:
+                parts = beginnings(consumer, self.topic, timeout=5)
+                if not parts:
                     self._stop.wait(0.5)
             consumer.assign(parts)
             at_end: set[int] = set()

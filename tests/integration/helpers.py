@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, Message
 
 from shared.kafka import KafkaSettings, TrackedProducer
+from shared.kafka.clients import beginnings
 from shared.kafka.config import consumer_config
 from shared.wire import encode_transaction
 
@@ -37,8 +38,7 @@ def read_n(settings: KafkaSettings, topic: str, n: int, timeout: float = 60.0) -
     """The first ``n`` messages of ``topic`` (all partitions), waiting up to ``timeout``."""
     consumer = Consumer(consumer_config(settings, None))
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+        consumer.assign(beginnings(consumer, topic))
         out: list[Message] = []
         deadline = time.monotonic() + timeout
         while len(out) < n and time.monotonic() < deadline:
