@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from shared.bundle import Bundle
 from shared.data import Scenario, build
@@ -46,6 +45,7 @@ from shared.healing import HealBatch, HealConfig, LabelJoinBuffer
 from shared.healing.healer import Healer, HealerConfig, HealOutcome
 from shared.model import AdapterState, SelfHealingModel
 from shared.registry import MemoryStore, Registry, RollbackPolicy
+from shared.scoring import ScoringCore
 from shared.training import TrainConfig, build_bundle, train_model
 
 Progress = Callable[[str], None]
@@ -128,9 +128,8 @@ class _Run:
         self.cfg, self.sc, self.say = config, scenario, say
         say(f"training the base model on {len(scenario.train.y):,} clean rows of {scenario.name!r}")
         self.bundle = self._train()
-        self.live = self.bundle.new_model()
-        self.shadow = self.bundle.new_model()
-        self.digest = base_digest(self.live)
+        self.core = ScoringCore(self.bundle)  # the scorer's own core: live and shadow in one pass
+        self.digest = base_digest(self.core.model)
         self.rules = self.bundle.rules
         self.threshold = self.bundle.threshold
         self.fidi = self._fidi()
@@ -179,13 +178,13 @@ class _Run:
     # -- one batch's scoring, drift and conflicts
     def score(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            xt = torch.as_tensor(X)
-            h = self.live.hidden(xt)  # the frozen part is shared by live and shadow
-            p = torch.sigmoid(self.live.logits_from_hidden(h)).numpy()
-            ps = torch.sigmoid(self.shadow.logits_from_hidden(h)).numpy()
+        p, ps = self.core.score(X)
         self.score_ms.append((time.perf_counter() - t0) * 1e3 * 100 / max(len(X), 1))
         return p, ps
+
+    def go_live(self, adapter: AdapterState, version: int) -> None:
+        self.core.offer(adapter, version)
+        self.core.swap_if_pending()
 
     def observe(self, b: int, X: np.ndarray, position: int) -> None:
         """FIDI on this batch; ``position`` (row or batch) is recorded at the first alarm."""
@@ -222,7 +221,7 @@ class _Run:
         )
         if not r.accepted:
             return "heal refused"
-        self.live.load_adapter(self.healer.adapter)
+        self.go_live(self.healer.adapter, self.healer.version)
         return "healed"
 
     def maybe_rollback(self, b: int) -> bool:
@@ -232,7 +231,7 @@ class _Run:
         if snap is None:
             self.event("degraded", b, reason=reason, note="already on the best post-heal adapter")
             return False
-        self.live.load_adapter(snap.adapter)
+        self.go_live(snap.adapter, snap.version)
         self.event(
             "rollback", b, reason=reason, to_version=snap.version, from_version=snap.parent, snapshot=snap.id
         )
@@ -254,7 +253,7 @@ class _Run:
         return None if self.cfg.label_free else self.cfg.label_delay
 
     def finish(self, rows: dict[str, Metrics], extra: dict[str, Any]) -> ExperimentResult:
-        unchanged = base_digest(self.live) == self.digest == base_digest(self.shadow)
+        unchanged = base_digest(self.core.model) == self.digest
         if not unchanged:
             raise AssertionError("a backbone or head weight changed during the run")
         summary = {
@@ -366,9 +365,9 @@ class _SeedRun(_Run):
         t = self.threshold
         bayes_p = _seed_regime(True).posterior(D.X)
         rows = {
-            "clean": evaluate_scores(C.y, self.shadow.predict_proba(C.X), t, cfg.costs),
-            "noheal": evaluate_scores(D.y, self.shadow.predict_proba(D.X), t, cfg.costs),
-            "healed": evaluate_scores(D.y, self.live.predict_proba(D.X), t, cfg.costs),
+            "clean": evaluate_scores(C.y, self.core.score(C.X)[1], t, cfg.costs),
+            "noheal": evaluate_scores(D.y, self.core.score(D.X)[1], t, cfg.costs),
+            "healed": evaluate_scores(D.y, self.core.score(D.X)[0], t, cfg.costs),
             "all_normal": metrics_from_predictions(D.y, np.zeros(len(D.y)), cfg.costs),
             "bayes": evaluate_scores(D.y, bayes_p, cfg.costs.bayes_threshold, cfg.costs),
         }
@@ -494,7 +493,7 @@ class _DelayedRun(_Run):
         oracle = self._oracle(point)
         C = self.sc.clean_test
         rows = {
-            "clean": evaluate_scores(C.y, self.shadow.predict_proba(C.X), t, cfg.costs),
+            "clean": evaluate_scores(C.y, self.core.score(C.X)[1], t, cfg.costs),
             "noheal": evaluate_scores(y, shadow[sl], t, cfg.costs),
             "healed": evaluate_scores(y, probs[sl], t, cfg.costs),
             "all_normal": metrics_from_predictions(y, np.zeros(len(y)), cfg.costs),
