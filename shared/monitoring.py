@@ -78,27 +78,17 @@ class DriftMonitor:
                 self._alarmed = self.fidi.drifting_features
                 onset = self.fidi.onset_rows()
                 k = min(len(self._batch_ts), max(1, -(-onset // self.batch_rows)))
-                alerts.append(
-                    Alert(
-                        "fidi",
-                        "fidi",
-                        self.fidi.index,
-                        1.0,
-                        "drift",
-                        onset_rows=onset,
-                        onset_ts=self._batch_ts[-k],
-                    )
-                )
-                effect = dict(zip(self.fidi.features, self.fidi.effect, strict=True))
-                alerts += [Alert("fidi", f, effect[f], self.fidi.min_effect, "drift") for f in self._alarmed]
+                alerts += self._fidi_alerts("drift", onset_rows=onset, onset_ts=self._batch_ts[-k])
             elif self.fidi.recovered:
-                alerts.append(Alert("fidi", "fidi", self.fidi.index, 1.0, "recovered"))
-                effect = dict(zip(self.fidi.features, self.fidi.effect, strict=True))
-                alerts += [
-                    Alert("fidi", f, effect[f], self.fidi.min_effect, "recovered") for f in self._alarmed
-                ]
+                alerts += self._fidi_alerts("recovered")
                 self._alarmed = []
         return alerts
+
+    def _fidi_alerts(self, state: str, **summary: Any) -> list[Alert]:
+        """The summary alert (key ``fidi``) and one per feature that alarmed."""
+        effect = dict(zip(self.fidi.features, self.fidi.effect, strict=True))
+        alerts = [Alert("fidi", "fidi", self.fidi.index, 1.0, state, **summary)]
+        return alerts + [Alert("fidi", f, effect[f], self.fidi.min_effect, state) for f in self._alarmed]
 
     def add_conflicts(self, flags: list[bool]) -> list[Alert]:
         self._conf_pending += flags
