@@ -306,10 +306,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def cmd_registry(args: argparse.Namespace) -> int:
     from services.stack import resolve_settings
-    from shared.adapters import encode_adapter
     from shared.bundle import Bundle
     from shared.kafka import Topics, TrackedProducer
-    from shared.kafka.registry_store import KafkaSnapshotStore
+    from shared.kafka.registry_store import KafkaSnapshotStore, publish_adapter
     from shared.registry import Registry
 
     settings = resolve_settings()
@@ -338,12 +337,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
     except KeyError as exc:
         raise SelfhealError(str(exc)) from exc
     snap = registry.record("manual", target.adapter, target.version, note=f"operator rollback to {target.id}")
-    producer.produce(
-        topics.weights,
-        encode_adapter(snap.adapter, bundle.id, snap.version, None, snap.metrics),
-        key=bundle.id,
-    )
-    producer.flush()
+    publish_adapter(producer, topics.weights, snap)
     print(f"adapter v{snap.version} from {target.id} published; recorded as {snap.id}")
     return 0
 

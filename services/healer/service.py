@@ -19,14 +19,13 @@ import orjson
 from confluent_kafka import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from shared.adapters import encode_adapter
 from shared.bundle import Bundle
 from shared.errors import WeightsError
 from shared.healing.heal import HealResult
 from shared.healing.healer import Healer, HealerConfig, HealJob
 from shared.kafka.clients import TrackedProducer
 from shared.kafka.config import KafkaSettings, Topics
-from shared.kafka.registry_store import KafkaSnapshotStore
+from shared.kafka.registry_store import KafkaSnapshotStore, publish_adapter
 from shared.kafka.runtime import ConsumerService
 from shared.log import get_logger
 from shared.registry import Registry, Snapshot
@@ -101,9 +100,7 @@ class HealerService(ConsumerService):
         }
 
     def publish(self, snap: Snapshot) -> None:
-        data = encode_adapter(snap.adapter, self.bundle.id, snap.version, snap.parent, snap.metrics)
-        self.producer.produce(self.topics.weights, data, key=self.bundle.id)
-        self.producer.flush()
+        publish_adapter(self.producer, self.topics.weights, snap)
         self.published.append(snap.version)
         self.metrics.version.set(snap.version)
         self.log.info("adapter published", version=snap.version, kind=snap.kind, snapshot=snap.id)

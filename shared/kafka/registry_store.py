@@ -7,10 +7,18 @@ and ids are unique, so the result is the same.)
 
 from __future__ import annotations
 
+from shared.adapters import encode_adapter
 from shared.kafka.clients import TrackedProducer, read_topic
 from shared.kafka.config import KafkaSettings
 from shared.model import ModelConfig
 from shared.registry.snapshot import Snapshot
+
+
+def publish_adapter(producer: TrackedProducer, topic: str, snap: Snapshot) -> None:
+    """Put a snapshot's adapter on ``adapter-weights`` (keyed by bundle id) and wait for it."""
+    data = encode_adapter(snap.adapter, snap.bundle, snap.version, snap.parent, snap.metrics)
+    producer.produce(topic, data, key=snap.bundle)
+    producer.flush()
 
 
 class KafkaSnapshotStore:
