@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 RUN    ?= runs/latest
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast test-slow lint fmt demo experiment experiment-all clean
+.PHONY: help venv test test-fast test-slow lint fmt demo experiment experiment-all detectors clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ experiment: $(STAMP)  ## offline: the seed protocol reproduced, and the covariat
 
 experiment-all: $(STAMP)  ## every scenario with late labels, one table
 	$(BIN)/selfheal experiment all --out runs/all
+
+detectors: $(STAMP)  ## FIDI against River's ADWIN, PageHinkley and KSWIN per feature (about 2 min)
+	$(BIN)/selfheal detectors --out runs/detectors
 
 clean:  ## remove the environment and outputs
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache

@@ -2,6 +2,7 @@
 
 selfheal train --data FILE --label COLUMN [--features ...] [--rules rules.toml] --out BUNDLE
 selfheal experiment [SCENARIO|all] [--protocol seed|delayed] [--label-delay N] [--label-free] --out DIR
+selfheal detectors [--control-rows N] --out DIR   (FIDI vs River; needs the dev extra)
 selfheal scenario list | export NAME --out DIR
 selfheal bundle info BUNDLE
 """
@@ -140,6 +141,29 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         heal = f"{t['heal_ms_mean']:.1f} ms per heal" if t["heal_ms_mean"] is not None else "no heal"
         print(f"scoring {t['score_ms_per_100_rows']:.2f} ms per 100 rows (live + shadow) · {heal}")
     print(f"wrote {', '.join(p.name for p in written)} to {out}/")
+    return 0
+
+
+def cmd_detectors(args: argparse.Namespace) -> int:
+    from shared.experiment.detectors import DRIFT_SCENARIOS, compare, format_table
+    from shared.experiment.report import write_json
+
+    say = _progress(args.quiet)
+    say("FIDI and River's ADWIN, PageHinkley, KSWIN (per feature) on the same streams")
+    result = compare(
+        args.scenarios or DRIFT_SCENARIOS,
+        control_rows=args.control_rows,
+        slow_control_rows=args.kswin_rows,
+        seed=args.seed,
+        say=say,
+    )
+    out = Path(args.out)
+    write_json(out / "detectors.json", result)
+    table = format_table(result)
+    (out / "detectors.md").write_text(table + "\n")
+    print("detection delay in transactions after the drift point (alarm episodes before it in brackets)")
+    print(table)
+    print(f"wrote detectors.json and detectors.md to {out}/ ({result['seconds']:.0f} s)")
     return 0
 
 
@@ -398,6 +422,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-plots", action="store_true")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_experiment)
+
+    dt = sub.add_parser("detectors", help="FIDI against River's ADWIN, PageHinkley, KSWIN (dev extra)")
+    dt.add_argument("scenarios", nargs="*", help="drift scenarios (default: all of them)")
+    dt.add_argument("--control-rows", type=int, default=100_000, help="no-drift rows for false alarms")
+    dt.add_argument(
+        "--kswin-rows", type=int, default=10_000, help="no-drift rows for KSWIN (a KS test per row)"
+    )
+    dt.add_argument("--seed", type=int, default=42)
+    dt.add_argument("--out", default="runs/detectors")
+    dt.add_argument("--quiet", action="store_true")
+    dt.set_defaults(func=cmd_detectors)
 
     s = sub.add_parser("scenario", help="list the scenario library or export one as CSV")
     s.add_argument("action", choices=("list", "export"))

@@ -2,7 +2,8 @@
 
     BUNDLE/
       bundle.json          manifest: format, id, model config, ordered features, reference
-                           statistics, threshold, costs, label column, training report
+                           statistics (mean, std, quantiles for FIDI), threshold, costs,
+                           label column, training report
       base.safetensors     backbone + head + input standardisation (frozen forever)
       adapter.safetensors  the adapter as trained: version 0, what "no heal" means
       rules.toml           domain rules (may hold no rule)
@@ -27,6 +28,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from shared.drift import FIDI
 from shared.errors import BundleError, SelfhealError
 from shared.evaluation import CostMatrix
 from shared.model import (
@@ -54,6 +56,7 @@ class Bundle:
     threshold: float
     costs: CostMatrix
     label: str = "label"
+    reference_quantiles: np.ndarray | None = None  # (d, k) training quantiles, for FIDI's normal scores
     info: dict[str, Any] = field(default_factory=dict)  # training report; not part of the id
     id: str = ""
 
@@ -68,7 +71,7 @@ class Bundle:
         cls,
         model: SelfHealingModel,
         features: list[str] | tuple[str, ...],
-        reference: tuple[np.ndarray, np.ndarray],
+        reference: tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray],
         rules_toml: str,
         threshold: float,
         costs: CostMatrix,
@@ -86,6 +89,7 @@ class Bundle:
             threshold=float(threshold),
             costs=costs,
             label=label,
+            reference_quantiles=None if len(reference) < 3 else np.asarray(reference[2], dtype=np.float64),
             info=dict(info or {}),
         )
 
@@ -98,17 +102,33 @@ class Bundle:
         model.eval()
         return model
 
+    def new_fidi(self, **overrides: Any) -> FIDI:
+        """A FIDI detector on this bundle's training reference (normal scores when it has quantiles)."""
+        return FIDI(
+            self.reference_mean,
+            self.reference_std,
+            quantiles=self.reference_quantiles,
+            features=self.features,
+            **overrides,
+        )
+
     # -- content
     def _core(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "model": self.config.to_dict(),
             "features": list(self.features),
-            "reference": {"mean": self.reference_mean.tolist(), "std": self.reference_std.tolist()},
+            "reference": self._reference(),
             "threshold": self.threshold,
             "costs": self.costs.to_dict(),
             "label": self.label,
         }
+
+    def _reference(self) -> dict[str, Any]:
+        ref: dict[str, Any] = {"mean": self.reference_mean.tolist(), "std": self.reference_std.tolist()}
+        if self.reference_quantiles is not None:
+            ref["quantiles"] = self.reference_quantiles.tolist()
+        return ref
 
     def _blobs(self) -> tuple[bytes, bytes, bytes]:
         base = st_save({k: v.contiguous() for k, v in sorted(self.base_state.items())})
@@ -158,6 +178,11 @@ class Bundle:
                 threshold=float(m["threshold"]),
                 costs=CostMatrix(**m["costs"]),
                 label=m.get("label", "label"),
+                reference_quantiles=(
+                    np.asarray(m["reference"]["quantiles"], dtype=np.float64)
+                    if "quantiles" in m["reference"]
+                    else None
+                ),
                 info=m.get("info", {}),
             )
         except BundleError:

@@ -1,5 +1,5 @@
-"""The monitor's core: FIDI over transactions re-chunked into fixed batches, and the
-conflict rate over decisions; it speaks only when a state changes (drift / recovered).
+"""The monitor's core: FIDI over transactions (judged row by row), and the conflict rate
+over decisions; it speaks only when a state changes (drift / recovered).
 
 Alerts (values for ``drift-alerts``, keyed by feature or detector):
 
@@ -53,35 +53,30 @@ class Alert:
 
 class DriftMonitor:
     def __init__(self, bundle: Bundle, batch_rows: int = 100, **fidi: Any) -> None:
-        self.batch_rows = batch_rows
-        self.fidi = FIDI(bundle.reference_mean, bundle.reference_std, features=bundle.features, **fidi)
+        self.batch_rows = batch_rows  # decisions per conflict-rate update
+        self.fidi: FIDI = bundle.new_fidi(**fidi)
         self.conflicts = ConflictRate(float(bundle.info.get("reference_conflict_rate", 0.0)))
-        self._pending = np.zeros((0, len(bundle.features)), dtype=np.float32)
-        self._pending_ts: list[float | None] = []
-        self._batch_ts: deque[float | None] = deque(maxlen=self.fidi.window)  # first ts of each batch
+        self._ts: deque[float | None] = deque(maxlen=self.fidi.scales[-1])  # producer ts of recent rows
         self._conf_pending: list[bool] = []
         self._alarmed: list[str] = []
         self.conflicts_elevated = False
         self.rows = 0
 
     def add_transactions(self, X: np.ndarray, ts: list[float | None] | None = None) -> list[Alert]:
+        if len(X) == 0:
+            return []
         self.rows += len(X)
-        self._pending = np.concatenate([self._pending, X]) if len(self._pending) else np.asarray(X)
-        self._pending_ts += ts if ts is not None else [None] * len(X)
+        self._ts.extend(ts if ts is not None else [None] * len(X))
         alerts: list[Alert] = []
-        while len(self._pending) >= self.batch_rows:
-            chunk, self._pending = self._pending[: self.batch_rows], self._pending[self.batch_rows :]
-            self._batch_ts.append(self._pending_ts[0])
-            self._pending_ts = self._pending_ts[self.batch_rows :]
-            self.fidi.update(chunk)
-            if self.fidi.drift_detected:
-                self._alarmed = self.fidi.drifting_features
-                onset = self.fidi.onset_rows()
-                k = min(len(self._batch_ts), max(1, -(-onset // self.batch_rows)))
-                alerts += self._fidi_alerts("drift", onset_rows=onset, onset_ts=self._batch_ts[-k])
-            elif self.fidi.recovered:
-                alerts += self._fidi_alerts("recovered")
-                self._alarmed = []
+        self.fidi.update(X)
+        if self.fidi.drift_detected:
+            self._alarmed = self.fidi.drifting_features
+            onset = self.fidi.onset_rows()
+            onset_ts = self._ts[-min(onset, len(self._ts))] if onset else None
+            alerts += self._fidi_alerts("drift", onset_rows=onset, onset_ts=onset_ts)
+        elif self.fidi.recovered:
+            alerts += self._fidi_alerts("recovered")
+            self._alarmed = []
         return alerts
 
     def _fidi_alerts(self, state: str, **summary: Any) -> list[Alert]:

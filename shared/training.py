@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from shared.bundle import Bundle
+from shared.drift.scores import reference_quantiles
 from shared.evaluation import CostMatrix, cost_optimal_threshold, evaluate_scores
 from shared.model import ModelConfig, SelfHealingModel
 from shared.rules import RuleSet
@@ -30,6 +31,11 @@ def reference_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and (population) standard deviation of the training rows."""
     x = np.asarray(X, dtype=np.float64)
     return x.mean(axis=0), x.std(axis=0)
+
+
+def reference(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a bundle keeps of the training rows for FIDI: mean, std and quantiles per feature."""
+    return (*reference_stats(X), reference_quantiles(X))
 
 
 def train_model(
@@ -141,7 +147,7 @@ def build_bundle(
     return Bundle.from_model(
         model,
         features,
-        reference_stats(X[tr]),
+        reference(X[tr]),
         rules_toml,
         threshold,
         costs,

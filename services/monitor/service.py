@@ -22,7 +22,7 @@ from shared.wire import decode_decision, decode_transactions
 @dataclass(frozen=True)
 class MonitorConfig:
     group: str = "selfheal-monitor"  # its own group: it sees every transaction
-    batch_rows: int = 100  # rows per FIDI update (the stream is re-chunked to this size)
+    batch_rows: int = 100  # decisions per conflict-rate update (FIDI judges every row)
     batch_size: int = 1000  # max messages per consume()
     poll_timeout: float = 0.1
     metrics_port: int | None = None

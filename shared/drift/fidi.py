@@ -1,21 +1,24 @@
-"""FIDI, the Feature-Informed Drift Index: windowed feature means against the training reference.
+"""FIDI, the Feature-Informed Drift Index: z-scores of recent feature means against the
+training reference, judged after every row on windows of several lengths.
 
-Each ``update`` adds one batch. Over the last ``window`` batches FIDI takes every
-feature's mean ``m`` and compares it with the reference mean ``mu`` and standard
-deviation ``sigma``:
+Every value is first mapped to a normal score through the training quantiles (see
+:mod:`shared.drift.scores`; without quantiles, plain standardisation), so each feature is
+N(0, 1) under the reference whatever its shape. After each row FIDI takes the mean ``m``
+of the last ``n`` rows of every feature, for every window length ``n`` in ``scales``:
 
-* effect size ``e = |m - mu| / sigma`` (the research system's "z-score");
-* significance ``z = e * sqrt(n)``, ``n`` the rows in the window.
+* effect size ``e = |m - mu| / sigma``: the shift, in reference standard deviations;
+* significance ``z = e * sqrt(n)``.
 
 A feature drifts when both are large: ``e >= min_effect`` (the shift matters) and
-``z >= z_crit``, where ``z_crit`` is the two-sided normal quantile for a family-wise
-false-alarm rate ``alpha`` split over all features (Bonferroni), so adding features
-does not add false alarms. The index is ``max_j min(e_j / min_effect, z_j / z_crit)``:
-drift when it reaches 1. Hysteresis: once in drift, FIDI reports recovery only after
-the index stays below ``recovery`` for ``patience`` updates in a row.
+``z >= z_crit``, where ``z_crit`` is the two-sided normal quantile for a false-alarm
+rate ``alpha`` per row, split over every feature and window length (Bonferroni). The
+index is ``max min(e / min_effect, z / z_crit)`` over features and windows: drift when
+it reaches 1. Short windows catch a large shift within tens of rows; long ones catch a
+small shift without waiting for a fixed window to fill. Consecutive rows share most of
+their windows, so alarms come in runs and one run is one alarm.
 
-With ``alpha=None`` the significance test is off and FIDI is the research system's
-detector (``min_effect=1.0`` on V14, window 10, at least 3 batches).
+Recovery uses the longest window only: once in drift, FIDI reports recovery after the
+longest window's index stays below ``recovery`` for ``recovery_rows`` rows in a row.
 
 Examples
 --------
@@ -28,40 +31,42 @@ Examples
 ...         batch[:, 2] += 1.0   # feature "c" shifts by one standard deviation
 ...     _ = fidi.update(batch)
 ...     if fidi.drift_detected:
-...         print(f"drift at batch {i}: {fidi.drifting_features}")
-drift at batch 32: ['c']
+...         print(f"drift at row {fidi.rows_seen - len(batch) + fidi.detected_at}: {fidi.drifting_features}")
+drift at row 3032: ['c']
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 from statistics import NormalDist
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from shared.drift.scores import NormalScores
 from shared.errors import ConfigError
+
+SCALES = (16, 32, 64, 128, 256, 512, 1024, 2048)
 
 
 class FIDI:
-    """Windowed z-scores of feature means against a reference, with false-alarm control.
+    """Multi-scale z-scores of feature means against a reference, with false-alarm control.
 
     Parameters
     ----------
     mean, std
-        Reference per-feature mean and standard deviation (from training data).
-    window
-        Number of most recent batches whose rows form the window.
-    min_batches
-        Batches needed before FIDI judges at all.
+        Reference per-feature mean and standard deviation (from training data); used to
+        standardise when ``quantiles`` is not given.
+    quantiles
+        Reference quantiles (features, k) for normal scores (robust to skewed features).
+    scales
+        Window lengths in rows, judged after every row.
     alpha
-        Family-wise false-alarm rate per update across all features; ``None`` turns the
-        significance test off.
+        False-alarm rate per row, split over every feature and window length.
     min_effect
         Smallest shift of a feature mean, in reference standard deviations, that counts.
-    recovery
-        Index below which, for ``patience`` updates in a row, a drift is over.
+    recovery, recovery_rows
+        Drift is over when the longest window's index stays below ``recovery`` that long.
     """
 
     def __init__(
@@ -69,79 +74,114 @@ class FIDI:
         mean: ArrayLike,
         std: ArrayLike,
         *,
+        quantiles: ArrayLike | None = None,
         features: Sequence[str] | None = None,
-        window: int = 10,
-        min_batches: int = 3,
-        alpha: float | None = 0.001,
-        min_effect: float = 0.25,
+        scales: Sequence[int] = SCALES,
+        alpha: float = 1e-5,
+        min_effect: float = 0.15,
         recovery: float = 0.5,
-        patience: int = 3,
+        recovery_rows: int = 500,
     ) -> None:
         self.mean = np.asarray(mean, dtype=np.float64).ravel()
         self.std = np.maximum(np.asarray(std, dtype=np.float64).ravel(), 1e-8)
-        if self.mean.shape != self.std.shape or self.mean.size == 0:
-            raise ConfigError("mean and std must be non-empty and of the same length")
-        self.features = list(features) if features is not None else [str(j) for j in range(self.mean.size)]
-        if len(self.features) != self.mean.size:
-            raise ConfigError(f"{len(self.features)} feature names for {self.mean.size} features")
-        if window < 1 or not 1 <= min_batches <= window:
-            raise ConfigError(f"need window >= 1 and 1 <= min_batches <= window, got {window}, {min_batches}")
-        if alpha is not None and not 0.0 < alpha < 1.0:
-            raise ConfigError(f"alpha must lie in (0, 1) or be None, got {alpha}")
-        if min_effect <= 0 or not 0 < recovery <= 1 or patience < 1:
-            raise ConfigError("need min_effect > 0, 0 < recovery <= 1 and patience >= 1")
-        self.window, self.min_batches = window, min_batches
-        self.alpha, self.min_effect = alpha, min_effect
-        self.recovery, self.patience = recovery, patience
         d = self.mean.size
-        self.z_crit = 0.0 if alpha is None else NormalDist().inv_cdf(1.0 - alpha / (2 * d))
-        self._reset()
-
-    def _reset(self) -> None:
-        self._sums: deque[np.ndarray] = deque(maxlen=self.window)
-        self._counts: deque[int] = deque(maxlen=self.window)
-        self._effect = np.zeros_like(self.mean)
-        self._z = np.zeros_like(self.mean)
+        if self.mean.shape != self.std.shape or d == 0:
+            raise ConfigError("mean and std must be non-empty and of the same length")
+        self.features = list(features) if features is not None else [str(j) for j in range(d)]
+        if len(self.features) != d:
+            raise ConfigError(f"{len(self.features)} feature names for {d} features")
+        self.scores = None if quantiles is None else NormalScores(quantiles)
+        if self.scores is not None and self.scores.n_features != d:
+            raise ConfigError(f"quantiles for {self.scores.n_features} features, reference has {d}")
+        self.scales = tuple(sorted({int(n) for n in scales}))
+        if not self.scales or self.scales[0] < 1:
+            raise ConfigError(f"scales must be positive window lengths, got {tuple(scales)}")
+        if not 0.0 < alpha < 1.0:
+            raise ConfigError(f"alpha must lie in (0, 1), got {alpha}")
+        if min_effect <= 0 or not 0 < recovery <= 1 or recovery_rows < 1:
+            raise ConfigError("need min_effect > 0, 0 < recovery <= 1 and recovery_rows >= 1")
+        self.alpha, self.min_effect = alpha, min_effect
+        self.recovery, self.recovery_rows = recovery, recovery_rows
+        self.z_crit = NormalDist().inv_cdf(1.0 - alpha / (2 * d * len(self.scales)))
+        # the reference of the transformed values
+        self._mu = np.zeros(d) if self.scores is None else np.full(d, self.scores.mean)
+        self._sigma = np.ones(d) if self.scores is None else np.full(d, self.scores.std)
+        self._history = np.zeros((0, d))  # the last max(scales) transformed rows
+        self._per_feature = np.zeros(d)
+        self._effect = np.zeros(d)
+        self._z = np.zeros(d)
         self._index = 0.0
         self._in_drift = False
         self._drift_detected = False
         self._recovered = False
+        self._detected_at: int | None = None
         self._calm = 0
-        self._n_updates = 0
+        self._rows = 0
+
+    def _transform(self, x: np.ndarray) -> np.ndarray:
+        if self.scores is not None:
+            return self.scores.transform(x)
+        return (x - self.mean) / self.std
 
     def update(self, batch: ArrayLike) -> FIDI:
-        """Add one batch of rows (N, d); returns self."""
+        """Add a batch of rows (N, d), judged row by row; returns self."""
         x = np.asarray(batch, dtype=np.float64)
         if x.ndim == 1:
             x = x.reshape(1, -1)
         if x.ndim != 2 or x.shape[1] != self.mean.size:
             raise ValueError(f"expected a batch of shape (N, {self.mean.size}), got {x.shape}")
+        self._drift_detected = self._recovered = False
+        self._detected_at = None
         if x.shape[0] == 0:
             return self
         if not np.isfinite(x).all():
             raise ValueError("batch has NaN or infinite values")
-        self._sums.append(x.sum(axis=0))
-        self._counts.append(x.shape[0])
-        self._n_updates += 1
-        self._drift_detected = self._recovered = False
-        if len(self._counts) < self.min_batches:
-            return self
-        n = sum(self._counts)
-        m = np.sum(self._sums, axis=0) / n
-        self._effect = np.abs(m - self.mean) / self.std
-        self._z = self._effect * np.sqrt(n)
-        per_feature = self._effect / self.min_effect
-        if self.z_crit > 0:
-            per_feature = np.minimum(per_feature, self._z / self.z_crit)
-        self._per_feature = per_feature
-        self._index = float(per_feature.max())
-        if not self._in_drift and self._index >= 1.0:
-            self._in_drift = self._drift_detected = True
-            self._calm = 0
-        elif self._in_drift:
-            self._calm = self._calm + 1 if self._index < self.recovery else 0
-            if self._calm >= self.patience:
+        s = self._transform(x)
+        h, b = len(self._history), len(s)
+        rows = np.concatenate([self._history, s])
+        cum = np.concatenate([np.zeros((1, s.shape[1])), np.cumsum(rows - self._mu, axis=0)])
+        end = np.arange(h + 1, h + b + 1)  # prefix-sum index after each new row
+        seen = self._rows + np.arange(1, b + 1)  # rows seen after each new row
+        best = np.zeros((b, s.shape[1]))  # per row and feature: max score over windows
+        best_e, best_z = np.zeros_like(best), np.zeros_like(best)
+        longest = np.zeros(b)  # per row: index of the longest window that is full
+        for n in self.scales:
+            ok = seen >= n
+            if not ok.any():
+                break
+            start = np.maximum(end - n, 0)
+            e = np.abs(cum[end] - cum[start]) / n / self._sigma
+            z = e * np.sqrt(n)
+            score = np.minimum(e / self.min_effect, z / self.z_crit)
+            score[~ok] = 0.0
+            better = score > best
+            best = np.where(better, score, best)
+            best_e, best_z = np.where(better, e, best_e), np.where(better, z, best_z)
+            longest = np.where(ok, score.max(axis=1), longest)
+        index = best.max(axis=1)
+        self._history = rows[-self.scales[-1] :]
+        self._rows += b
+        at = b - 1
+        if not self._in_drift:
+            hits = np.flatnonzero(index >= 1.0)
+            if hits.size:
+                at = int(hits[0])
+                self._in_drift = self._drift_detected = True
+                self._detected_at, self._calm = at, 0
+        else:
+            calm = longest < self.recovery
+            # the calm run after each row: rows since the last non-calm one
+            last_break = np.maximum.accumulate(np.where(~calm, np.arange(b), -1))
+            run = np.where(last_break >= 0, np.arange(b) - last_break, self._calm + np.arange(1, b + 1))
+            done = np.flatnonzero(run >= self.recovery_rows)
+            if done.size:
+                at = int(done[0])
                 self._in_drift, self._recovered = False, True
+                self._calm = 0
+            else:
+                self._calm = int(run[-1])
+        self._per_feature, self._effect, self._z = best[at], best_e[at], best_z[at]
+        self._index = float(index[at])
         return self
 
     # -- read-only state
@@ -149,6 +189,11 @@ class FIDI:
     def drift_detected(self) -> bool:
         """True on the update that entered drift."""
         return self._drift_detected
+
+    @property
+    def detected_at(self) -> int | None:
+        """Row of the last batch (0-based) at which drift was detected, or None."""
+        return self._detected_at
 
     @property
     def recovered(self) -> bool:
@@ -161,45 +206,42 @@ class FIDI:
 
     @property
     def index(self) -> float:
-        """The FIDI index: drift when it reaches 1.0."""
+        """The FIDI index (at the detecting row on a detection, else at the last row)."""
         return self._index
 
     @property
     def effect(self) -> np.ndarray:
-        """Per-feature shift of the window mean, in reference standard deviations."""
+        """Per-feature shift of the mean, in reference standard deviations, on its best window."""
         return self._effect.copy()
 
     @property
     def z(self) -> np.ndarray:
-        """Per-feature standard-error z-score of the window mean."""
+        """Per-feature standard-error z-score of the mean, on its best window."""
         return self._z.copy()
 
     @property
     def drifting_features(self) -> list[str]:
-        if self._n_updates == 0 or len(self._counts) < self.min_batches:
-            return []
         return [f for f, s in zip(self.features, self._per_feature, strict=True) if s >= 1.0]
 
     @property
     def top_feature(self) -> str | None:
-        if len(self._counts) < self.min_batches:
+        if self._rows < self.scales[0]:
             return None
         return self.features[int(np.argmax(self._per_feature))]
 
     @property
-    def n_updates(self) -> int:
-        return self._n_updates
+    def rows_seen(self) -> int:
+        return self._rows
 
     def onset_rows(self) -> int:
-        """Estimated rows since the drift began: the suffix of the window whose mean shift is
-        most significant on the drifting features (the change-point estimate for a mean shift).
-        """
+        """Estimated rows since the drift began: the suffix of the recent rows whose mean shift
+        is most significant on the drifting features (the change-point estimate for a mean
+        shift), counted from the end of the last batch."""
         feats = [self.features.index(f) for f in self.drifting_features]
         if not feats:
             return 0
-        sums = np.asarray(self._sums)[:, feats]  # (batches, k), oldest first
-        counts = np.asarray(self._counts, dtype=np.float64)
-        suffix_n = np.cumsum(counts[::-1])
-        suffix_mean = np.cumsum(sums[::-1], axis=0) / suffix_n[:, None]
-        z = np.abs(suffix_mean - self.mean[feats]) / self.std[feats] * np.sqrt(suffix_n)[:, None]
-        return int(suffix_n[int(np.argmax(z.max(axis=1)))])
+        rows = self._history[::-1, feats]  # newest first
+        n = np.arange(1, len(rows) + 1, dtype=np.float64)
+        z = np.abs(np.cumsum(rows - self._mu[feats], axis=0)) / self._sigma[feats] / np.sqrt(n)[:, None]
+        z[: self.scales[0] - 1] = 0.0  # suffixes shorter than the shortest window are noise
+        return int(n[int(np.argmax(z.max(axis=1)))])

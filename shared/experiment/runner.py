@@ -32,7 +32,7 @@ import numpy as np
 from shared.bundle import Bundle
 from shared.data import Scenario, build
 from shared.data.scenarios import _seed_regime
-from shared.drift import FIDI, ConflictRate
+from shared.drift import FIDI, ConflictRate, WindowFIDI
 from shared.errors import ConfigError
 from shared.evaluation import (
     CostMatrix,
@@ -171,9 +171,8 @@ class _Run:
             source=f"scenario:{sc.name}",
         )
 
-    def _fidi(self) -> FIDI:
-        b = self.bundle
-        return FIDI(b.reference_mean, b.reference_std, features=b.features, **self.cfg.fidi)
+    def _fidi(self) -> FIDI | WindowFIDI:
+        return self.bundle.new_fidi(**self.cfg.fidi)
 
     # -- one batch's scoring, drift and conflicts
     def score(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -187,11 +186,12 @@ class _Run:
         self.core.swap_if_pending()
 
     def observe(self, b: int, X: np.ndarray, position: int) -> None:
-        """FIDI on this batch; ``position`` (row or batch) is recorded at the first alarm."""
+        """FIDI on this batch, whose first row (or batch number) is ``position``; the row (or
+        batch) at which FIDI first alarmed is recorded."""
         self.fidi.update(X)
         if self.fidi.drift_detected:
             if self.first_alarm is None:
-                self.first_alarm = position
+                self.first_alarm = position + (self.fidi.detected_at or 0)
             self.event("drift", b, features=self.fidi.drifting_features, index=self.fidi.index)
             feats = ", ".join(self.fidi.drifting_features)
             self.say(f"batch {b:3d}: drift on {feats} (FIDI {self.fidi.index:.2f})")
@@ -294,11 +294,12 @@ class _SeedRun(_Run):
     val_fraction = 0.0  # the research code trains on all 5,000 rows
     fixed_threshold = 0.5
 
-    def _fidi(self) -> FIDI:
+    def _fidi(self) -> FIDI | WindowFIDI:
+        """The research system's detector: V14's window of batch means, |shift| >= 1 sd."""
         j = self.bundle.features.index("V14")
         b = self.bundle
         kw = {"window": 10, "min_batches": 3, "alpha": None, "min_effect": 1.0, **self.cfg.fidi}
-        return FIDI(b.reference_mean[[j]], b.reference_std[[j]], features=["V14"], **kw)
+        return WindowFIDI(b.reference_mean[[j]], b.reference_std[[j]], features=["V14"], **kw)
 
     def healer_config(self) -> HealerConfig:
         return HealerConfig(heal=self.cfg.heal or SEED_HEAL, rollback=self.cfg.rollback)
@@ -404,7 +405,7 @@ class _DelayedRun(_Run):
             p, ps = self.score(X)
             probs[start:end], shadow[start:end] = p, ps
             healer.add_decisions(ids, (p >= self.threshold).tolist(), [healer.version] * len(ids))
-            self.observe(b, X, end)
+            self.observe(b, X, start)
             n_conf = int(self.rules.conflicts(X, p).sum())
             conflict_rate.update(n_conf, len(y))
             healer.add_transactions(ids, X)

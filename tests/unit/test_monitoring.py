@@ -5,14 +5,15 @@ import numpy as np
 from shared.monitoring import DriftMonitor
 
 
-def test_drift_then_recovery_alerts_name_the_same_keys(covariate_bundle):
+def test_drift_then_recovery_alerts_name_the_same_keys(covariate_bundle, covariate_scenario):
     b = covariate_bundle
     rng = np.random.default_rng(0)
     v14 = list(b.features).index("V14")
     monitor = DriftMonitor(b, batch_rows=100)
+    train = covariate_scenario.train.X
 
     def rows(n: int, shift: float) -> np.ndarray:
-        x = rng.normal(b.reference_mean, b.reference_std, size=(n, len(b.features))).astype(np.float32)
+        x: np.ndarray = train[rng.integers(0, len(train), size=n)].copy()  # the training distribution
         x[:, v14] += shift * b.reference_std[v14]
         return x
 
