@@ -154,7 +154,10 @@ class HealerService(ConsumerService):
                 self.log.warning("operator rollback adopted", version=snap.version, snapshot=snap.id)
 
     def _decisions(self, msgs: list[Message]) -> None:
-        ids, fraud, versions = [], [], []
+        ids: list[str] = []
+        fraud: list[bool] = []
+        versions: list[int] = []
+        shadow: list[bool] = []
         for m in msgs:
             d = decode_decision(m.value())
             if isinstance(d, str):
@@ -174,7 +177,8 @@ class HealerService(ConsumerService):
             ids.append(d.id)
             fraud.append(d.fraud)
             versions.append(d.adapter_version)
-        self.healer.add_decisions(ids, fraud, versions)
+            shadow.append(d.shadow_score >= d.threshold)
+        self.healer.add_decisions(ids, fraud, versions, shadow)
 
     def _labels(self, msgs: list[Message]) -> None:
         ids, labels = [], []

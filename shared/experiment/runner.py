@@ -404,7 +404,12 @@ class _DelayedRun(_Run):
             X, y, ids = s.X[start:end], s.y[start:end], list(s.ids[start:end])
             p, ps = self.score(X)
             probs[start:end], shadow[start:end] = p, ps
-            healer.add_decisions(ids, (p >= self.threshold).tolist(), [healer.version] * len(ids))
+            healer.add_decisions(
+                ids,
+                (p >= self.threshold).tolist(),
+                [healer.version] * len(ids),
+                (ps >= self.threshold).tolist(),
+            )
             self.observe(b, X, start)
             n_conf = int(self.rules.conflicts(X, p).sum())
             conflict_rate.update(n_conf, len(y))

@@ -5,8 +5,11 @@ backbone's features (computed once), then judges the candidate against the curre
 adapter:
 
 * with enough arrived labels, the newest ``holdout_fraction`` of them are held out of
-  training; on them the candidate must lower log loss clearly (a paired z-test over
-  the rows, ``min_gain_z``) without raising expected cost;
+  training; on them the candidate must lower log loss against the current adapter (a
+  paired z-test over the rows, ``min_gain_z``) without raising expected cost, and must
+  not cost more than the *shadow* (the bundle's own adapter, "never healed") on the same
+  rows (a heal that loses to never healing on live decisions is undone by the healer's
+  shadow guard, see :mod:`shared.healing.healer`);
 * without them, it must agree better with the rules' weak labels while its flag rate
   stays within ``label_free_rate_ratio`` of the current one (rules are mostly one-sided,
   "this is fraud", so agreeing with them alone would flag everything);
@@ -45,6 +48,9 @@ class HealConfig:
     min_holdout: int = 30  # fewer held-out labels than this: judge on rules instead
     gate: bool = True  # judge the candidate; False accepts every finite candidate
     min_gain_z: float = 0.0  # held-out log-loss gain must be this many standard errors (paired)
+    compare_shadow: bool = True  # the gate also compares with the never-healed adapter
+    refit_offset: bool = True  # after the steps, refit the logit offset on arrived labels (prior shift)
+    min_offset_labels: int = 50  # labelled training rows (of both classes) needed to refit it
     guard_collapse: bool = True  # refuse candidates that predict one class only
     collapse_rate: float = 0.002  # "one class": the other class predicted on fewer rows than this
     label_free_rate_ratio: float = 1.5  # without held-out labels, the flag rate may change this factor
@@ -82,8 +88,10 @@ def heal_cycle(
     threshold: float,
     costs: CostMatrix,
     config: HealConfig | None = None,
+    shadow: AdapterState | None = None,
 ) -> HealResult:
-    """Train a candidate adapter on ``batch`` and judge it; ``model`` stays as it was."""
+    """Train a candidate adapter on ``batch`` and judge it against the current adapter (and
+    ``shadow``, the never-healed one, when given); ``model`` stays as it was."""
     cfg = config or HealConfig()
     t0 = time.perf_counter()
     model.freeze_base()
@@ -152,12 +160,25 @@ def heal_cycle(
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + v / cfg.steps
     layer.eval()
+    lab = train & ~np.isnan(y)
+    if cfg.refit_offset and lab.sum() >= cfg.min_offset_labels and 0 < y[lab].mean() < 1:
+        with torch.no_grad():
+            z = model.logits_from_hidden(H[torch.as_tensor(lab)], layer).numpy()
+        delta = fit_logit_offset(z, y[lab])
+        model.shift_logit(layer, delta)
+        sums["logit_offset"] = delta
     candidate = {k: v.detach().clone() for k, v in layer.state_dict().items()}
 
     with torch.no_grad():
         p_before = torch.sigmoid(model.logits_from_hidden(H)).numpy()
         p_after = torch.sigmoid(model.logits_from_hidden(H, layer)).numpy()
+        p_shadow = None
+        if shadow is not None and n_hold:
+            p_shadow = torch.sigmoid(model.logits_from_hidden(H, model.new_adapter(shadow))).numpy()
     metrics = _judge_metrics(y, hold, train, rule_label, rule_conf, p_before, p_after, threshold, costs)
+    if p_shadow is not None:
+        sm = metrics_from_predictions(y[hold], p_shadow[hold] >= threshold, costs)
+        metrics.update(holdout_cost_shadow=sm.cost, holdout_logloss_shadow=_log_loss(y[hold], p_shadow[hold]))
     metrics.update(
         n_rows=n, n_labelled=len(labelled_idx), n_holdout=n_hold, n_rule=int((rule_conf[train] > 0).sum())
     )
@@ -169,9 +190,42 @@ def heal_cycle(
     return HealResult(candidate, accepted, reason, sums, metrics, (time.perf_counter() - t0) * 1e3)
 
 
+def fit_logit_offset(z: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 25) -> float:
+    """The constant ``delta`` minimising mean log loss of ``sigmoid(z + delta)`` against ``y``
+    (Newton's method; ``l2`` keeps it finite on one-class data). A fraud-rate surge moves
+    every log-odds by the same amount, so this one number corrects a prior shift.
+
+    >>> z = np.zeros(1000); y = (np.arange(1000) < 400).astype(float)   # 40% positives
+    >>> round(fit_logit_offset(z, y), 2)                       # log(0.4 / 0.6) = -0.405, less the l2 pull
+    -0.4
+    """
+    z64, y64 = np.asarray(z, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    delta = 0.0
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-(z64 + delta)))
+        grad = float((p - y64).mean()) + l2 * delta
+        hess = float((p * (1 - p)).mean()) + l2
+        step = grad / hess
+        delta -= float(np.clip(step, -2.0, 2.0))
+        if abs(step) < 1e-6:
+            break
+    return delta
+
+
 def _row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     q = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
     return -(y * np.log(q) + (1 - y) * np.log1p(-q))  # type: ignore[no-any-return]
+
+
+def _row_cost(y: np.ndarray, flag: np.ndarray, costs: CostMatrix) -> np.ndarray:
+    return np.where(flag, (1 - y) * costs.fp, y * costs.fn)
+
+
+def _gain_z(d: np.ndarray) -> float:
+    """Paired z of a per-row loss change ``d`` (negative is better): its mean over its standard error."""
+    if len(d) < 2 or not d.any():
+        return 0.0
+    return float(-d.mean() / (d.std(ddof=1) / np.sqrt(len(d)) + 1e-12))
 
 
 def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
@@ -204,7 +258,11 @@ def _judge_metrics(
             m[f"holdout_accuracy_{tag}"] = hm.accuracy
             m[f"holdout_logloss_{tag}"] = _log_loss(y[hold], p)
         d = _row_log_loss(y[hold], p_after[hold]) - _row_log_loss(y[hold], p_before[hold])
-        m["holdout_logloss_gain_z"] = float(-d.mean() / (d.std(ddof=1) / np.sqrt(len(d)) + 1e-12))
+        m["holdout_logloss_gain_z"] = _gain_z(d)
+        dc = _row_cost(y[hold], p_after[hold] >= threshold, costs) - _row_cost(
+            y[hold], p_before[hold] >= threshold, costs
+        )
+        m["holdout_cost_gain_z"] = _gain_z(dc)
     ruled = train & (rule_conf > 0)
     if ruled.any():
         for tag, p in (("before", p_before[ruled]), ("after", p_after[ruled])):
@@ -237,6 +295,9 @@ def _decide(candidate: AdapterState, m: dict[str, float], cfg: HealConfig) -> tu
         ll_b, ll_a = m["holdout_logloss_before"], m["holdout_logloss_after"]
         z = m["holdout_logloss_gain_z"]
         change = f"cost {c_b:.4f} -> {c_a:.4f}, log loss {ll_b:.4f} -> {ll_a:.4f} (z={z:.2f})"
+        c_s = m.get("holdout_cost_shadow")
+        if c_s is not None and c_a > c_s:
+            return False, f"costs more than the shadow on held-out labels: {c_a:.4f} > {c_s:.4f} ({change})"
         if c_a <= c_b and ll_a < ll_b and z >= cfg.min_gain_z:
             return True, f"held-out {change}"
         return False, f"no clear gain on held-out labels: {change}"

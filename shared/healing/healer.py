@@ -6,7 +6,10 @@ only, waiting for ``min_labels`` of their labels unless label-free. A finished j
 recorded in the registry (a ``pre`` and a ``post`` snapshot) and, when the gate accepted
 it, becomes the live adapter. Live quality is measured from arriving labels against the
 decisions the healed adapters made; when it degrades, ``check_rollback`` returns to the
-best post-heal snapshot of the episode.
+best post-heal snapshot of the episode. Every decision also carries the shadow's (the
+never-healed adapter's) verdict on the same transaction: when the healed decisions cost
+significantly more than the shadow's on the same labelled rows (a paired z-test), the
+healer rolls back to the bundle's adapter and heals no more in this episode.
 
 The heal itself (:func:`heal_cycle`) runs wherever the caller likes: inline offline, on
 a worker thread in the service. ``prepare`` and ``finish`` bracket it.
@@ -14,7 +17,7 @@ a worker thread in the service. ``prepare`` and ``finish`` bracket it.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -39,6 +42,10 @@ class HealerConfig:
     decisions_kept: int = 50_000  # decisions remembered to judge arriving labels
     heal: HealConfig = field(default_factory=HealConfig)
     rollback: RollbackPolicy = field(default_factory=RollbackPolicy)
+    shadow_guard: bool = True  # roll back to the bundle's adapter when healing loses to it
+    shadow_rows: int = 1000  # recent healed decisions (with labels) compared with the shadow's
+    shadow_min_rows: int = 300  # fewer than this: no verdict
+    shadow_z: float = 2.0  # paired z of (healed cost - shadow cost) that means "healing hurts"
 
 
 @dataclass(frozen=True)
@@ -70,8 +77,10 @@ class Healer:
         self.episode: int | None = None  # buffer position where the current episode began
         self.episode_seq = 0  # registry position at its start
         self.baseline_version = -1  # first version of the episode the watch judges
-        self._decisions: OrderedDict[str, tuple[bool, int]] = OrderedDict()
+        self._decisions: OrderedDict[str, tuple[bool, int, bool | None]] = OrderedDict()
         self._judged: list[tuple[float, bool]] = []
+        self._vs_shadow: deque[float] = deque(maxlen=self.cfg.shadow_rows)  # healed - shadow cost per row
+        self.paused: str | None = None  # why healing stopped for the rest of this episode
         self.n_heals = 0
         self.labels_at_first_heal: int | None = None
         if len(registry) == 0:
@@ -98,9 +107,16 @@ class Healer:
     def add_transactions(self, ids: Sequence[str], X: np.ndarray, ts: Sequence[float] | None = None) -> None:
         self.buffer.add_transactions(ids, X, ts)
 
-    def add_decisions(self, ids: Sequence[str], fraud: Sequence[bool], versions: Sequence[int]) -> None:
-        for tx_id, f, v in zip(ids, fraud, versions, strict=True):
-            self._decisions[tx_id] = (bool(f), int(v))
+    def add_decisions(
+        self,
+        ids: Sequence[str],
+        fraud: Sequence[bool],
+        versions: Sequence[int],
+        shadow_fraud: Sequence[bool] | None = None,
+    ) -> None:
+        shadow: Sequence[bool | None] = shadow_fraud if shadow_fraud is not None else [None] * len(ids)
+        for tx_id, f, v, sf in zip(ids, fraud, versions, shadow, strict=True):
+            self._decisions[tx_id] = (bool(f), int(v), None if sf is None else bool(sf))
         while len(self._decisions) > self.cfg.decisions_kept:
             self._decisions.popitem(last=False)
 
@@ -108,10 +124,15 @@ class Healer:
         self.buffer.add_labels(ids, labels)
         if self.baseline_version < 1:
             return
+        c = self.bundle.costs
         for tx_id, y in zip(ids, labels, strict=True):
             d = self._decisions.get(tx_id)
             if d is not None and d[1] >= self.baseline_version:
                 self._judged.append((float(y), d[0]))
+                if d[2] is not None and d[1] > 0:
+                    live = c.fp * (1 - y) if d[0] else c.fn * y
+                    shadow = c.fp * (1 - y) if d[2] else c.fn * y
+                    self._vs_shadow.append(live - shadow)
         q = self.cfg.quality_rows
         while len(self._judged) >= q:
             chunk, self._judged = self._judged[:q], self._judged[q:]
@@ -136,6 +157,8 @@ class Healer:
         self.watch = QualityWatch(self.cfg.rollback)
         self.baseline_version = -1
         self._judged = []
+        self._vs_shadow.clear()
+        self.paused = None
         return True
 
     def close_episode(self) -> None:
@@ -146,6 +169,8 @@ class Healer:
         """Why no heal can start now, or None when one can."""
         if self.episode is None:
             return "no drift episode"
+        if self.paused is not None:
+            return self.paused
         if self.cfg.label_free:
             return None
         have = self.buffer.snapshot(since=self.episode).n_labelled
@@ -163,7 +188,8 @@ class Healer:
 
     def run(self, job: HealJob) -> HealResult:
         b = self.bundle
-        return heal_cycle(job.model, job.batch, b.rules, b.threshold, b.costs, self.cfg.heal)
+        shadow = b.adapter_state if self.cfg.heal.compare_shadow else None
+        return heal_cycle(job.model, job.batch, b.rules, b.threshold, b.costs, self.cfg.heal, shadow)
 
     def finish(
         self,
@@ -210,11 +236,35 @@ class Healer:
         return None if job is None else self.finish(job, self.run(job))
 
     # -- rollback
+    def versus_shadow(self) -> tuple[int, float]:
+        """(labelled rows, paired z of healed-minus-shadow cost): z > 0 means healing costs more."""
+        d = np.asarray(self._vs_shadow, dtype=np.float64)
+        if len(d) < 2 or not d.any():
+            return len(d), 0.0
+        return len(d), float(d.mean() / (d.std(ddof=1) / np.sqrt(len(d))))
+
     def check_rollback(self) -> tuple[Snapshot | None, str | None]:
         """(the rollback snapshot, reason) when quality degraded; (None, reason) when already on the best."""
-        reason = self.watch.degraded
-        if reason is None:
+        n, z = self.versus_shadow()
+        if self.cfg.shadow_guard and n >= self.cfg.shadow_min_rows and z >= self.cfg.shadow_z:
+            d = float(np.mean(self._vs_shadow))
+            reason = (
+                f"healed decisions cost {d:+.3f} per transaction against the shadow's "
+                f"over {n} labelled rows (z={z:.2f})"
+            )
+            self._vs_shadow.clear()
+            self.paused = f"healing paused for this episode: {reason}"
+            self.watch.reset_window()
+            if self.version == 0:
+                return None, reason
+            initial = self.bundle.adapter_state
+            snap = self.registry.record("rollback", initial, 0, parent=self.version, note=reason)
+            self.live = snap
+            return snap, reason
+        degraded = self.watch.degraded
+        if degraded is None:
             return None, None
+        reason = degraded
         self.watch.reset_window()
         best = self.registry.best_post_heal("f1", since=self.episode_seq)
         if best is None or best.version == self.version:

@@ -101,3 +101,47 @@ def test_a_restarted_healer_resumes_from_the_registry(covariate_bundle, drifted,
     assert again.version == healer.version == 1
     assert len(again.registry) == 3 and again.n_heals == 1
     assert all(np.array_equal(again.adapter[k].numpy(), healer.adapter[k].numpy()) for k in healer.adapter)
+
+
+def test_healing_that_loses_to_the_shadow_is_undone_and_paused(covariate_bundle, drifted):
+    ids, X, y = drifted
+    reg = Registry(MemoryStore(), covariate_bundle.id)
+    cfg = HealerConfig(heal=HealConfig(gate=False), shadow_min_rows=300)
+    healer = Healer(covariate_bundle, reg, cfg)
+    healer.add_transactions(ids, X)
+    healer.open_episode(onset_rows=1500)
+    healer.add_labels(ids[:300], y[:300].tolist())
+    assert healer.heal() is not None and healer.version == 1
+    # v1's decisions are wrong where the shadow's are right, on the same transactions
+    rows = slice(300, 800)
+    truth = y[rows] == 1
+    healer.add_decisions(ids[rows], (~truth).tolist(), [1] * 500, truth.tolist())
+    healer.add_labels(ids[rows], y[rows].tolist())
+    n, z = healer.versus_shadow()
+    assert n == 500 and z > 2
+    snap, reason = healer.check_rollback()
+    assert snap is not None and snap.kind == "rollback" and snap.version == 0 and healer.version == 0
+    assert reason is not None and "against the shadow" in reason
+    assert healer.ready() is not None and "paused" in healer.ready()  # type: ignore[operator]
+    assert healer.heal() is None
+    healer.close_episode()
+    assert healer.open_episode(onset_rows=100) and healer.paused is None  # a new episode heals again
+
+
+def test_healing_that_beats_the_shadow_stays(covariate_bundle, drifted):
+    ids, X, y = drifted
+    healer = Healer(
+        covariate_bundle,
+        Registry(MemoryStore(), covariate_bundle.id),
+        HealerConfig(heal=HealConfig(gate=False)),
+    )
+    healer.add_transactions(ids, X)
+    healer.open_episode(onset_rows=1500)
+    healer.add_labels(ids[:300], y[:300].tolist())
+    assert healer.heal() is not None
+    rows = slice(300, 800)
+    truth = y[rows] == 1
+    healer.add_decisions(ids[rows], truth.tolist(), [1] * 500, (~truth).tolist())
+    healer.add_labels(ids[rows], y[rows].tolist())
+    assert healer.versus_shadow()[1] < 0
+    assert healer.check_rollback() == (None, None) and healer.version == 1

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from shared.data import build
 from shared.evaluation import evaluate_scores
 from shared.healing import HealBatch, HealConfig, LabelJoinBuffer, composite_loss, heal_cycle
 from shared.healing.heal import _decide
@@ -88,7 +89,7 @@ def test_no_evidence_means_no_heal(covariate_bundle, covariate_scenario):
 
 def test_a_candidate_that_flags_no_fraud_is_refused_as_collapse(covariate_bundle, covariate_scenario):
     b = covariate_bundle
-    cfg = HealConfig(steps=60, lr=0.05, pos_weight=1e-3, gate=False)
+    cfg = HealConfig(steps=60, lr=0.05, pos_weight=1e-3, gate=False, refit_offset=False)
     result = heal_cycle(b.new_model(), drifted_batch(covariate_scenario), b.rules, b.threshold, b.costs, cfg)
     assert result.metrics["pos_rate_after"] < cfg.collapse_rate
     assert not result.accepted and result.reason.startswith("collapse")
@@ -190,3 +191,50 @@ def test_buffer_is_bounded_and_keeps_early_labels_waiting():
     assert len(buf) == 3 and buf.snapshot().X.ravel().tolist() == [0.0, 1.0, 1.0]
     buf.add_labels(["a"], [1])  # "a" has left the buffer: the label is too late, not waiting
     assert buf.labels_expired == 1 and buf.stats()["labels_pending"] == 1
+
+
+def test_shift_logit_moves_every_logit_by_the_same_amount(covariate_bundle, covariate_scenario):
+    model = covariate_bundle.new_model()
+    X = torch.as_tensor(covariate_scenario.stream.X[:200])
+    layer = model.new_adapter()
+    with torch.no_grad():
+        before = model.logits_from_hidden(model.hidden(X), layer)
+        model.shift_logit(layer, 1.25)
+        after = model.logits_from_hidden(model.hidden(X), layer)
+    assert torch.allclose(after - before, torch.full_like(before, 1.25), atol=1e-4)
+
+
+def test_the_offset_refit_corrects_a_fraud_rate_surge(covariate_bundle):
+    sc = build("surge")
+    st = sc.stream
+    rows = slice(st.drift_at, st.drift_at + 1500)
+    batch = HealBatch(st.X[rows], st.y[rows].astype(np.float32))
+    b = covariate_bundle
+    on = heal_cycle(b.new_model(), batch, b.rules, b.threshold, b.costs, HealConfig(gate=False, steps=1))
+    off = heal_cycle(
+        b.new_model(),
+        batch,
+        b.rules,
+        b.threshold,
+        b.costs,
+        HealConfig(gate=False, steps=1, refit_offset=False),
+    )
+    assert on.terms["logit_offset"] > 0.3  # 15% -> 40% fraud: the log-odds rise
+    assert on.metrics["holdout_logloss_after"] < off.metrics["holdout_logloss_after"]
+
+
+def test_the_gate_refuses_a_candidate_that_costs_more_than_the_shadow():
+    m = {
+        "evidence_fraud_rate": 0.2,
+        "pos_rate_after": 0.2,
+        "holdout_cost_before": 0.5,
+        "holdout_cost_after": 0.4,
+        "holdout_cost_shadow": 0.3,
+        "holdout_logloss_before": 0.5,
+        "holdout_logloss_after": 0.4,
+        "holdout_logloss_gain_z": 2.0,
+    }
+    ok, reason = _decide({}, m, HealConfig())
+    assert not ok and "more than the shadow" in reason
+    ok, _ = _decide({}, {**m, "holdout_cost_shadow": 0.45}, HealConfig())
+    assert ok
