@@ -207,6 +207,7 @@ def test_shift_logit_moves_every_logit_by_the_same_amount(covariate_bundle, cova
 def test_the_offset_refit_corrects_a_fraud_rate_surge(covariate_bundle):
     sc = build("surge")
     st = sc.stream
+    assert st.drift_at is not None
     rows = slice(st.drift_at, st.drift_at + 1500)
     batch = HealBatch(st.X[rows], st.y[rows].astype(np.float32))
     b = covariate_bundle
