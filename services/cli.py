@@ -388,6 +388,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         scorers=args.scorers,
         n_pre=args.n_pre,
         n_post=args.n_post,
+        adapt_window=args.adapt_window,
     )
     return 0 if all(code == 0 for code in summary["exit_codes"].values()) else 1
 
@@ -500,11 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the whole stack on the embedded broker, a drift scenario, a report")
     d.add_argument("--scenario", default="covariate")
     d.add_argument("--out", default="runs/latest")
-    d.add_argument("--rate", type=float, default=1000.0)
+    d.add_argument("--rate", type=float, default=300.0, help="transactions per second")
     d.add_argument("--label-delay", type=int, default=500)
     d.add_argument("--scorers", type=int, default=2)
     d.add_argument("--n-pre", type=int, default=2000)
     d.add_argument("--n-post", type=int, default=8000)
+    d.add_argument("--adapt-window", type=int, default=1000, help="rows after the drift left out of the gap")
     d.set_defaults(func=cmd_demo)
     return p
 

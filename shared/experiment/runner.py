@@ -43,7 +43,7 @@ from shared.evaluation import (
 )
 from shared.healing import HealBatch, HealConfig, LabelJoinBuffer
 from shared.healing.healer import Healer, HealerConfig, HealOutcome
-from shared.model import AdapterState, SelfHealingModel
+from shared.model import AdapterState, ModelConfig, SelfHealingModel
 from shared.registry import MemoryStore, Registry, RollbackPolicy
 from shared.scoring import ScoringCore
 from shared.training import TrainConfig, build_bundle, train_model
@@ -470,22 +470,8 @@ class _DelayedRun(_Run):
         return self.finish(*self._evaluate(probs, shadow, healer.buffer))
 
     def _oracle(self, point: int) -> np.ndarray:
-        """Out-of-sample scores of the same architecture retrained on the drifted labels.
-
-        Two folds over the rows from the drift point: each half is scored by a model
-        trained on the other, so no row is scored by a model that saw its label.
-        """
-        s, cfg = self.sc.stream, self.cfg
-        X, y = s.X[point:], s.y[point:]
-        fold = np.arange(len(y)) % 2
-        scores = np.zeros(len(y), dtype=np.float64)
-        for k in (0, 1):
-            model, _ = train_model(X[fold != k], y[fold != k], self.bundle.config, TrainConfig(seed=cfg.seed))
-            train_p = model.predict_proba(X[fold != k])
-            t = cost_optimal_threshold(y[fold != k], train_p, cfg.costs)
-            # shift each fold's scores so that its own cost-optimal threshold maps to the bayes one
-            scores[fold == k] = _rethreshold(model.predict_proba(X[fold == k]), t, cfg.costs.bayes_threshold)
-        return scores
+        s = self.sc.stream
+        return oracle_scores(s.X[point:], s.y[point:], self.bundle.config, self.cfg.costs, self.cfg.seed)
 
     def _evaluate(
         self, probs: np.ndarray, shadow: np.ndarray, buffer: LabelJoinBuffer
@@ -525,6 +511,24 @@ class _DelayedRun(_Run):
             "labels": buffer.stats(),
         }
         return rows, extra
+
+
+def oracle_scores(
+    X: np.ndarray, y: np.ndarray, config: ModelConfig, costs: CostMatrix, seed: int
+) -> np.ndarray:
+    """Out-of-sample scores of the same architecture retrained on drifted rows ``X, y``.
+
+    Two folds: each half is scored by a model trained on the other, so no row is scored
+    by a model that saw its label. Each fold's scores are shifted so that its own
+    cost-optimal threshold maps to the Bayes threshold ``costs.bayes_threshold``.
+    """
+    fold = np.arange(len(y)) % 2
+    scores = np.zeros(len(y), dtype=np.float64)
+    for k in (0, 1):
+        model, _ = train_model(X[fold != k], y[fold != k], config, TrainConfig(seed=seed))
+        t = cost_optimal_threshold(y[fold != k], model.predict_proba(X[fold != k]), costs)
+        scores[fold == k] = _rethreshold(model.predict_proba(X[fold == k]), t, costs.bayes_threshold)
+    return scores
 
 
 def _rethreshold(p: np.ndarray, t: float, target: float) -> np.ndarray:

@@ -81,6 +81,7 @@ class Healer:
         self._judged: list[tuple[float, bool]] = []
         self._vs_shadow: deque[float] = deque(maxlen=self.cfg.shadow_rows)  # healed - shadow cost per row
         self.paused: str | None = None  # why healing stopped for the rest of this episode
+        self._episode_ts: float | None = None  # the onset's timestamp, until a row that recent arrives
         self.n_heals = 0
         self.labels_at_first_heal: int | None = None
         if len(registry) == 0:
@@ -149,8 +150,10 @@ class Healer:
         ours, timestamps do not). False if an episode is already open."""
         if self.episode is not None:
             return False
+        self._episode_ts = onset_ts
         if onset_ts is not None:
             self.episode = self.buffer.position_since(onset_ts)
+            self._resolve_episode()
         else:
             self.episode = max(0, self.buffer.seen - onset_rows)
         self.episode_seq = len(self.registry)
@@ -161,14 +164,27 @@ class Healer:
         self.paused = None
         return True
 
+    def _resolve_episode(self) -> None:
+        """An alert can overtake the transactions it names: until a row stamped at or after
+        the onset has arrived, the episode has no rows (the rows still coming in are older)."""
+        if self._episode_ts is None:
+            return
+        pos = self.buffer.position_since(self._episode_ts)
+        if pos < self.buffer.seen:
+            self.episode, self._episode_ts = pos, None
+        else:
+            self.episode = self.buffer.seen
+
     def close_episode(self) -> None:
         self.episode = None
+        self._episode_ts = None
 
     # -- healing
     def ready(self) -> str | None:
         """Why no heal can start now, or None when one can."""
         if self.episode is None:
             return "no drift episode"
+        self._resolve_episode()
         if self.paused is not None:
             return self.paused
         if self.cfg.label_free:
