@@ -65,6 +65,8 @@ SEED_HEAL = HealConfig(
     gate=False,
     holdout_fraction=0.0,
     guard_collapse=False,
+    compare_shadow=False,
+    refit_offset=False,  # none of selfheal's additions: the research system's heal
 )
 
 
@@ -302,7 +304,7 @@ class _SeedRun(_Run):
         return WindowFIDI(b.reference_mean[[j]], b.reference_std[[j]], features=["V14"], **kw)
 
     def healer_config(self) -> HealerConfig:
-        return HealerConfig(heal=self.cfg.heal or SEED_HEAL, rollback=self.cfg.rollback)
+        return HealerConfig(heal=self.cfg.heal or SEED_HEAL, rollback=self.cfg.rollback, shadow_guard=False)
 
     def batch_metrics(self, adapter: AdapterState, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
         m = metrics_from_predictions(

@@ -186,7 +186,7 @@ def test_degraded_live_quality_rolls_back_through_the_registry(
                 "bundle": b.id,
                 "rules": [],
                 "conflict": False,
-                "shadow_score": 0.5,
+                "shadow_score": float(fraud),  # the shadow agrees: this test is the quality watch's
                 "latency_ms": 1.0,
             }
             p.produce(topics.decisions, orjson.dumps(d), key=st.ids[i])
