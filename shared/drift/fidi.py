@@ -32,7 +32,7 @@ Examples
 ...     _ = fidi.update(batch)
 ...     if fidi.drift_detected:
 ...         print(f"drift at row {fidi.rows_seen - len(batch) + fidi.detected_at}: {fidi.drifting_features}")
-drift at row 3032: ['c']
+drift at row 3016: ['c']
 """
 
 from __future__ import annotations
