@@ -43,13 +43,14 @@ from statistics import NormalDist
 import numpy as np
 from numpy.typing import ArrayLike
 
+from shared.drift.base import MeanShiftDetector
 from shared.drift.scores import NormalScores
 from shared.errors import ConfigError
 
 SCALES = (16, 32, 64, 128, 256, 512, 1024, 2048)
 
 
-class FIDI:
+class FIDI(MeanShiftDetector):
     """Multi-scale z-scores of feature means against a reference, with false-alarm control.
 
     Parameters
@@ -82,14 +83,8 @@ class FIDI:
         recovery: float = 0.5,
         recovery_rows: int = 500,
     ) -> None:
-        self.mean = np.asarray(mean, dtype=np.float64).ravel()
-        self.std = np.maximum(np.asarray(std, dtype=np.float64).ravel(), 1e-8)
+        super().__init__(mean, std, features)
         d = self.mean.size
-        if self.mean.shape != self.std.shape or d == 0:
-            raise ConfigError("mean and std must be non-empty and of the same length")
-        self.features = list(features) if features is not None else [str(j) for j in range(d)]
-        if len(self.features) != d:
-            raise ConfigError(f"{len(self.features)} feature names for {d} features")
         self.scores = None if quantiles is None else NormalScores(quantiles)
         if self.scores is not None and self.scores.n_features != d:
             raise ConfigError(f"quantiles for {self.scores.n_features} features, reference has {d}")
@@ -107,16 +102,8 @@ class FIDI:
         self._mu = np.zeros(d) if self.scores is None else np.full(d, self.scores.mean)
         self._sigma = np.ones(d) if self.scores is None else np.full(d, self.scores.std)
         self._history = np.zeros((0, d))  # the last max(scales) transformed rows
-        self._per_feature = np.zeros(d)
-        self._effect = np.zeros(d)
-        self._z = np.zeros(d)
-        self._index = 0.0
-        self._in_drift = False
-        self._drift_detected = False
-        self._recovered = False
         self._detected_at: int | None = None
-        self._calm = 0
-        self._rows = 0
+        self._n_rows = 0
 
     def _transform(self, x: np.ndarray) -> np.ndarray:
         if self.scores is not None:
@@ -125,23 +112,18 @@ class FIDI:
 
     def update(self, batch: ArrayLike) -> FIDI:
         """Add a batch of rows (N, d), judged row by row; returns self."""
-        x = np.asarray(batch, dtype=np.float64)
-        if x.ndim == 1:
-            x = x.reshape(1, -1)
-        if x.ndim != 2 or x.shape[1] != self.mean.size:
-            raise ValueError(f"expected a batch of shape (N, {self.mean.size}), got {x.shape}")
+        x = self._rows(batch)
         self._drift_detected = self._recovered = False
         self._detected_at = None
         if x.shape[0] == 0:
             return self
-        if not np.isfinite(x).all():
-            raise ValueError("batch has NaN or infinite values")
+        self._check_finite(x)
         s = self._transform(x)
         h, b = len(self._history), len(s)
         rows = np.concatenate([self._history, s])
         cum = np.concatenate([np.zeros((1, s.shape[1])), np.cumsum(rows - self._mu, axis=0)])
         end = np.arange(h + 1, h + b + 1)  # prefix-sum index after each new row
-        seen = self._rows + np.arange(1, b + 1)  # rows seen after each new row
+        seen = self._n_rows + np.arange(1, b + 1)  # rows seen after each new row
         best = np.zeros((b, s.shape[1]))  # per row and feature: max score over windows
         best_e, best_z = np.zeros_like(best), np.zeros_like(best)
         longest = np.zeros(b)  # per row: index of the longest window that is full
@@ -160,7 +142,7 @@ class FIDI:
             longest = np.where(ok, score.max(axis=1), longest)
         index = best.max(axis=1)
         self._history = rows[-self.scales[-1] :]
-        self._rows += b
+        self._n_rows += b
         at = b - 1
         if not self._in_drift:
             hits = np.flatnonzero(index >= 1.0)
@@ -184,54 +166,21 @@ class FIDI:
         self._index = float(index[at])
         return self
 
-    # -- read-only state
-    @property
-    def drift_detected(self) -> bool:
-        """True on the update that entered drift."""
-        return self._drift_detected
-
+    # -- read-only state (the rest in MeanShiftDetector)
     @property
     def detected_at(self) -> int | None:
         """Row of the last batch (0-based) at which drift was detected, or None."""
         return self._detected_at
 
     @property
-    def recovered(self) -> bool:
-        """True on the update that left drift."""
-        return self._recovered
-
-    @property
-    def in_drift(self) -> bool:
-        return self._in_drift
-
-    @property
-    def index(self) -> float:
-        """The FIDI index (at the detecting row on a detection, else at the last row)."""
-        return self._index
-
-    @property
-    def effect(self) -> np.ndarray:
-        """Per-feature shift of the mean, in reference standard deviations, on its best window."""
-        return self._effect.copy()
-
-    @property
-    def z(self) -> np.ndarray:
-        """Per-feature standard-error z-score of the mean, on its best window."""
-        return self._z.copy()
-
-    @property
-    def drifting_features(self) -> list[str]:
-        return [f for f, s in zip(self.features, self._per_feature, strict=True) if s >= 1.0]
-
-    @property
     def top_feature(self) -> str | None:
-        if self._rows < self.scales[0]:
+        if self._n_rows < self.scales[0]:
             return None
         return self.features[int(np.argmax(self._per_feature))]
 
     @property
     def rows_seen(self) -> int:
-        return self._rows
+        return self._n_rows
 
     def onset_rows(self) -> int:
         """Estimated rows since the drift began: the suffix of the recent rows whose mean shift

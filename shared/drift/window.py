@@ -46,10 +46,11 @@ from statistics import NormalDist
 import numpy as np
 from numpy.typing import ArrayLike
 
+from shared.drift.base import MeanShiftDetector
 from shared.errors import ConfigError
 
 
-class WindowFIDI:
+class WindowFIDI(MeanShiftDetector):
     """Windowed z-scores of feature means against a reference, with false-alarm control.
 
     Parameters
@@ -82,13 +83,7 @@ class WindowFIDI:
         recovery: float = 0.5,
         patience: int = 3,
     ) -> None:
-        self.mean = np.asarray(mean, dtype=np.float64).ravel()
-        self.std = np.maximum(np.asarray(std, dtype=np.float64).ravel(), 1e-8)
-        if self.mean.shape != self.std.shape or self.mean.size == 0:
-            raise ConfigError("mean and std must be non-empty and of the same length")
-        self.features = list(features) if features is not None else [str(j) for j in range(self.mean.size)]
-        if len(self.features) != self.mean.size:
-            raise ConfigError(f"{len(self.features)} feature names for {self.mean.size} features")
+        super().__init__(mean, std, features)
         if window < 1 or not 1 <= min_batches <= window:
             raise ConfigError(f"need window >= 1 and 1 <= min_batches <= window, got {window}, {min_batches}")
         if alpha is not None and not 0.0 < alpha < 1.0:
@@ -100,31 +95,16 @@ class WindowFIDI:
         self.recovery, self.patience = recovery, patience
         d = self.mean.size
         self.z_crit = 0.0 if alpha is None else NormalDist().inv_cdf(1.0 - alpha / (2 * d))
-        self._reset()
-
-    def _reset(self) -> None:
         self._sums: deque[np.ndarray] = deque(maxlen=self.window)
         self._counts: deque[int] = deque(maxlen=self.window)
-        self._effect = np.zeros_like(self.mean)
-        self._z = np.zeros_like(self.mean)
-        self._index = 0.0
-        self._in_drift = False
-        self._drift_detected = False
-        self._recovered = False
-        self._calm = 0
         self._n_updates = 0
 
     def update(self, batch: ArrayLike) -> WindowFIDI:
         """Add one batch of rows (N, d); returns self."""
-        x = np.asarray(batch, dtype=np.float64)
-        if x.ndim == 1:
-            x = x.reshape(1, -1)
-        if x.ndim != 2 or x.shape[1] != self.mean.size:
-            raise ValueError(f"expected a batch of shape (N, {self.mean.size}), got {x.shape}")
+        x = self._rows(batch)
         if x.shape[0] == 0:
             return self
-        if not np.isfinite(x).all():
-            raise ValueError("batch has NaN or infinite values")
+        self._check_finite(x)
         self._sums.append(x.sum(axis=0))
         self._counts.append(x.shape[0])
         self._n_updates += 1
@@ -149,46 +129,17 @@ class WindowFIDI:
                 self._in_drift, self._recovered = False, True
         return self
 
-    # -- read-only state
-    @property
-    def drift_detected(self) -> bool:
-        """True on the update that entered drift."""
-        return self._drift_detected
-
+    # -- read-only state (the rest in MeanShiftDetector)
     @property
     def detected_at(self) -> int | None:
         """0 on the update that entered drift (the whole batch is judged at once), else None."""
         return 0 if self._drift_detected else None
 
     @property
-    def recovered(self) -> bool:
-        """True on the update that left drift."""
-        return self._recovered
-
-    @property
-    def in_drift(self) -> bool:
-        return self._in_drift
-
-    @property
-    def index(self) -> float:
-        """The FIDI index: drift when it reaches 1.0."""
-        return self._index
-
-    @property
-    def effect(self) -> np.ndarray:
-        """Per-feature shift of the window mean, in reference standard deviations."""
-        return self._effect.copy()
-
-    @property
-    def z(self) -> np.ndarray:
-        """Per-feature standard-error z-score of the window mean."""
-        return self._z.copy()
-
-    @property
     def drifting_features(self) -> list[str]:
         if self._n_updates == 0 or len(self._counts) < self.min_batches:
             return []
-        return [f for f, s in zip(self.features, self._per_feature, strict=True) if s >= 1.0]
+        return super().drifting_features
 
     @property
     def top_feature(self) -> str | None:

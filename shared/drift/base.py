@@ -1,0 +1,81 @@
+"""What FIDI and WindowFIDI share: the training reference, batch checks, and the
+read-only state a caller reads after ``update`` (River's detector style)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from shared.errors import ConfigError
+
+
+class MeanShiftDetector:
+    """A drift detector on feature means against a reference ``mean`` and ``std`` per feature."""
+
+    def __init__(self, mean: ArrayLike, std: ArrayLike, features: Sequence[str] | None) -> None:
+        self.mean = np.asarray(mean, dtype=np.float64).ravel()
+        self.std = np.maximum(np.asarray(std, dtype=np.float64).ravel(), 1e-8)
+        d = self.mean.size
+        if self.mean.shape != self.std.shape or d == 0:
+            raise ConfigError("mean and std must be non-empty and of the same length")
+        self.features = list(features) if features is not None else [str(j) for j in range(d)]
+        if len(self.features) != d:
+            raise ConfigError(f"{len(self.features)} feature names for {d} features")
+        self._per_feature = np.zeros(d)  # each feature's index: drifting at 1.0
+        self._effect = np.zeros(d)
+        self._z = np.zeros(d)
+        self._index = 0.0
+        self._in_drift = False
+        self._drift_detected = False
+        self._recovered = False
+        self._calm = 0
+
+    def _rows(self, batch: ArrayLike) -> np.ndarray:
+        """``batch`` as a float64 (N, d) array; a clear error for the wrong shape."""
+        x = np.asarray(batch, dtype=np.float64)
+        if x.ndim == 1:
+            x = x.reshape(1, -1)
+        if x.ndim != 2 or x.shape[1] != self.mean.size:
+            raise ValueError(f"expected a batch of shape (N, {self.mean.size}), got {x.shape}")
+        return x
+
+    @staticmethod
+    def _check_finite(x: np.ndarray) -> None:
+        if not np.isfinite(x).all():
+            raise ValueError("batch has NaN or infinite values")
+
+    # -- read-only state
+    @property
+    def drift_detected(self) -> bool:
+        """True on the update that entered drift."""
+        return self._drift_detected
+
+    @property
+    def recovered(self) -> bool:
+        """True on the update that left drift."""
+        return self._recovered
+
+    @property
+    def in_drift(self) -> bool:
+        return self._in_drift
+
+    @property
+    def index(self) -> float:
+        """The index: drift when it reaches 1.0."""
+        return self._index
+
+    @property
+    def effect(self) -> np.ndarray:
+        """Per-feature shift of the mean, in reference standard deviations."""
+        return self._effect.copy()
+
+    @property
+    def z(self) -> np.ndarray:
+        """Per-feature standard-error z-score of the mean."""
+        return self._z.copy()
+
+    @property
+    def drifting_features(self) -> list[str]:
+        return [f for f, s in zip(self.features, self._per_feature, strict=True) if s >= 1.0]
