@@ -7,6 +7,7 @@ from shared.evaluation.metrics import (
     cost_optimal_threshold,
     evaluate_scores,
     metrics_from_predictions,
+    paired_z,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "cost_optimal_threshold",
     "evaluate_scores",
     "metrics_from_predictions",
+    "paired_z",
 ]

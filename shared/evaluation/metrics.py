@@ -30,8 +30,26 @@ class CostMatrix:
         """Probability above which flagging costs less than passing, for calibrated scores."""
         return self.fp / (self.fp + self.fn)
 
+    def per_row(self, y: ArrayLike, flagged: ArrayLike) -> np.ndarray:
+        """Each row's cost: ``fp`` for a flagged legitimate row, ``fn`` for a missed fraud."""
+        yy = np.asarray(y, dtype=np.float64)
+        return np.where(np.asarray(flagged, dtype=bool), (1 - yy) * self.fp, yy * self.fn)
+
     def to_dict(self) -> dict[str, float]:
         return {"fp": self.fp, "fn": self.fn}
+
+
+def paired_z(d: ArrayLike) -> float:
+    """Mean of paired per-row differences ``d`` over its standard error (0 when there are
+    fewer than two rows or no difference at all).
+
+    >>> round(paired_z([1.0, 2.0, 3.0]), 3)
+    3.464
+    """
+    x = np.asarray(d, dtype=np.float64)
+    if len(x) < 2 or not x.any():
+        return 0.0
+    return float(x.mean() / (x.std(ddof=1) / np.sqrt(len(x)) + 1e-12))
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ import numpy as np
 
 from shared.data.scenarios import Scenario, build
 from shared.drift.fidi import FIDI
-from shared.drift.scores import reference_quantiles
 from shared.errors import ConfigError
+from shared.training import reference, reference_stats
 
 DRIFT_SCENARIOS = ("covariate", "gradual", "new-pattern", "surge", "seed")
 PEERS = ("ADWIN", "PageHinkley", "KSWIN")
@@ -73,8 +73,8 @@ def episodes(rows: Iterable[int], gap: int) -> list[int]:
 
 def fidi_for(sc: Scenario, **kw: Any) -> FIDI:
     """FIDI with the scenario's training reference (mean, std and quantiles), as a bundle has it."""
-    x = np.asarray(sc.train.X, dtype=np.float64)
-    return FIDI(x.mean(0), x.std(0), quantiles=reference_quantiles(x), features=sc.features, **kw)
+    mean, std, quantiles = reference(sc.train.X)
+    return FIDI(mean, std, quantiles=quantiles, features=sc.features, **kw)
 
 
 def fidi_alarms(fidi: FIDI, X: np.ndarray, batch: int = 100) -> list[tuple[int, list[str]]]:
@@ -101,8 +101,8 @@ def peer_alarms(
     make = _peer(name)
     features = sc.features
     dets = [make() for _ in features]
-    ref = np.asarray(sc.train.X, dtype=np.float64)
-    z = (np.asarray(X, dtype=np.float64) - ref.mean(0)) / np.maximum(ref.std(0), 1e-8)
+    mean, std = reference_stats(sc.train.X)
+    z = (np.asarray(X, dtype=np.float64) - mean) / np.maximum(std, 1e-8)
     out: list[tuple[int, str]] = []
     for i, row in enumerate(z.tolist()):
         hit = False

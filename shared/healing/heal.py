@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from shared.evaluation import CostMatrix, metrics_from_predictions
+from shared.evaluation import CostMatrix, metrics_from_predictions, paired_z
 from shared.healing.loss import composite_loss
 from shared.model import AdapterState, SelfHealingModel
 from shared.rules import RuleSet
@@ -172,13 +172,14 @@ def heal_cycle(
     with torch.no_grad():
         p_before = torch.sigmoid(model.logits_from_hidden(H)).numpy()
         p_after = torch.sigmoid(model.logits_from_hidden(H, layer)).numpy()
-        p_shadow = None
+        p_shadow = None  # on the held-out rows only: that is where the gate compares
         if shadow is not None and n_hold:
-            p_shadow = torch.sigmoid(model.logits_from_hidden(H, model.new_adapter(shadow))).numpy()
+            h_hold = H[torch.as_tensor(hold)]
+            p_shadow = torch.sigmoid(model.logits_from_hidden(h_hold, model.new_adapter(shadow))).numpy()
     metrics = _judge_metrics(y, hold, train, rule_label, rule_conf, p_before, p_after, threshold, costs)
     if p_shadow is not None:
-        sm = metrics_from_predictions(y[hold], p_shadow[hold] >= threshold, costs)
-        metrics.update(holdout_cost_shadow=sm.cost, holdout_logloss_shadow=_log_loss(y[hold], p_shadow[hold]))
+        sm = metrics_from_predictions(y[hold], p_shadow >= threshold, costs)
+        metrics.update(holdout_cost_shadow=sm.cost, holdout_logloss_shadow=_log_loss(y[hold], p_shadow))
     metrics.update(
         n_rows=n, n_labelled=len(labelled_idx), n_holdout=n_hold, n_rule=int((rule_conf[train] > 0).sum())
     )
@@ -217,17 +218,6 @@ def _row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return -(y * np.log(q) + (1 - y) * np.log1p(-q))  # type: ignore[no-any-return]
 
 
-def _row_cost(y: np.ndarray, flag: np.ndarray, costs: CostMatrix) -> np.ndarray:
-    return np.where(flag, (1 - y) * costs.fp, y * costs.fn)
-
-
-def _gain_z(d: np.ndarray) -> float:
-    """Paired z of a per-row loss change ``d`` (negative is better): its mean over its standard error."""
-    if len(d) < 2 or not d.any():
-        return 0.0
-    return float(-d.mean() / (d.std(ddof=1) / np.sqrt(len(d)) + 1e-12))
-
-
 def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
     return float(_row_log_loss(y, p).mean())
 
@@ -258,11 +248,11 @@ def _judge_metrics(
             m[f"holdout_accuracy_{tag}"] = hm.accuracy
             m[f"holdout_logloss_{tag}"] = _log_loss(y[hold], p)
         d = _row_log_loss(y[hold], p_after[hold]) - _row_log_loss(y[hold], p_before[hold])
-        m["holdout_logloss_gain_z"] = _gain_z(d)
-        dc = _row_cost(y[hold], p_after[hold] >= threshold, costs) - _row_cost(
-            y[hold], p_before[hold] >= threshold, costs
+        m["holdout_logloss_gain_z"] = paired_z(-d)
+        dc = costs.per_row(y[hold], p_after[hold] >= threshold) - costs.per_row(
+            y[hold], p_before[hold] >= threshold
         )
-        m["holdout_cost_gain_z"] = _gain_z(dc)
+        m["holdout_cost_gain_z"] = paired_z(-dc)
     ruled = train & (rule_conf > 0)
     if ruled.any():
         for tag, p in (("before", p_before[ruled]), ("after", p_after[ruled])):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shared.bundle import Bundle
-from shared.evaluation import metrics_from_predictions
+from shared.evaluation import metrics_from_predictions, paired_z
 from shared.healing.buffer import LabelJoinBuffer
 from shared.healing.heal import HealBatch, HealConfig, HealResult, heal_cycle
 from shared.model import AdapterState, SelfHealingModel
@@ -131,9 +131,7 @@ class Healer:
             if d is not None and d[1] >= self.baseline_version:
                 self._judged.append((float(y), d[0]))
                 if d[2] is not None and d[1] > 0:
-                    live = c.fp * (1 - y) if d[0] else c.fn * y
-                    shadow = c.fp * (1 - y) if d[2] else c.fn * y
-                    self._vs_shadow.append(live - shadow)
+                    self._vs_shadow.append(float(c.per_row(y, d[0]) - c.per_row(y, d[2])))
         q = self.cfg.quality_rows
         while len(self._judged) >= q:
             chunk, self._judged = self._judged[:q], self._judged[q:]
@@ -254,10 +252,7 @@ class Healer:
     # -- rollback
     def versus_shadow(self) -> tuple[int, float]:
         """(labelled rows, paired z of healed-minus-shadow cost): z > 0 means healing costs more."""
-        d = np.asarray(self._vs_shadow, dtype=np.float64)
-        if len(d) < 2 or not d.any():
-            return len(d), 0.0
-        return len(d), float(d.mean() / (d.std(ddof=1) / np.sqrt(len(d))))
+        return len(self._vs_shadow), paired_z(list(self._vs_shadow))
 
     def check_rollback(self) -> tuple[Snapshot | None, str | None]:
         """(the rollback snapshot, reason) when quality degraded; (None, reason) when already on the best."""
