@@ -8,9 +8,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 Health = Callable[[], dict[str, Any]]
+
+
+def lag_gauge(service: str, registry: CollectorRegistry) -> Gauge:
+    """The consumer-lag gauge every service exports, named after the service."""
+    return Gauge(
+        f"selfheal_{service}_consumer_lag", "Messages behind the end of the input topics", registry=registry
+    )
 
 
 class MetricsServer:

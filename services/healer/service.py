@@ -28,6 +28,7 @@ from shared.kafka.config import KafkaSettings, Topics
 from shared.kafka.registry_store import KafkaSnapshotStore, publish_adapter
 from shared.kafka.runtime import ConsumerService
 from shared.log import get_logger
+from shared.observability import lag_gauge
 from shared.registry import Registry, Snapshot
 from shared.wire import decode_decision, decode_label, decode_transactions
 
@@ -46,9 +47,7 @@ class HealerServiceConfig:
 class HealerMetrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
-        self.lag = Gauge(
-            "selfheal_healer_consumer_lag", "Messages behind the end of the input topics", registry=r
-        )
+        self.lag = lag_gauge("healer", r)
         self.transactions = Counter("selfheal_healer_transactions", "Transactions buffered", registry=r)
         self.labels = Counter("selfheal_healer_labels", "Labels received", registry=r)
         self.foreign = Counter(

@@ -16,6 +16,7 @@ from shared.kafka.config import KafkaSettings, Topics
 from shared.kafka.runtime import ConsumerService
 from shared.log import get_logger
 from shared.monitoring import Alert, DriftMonitor
+from shared.observability import lag_gauge
 from shared.wire import decode_decision, decode_transactions
 
 
@@ -31,9 +32,7 @@ class MonitorConfig:
 class MonitorMetrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
-        self.lag = Gauge(
-            "selfheal_monitor_consumer_lag", "Messages behind the end of the input topics", registry=r
-        )
+        self.lag = lag_gauge("monitor", r)
         self.transactions = Counter("selfheal_monitor_transactions", "Transactions seen", registry=r)
         self.skipped = Counter(
             "selfheal_monitor_skipped", "Unusable transactions (the scorer DLQs them)", registry=r

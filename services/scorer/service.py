@@ -24,6 +24,7 @@ from shared.kafka.config import KafkaSettings, Topics
 from shared.kafka.follow import AdapterFollower
 from shared.kafka.runtime import ConsumerService
 from shared.log import get_logger
+from shared.observability import lag_gauge
 from shared.scoring import ScoringCore
 from shared.wire import decode_transactions
 
@@ -40,9 +41,7 @@ class ScorerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.lag = Gauge(
-            "selfheal_scorer_consumer_lag", "Messages behind the end of the input topics", registry=r
-        )
+        self.lag = lag_gauge("scorer", r)
         self.transactions = Counter("selfheal_scorer_transactions", "Transactions consumed", registry=r)
         self.decisions = Counter("selfheal_scorer_decisions", "Decisions produced", registry=r)
         self.dlq = Counter("selfheal_scorer_dlq", "Records sent to the DLQ", ["reason"], registry=r)
