@@ -1,0 +1,99 @@
+"""The batch decoder's fast path against the record-by-record reference, on random input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.wire import decode_transactions, decode_transactions_checked, encode_transaction
+
+FEATURES = ["V1", "V2", "V3"]
+
+numbers = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+)
+odd_values = st.one_of(
+    numbers, st.booleans(), st.none(), st.text(max_size=3), st.lists(st.integers(-9, 9), max_size=2)
+)
+
+
+@st.composite
+def near_valid(draw: st.DrawFn) -> bytes:
+    """A transaction, perhaps with a feature missing, extra, mistyped or absurd, or a bad id."""
+    feats: dict[str, object] = {f: draw(numbers) for f in FEATURES}
+    kind = draw(st.integers(0, 6))
+    if kind == 1:
+        feats.pop(draw(st.sampled_from(FEATURES)))
+    elif kind == 2:
+        feats[draw(st.sampled_from(["V4", "v1", ""]))] = 0.0
+    elif kind == 3:
+        feats[draw(st.sampled_from(FEATURES))] = draw(odd_values)
+    rec: dict[str, object] = {"id": draw(st.sampled_from(["a", "b", "c", "d"])), "features": feats}
+    if kind == 4:
+        rec["id"] = draw(st.one_of(st.integers(-9, 9), st.none(), st.just("")))
+    if kind == 5:
+        rec["ts"] = draw(odd_values)
+    elif draw(st.booleans()):
+        rec["ts"] = draw(numbers)
+    if kind == 6:
+        return orjson.dumps(
+            draw(st.one_of(st.lists(st.integers(-9, 9), max_size=2), st.just(rec["features"])))
+        )
+    return orjson.dumps(rec)
+
+
+def same(a: object, b: object) -> bool:
+    return bool(a == b) or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+
+def assert_same_result(values: list[bytes | None]) -> None:
+    fast, ref = decode_transactions(values, FEATURES), decode_transactions_checked(values, FEATURES)
+    assert fast.ids == ref.ids
+    assert fast.index == ref.index
+    assert fast.rejected == ref.rejected
+    assert all(same(a, b) for a, b in zip(fast.ts, ref.ts, strict=True))
+    np.testing.assert_array_equal(fast.X, ref.X)
+    assert fast.X.dtype == np.float32 and fast.X.shape == (len(fast.ids), len(FEATURES))
+    # every input ends up as exactly one row or one reason
+    assert sorted(fast.index + [i for i, _ in fast.rejected]) == list(range(len(values)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(near_valid(), max_size=12))
+def test_fast_path_equals_reference_on_near_valid_records(values: list[bytes]) -> None:
+    assert_same_result(list(values))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=40), st.none(), near_valid()), max_size=8))
+def test_random_bytes_never_raise_and_are_all_accounted_for(values: list[bytes | None]) -> None:
+    assert_same_result(values)
+
+
+def test_good_batch_takes_the_fast_path_values() -> None:
+    rows = [[0.5, -1.0, 3], [1e-3, 2.5, -7]]
+    values = [encode_transaction(f"t{i}", FEATURES, r, 1000.0 + i) for i, r in enumerate(rows)]
+    d = decode_transactions(values, FEATURES)
+    assert d.ids == ["t0", "t1"] and d.rejected == [] and d.ts == [1000.0, 1001.0]
+    np.testing.assert_array_equal(d.X, np.array(rows, dtype=np.float32))
+
+
+def test_one_bad_value_rejects_only_its_record_with_the_reference_reason() -> None:
+    good = encode_transaction("g", FEATURES, [1.0, 2.0, 3.0], None)
+    absurd = orjson.dumps({"id": "x", "features": {"V1": 1e13, "V2": 0, "V3": 0}})
+    boolean = orjson.dumps({"id": "y", "features": {"V1": True, "V2": 0, "V3": 0}})
+    d = decode_transactions([good, absurd, boolean, good], FEATURES)
+    assert d.ids == ["g"]
+    assert [i for i, _ in d.rejected] == [1, 2, 3]
+    assert "absurd" in d.rejected[0][1] and "not a number" in d.rejected[1][1]
+    assert d.rejected[2][1] == "duplicate id in batch"
+
+
+def test_one_feature_bundle() -> None:
+    d = decode_transactions([orjson.dumps({"id": "a", "features": {"V1": 2}})], ["V1"])
+    assert d.ids == ["a"] and d.X.tolist() == [[2.0]]
