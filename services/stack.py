@@ -31,6 +31,14 @@ def resolve_settings() -> KafkaSettings:
     raise SelfhealError("no broker: run `selfheal up` first, or set KAFKA_BOOTSTRAP_SERVERS")
 
 
+def background_priority() -> None:
+    """Healing is background work: on a machine it shares with scorers, the scheduler should
+    prefer them (``SELFHEAL_HEALER_NICE``, default 10; 0 leaves the priority alone)."""
+    step = int(os.environ.get("SELFHEAL_HEALER_NICE", "10"))
+    if step > 0:
+        os.nice(step)
+
+
 def run_service(kind: str, bundle_path: str, metrics_port: int | None, **options: Any) -> int:
     """One service in this process, until SIGTERM/SIGINT (exit 0 after a clean stop)."""
     import torch
@@ -57,6 +65,7 @@ def run_service(kind: str, bundle_path: str, metrics_port: int | None, **options
         elif kind == "monitor":
             service = MonitorService(bundle, settings, topics, MonitorConfig(metrics_port=metrics_port))
         else:
+            background_priority()
             cfg = HealerServiceConfig(metrics_port=metrics_port, healer=HealerConfig(**options))
             service = HealerService(bundle, settings, topics, cfg)
         service.run(stop)

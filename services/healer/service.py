@@ -38,6 +38,7 @@ class HealerServiceConfig:
     group: str = "selfheal-healer"
     batch_size: int = 1000
     poll_timeout: float = 0.1
+    max_commit_wait: float = 1.0  # seconds of output left undelivered before the loop waits for it
     heal_every: int = 100  # new transactions or labels between heal cycles during an episode
     default_onset: int = 1000  # rows back an episode starts when the alert does not say
     metrics_port: int | None = None
@@ -91,6 +92,7 @@ class HealerService(ConsumerService):
         return {
             "status": "ok",
             "service": "healer",
+            "partitions": self.assigned,
             "bundle": self.bundle.id,
             "adapter_version": self.healer.version,
             "episode": self.healer.episode is not None,

@@ -26,6 +26,7 @@ class MonitorConfig:
     batch_rows: int = 100  # decisions per conflict-rate update (FIDI judges every row)
     batch_size: int = 1000  # max messages per consume()
     poll_timeout: float = 0.1
+    max_commit_wait: float = 1.0  # seconds of output left undelivered before the loop waits for it
     metrics_port: int | None = None
 
 
@@ -67,6 +68,7 @@ class MonitorService(ConsumerService):
         return {
             "status": "ok",
             "service": "monitor",
+            "partitions": self.assigned,
             "bundle": self.bundle.id,
             "rows": self.core.rows,
             "in_drift": fidi.in_drift,

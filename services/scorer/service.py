@@ -1,11 +1,13 @@
 """The scorer: transactions in, decisions out, adapters hot-swapped between batches.
 
-    consume(batch, timeout) -> swap adapter if a new one is pending -> decode (bad -> DLQ)
-    -> score live + shadow -> produce decisions -> flush (delivered) -> store offsets
+    take a batch (the first message, then whatever else is fetched, up to batch_size)
+    -> swap adapter if a new one is pending -> decode (bad -> DLQ) -> score live + shadow
+    -> produce decisions -> store offsets once the producer has delivered everything
 
-At-least-once: offsets are stored only after every decision (or DLQ record) of the
-batch is delivered, so a crash re-scores at most the batch in hand; a duplicate
-decision carries the same id. SIGTERM finishes the batch, delivers, commits, exits 0.
+At-least-once: an input offset is stored only after every decision (or DLQ record)
+queued before it is delivered (see shared.kafka.runtime.OffsetCommitter), so a crash
+re-scores at most the input of the last ``max_commit_wait`` seconds; a duplicate decision
+carries the same id. SIGTERM finishes the batch, delivers, commits, exits 0.
 """
 
 from __future__ import annotations
@@ -32,8 +34,11 @@ from shared.wire import decode_transactions
 @dataclass(frozen=True)
 class ScorerConfig:
     group: str = "selfheal-scorer"  # consumer group shared by every scorer
-    batch_size: int = 500  # max messages per consume()
-    poll_timeout: float = 0.05  # seconds consume() waits for a batch to fill
+    batch_size: int = 500  # max messages per batch
+    poll_timeout: float = 0.1  # seconds to wait for a first message (a batch never waits to fill)
+    fetch_wait_ms: int = 5  # fetch.wait.max.ms: the embedded broker holds every fetch this long
+    linger_ms: float = 2  # linger.ms for decisions: a batch's decisions are produced at once
+    max_commit_wait: float = 1.0  # seconds of output left undelivered before the loop waits for it
     metrics_port: int | None = None  # /metrics and /health; None: not served
 
 
@@ -78,7 +83,7 @@ class ScorerService(ConsumerService):
         self.bundle, self.settings, self.topics, self.config = bundle, settings, topics, config
         self.core = ScoringCore(bundle)
         self.metrics = ScorerMetrics()
-        self.producer = TrackedProducer(settings)
+        self.producer = TrackedProducer(settings, **{"linger.ms": config.linger_ms})
         self.log = get_logger("scorer", bundle=bundle.id)
         self.batches = 0
         self.follower = AdapterFollower(
@@ -97,6 +102,7 @@ class ScorerService(ConsumerService):
         return {
             "status": "ok",
             "service": "scorer",
+            "partitions": self.assigned,
             "bundle": self.bundle.id,
             "adapter_version": self.core.live.version,
             "batches": self.batches,
@@ -105,6 +111,9 @@ class ScorerService(ConsumerService):
 
     def inputs(self) -> list[str]:
         return [self.topics.transactions]
+
+    def consumer_overrides(self) -> dict[str, Any]:
+        return {"fetch.wait.max.ms": self.config.fetch_wait_ms}
 
     def on_start(self) -> None:
         self.follower.start()
@@ -129,8 +138,7 @@ class ScorerService(ConsumerService):
         self.metrics.transactions.inc(len(data))
         if decoded.ids:
             out = self.core.decisions(decoded.ids, decoded.X, decoded.ts, received_ms)
-            for tx_id, value in zip(decoded.ids, out, strict=True):
-                producer.produce(self.topics.decisions, value, key=tx_id)
+            producer.produce_many(self.topics.decisions, out, decoded.ids)
             self.metrics.decisions.inc(len(out))
         for i, reason in decoded.rejected:
             m = data[i]

@@ -130,6 +130,11 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.auto.offset.store": False,  # ... which happens only after the output is delivered
     "session.timeout.ms": 6000,
     "heartbeat.interval.ms": 1000,
+    # The embedded broker answers a fetch only when this runs out, data or not (measured:
+    # one hop's p50 latency 141 ms at librdkafka's 500, 37 ms at 100, 16 ms at 10); a real
+    # broker answers as soon as data arrives. The scorer, whose latency is the product's,
+    # sets its own (ScorerConfig.fetch_wait_ms).
+    "fetch.wait.max.ms": 100,
     "fetch.max.bytes": 16 * MAX_MESSAGE_BYTES,
     "max.partition.fetch.bytes": MAX_MESSAGE_BYTES,
 }

@@ -52,18 +52,20 @@ class AdapterFollower(threading.Thread):
             consumer.assign(parts)
             at_end: set[int] = set()
             while not self._stop.is_set():
-                for msg in consumer.consume(100, 0.2):
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            at_end.add(msg.partition() or 0)
-                            if len(at_end) == len(parts):
-                                self.caught_up.set()
-                        continue
-                    key = msg.key()
-                    if key is None or key.decode(errors="replace") != self.bundle:
-                        continue  # another bundle's adapter: not ours to judge
-                    self._handle(msg.value() or b"", msg.offset() or 0)
+                msg = consumer.poll(0.2)  # returns with the first message (consume(n) waits for n)
+                if msg is None:
+                    continue
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        at_end.add(msg.partition() or 0)
+                        if len(at_end) == len(parts):
+                            self.caught_up.set()
+                    continue
+                key = msg.key()
+                if key is None or key.decode(errors="replace") != self.bundle:
+                    continue  # another bundle's adapter: not ours to judge
+                self._handle(msg.value() or b"", msg.offset() or 0)
         finally:
             consumer.close()
 
