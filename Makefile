@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 RUN    ?= runs/latest
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast test-slow lint fmt demo experiment experiment-all detectors clean
+.PHONY: help venv test test-fast test-slow lint fmt demo experiment experiment-all detectors bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ experiment-all: $(STAMP)  ## every scenario with late labels, one table
 
 detectors: $(STAMP)  ## FIDI against River's ADWIN, PageHinkley and KSWIN per feature (about 2 min)
 	$(BIN)/selfheal detectors --out runs/detectors
+
+bench:  ## throughput, latency, hot swap, healing, memory on the embedded broker: runs/bench.json (5-10 min)
+	$(BIN)/selfheal bench --profile --out runs
 
 clean:  ## remove the environment and outputs
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache

@@ -219,6 +219,32 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from services.bench import BenchConfig, format_bench, run_bench
+
+    cfg = BenchConfig()
+    if args.quick:  # a smoke run: every phase, small numbers (not for the README)
+        cfg = BenchConfig(
+            rows=20_000,
+            rounds=1,
+            latency_seconds=3.0,
+            swaps=2,
+            swap_every=1.0,
+            heal_cycles=3,
+            quiet_patience=0,
+        )
+    if args.rows:
+        cfg = replace(cfg, rows=args.rows)
+    if args.profile:
+        cfg = replace(cfg, profile=True)
+    result = run_bench(args.out, cfg, quiet=args.quiet)
+    print(format_bench(result))
+    print(f"wrote {args.out}/bench.json ({result['seconds']:.0f} s)")
+    return 0 if all(ok is not False for ok in result["targets"].values()) or not args.strict else 1
+
+
 def cmd_service(args: argparse.Namespace) -> int:
     from services.stack import run_service
 
@@ -434,6 +460,15 @@ def build_parser() -> argparse.ArgumentParser:
     dt.add_argument("--out", default="runs/detectors")
     dt.add_argument("--quiet", action="store_true")
     dt.set_defaults(func=cmd_detectors)
+
+    bn = sub.add_parser("bench", help="throughput, latency, hot swap, healing, memory: runs/bench.json")
+    bn.add_argument("--out", default="runs")
+    bn.add_argument("--rows", type=int, default=None, help="backlog per throughput run (default 300,000)")
+    bn.add_argument("--quick", action="store_true", help="a smoke run with small numbers")
+    bn.add_argument("--profile", action="store_true", help="also sample a scorer with py-spy")
+    bn.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    bn.add_argument("--quiet", action="store_true")
+    bn.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("scenario", help="list the scenario library or export one as CSV")
     s.add_argument("action", choices=("list", "export"))

@@ -1,0 +1,77 @@
+"""The benchmark's arithmetic: rates, percentiles, batch gaps, profiles, targets."""
+
+from __future__ import annotations
+
+import math
+
+from services.bench import (
+    batch_times,
+    check_targets,
+    metric,
+    percentiles,
+    profile_summary,
+    rate_after,
+    swap_gaps,
+)
+
+
+def test_rate_is_timed_from_the_mark_to_the_last_message() -> None:
+    stamps = [900.0, 950.0] + [1000.0 + i for i in range(1, 101)]  # 100 after the mark, over 100 ms
+    tps, n = rate_after(stamps, since_ms=1000.0)
+    assert n == 100 and tps == 1000.0
+    assert math.isnan(rate_after([1.0], 0.0)[0])
+
+
+def test_percentiles() -> None:
+    p = percentiles(list(range(1, 101)))
+    assert p["p50"] == 50.5 and p["p99"] == 99.01 and p["n"] == 100
+    assert math.isnan(percentiles([])["p50"])
+
+
+def test_batches_are_clustered_and_gaps_overlapping_a_swap_found() -> None:
+    scored = [10.0, 10.004, 10.002, 20.0, 20.001, 45.0, 55.0]
+    batches = batch_times(scored)
+    assert batches == [10.0, 20.0, 45.0, 55.0]
+    assert swap_gaps(batches, start_ms=30.0, end_ms=46.0) == [25.0, 10.0]  # 20->45 and 45->55
+    assert swap_gaps(batches, start_ms=11.0, end_ms=12.0) == [10.0]
+
+
+def test_metric_sums_samples_of_one_name_only() -> None:
+    text = (
+        "# HELP selfheal_scorer_dlq_total x\n"
+        'selfheal_scorer_dlq_total{reason="json"} 2.0\n'
+        'selfheal_scorer_dlq_total{reason="schema"} 3.0\n'
+        "selfheal_scorer_dlq_created 1.7e9\n"
+        "selfheal_scorer_decisions_total 10.0\n"
+    )
+    assert metric(text, "selfheal_scorer_dlq_total") == 5.0
+    assert metric(text, "selfheal_scorer_decisions_total") == 10.0
+
+
+def test_profile_summary_counts_inclusive_and_self_samples() -> None:
+    raw = (
+        "main (a.py:1);handle (/x/scorer.py:5);loads (/x/wire.py:9) 30\n"
+        "main (a.py:1);handle (/x/scorer.py:5) 10\n"
+        "main (a.py:1);idle (/x/loop.py:2) 60\n"
+    )
+    s = profile_summary(raw)
+    inclusive = dict(s["inclusive_pct"])
+    assert inclusive["main (a.py)"] == 100.0 and inclusive["handle (scorer.py)"] == 40.0
+    assert dict(s["self_pct"])["loads (wire.py)"] == 30.0
+
+
+def test_targets() -> None:
+    r = {
+        "scorer_tps_1": 60_000,
+        "scorer_ratio": 0.4,
+        "latency_ms": {"10000": {"p99": 45.0}},
+        "swap_publish_to_use_ms": 30.0,
+        "swap_max_gap_ms": 25.0,
+        "batch_median_gap_ms": 10.0,
+        "heal_cycle_ms": 120.0,
+        "healing_throughput_drop": 0.02,
+    }
+    t = check_targets(r)
+    assert t["scorer >= 50k tx/s per process"] and not t["scorer >= 50% of passthrough"]
+    assert t["p99 <= 50 ms at 10k tx/s"] and not t["swap gap <= 2x median"]
+    assert t["heal cycle <= 1 s"] and t["healing costs scoring <= 10%"]
