@@ -223,6 +223,8 @@ class PassthroughMetrics:
 class PassthroughService(ConsumerService):
     """The scorer's loop with no work: every input value produced unchanged, same key."""
 
+    fill_batches = False  # as the scorer
+
     def __init__(self, settings: KafkaSettings, source: str, sink: str, group: str, port: int) -> None:
         base = ScorerConfig()
         self.config = ScorerConfig(

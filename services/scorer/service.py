@@ -79,6 +79,8 @@ def _reason_kind(reason: str) -> str:
 
 
 class ScorerService(ConsumerService):
+    fill_batches = False  # a batch is what has arrived: never wait for more
+
     def __init__(self, bundle: Bundle, settings: KafkaSettings, topics: Topics, config: ScorerConfig) -> None:
         self.bundle, self.settings, self.topics, self.config = bundle, settings, topics, config
         self.core = ScoringCore(bundle)

@@ -143,18 +143,24 @@ def batch_loop(
     batch_size: int,
     timeout: float,
     tick: Callable[[], None] | None = None,
+    fill: bool = False,
 ) -> None:
     """take a batch (up to n, see :func:`take_batch`) -> ``handle`` the data messages ->
     store the offsets of what is delivered (see :class:`OffsetCommitter`) -- until stopped.
 
-    ``tick`` runs before every batch (the scorer swaps adapters there). The batch in hand
-    is always finished: a stop takes effect between batches, and the last outputs are
-    delivered and their offsets committed before the consumer leaves the group.
+    ``fill``: wait for a full batch or the timeout (``consume(n, timeout)``): fewer, larger
+    batches for services whose latency does not matter, and a loop that leaves the GIL to
+    their worker threads (the healer heals on one). ``tick`` runs before every batch (the
+    scorer swaps adapters there). The batch in hand is always finished: a stop takes
+    effect between batches, and the last outputs are delivered and their offsets
+    committed before the consumer leaves the group.
     """
     producer = committer.producer
     try:
         while not stop.is_set():
-            msgs = take_batch(consumer, batch_size, timeout)
+            msgs = (
+                consumer.consume(batch_size, timeout) if fill else take_batch(consumer, batch_size, timeout)
+            )
             if tick is not None:
                 tick()
             data = [m for m in msgs if check(m)]
@@ -185,6 +191,7 @@ class ConsumerService:
     producer: TrackedProducer
     log: Any
     server: MetricsServer | None = None
+    fill_batches: bool = True  # consume(n, timeout); the scorer takes what is there (latency)
     assigned: int = 0  # partitions this instance owns now
     _committer: OffsetCommitter
 
@@ -244,6 +251,7 @@ class ConsumerService:
                 self.config.batch_size,
                 self.config.poll_timeout,
                 tick=self.tick,
+                fill=self.fill_batches,
             )
         finally:
             self.on_stop()
