@@ -12,7 +12,7 @@ Throughput is timed on the decisions' own timestamps, from the moment the backlo
 complete (the consumers are already in the group and consuming) to the last decision.
 The children are the real services (``python -m services.cli scorer``) on topics of
 their own; the passthrough is the scorers' loop (:func:`shared.kafka.runtime.batch_loop`)
-with the same batch size, poll timeout and commit interval, and no work.
+with the same batch size, poll timeout, fetch wait and commit bound, and no work.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,9 @@ from shared.log import get_logger
 from shared.observability import MetricsServer, lag_gauge
 from shared.registry import MemoryStore, Registry
 from shared.wire import encode_transaction
+
+DECIDED = "selfheal_scorer_decisions_total"  # the counters that say a child has done its backlog
+PASSED = "selfheal_passthrough_messages_total"
 
 TARGETS = {  # issue 5, for a 2-core machine and the embedded broker
     "scorer_tps_1_min": 50_000,
@@ -141,13 +144,18 @@ def cpu_times() -> list[int]:
     return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
 
 
+def steal_between(before: list[int], after: list[int]) -> float | None:
+    """The share (%) of CPU time the hypervisor took between two ``cpu_times()``; None when
+    the kernel does not say."""
+    total = sum(after) - sum(before)
+    return 100.0 * (after[7] - before[7]) / total if total > 0 and len(after) > 7 else None
+
+
 def steal_pct(seconds: float = 1.0) -> float:
     """The share of CPU time the hypervisor takes from this machine, over ``seconds``."""
     before = cpu_times()
     time.sleep(seconds)
-    after = cpu_times()
-    total = sum(after) - sum(before)
-    return 100.0 * (after[7] - before[7]) / total if total > 0 and len(after) > 7 else 0.0
+    return steal_between(before, cpu_times()) or 0.0
 
 
 def wait_quiet(max_steal: float, patience: float) -> float:
@@ -226,17 +234,10 @@ class PassthroughService(ConsumerService):
     fill_batches = False  # as the scorer
 
     def __init__(self, settings: KafkaSettings, source: str, sink: str, group: str, port: int) -> None:
-        base = ScorerConfig()
-        self.config = ScorerConfig(
-            group=group,
-            batch_size=base.batch_size,
-            poll_timeout=base.poll_timeout,
-            max_commit_wait=base.max_commit_wait,
-            metrics_port=port,
-        )
+        self.config = replace(ScorerConfig(), group=group, metrics_port=port)  # the scorer's settings
         self.settings, self.source, self.sink = settings, source, sink
         self.metrics = PassthroughMetrics()
-        self.producer = TrackedProducer(settings, **{"linger.ms": base.linger_ms})
+        self.producer = TrackedProducer(settings, **{"linger.ms": self.config.linger_ms})
         self.log = get_logger("passthrough")
         self.messages = 0
 
@@ -244,7 +245,7 @@ class PassthroughService(ConsumerService):
         return [self.source]
 
     def consumer_overrides(self) -> dict[str, Any]:
-        return {"fetch.wait.max.ms": ScorerConfig().fetch_wait_ms}
+        return {"fetch.wait.max.ms": self.config.fetch_wait_ms}
 
     def handle(self, data: list[Message]) -> None:
         self.producer.produce_many(
@@ -386,11 +387,7 @@ class Bench:
         return t
 
     def env(self, topics: Topics) -> dict[str, str]:
-        names = {"alerts": "DRIFT_ALERTS", "weights": "ADAPTER_WEIGHTS", "registry": "ADAPTER_REGISTRY"}
-        env = {"KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers or ""}
-        for field, value in asdict(topics).items():
-            env["SELFHEAL_TOPIC_" + names.get(field, field.upper())] = value
-        return env
+        return {"KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers or "", **topics.to_env()}
 
     def service(self, kind: str, topics: Topics, name: str, *extra: str) -> Child:
         args = ["-m", "services.cli", kind, "--bundle", str(self.bundle_path), *extra]
@@ -420,11 +417,10 @@ class Bench:
         raise SelfhealError(f"{name} did not reach {target} within {timeout:.0f} s")
 
     # -- phases
-    def wait_output(self, child: Child, target: int) -> None:
-        metric_name = (
-            "selfheal_passthrough_messages" if child.name == "passthrough" else "selfheal_scorer_decisions"
-        )
-        self.wait_count([child], metric_name + "_total", target)
+    def passthrough(self, t: Topics, name: str) -> Child:
+        """The passthrough as a child: ``t.transactions`` copied onto ``t.decisions``."""
+        args = ["-m", "services.bench", "passthrough", t.transactions, t.decisions, f"{t.transactions}.g"]
+        return Child(name, args, self.env(t), self.logs)
 
     def throughput(self) -> None:
         """Rounds of: a backlog through the passthrough, through one scorer, and through the
@@ -433,16 +429,8 @@ class Bench:
         the minute); the figures are medians over the rounds."""
         cfg = self.cfg
         tp, ts = self.topics("passthrough"), self.topics("scorer1")
-        pt_args = [
-            "-m",
-            "services.bench",
-            "passthrough",
-            tp.transactions,
-            tp.decisions,
-            f"{tp.transactions}.g",
-        ]
         load_args = ["-m", "services.bench", "heal-load", str(self.bundle_path), cfg.scenario]
-        passthrough = Child("passthrough", pt_args, self.env(tp), self.logs)
+        passthrough = self.passthrough(tp, "passthrough")
         scorer = self.service("scorer", ts, "scorer1", "--group", f"{ts.transactions}.g")
         loader = Child("heal-load", load_args, self.env(ts), self.logs)
         rounds: list[dict[str, float]] = []
@@ -456,15 +444,15 @@ class Bench:
                 marks = {}
                 self.quiet()
                 marks[f"pt{k}"] = self.fill(tp.transactions, f"pt{k}")
-                self.wait_output(passthrough, (k + 1) * cfg.rows)
+                self.wait_count([passthrough], PASSED, (k + 1) * cfg.rows)
                 self.quiet()
                 marks[f"idle{k}"] = self.fill(ts.transactions, f"idle{k}")
-                self.wait_output(scorer, (2 * k + 1) * cfg.rows)
+                self.wait_count([scorer], DECIDED, (2 * k + 1) * cfg.rows)
                 self.quiet()
                 loader.proc.send_signal(signal.SIGCONT)
                 time.sleep(0.5)
                 marks[f"heal{k}"] = self.fill(ts.transactions, f"heal{k}")
-                self.wait_output(scorer, (2 * k + 2) * cfg.rows)
+                self.wait_count([scorer], DECIDED, (2 * k + 2) * cfg.rows)
                 loader.proc.send_signal(signal.SIGSTOP)
                 rounds.append(marks)
             self.note_rss("scorer", scorer)
@@ -513,7 +501,7 @@ class Bench:
                 self.say(f"round {k + 1}/{cfg.rounds}: {cfg.rows:,} transactions through two scorers")
                 self.quiet()
                 marks[f"two{k}"] = self.fill(t.transactions, f"two{k}")
-                self.wait_count(children, "selfheal_scorer_decisions_total", (k + 1) * cfg.rows)
+                self.wait_count(children, DECIDED, (k + 1) * cfg.rows)
             split = [metric(c.metrics(), "selfheal_scorer_transactions_total") for c in children]
             self.results["scorer_split_2"] = [int(x) for x in split]
             for c in children:
@@ -545,7 +533,7 @@ class Bench:
             )
             time.sleep(1.0)  # attached
             since = self.fill(t.transactions, "prof")
-            self.wait_output(scorer, self.cfg.rows)
+            self.wait_count([scorer], DECIDED, self.cfg.rows)
             spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
             spy.wait(60)
         finally:
@@ -572,15 +560,7 @@ class Bench:
         offered rate (interleaved); then the hot swap on the same scorer."""
         cfg = self.cfg
         tp, ts = self.topics("latency-passthrough"), self.topics("latency")
-        pt_args = [
-            "-m",
-            "services.bench",
-            "passthrough",
-            tp.transactions,
-            tp.decisions,
-            f"{tp.transactions}.g",
-        ]
-        passthrough = Child("passthrough-latency", pt_args, self.env(tp), self.logs)
+        passthrough = self.passthrough(tp, "passthrough-latency")
         scorer = self.service("scorer", ts, "scorer-latency", "--group", f"{ts.transactions}.g")
         try:
             passthrough.wait(assigned, "partitions")
@@ -617,7 +597,8 @@ class Bench:
         }
         made = [got[i][2] for i in kept if got[i][2] >= 0]
         if made:  # sent -> decision made, on the scorer's clock: the rest is the way back
-            out["to_scorer_p50"], out["to_scorer_p99"] = percentiles(made)["p50"], percentiles(made)["p99"]
+            made_p = percentiles(made)
+            out["to_scorer_p50"], out["to_scorer_p99"] = made_p["p50"], made_p["p99"]
         return out
 
     def quiet(self) -> None:
@@ -637,10 +618,8 @@ class Bench:
         try:
             yield
         finally:
-            after = cpu_times()
-            total = sum(after) - sum(before)
-            if total > 0 and len(after) > 7:
-                steal = 100 * (after[7] - before[7]) / total
+            steal = steal_between(before, cpu_times())
+            if steal is not None:
                 self.results.setdefault("cpu_steal_pct", {})[phase] = round(steal, 1)
             if self.broker_pid:
                 used = (process_cpu_s(self.broker_pid) - broker_before) / max(1e-3, time.monotonic() - t0)

@@ -119,7 +119,11 @@ class TrackedProducer:
         remaining = self._producer.flush(timeout)
         if remaining:
             raise KafkaClientError(f"{remaining} messages not delivered within {timeout:.0f} s")
-        if self.tracker.failed > before:
+        self.raise_failures_since(before)
+
+    def raise_failures_since(self, failed_before: int) -> None:
+        """Raise if a delivery failed after the tracker counted ``failed_before`` failures."""
+        if self.tracker.failed > failed_before:
             raise KafkaClientError(f"delivery failed: {self.tracker.last_error}")
 
 

@@ -50,16 +50,25 @@ class Topics:
     registry: str = "adapter-registry"
     dlq: str = "transactions.dlq"
 
+    @staticmethod
+    def env_var(field_name: str) -> str:
+        """The environment variable that names a topic: ``alerts`` -> ``SELFHEAL_TOPIC_DRIFT_ALERTS``."""
+        names = {"alerts": "DRIFT_ALERTS", "weights": "ADAPTER_WEIGHTS", "registry": "ADAPTER_REGISTRY"}
+        return "SELFHEAL_TOPIC_" + names.get(field_name, field_name.upper())
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Topics:
         env = os.environ if env is None else env
-        names = {"alerts": "DRIFT_ALERTS", "weights": "ADAPTER_WEIGHTS", "registry": "ADAPTER_REGISTRY"}
         values: dict[str, Any] = {}
         for f in fields(cls):
-            key = "SELFHEAL_TOPIC_" + names.get(f.name, f.name.upper())
+            key = cls.env_var(f.name)
             if env.get(key):
                 values[f.name] = env[key]
         return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes ``from_env`` return these topics (for child processes)."""
+        return {self.env_var(f.name): getattr(self, f.name) for f in fields(self)}
 
     def specs(self, replication: int = 1) -> list[TopicSpec]:
         compact = {"cleanup.policy": "compact", "max.message.bytes": str(MAX_MESSAGE_BYTES)}

@@ -14,7 +14,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from shared.kafka.broker import EmbeddedBroker
-from shared.kafka.clients import KafkaClientError, TrackedProducer, check, create_topics, group_consumer
+from shared.kafka.clients import TrackedProducer, check, create_topics, group_consumer
 from shared.kafka.config import KafkaSettings, Topics
 from shared.log import get_logger
 from shared.observability import MetricsServer
@@ -91,7 +91,7 @@ class OffsetCommitter:
         if not self._next:
             return
         if len(self.producer) == 0:
-            self._check_deliveries()
+            self.producer.raise_failures_since(self._failed)
             self._store(consumer)
         elif self._since is not None and time.monotonic() - self._since >= self.max_wait:
             self.commit(consumer)
@@ -101,11 +101,6 @@ class OffsetCommitter:
         self.producer.flush()
         self._failed = self.producer.tracker.failed
         self._store(consumer)
-
-    def _check_deliveries(self) -> None:
-        tracker = self.producer.tracker
-        if tracker.failed > self._failed:
-            raise KafkaClientError(f"delivery failed: {tracker.last_error}")
 
     def _store(self, consumer: Consumer) -> None:
         if self._next:

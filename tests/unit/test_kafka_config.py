@@ -48,6 +48,13 @@ def test_topic_names_and_configs():
     assert specs["transactions"].partitions == 4
 
 
+def test_topics_round_trip_through_the_environment():
+    t = Topics(alerts="fraud.alerts", dlq="fraud.dlq")
+    env = t.to_env()
+    assert env["SELFHEAL_TOPIC_DRIFT_ALERTS"] == "fraud.alerts" and env["SELFHEAL_TOPIC_DLQ"] == "fraud.dlq"
+    assert Topics.from_env(env) == t
+
+
 @pytest.mark.parametrize(
     "raw, reason",
     [
