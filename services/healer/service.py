@@ -23,7 +23,7 @@ from shared.bundle import Bundle
 from shared.errors import WeightsError
 from shared.healing.heal import HealResult
 from shared.healing.healer import Healer, HealerConfig, HealJob
-from shared.kafka.clients import TrackedProducer
+from shared.kafka.clients import TrackedProducer, dead_letter
 from shared.kafka.config import KafkaSettings, Topics
 from shared.kafka.registry_store import KafkaSnapshotStore, publish_adapter
 from shared.kafka.runtime import ConsumerService
@@ -187,12 +187,7 @@ class HealerService(ConsumerService):
             parsed = decode_label(m.value())
             if isinstance(parsed, str):
                 self.metrics.bad_labels.inc()
-                self.producer.produce(
-                    self.topics.dlq,
-                    m.value(),
-                    key=m.key(),
-                    headers=[("reason", f"label: {parsed}".encode()), ("topic", b"labels")],
-                )
+                dead_letter(self.producer, self.topics.dlq, m, f"label: {parsed}", "healer")
                 continue
             ids.append(parsed[0])
             labels.append(float(parsed[1]))

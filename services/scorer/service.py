@@ -21,14 +21,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shared.adapters import AdapterMessage
 from shared.bundle import Bundle
-from shared.kafka.clients import TrackedProducer
+from shared.kafka.clients import TrackedProducer, dead_letter
 from shared.kafka.config import KafkaSettings, Topics
 from shared.kafka.follow import AdapterFollower
 from shared.kafka.runtime import ConsumerService
 from shared.log import get_logger
 from shared.observability import lag_gauge
 from shared.scoring import ScoringCore
-from shared.wire import decode_transactions
+from shared.wire import Checks, RecentIds, decode_transactions
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class ScorerConfig:
     fetch_wait_ms: int = 5  # fetch.wait.max.ms: the embedded broker holds every fetch this long
     linger_ms: float = 2  # linger.ms for decisions: a batch's decisions are produced at once
     max_commit_wait: float = 1.0  # seconds of output left undelivered before the loop waits for it
+    recent_ids: int = 100_000  # ids remembered: a transaction sent again is dead-lettered (0: off)
     metrics_port: int | None = None  # /metrics and /health; None: not served
 
 
@@ -66,6 +67,9 @@ def _reason_kind(reason: str) -> str:
     for prefix, kind in (
         ("not JSON", "json"),
         ("empty", "empty"),
+        ("record too large", "size"),
+        ("key is not", "key"),
+        ("unknown bundle", "bundle"),
         ("duplicate", "duplicate"),
         ("missing feature", "schema"),
         ("unknown feature", "schema"),
@@ -88,6 +92,7 @@ class ScorerService(ConsumerService):
         self.producer = TrackedProducer(settings, **{"linger.ms": config.linger_ms})
         self.log = get_logger("scorer", bundle=bundle.id)
         self.batches = 0
+        self.recent = RecentIds(config.recent_ids)
         self.follower = AdapterFollower(
             settings, topics.weights, bundle.config, bundle.id, self._on_adapter, self._on_reject
         )
@@ -136,15 +141,17 @@ class ScorerService(ConsumerService):
         producer = self.producer
         t0 = time.perf_counter()
         received_ms = time.time() * 1e3
-        decoded = decode_transactions([m.value() for m in data], self.core.features)
+        checks = Checks([m.key() for m in data], self.bundle.id, self.recent)
+        decoded = decode_transactions([m.value() for m in data], self.core.features, checks)
         self.metrics.transactions.inc(len(data))
         if decoded.ids:
             out = self.core.decisions(decoded.ids, decoded.X, decoded.ts, received_ms)
             producer.produce_many(self.topics.decisions, out, decoded.ids)
+            self.recent.add(decoded.ids)
             self.metrics.decisions.inc(len(out))
         for i, reason in decoded.rejected:
             m = data[i]
-            producer.produce(self.topics.dlq, m.value(), key=m.key(), headers=[("reason", reason.encode())])
+            dead_letter(producer, self.topics.dlq, m, reason, "scorer")
             self.metrics.dlq.labels(_reason_kind(reason)).inc()
             self.log.warning(
                 "dead-lettered", reason=reason, topic=m.topic(), partition=m.partition(), offset=m.offset()

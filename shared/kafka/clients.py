@@ -127,6 +127,20 @@ class TrackedProducer:
             raise KafkaClientError(f"delivery failed: {self.tracker.last_error}")
 
 
+def dead_letter(producer: TrackedProducer, topic: str, msg: Message, reason: str, service: str) -> None:
+    """Send ``msg`` to the dead-letter ``topic`` as it came (value and key), with headers
+    ``reason``, ``service`` and the source ``topic``/``partition``/``offset``: every input
+    offset ends as an output or a dead letter that says where it came from and why."""
+    headers = [
+        ("reason", reason.encode()),
+        ("service", service.encode()),
+        ("topic", (msg.topic() or "").encode()),
+        ("partition", str(msg.partition()).encode()),
+        ("offset", str(msg.offset()).encode()),
+    ]
+    producer.produce(topic, msg.value(), key=msg.key(), headers=headers)
+
+
 def group_consumer(
     settings: KafkaSettings,
     group: str,

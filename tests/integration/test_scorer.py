@@ -10,6 +10,7 @@ import torch
 from services.scorer.service import ScorerConfig, ScorerService
 from shared.adapters import encode_adapter
 from shared.kafka import TrackedProducer
+from shared.wire import encode_transaction
 
 from .conftest import wait_until
 from .helpers import key, produce_rows, read_n, reason, value
@@ -87,35 +88,87 @@ def test_a_published_adapter_reaches_the_running_scorer_without_a_gap(
     assert np.diff(stamps).max() < 1000  # ms
 
 
-def test_bad_records_go_to_the_dlq_with_a_reason_and_scoring_goes_on(
-    seed_bundle, kafka, topics, group, run_service
-):
-    run_service(scorer(seed_bundle, kafka, topics, group))
-    features = list(seed_bundle.features)
-    good = orjson.dumps({"id": "ok-1", "features": dict.fromkeys(features, 0.0)})
-    bad = [
-        b"{not json",
-        b"[1, 2]",
-        orjson.dumps({"id": "m", "features": {"V1": 0.0}}),
-        orjson.dumps({"id": "x", "features": {**dict.fromkeys(features, 0.0), "extra": 1}}),
-        orjson.dumps({"id": "s", "features": {**dict.fromkeys(features, 0.0), "V14": "low"}}),
-        orjson.dumps({"id": "a", "features": {**dict.fromkeys(features, 0.0), "V14": 1e300}}),
-        b"",
+def bad_inputs(features: list[str], bundle: str) -> list[tuple[bytes, bytes]]:
+    """(key, value) of every kind of unusable transaction."""
+    zeros = dict.fromkeys(features, 0.0)
+
+    def tx(tx_id: str, **fields: object) -> bytes:
+        return orjson.dumps({"id": tx_id, "features": zeros, **fields})
+
+    return [
+        (b"b-json", b"{not json"),
+        (b"b-array", b"[1, 2]"),
+        (b"b-string", b'"a string"'),
+        (b"b-missing", orjson.dumps({"id": "m", "features": {"V1": 0.0}})),
+        (b"b-extra", orjson.dumps({"id": "x", "features": {**zeros, "extra": 1}})),
+        (b"b-type", orjson.dumps({"id": "s", "features": {**zeros, "V14": "low"}})),
+        (b"b-null", orjson.dumps({"id": "n", "features": {**zeros, "V2": None}})),
+        (b"b-absurd", orjson.dumps({"id": "a", "features": {**zeros, "V14": 1e300}})),
+        (b"b-nan", tx("nan").replace(b'"V3":0.0', b'"V3":NaN')),
+        (b"b-noid", orjson.dumps({"features": zeros})),
+        (b"b-empty", b""),
+        (b"b-huge", tx("huge", pad="x" * 100_000)),
+        (b"\xff\xfe-key", tx("badkey")),
+        (b"b-bundle", tx("other", bundle="another-bundle")),
+        (b"dup", tx("dup-1")),
+        (b"dup", tx("dup-1")),  # the same transaction again
     ]
+
+
+def test_every_input_offset_ends_as_a_decision_or_a_dead_letter(
+    seed_bundle, seed_scenario, kafka, topics, group, run_service
+):
+    """Good and bad records interleaved: each bad one reaches the DLQ as it came, with a
+    reason and its source offset; each good one gets a decision; nothing twice, nothing lost."""
+    import random
+    import urllib.request
+
+    service = scorer(seed_bundle, kafka, topics, group, metrics_port=0)
+    run_service(service)
+    features = list(seed_bundle.features)
+    bad = bad_inputs(features, seed_bundle.id)
+    good = [
+        (f"ok-{i}".encode(), encode_transaction(f"ok-{i}", features, row.tolist(), None))
+        for i, row in enumerate(seed_scenario.stream.X[:300])
+    ]
+    records = good + bad * 3  # bad ones again later: a duplicate id stays a duplicate
+    random.Random(7).shuffle(records)
     producer = TrackedProducer(kafka)
-    for i, raw in enumerate(bad):
-        producer.produce(topics.transactions, raw, key=f"bad-{i}".encode())
-    producer.produce(topics.transactions, good, key=b"ok-1")
+    for k, v in records:
+        producer.produce(topics.transactions, v, key=k)
     producer.flush()
-    dlq = read_n(kafka, topics.dlq, len(bad))
-    assert len(dlq) == len(bad)
-    assert {value(m) for m in dlq} == set(bad)  # the original bytes
-    reasons = {reason(m) for m in dlq}
-    assert any(r.startswith("not JSON") for r in reasons)
-    assert "value is not a JSON object" in reasons
-    assert any(r.startswith("unknown feature") for r in reasons)
-    decisions = read_n(kafka, topics.decisions, 1)
-    assert [key(m) for m in decisions] == ["ok-1"]
+    sent = read_n(kafka, topics.transactions, len(records))
+    decisions = read_n(kafka, topics.decisions, len(good) + 1)  # + the first dup-1
+    dlq = read_n(kafka, topics.dlq, len(records) - len(good) - 1)
+    by_offset = {(m.partition(), m.offset()): m for m in sent}
+    dead = {}
+    for m in dlq:
+        h = dict(m.headers() or [])
+        assert h["topic"].decode() == topics.transactions and h["service"] == b"scorer"
+        src = by_offset[(int(h["partition"]), int(h["offset"]))]
+        assert (value(m), m.key()) == (value(src), src.key())  # the original bytes and key
+        dead[(src.partition(), src.offset())] = reason(m)
+    decided = [key(m) for m in decisions]
+    assert len(decided) == len(set(decided))  # nothing decided twice
+    for (part, off), m in by_offset.items():  # every offset: a decision or a dead letter
+        if (part, off) not in dead:
+            assert orjson.loads(value(m))["id"] in decided
+    assert len(dead) + len(decided) == len(records)
+    kinds = [r.split(":")[0].split(" ")[0] for r in dead.values()]
+    for word in ("not", "value", "missing", "unknown", "feature", "empty", "record", "key", "duplicate"):
+        assert word in kinds, word
+    assert any(r.startswith("unknown bundle 'another-bundle'") for r in dead.values())
+    assert service.server is not None
+    with urllib.request.urlopen(f"http://127.0.0.1:{service.server.port}/metrics") as r:
+        text = r.read().decode()
+    assert f"selfheal_scorer_transactions_total {float(len(records))}" in text
+    assert f"selfheal_scorer_decisions_total {float(len(decided))}" in text
+    dlq_total = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("selfheal_scorer_dlq_total")
+    )
+    assert dlq_total == len(dead)
 
 
 def test_a_forged_adapter_is_refused_and_the_scorer_keeps_its_own(

@@ -9,7 +9,16 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.wire import decode_transactions, decode_transactions_checked, encode_transaction
+from shared.wire import (
+    MAX_RECORD_BYTES,
+    NO_CHECKS,
+    Checks,
+    RecentIds,
+    decode_label,
+    decode_transactions,
+    decode_transactions_checked,
+    encode_transaction,
+)
 
 FEATURES = ["V1", "V2", "V3"]
 
@@ -26,7 +35,7 @@ odd_values = st.one_of(
 def near_valid(draw: st.DrawFn) -> bytes:
     """A transaction, perhaps with a feature missing, extra, mistyped or absurd, or a bad id."""
     feats: dict[str, object] = {f: draw(numbers) for f in FEATURES}
-    kind = draw(st.integers(0, 6))
+    kind = draw(st.integers(0, 7))
     if kind == 1:
         feats.pop(draw(st.sampled_from(FEATURES)))
     elif kind == 2:
@@ -40,6 +49,8 @@ def near_valid(draw: st.DrawFn) -> bytes:
         rec["ts"] = draw(odd_values)
     elif draw(st.booleans()):
         rec["ts"] = draw(numbers)
+    if kind == 7:
+        rec["bundle"] = draw(st.one_of(st.sampled_from(["ours", "theirs", ""]), st.integers(0, 3)))
     if kind == 6:
         return orjson.dumps(
             draw(st.one_of(st.lists(st.integers(-9, 9), max_size=2), st.just(rec["features"])))
@@ -51,8 +62,9 @@ def same(a: object, b: object) -> bool:
     return bool(a == b) or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
 
 
-def assert_same_result(values: list[bytes | None]) -> None:
-    fast, ref = decode_transactions(values, FEATURES), decode_transactions_checked(values, FEATURES)
+def assert_same_result(values: list[bytes | None], checks: Checks = NO_CHECKS) -> None:
+    fast = decode_transactions(values, FEATURES, checks)
+    ref = decode_transactions_checked(values, FEATURES, checks)
     assert fast.ids == ref.ids
     assert fast.index == ref.index
     assert fast.rejected == ref.rejected
@@ -73,6 +85,66 @@ def test_fast_path_equals_reference_on_near_valid_records(values: list[bytes]) -
 @given(st.lists(st.one_of(st.binary(max_size=40), st.none(), near_valid()), max_size=8))
 def test_random_bytes_never_raise_and_are_all_accounted_for(values: list[bytes | None]) -> None:
     assert_same_result(values)
+
+
+keys = st.one_of(st.none(), st.binary(max_size=4), st.sampled_from([b"\xff\xfe", "é".encode(), b"a"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(near_valid(), keys), max_size=10), st.sets(st.sampled_from("abcd"), max_size=2))
+def test_keys_bundles_and_recent_ids_are_checked_the_same_on_both_paths(
+    records: list[tuple[bytes, bytes | None]], recent: set[str]
+) -> None:
+    checks = Checks([k for _, k in records], "ours", recent)
+    assert_same_result([v for v, _ in records], checks)
+    d = decode_transactions([v for v, _ in records], FEATURES, checks)
+    assert not set(d.ids) & recent  # a recently decided id is never scored again
+    for i, _ in d.rejected:
+        assert d.index.count(i) == 0
+
+
+def test_the_checks_name_their_reasons() -> None:
+    good = encode_transaction("g", FEATURES, [1.0, 2.0, 3.0], None)
+    other = orjson.dumps({"id": "o", "bundle": "theirs", "features": dict.fromkeys(FEATURES, 0)})
+    huge = orjson.dumps({"id": "h", "features": dict.fromkeys(FEATURES, 0), "pad": "x" * MAX_RECORD_BYTES})
+    seen = encode_transaction("s", FEATURES, [1.0, 2.0, 3.0], None)
+    values = [good, other, huge, good.replace(b'"g"', b'"k"'), seen]
+    keys = [b"g", b"o", b"h", b"\xff\xfe", b"s"]
+    d = decode_transactions(values, FEATURES, Checks(keys, "ours", RecentIds(10).add(["s"])))
+    assert d.ids == ["g"]
+    reasons = dict(d.rejected)
+    assert reasons[1].startswith("unknown bundle 'theirs'")
+    assert reasons[2].startswith("record too large")
+    assert reasons[3] == "key is not UTF-8"
+    assert reasons[4] == "duplicate id: already decided"
+
+
+def test_recent_ids_forget_the_oldest() -> None:
+    recent = RecentIds(3).add(["a", "b"]).add(["c", "d"])
+    assert "a" not in recent and all(x in recent for x in "bcd") and len(recent) == 3
+    assert "a" not in RecentIds(0).add(["a"])
+
+
+label_records = st.one_of(
+    st.binary(max_size=30),
+    st.none(),
+    st.builds(
+        lambda i, y: orjson.dumps({"id": i, "label": y}),
+        st.one_of(st.text(max_size=3), st.integers(-2, 2), st.none()),
+        st.one_of(st.integers(-1, 2), st.floats(), st.booleans(), st.text(max_size=2), st.none()),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(label_records)
+def test_a_label_is_an_id_and_a_zero_or_one_or_a_reason(raw: bytes | None) -> None:
+    parsed = decode_label(raw)
+    if isinstance(parsed, str):
+        assert parsed  # a reason
+    else:
+        tx_id, y = parsed
+        assert isinstance(tx_id, str) and tx_id and y in (0, 1) and type(y) is int
 
 
 def test_good_batch_takes_the_fast_path_values() -> None:
