@@ -63,3 +63,9 @@ def reason(m: Message) -> str:
     r = headers["reason"]
     assert isinstance(r, bytes)
     return r.decode()
+
+
+def headers(m: Message) -> dict[str, str]:
+    """A record's headers as text."""
+    pairs: list[tuple[str, bytes]] = m.headers() or []  # type: ignore[assignment]
+    return {k: v.decode() for k, v in pairs}

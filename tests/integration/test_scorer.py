@@ -13,7 +13,7 @@ from shared.kafka import TrackedProducer
 from shared.wire import encode_transaction
 
 from .conftest import wait_until
-from .helpers import key, produce_rows, read_n, reason, value
+from .helpers import headers, key, produce_rows, read_n, reason, value
 
 
 def scorer(bundle, kafka, topics, group, **kw):
@@ -143,8 +143,8 @@ def test_every_input_offset_ends_as_a_decision_or_a_dead_letter(
     by_offset = {(m.partition(), m.offset()): m for m in sent}
     dead = {}
     for m in dlq:
-        h = dict(m.headers() or [])
-        assert h["topic"].decode() == topics.transactions and h["service"] == b"scorer"
+        h = headers(m)
+        assert h["topic"] == topics.transactions and h["service"] == "scorer"
         src = by_offset[(int(h["partition"]), int(h["offset"]))]
         assert (value(m), m.key()) == (value(src), src.key())  # the original bytes and key
         dead[(src.partition(), src.offset())] = reason(m)
