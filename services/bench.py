@@ -54,6 +54,7 @@ from shared.kafka.runtime import ConsumerService, StopFlag
 from shared.log import get_logger
 from shared.observability import MetricsServer, lag_gauge
 from shared.registry import MemoryStore, Registry
+from shared.signing import ADAPTER, KEY_ENV, Signer, new_key
 from shared.wire import encode_transaction
 
 DECIDED = "selfheal_scorer_decisions_total"  # the counters that say a child has done its backlog
@@ -369,6 +370,8 @@ class Bench:
         self.rss: dict[str, float] = {}
         self.runs = 0
         self.broker_pid: int | None = None
+        self.key = new_key()  # the services' adapter signing key for this run
+        self.signer = Signer(self.key.encode())
 
     # -- plumbing
     def topics(self, phase: str) -> Topics:
@@ -387,7 +390,11 @@ class Bench:
         return t
 
     def env(self, topics: Topics) -> dict[str, str]:
-        return {"KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers or "", **topics.to_env()}
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers or "",
+            KEY_ENV: self.key,
+            **topics.to_env(),
+        }
 
     def service(self, kind: str, topics: Topics, name: str, *extra: str) -> Child:
         args = ["-m", "services.cli", kind, "--bundle", str(self.bundle_path), *extra]
@@ -662,7 +669,7 @@ class Bench:
         self.say(f"hot swap: {cfg.swaps} adapters at {cfg.swap_rate:,} tx/s")
         producer = TrackedProducer(self.settings)
         gen = torch.Generator().manual_seed(0)
-        payloads = {  # built before the clock runs: the sender must not pause at a swap
+        payloads = {  # built and signed before the clock runs: the sender must not pause at a swap
             1000 + k: encode_adapter(
                 {n: w + 0.01 * torch.randn(w.shape, generator=gen) for n, w in self.adapter.items()},
                 self.bundle.id,
@@ -671,13 +678,15 @@ class Bench:
             )
             for k in range(cfg.swaps)
         }
+        signatures = {v: self.signer.headers(ADAPTER, self.bundle.id, data) for v, data in payloads.items()}
         published: dict[int, float] = {}
 
         def publish(elapsed: float) -> None:
             k = len(published)
             if k < cfg.swaps and elapsed >= (k + 1) * cfg.swap_every:
                 published[1000 + k] = time.time() * 1e3
-                producer.produce(t.weights, payloads[1000 + k], key=self.bundle.id)
+                v = 1000 + k
+                producer.produce(t.weights, payloads[v], key=self.bundle.id, headers=signatures[v])
                 producer.poll(0)
 
         seconds = (cfg.swaps + 1) * cfg.swap_every

@@ -219,6 +219,13 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from shared.signing import new_key
+
+    print(new_key())
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -355,17 +362,24 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
-    from services.stack import resolve_settings
+    from services.stack import resolve_settings, resolve_signer
     from shared.bundle import Bundle
     from shared.kafka import Topics, TrackedProducer
     from shared.kafka.registry_store import KafkaSnapshotStore, publish_adapter
     from shared.registry import Registry
 
     settings = resolve_settings()
+    signer = resolve_signer()
     topics = Topics.from_env()
     bundle = Bundle.load(args.bundle)
     producer = TrackedProducer(settings)
-    registry = Registry(KafkaSnapshotStore(settings, topics.registry, bundle.config, producer), bundle.id)
+    store = KafkaSnapshotStore(settings, topics.registry, bundle.config, producer, signer)
+    registry = Registry(store, bundle.id)
+    if store.rejected:
+        print(
+            f"warning: {len(store.rejected)} registry records refused (bad signature or payload)",
+            file=sys.stderr,
+        )
     if args.action == "list":
         print(f"{'snapshot':<34} {'kind':<9} {'ver':>4} {'parent':>6} {'accepted':>8} {'F1':>6}  note")
         for snap in registry.snapshots():
@@ -387,7 +401,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
     except KeyError as exc:
         raise SelfhealError(str(exc)) from exc
     snap = registry.record("manual", target.adapter, target.version, note=f"operator rollback to {target.id}")
-    publish_adapter(producer, topics.weights, snap)
+    publish_adapter(producer, topics.weights, snap, signer)
     print(f"adapter v{snap.version} from {target.id} published; recorded as {snap.id}")
     return 0
 
@@ -500,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     tp = sub.add_parser("topics", help="create every topic with its config (on KAFKA_BOOTSTRAP_SERVERS)")
     tp.add_argument("action", choices=("create",))
     tp.set_defaults(func=cmd_topics)
+
+    kg = sub.add_parser("keygen", help="print a new adapter signing key (for SELFHEAL_ADAPTER_KEY)")
+    kg.set_defaults(func=cmd_keygen)
 
     u = sub.add_parser("up", help="broker (if needed) and the services as processes, until Ctrl-C")
     u.add_argument("--bundle", required=True)

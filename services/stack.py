@@ -16,6 +16,7 @@ from typing import Any
 from shared.errors import SelfhealError
 from shared.kafka import EmbeddedBroker, KafkaSettings, Topics, create_topics
 from shared.kafka.broker import free_port
+from shared.signing import KEY_ENV, KEY_FILE_ENV, Signer, new_key
 
 STATE = Path(".selfheal/stack.json")  # where `selfheal up` leaves the broker address for other commands
 
@@ -29,6 +30,15 @@ def resolve_settings() -> KafkaSettings:
         state = json.loads(STATE.read_text())
         return settings.with_bootstrap(state["bootstrap"])
     raise SelfhealError("no broker: run `selfheal up` first, or set KAFKA_BOOTSTRAP_SERVERS")
+
+
+def resolve_signer() -> Signer:
+    """The environment's adapter key, else the one a running `selfheal up` generated."""
+    if not (os.environ.get(KEY_ENV) or os.environ.get(KEY_FILE_ENV)) and STATE.is_file():
+        key = json.loads(STATE.read_text()).get("adapter_key")
+        if key:
+            return Signer(key.encode())
+    return Signer.from_env()
 
 
 def background_priority() -> None:
@@ -54,20 +64,23 @@ def run_service(kind: str, bundle_path: str, metrics_port: int | None, **options
     torch.set_num_threads(int(os.environ.get("SELFHEAL_TORCH_THREADS", "1")))
     bundle = Bundle.load(bundle_path)
     topics = Topics.from_env()
+    signer = Signer.from_env() if kind != "monitor" else None
     stop = StopFlag()
     log = get_logger(kind, bundle=bundle.id)
     with kafka_session(KafkaSettings.from_env(), topics, log) as settings:
         service: Any
         if kind == "scorer":
+            assert signer is not None
             service = ScorerService(
-                bundle, settings, topics, ScorerConfig(metrics_port=metrics_port, **options)
+                bundle, settings, topics, ScorerConfig(metrics_port=metrics_port, **options), signer
             )
         elif kind == "monitor":
             service = MonitorService(bundle, settings, topics, MonitorConfig(metrics_port=metrics_port))
         else:
             background_priority()
             cfg = HealerServiceConfig(metrics_port=metrics_port, healer=HealerConfig(**options))
-            service = HealerService(bundle, settings, topics, cfg)
+            assert signer is not None
+            service = HealerService(bundle, settings, topics, cfg, signer)
         service.run(stop)
     return 0
 
@@ -94,6 +107,7 @@ class Stack:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {}
         self.settings = KafkaSettings.from_env()
+        self.adapter_key: str | None = None
 
     def start(self) -> Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -102,6 +116,8 @@ class Stack:
             self.settings = self.settings.with_bootstrap(self.broker.bootstrap)
         create_topics(self.settings, Topics.from_env().specs(self.settings.replication))
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers or ""}
+        if not (env.get(KEY_ENV) or env.get(KEY_FILE_ENV)):
+            env[KEY_ENV] = self.adapter_key = new_key()  # one machine, one run: a fresh key
         names = [f"scorer-{i + 1}" for i in range(self.scorers)] + ["monitor", "healer"]
         for i, name in enumerate(names):
             port = free_port() if self.base_port is None else self.base_port + i
@@ -120,15 +136,15 @@ class Stack:
             self.procs[name] = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
             self.ports[name] = port
         STATE.parent.mkdir(exist_ok=True)
-        STATE.write_text(
-            json.dumps(
-                {
-                    "bootstrap": self.settings.bootstrap_servers,
-                    "ports": self.ports,
-                    "pids": {n: p.pid for n, p in self.procs.items()},
-                }
-            )
-        )
+        state = {
+            "bootstrap": self.settings.bootstrap_servers,
+            "ports": self.ports,
+            "pids": {n: p.pid for n, p in self.procs.items()},
+            "adapter_key": self.adapter_key,  # generated for this stack (None: the environment's)
+        }
+        STATE.touch(mode=0o600)  # it may hold the key: readable by this user only
+        STATE.chmod(0o600)
+        STATE.write_text(json.dumps(state))
         return self
 
     def wait_healthy(self, timeout: float = 90.0) -> None:

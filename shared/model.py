@@ -164,7 +164,11 @@ def check_adapter(state: Mapping[str, torch.Tensor], config: ModelConfig) -> Non
 
 
 def adapter_to_bytes(state: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
-    """Serialise an adapter as safetensors bytes with string metadata."""
+    """Serialise an adapter as safetensors bytes with string metadata; a non-finite adapter is
+    refused (WeightsError): nothing with NaN or inf is ever published or stored."""
+    for name, t in state.items():
+        if not bool(torch.isfinite(t).all()):
+            raise WeightsError(f"adapter tensor {name!r} has NaN or infinite values: not serialised")
     return st_save({k: v.contiguous() for k, v in state.items()}, metadata=dict(metadata))
 
 

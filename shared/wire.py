@@ -6,7 +6,12 @@ decisions     key: id   ``{"id", "score", "fraud", "threshold", "adapter_version
                           "rules", "conflict", "shadow_score", "latency_ms"}``
 labels        key: id   ``{"id": str, "label": 0 or 1}``
 drift-alerts  key: feature or detector
-              ``{"detector", "feature", "statistic", "threshold", "state", "ts"}``
+              ``{"detector", "feature", "statistic", "threshold", "state", "ts", ...}``
+              drift: detector ``fidi``/``conflicts``, state ``drift``/``recovered``;
+              a scorer refusing an adapter: detector ``scorer``, feature ``adapter-weights``,
+              state ``rejected``, with ``reason`` and ``offset``; the healer rolling back:
+              detector ``healer``, feature ``adapter``, state ``rollback``, with
+              ``from_version``, ``to_version`` and ``reason``
 
 A record that cannot be used is never dropped silently: the decoders return it with a
 reason, and the services send it to ``transactions.dlq`` with the original bytes and key,
@@ -311,8 +316,15 @@ def encode_label(tx_id: str, label: int) -> bytes:
 
 
 def encode_alert(
-    detector: str, feature: str, statistic: float, threshold: float, state: str, ts_ms: float
+    detector: str,
+    feature: str,
+    statistic: float,
+    threshold: float,
+    state: str,
+    ts_ms: float,
+    **extra: str | int | float | None,
 ) -> bytes:
+    """An alert; ``extra`` fields say more (a rollback's versions, a refused adapter's reason)."""
     return orjson.dumps(
         {
             "detector": detector,
@@ -321,5 +333,6 @@ def encode_alert(
             "threshold": float(threshold),
             "state": state,
             "ts": int(ts_ms),
+            **extra,
         }
     )

@@ -30,6 +30,7 @@ from shared.kafka.runtime import ConsumerService
 from shared.log import get_logger
 from shared.observability import lag_gauge
 from shared.registry import Registry, Snapshot
+from shared.signing import Signer
 from shared.wire import decode_decision, decode_label, decode_transactions
 
 
@@ -59,6 +60,9 @@ class HealerMetrics:
         )
         self.heals = Counter("selfheal_healer_heals", "Heal cycles", ["result"], registry=r)
         self.rollbacks = Counter("selfheal_healer_rollbacks", "Rollbacks", registry=r)
+        self.bad_snapshots = Counter(
+            "selfheal_healer_refused_snapshots", "Registry records refused (signature or payload)", registry=r
+        )
         self.version = Gauge("selfheal_healer_adapter_version", "Live adapter version", registry=r)
         self.episode = Gauge("selfheal_healer_episode", "1 during a drift episode", registry=r)
         self.label_delay = Gauge("selfheal_healer_label_delay_transactions", "Median label delay", registry=r)
@@ -72,14 +76,23 @@ class HealerMetrics:
 
 class HealerService(ConsumerService):
     def __init__(
-        self, bundle: Bundle, settings: KafkaSettings, topics: Topics, config: HealerServiceConfig
+        self,
+        bundle: Bundle,
+        settings: KafkaSettings,
+        topics: Topics,
+        config: HealerServiceConfig,
+        signer: Signer,
     ) -> None:
         self.bundle, self.settings, self.topics, self.config = bundle, settings, topics, config
+        self.signer = signer
         self.metrics = HealerMetrics()
         self.log = get_logger("healer", bundle=bundle.id)
         self.producer = TrackedProducer(settings)
-        store = KafkaSnapshotStore(settings, topics.registry, bundle.config, self.producer)
+        self.store = store = KafkaSnapshotStore(
+            settings, topics.registry, bundle.config, self.producer, signer
+        )
         self.registry = Registry(store, bundle.id)
+        self.metrics.bad_snapshots.inc(len(store.rejected))
         self.healer = Healer(bundle, self.registry, config.healer)
         self.rebuilt = len(self.registry)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="heal")
@@ -101,7 +114,7 @@ class HealerService(ConsumerService):
         }
 
     def publish(self, snap: Snapshot) -> None:
-        publish_adapter(self.producer, self.topics.weights, snap)
+        publish_adapter(self.producer, self.topics.weights, snap, self.signer)
         self.published.append(snap.version)
         self.metrics.version.set(snap.version)
         self.log.info("adapter published", version=snap.version, kind=snap.kind, snapshot=snap.id)
@@ -111,7 +124,12 @@ class HealerService(ConsumerService):
         return [t.transactions, t.decisions, t.labels, t.alerts, t.registry]
 
     def on_start(self) -> None:
-        self.log.info("registry rebuilt", snapshots=self.rebuilt, live_version=self.healer.version)
+        self.log.info(
+            "registry rebuilt",
+            snapshots=self.rebuilt,
+            refused=len(self.store.rejected),
+            live_version=self.healer.version,
+        )
         if self.healer.version > 0:
             self.publish(self.healer.live)
 
@@ -146,9 +164,10 @@ class HealerService(ConsumerService):
         """Snapshots others wrote: an operator's rollback (``selfheal registry rollback``)."""
         for m in msgs:
             try:
-                snap = Snapshot.from_bytes(m.value() or b"", self.bundle.config)
+                snap = self.store.parse(m)
             except WeightsError as exc:
-                self.log.warning("unreadable snapshot", reason=str(exc), topic=m.topic(), offset=m.offset())
+                self.metrics.bad_snapshots.inc()
+                self.log.error("snapshot refused", reason=str(exc), topic=m.topic(), offset=m.offset())
                 continue
             if self.healer.adopt(snap):
                 self.metrics.version.set(snap.version)

@@ -28,7 +28,8 @@ from shared.kafka.runtime import ConsumerService
 from shared.log import get_logger
 from shared.observability import lag_gauge
 from shared.scoring import ScoringCore
-from shared.wire import Checks, RecentIds, decode_transactions
+from shared.signing import Signer
+from shared.wire import Checks, RecentIds, decode_transactions, encode_alert
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,9 @@ def _reason_kind(reason: str) -> str:
 class ScorerService(ConsumerService):
     fill_batches = False  # a batch is what has arrived: never wait for more
 
-    def __init__(self, bundle: Bundle, settings: KafkaSettings, topics: Topics, config: ScorerConfig) -> None:
+    def __init__(
+        self, bundle: Bundle, settings: KafkaSettings, topics: Topics, config: ScorerConfig, signer: Signer
+    ) -> None:
         self.bundle, self.settings, self.topics, self.config = bundle, settings, topics, config
         self.core = ScoringCore(bundle)
         self.metrics = ScorerMetrics()
@@ -94,7 +97,7 @@ class ScorerService(ConsumerService):
         self.batches = 0
         self.recent = RecentIds(config.recent_ids)
         self.follower = AdapterFollower(
-            settings, topics.weights, bundle.config, bundle.id, self._on_adapter, self._on_reject
+            settings, topics.weights, bundle.config, bundle.id, signer, self._on_adapter, self._on_reject
         )
 
     def _on_adapter(self, message: AdapterMessage) -> None:
@@ -102,8 +105,28 @@ class ScorerService(ConsumerService):
         self.log.info("adapter received", version=message.version, parent=message.parent)
 
     def _on_reject(self, reason: str, offset: int) -> None:
+        """A payload on adapter-weights was refused (on the follower's thread): keep the live
+        adapter, count it, log it, and raise an alert on drift-alerts."""
         self.metrics.rejected.inc()
-        self.log.warning("adapter refused", reason=reason, topic=self.topics.weights, offset=offset)
+        self.log.error(
+            "adapter refused; keeping the live one",
+            reason=reason,
+            topic=self.topics.weights,
+            offset=offset,
+            live_version=self.core.live.version,
+        )
+        alert = encode_alert(
+            "scorer",
+            "adapter-weights",
+            self.follower.rejected,
+            0,
+            "rejected",
+            time.time() * 1e3,
+            reason=reason,
+            offset=offset,
+            live_version=self.core.live.version,
+        )
+        self.producer.produce(self.topics.alerts, alert, key=b"adapter-weights")
 
     def health(self) -> dict[str, Any]:
         return {

@@ -188,7 +188,13 @@ def heal_cycle(
             {f"rule_reliability.{name}": float(r) for name, r in zip(rules.names, reliability, strict=True)}
         )
     accepted, reason = _decide(candidate, metrics, cfg)
+    if not _finite(candidate):  # refused; the registry records the adapter it started from
+        candidate = before_state
     return HealResult(candidate, accepted, reason, sums, metrics, (time.perf_counter() - t0) * 1e3)
+
+
+def _finite(state: AdapterState) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in state.values())
 
 
 def fit_logit_offset(z: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 25) -> float:
@@ -263,7 +269,7 @@ def _judge_metrics(
 
 
 def _decide(candidate: AdapterState, m: dict[str, float], cfg: HealConfig) -> tuple[bool, str]:
-    if not all(bool(torch.isfinite(t).all()) for t in candidate.values()):
+    if not _finite(candidate):
         return False, "candidate has non-finite weights"
     if cfg.guard_collapse:
         ev = m["evidence_fraud_rate"]

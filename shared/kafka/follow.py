@@ -1,7 +1,8 @@
 """Following ``adapter-weights``: a thread that reads the topic from the beginning, forever.
 
-Each record keyed by our bundle id is parsed and checked on this thread, then handed to
-``on_adapter``; a bad payload is counted, logged and reported to ``on_reject`` and the
+Each record keyed by our bundle id is checked on this thread -- signature first, then the
+payload (safetensors, shapes, finite values, bundle, metadata) -- and handed to
+``on_adapter``; a refused record is counted and reported to ``on_reject``, and the
 service keeps the adapter it has. ``caught_up`` is set once every partition reached its
 end, so a service can wait until it holds the newest published adapter.
 """
@@ -11,13 +12,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from shared.adapters import AdapterMessage, decode_adapter
 from shared.errors import WeightsError
 from shared.kafka.clients import beginnings
 from shared.kafka.config import KafkaSettings, consumer_config
 from shared.model import ModelConfig
+from shared.signing import ADAPTER, Signer
 
 
 class AdapterFollower(threading.Thread):
@@ -27,11 +29,13 @@ class AdapterFollower(threading.Thread):
         topic: str,
         config: ModelConfig,
         bundle: str,
+        signer: Signer,
         on_adapter: Callable[[AdapterMessage], None],
         on_reject: Callable[[str, int], None] | None = None,
     ) -> None:
         super().__init__(name="adapter-follower", daemon=True)
         self.settings, self.topic, self.config, self.bundle = settings, topic, config, bundle
+        self.signer = signer
         self.on_adapter, self.on_reject = on_adapter, on_reject
         self.caught_up = threading.Event()
         self._stop = threading.Event()
@@ -65,13 +69,15 @@ class AdapterFollower(threading.Thread):
                 key = msg.key()
                 if key is None or key.decode(errors="replace") != self.bundle:
                     continue  # another bundle's adapter: not ours to judge
-                self._handle(msg.value() or b"", msg.offset() or 0)
+                self._handle(msg)
         finally:
             consumer.close()
 
-    def _handle(self, data: bytes, offset: int) -> None:
+    def _handle(self, msg: Message) -> None:
+        offset = msg.offset() or 0
         try:
-            message = decode_adapter(data, self.config, self.bundle)
+            self.signer.verify(ADAPTER, msg.key(), msg.value(), msg.headers())
+            message = decode_adapter(msg.value() or b"", self.config, self.bundle)
         except WeightsError as exc:
             self.rejected += 1
             if self.on_reject:

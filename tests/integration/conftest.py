@@ -15,6 +15,10 @@ import torch
 
 from shared.kafka import EmbeddedBroker, KafkaSettings, Topics, create_topics
 from shared.kafka.runtime import StopFlag
+from shared.signing import KEY_ENV, Signer
+
+TEST_KEY = "integration-tests-adapter-key-0123456789abcdef"
+TEST_SIGNER = Signer(TEST_KEY.encode())
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +26,13 @@ def kafka() -> Iterator[KafkaSettings]:
     torch.set_num_threads(1)  # several services share this process, as they share a machine
     with EmbeddedBroker() as broker:
         yield KafkaSettings().with_bootstrap(broker.bootstrap)
+
+
+@pytest.fixture
+def signer(monkeypatch: pytest.MonkeyPatch) -> Signer:
+    """The adapter signing key, also in the environment (for the CLI and child processes)."""
+    monkeypatch.setenv(KEY_ENV, TEST_KEY)
+    return TEST_SIGNER
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.cli import main
 from services.scorer.service import ScorerConfig, ScorerService
 
+from .conftest import TEST_SIGNER
 from .helpers import produce_rows
 
 
@@ -26,7 +27,7 @@ def test_watch_decisions_prints_readable_lines_and_stops_at_max(
     seed_bundle, seed_scenario, kafka, topics, group, run_service, monkeypatch, capsys
 ):
     use_topics(monkeypatch, kafka, topics)
-    run_service(ScorerService(seed_bundle, kafka, topics, ScorerConfig(group=group)))
+    run_service(ScorerService(seed_bundle, kafka, topics, ScorerConfig(group=group), TEST_SIGNER))
     ids = [f"w-{i}" for i in range(10)]
     produce_rows(kafka, topics.transactions, ids, seed_scenario.stream.X[:10], list(seed_bundle.features))
     assert main(["watch", "decisions", "--max", "3", "--timeout", "60"]) == 0

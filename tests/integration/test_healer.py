@@ -14,7 +14,7 @@ from shared.loadgen import produce_stream
 from shared.registry import Snapshot
 from shared.wire import encode_transaction
 
-from .conftest import wait_until
+from .conftest import TEST_SIGNER, wait_until
 from .helpers import produce_rows, read_n, value
 
 
@@ -27,9 +27,9 @@ def test_the_healer_heals_snapshots_publishes_and_rebuilds_on_restart(
     covariate_bundle, stream, kafka, topics, group, run_service
 ):
     b = covariate_bundle
-    scorer = ScorerService(b, kafka, topics, ScorerConfig(group=f"{group}-s"))
+    scorer = ScorerService(b, kafka, topics, ScorerConfig(group=f"{group}-s"), TEST_SIGNER)
     monitor = MonitorService(b, kafka, topics, MonitorConfig(group=f"{group}-m"))
-    healer = HealerService(b, kafka, topics, HealerServiceConfig(group=f"{group}-h"))
+    healer = HealerService(b, kafka, topics, HealerServiceConfig(group=f"{group}-h"), TEST_SIGNER)
     for s in (scorer, monitor, healer):
         run_service(s)
     produced = [0]
@@ -76,13 +76,13 @@ def test_the_healer_heals_snapshots_publishes_and_rebuilds_on_restart(
     # a restarted healer rebuilds its state from the registry topic
     live = healer.healer.version
     n_snaps = len(healer.registry)
-    again = HealerService(b, kafka, topics, HealerServiceConfig(group=f"{group}-h2"))
+    again = HealerService(b, kafka, topics, HealerServiceConfig(group=f"{group}-h2"), TEST_SIGNER)
     assert again.rebuilt == n_snaps >= len(snaps)
     assert again.healer.version == live
 
 
 def test_an_operator_rollback_reaches_the_healer_and_the_weights_topic(
-    covariate_bundle, kafka, topics, group, run_service, monkeypatch, capsys
+    covariate_bundle, kafka, topics, group, run_service, monkeypatch, capsys, signer
 ):
     import torch
 
@@ -90,13 +90,13 @@ def test_an_operator_rollback_reaches_the_healer_and_the_weights_topic(
     from shared.adapters import decode_adapter
     from shared.kafka import TrackedProducer
     from shared.kafka.registry_store import KafkaSnapshotStore
-    from shared.registry import Registry
+    from shared.registry import Registry, Snapshot
 
     b = covariate_bundle
-    healer = HealerService(b, kafka, topics, HealerServiceConfig(group=group))
+    healer = HealerService(b, kafka, topics, HealerServiceConfig(group=group), signer)
     run_service(healer)
     # a post-heal snapshot from earlier, as another healer would have left it
-    store = KafkaSnapshotStore(kafka, topics.registry, b.config, TrackedProducer(kafka))
+    store = KafkaSnapshotStore(kafka, topics.registry, b.config, TrackedProducer(kafka), TEST_SIGNER)
     older = Registry(store, b.id)
     adapter = {k: v.clone() for k, v in b.adapter_state.items()}
     adapter["scale"] = torch.tensor(0.3)
@@ -113,6 +113,13 @@ def test_an_operator_rollback_reaches_the_healer_and_the_weights_topic(
     assert healer.healer.live.kind == "manual"
     weights = list(read_topic(kafka, topics.weights))
     assert decode_adapter(value(weights[-1]), b.config, b.id).version == 7
+    # a "manual" snapshot without the key's signature is refused: the live adapter stays
+    forged = Snapshot(len(healer.registry), "manual", 99, 7, b.id, adapter)
+    producer = TrackedProducer(kafka)
+    producer.produce(topics.registry, forged.to_bytes(), key=forged.id)
+    producer.flush()
+    wait_until(lambda: healer.metrics.bad_snapshots._value.get() == 1)
+    assert healer.healer.version == 7 and forged.id not in {s.id for s in healer.registry.snapshots()}
 
 
 def test_degraded_live_quality_rolls_back_through_the_registry(
@@ -136,7 +143,7 @@ def test_degraded_live_quality_rolls_back_through_the_registry(
             heal=HealConfig(gate=False), quality_rows=50, rollback=RollbackPolicy(window=2, min_updates=2)
         ),
     )
-    service = HealerService(b, kafka, topics, cfg)
+    service = HealerService(b, kafka, topics, cfg, TEST_SIGNER)
     run_service(service)
     st = build("covariate", n_pre=0, n_post=3000).stream
     p = TrackedProducer(kafka)
@@ -169,7 +176,7 @@ def test_degraded_live_quality_rolls_back_through_the_registry(
     # a better post-heal snapshot from this episode, as the registry may hold
     better = {k: v.clone() for k, v in b.adapter_state.items()}
     better["scale"] = torch.tensor(0.2)
-    Registry(KafkaSnapshotStore(kafka, topics.registry, b.config, p), b.id).record(
+    Registry(KafkaSnapshotStore(kafka, topics.registry, b.config, p, TEST_SIGNER), b.id).record(
         "post", better, 50, parent=0, metrics={"f1": 0.99, "accuracy": 0.99}, heal=99, note="from elsewhere"
     )
     wait_until(lambda: any(s.version == 50 for s in service.registry.snapshots()))

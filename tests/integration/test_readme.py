@@ -9,6 +9,8 @@ from pathlib import Path
 
 from services.scorer.service import ScorerConfig, ScorerService
 
+from .conftest import TEST_SIGNER
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
@@ -23,7 +25,7 @@ def test_the_readme_example_gets_a_decision(covariate_bundle, kafka, topics, gro
         .replace('"transactions"', repr(topics.transactions))
         .replace('["decisions"]', repr([topics.decisions]))
     )
-    run_service(ScorerService(covariate_bundle, kafka, topics, ScorerConfig(group=group)))
+    run_service(ScorerService(covariate_bundle, kafka, topics, ScorerConfig(group=group), TEST_SIGNER))
     result = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, timeout=90)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("tx-1 True")  # V14 = -2.7: the rule fires and the model agrees

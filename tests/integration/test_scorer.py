@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.request
 
 import numpy as np
 import orjson
@@ -10,14 +11,17 @@ import torch
 from services.scorer.service import ScorerConfig, ScorerService
 from shared.adapters import encode_adapter
 from shared.kafka import TrackedProducer
+from shared.kafka.registry_store import produce_adapter
+from shared.registry import Snapshot
+from shared.signing import ADAPTER, SNAPSHOT, Signer
 from shared.wire import encode_transaction
 
-from .conftest import wait_until
+from .conftest import TEST_SIGNER, wait_until
 from .helpers import headers, key, produce_rows, read_n, reason, value
 
 
 def scorer(bundle, kafka, topics, group, **kw):
-    return ScorerService(bundle, kafka, topics, ScorerConfig(group=group, **kw))
+    return ScorerService(bundle, kafka, topics, ScorerConfig(group=group, **kw), TEST_SIGNER)
 
 
 def test_decisions_for_every_transaction(seed_bundle, seed_scenario, kafka, topics, group, run_service):
@@ -66,7 +70,7 @@ def test_a_published_adapter_reaches_the_running_scorer_without_a_gap(
     new["scale"] = torch.tensor(0.5)
     producer = TrackedProducer(kafka)
     published = time.monotonic()
-    producer.produce(topics.weights, encode_adapter(new, seed_bundle.id, 1, 0), key=seed_bundle.id)
+    produce_adapter(producer, topics.weights, TEST_SIGNER, new, seed_bundle.id, 1, 0)
     producer.flush()
     wait_until(lambda: service.core.live.version == 1, timeout=20)
     assert time.monotonic() - published < 5.0
@@ -121,7 +125,6 @@ def test_every_input_offset_ends_as_a_decision_or_a_dead_letter(
     """Good and bad records interleaved: each bad one reaches the DLQ as it came, with a
     reason and its source offset; each good one gets a decision; nothing twice, nothing lost."""
     import random
-    import urllib.request
 
     service = scorer(seed_bundle, kafka, topics, group, metrics_port=0)
     run_service(service)
@@ -171,20 +174,69 @@ def test_every_input_offset_ends_as_a_decision_or_a_dead_letter(
     assert dlq_total == len(dead)
 
 
-def test_a_forged_adapter_is_refused_and_the_scorer_keeps_its_own(
+def test_only_signed_sound_adapters_for_this_bundle_are_taken(
     seed_bundle, seed_scenario, kafka, topics, group, run_service
 ):
-    service = scorer(seed_bundle, kafka, topics, group)
+    """Unsigned, forged, corrupt, wrong-shape, wrong-bundle, non-finite and replayed payloads
+    are refused: the scorer keeps its adapter, counts, logs and raises an alert for each."""
+    from safetensors.torch import save
+
+    service = scorer(seed_bundle, kafka, topics, group, metrics_port=0)
     run_service(service)
+    b = seed_bundle.id
+    good = {k: v.clone() for k, v in seed_bundle.adapter_state.items()}
+    good["scale"] = torch.tensor(0.3)
+    valid = encode_adapter(good, b, 7, 0)
+    nan = {k: v.clone() for k, v in good.items()}
+    nan["scale"] = torch.tensor(float("nan"))
+    snapshot_record = Snapshot(1, "post", 8, 0, b, good)
+    cases = {
+        "unsigned": (valid, []),
+        "forged": (valid, Signer(b"not-the-key-" * 4).headers(ADAPTER, b, valid)),
+        "corrupt": (valid[:-1] + b"\x00", TEST_SIGNER.headers(ADAPTER, b, valid)),
+        "garbage": (b"garbage", TEST_SIGNER.headers(ADAPTER, b, b"garbage")),
+        "shape": (
+            shape := encode_adapter({k: torch.zeros(3) for k in good}, b, 9, 0),
+            TEST_SIGNER.headers(ADAPTER, b, shape),
+        ),
+        "bundle": (
+            other := encode_adapter(good, "another-bundle", 10, 0),
+            TEST_SIGNER.headers(ADAPTER, b, other),
+        ),
+        "nan": (
+            nan_bytes := save(nan, metadata={"bundle": b, "version": "11", "parent": "", "metrics": "{}"}),
+            TEST_SIGNER.headers(ADAPTER, b, nan_bytes),
+        ),
+        "replayed snapshot": (
+            snap_bytes := snapshot_record.to_bytes(),
+            TEST_SIGNER.headers(SNAPSHOT, b, snap_bytes),  # signed for adapter-registry
+        ),
+    }
     producer = TrackedProducer(kafka)
-    producer.produce(topics.weights, b"garbage", key=seed_bundle.id)
-    wrong = encode_adapter(seed_bundle.adapter_state, "another-bundle", 9, 0)
-    producer.produce(topics.weights, wrong, key=seed_bundle.id)
+    for data, hdrs in cases.values():
+        producer.produce(topics.weights, data, key=b, headers=hdrs)
     producer.flush()
-    wait_until(lambda: service.follower.rejected == 2)
+    wait_until(lambda: service.follower.rejected == len(cases))
+    assert service.follower.accepted == 0
     produce_rows(kafka, topics.transactions, ["t1"], seed_scenario.stream.X[:1], list(seed_bundle.features))
     (msg,) = read_n(kafka, topics.decisions, 1)
-    assert orjson.loads(value(msg))["adapter_version"] == 0
+    assert orjson.loads(value(msg))["adapter_version"] == 0  # still the adapter it had
+    alerts = [orjson.loads(value(m)) for m in read_n(kafka, topics.alerts, len(cases))]
+    assert [a["state"] for a in alerts] == ["rejected"] * len(cases)
+    assert {a["feature"] for a in alerts} == {"adapter-weights"}
+    reasons = [a["reason"] for a in alerts]
+    assert reasons[0].startswith("unsigned")
+    assert all("signature does not match" in r for r in (reasons[1], reasons[2], reasons[7]))
+    assert "not valid safetensors" in reasons[3]
+    assert "shape" in reasons[4] and "another-bundle" in reasons[5] and "NaN" in reasons[6]
+    assert service.server is not None
+    with urllib.request.urlopen(f"http://127.0.0.1:{service.server.port}/metrics") as r:
+        assert f"selfheal_scorer_adapter_rejected_total {float(len(cases))}" in r.read().decode()
+    # and a signed, sound adapter is still taken
+    produce_adapter(producer, topics.weights, TEST_SIGNER, good, b, 12, 0)
+    producer.flush()
+    wait_until(lambda: service.follower.accepted == 1)
+    wait_until(lambda: service.core.live.version == 12)
 
 
 def test_two_scorers_in_a_group_split_the_load(seed_bundle, seed_scenario, kafka, topics, group, run_service):
@@ -208,8 +260,6 @@ def test_two_scorers_in_a_group_split_the_load(seed_bundle, seed_scenario, kafka
 
 
 def test_metrics_and_health_endpoints(seed_bundle, seed_scenario, kafka, topics, group, run_service):
-    import urllib.request
-
     service = scorer(seed_bundle, kafka, topics, group, metrics_port=0)
     run_service(service)
     wait_until(lambda: service.server is not None)

@@ -25,7 +25,7 @@ def selfheal_commands(command):
     if command[0] == "selfheal":
         return [command[1:]]
     assert command[:2] == ["sh", "-c"], command
-    parts = re.split(r"&&|\|\||[()]", command[2])
+    parts = re.split(r"&&|\|\||[()>]", command[2])
     return [shlex.split(p.strip())[1:] for p in parts if p.strip().startswith("selfheal")]
 
 
@@ -53,6 +53,8 @@ def test_the_stack_has_what_the_design_says():
         svc = services[name]
         assert svc["depends_on"]["topics"]["condition"] == "service_completed_successfully"
         assert svc["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+        assert svc["environment"]["SELFHEAL_ADAPTER_KEY_FILE"] == "/keys/adapter.key"
+        assert svc["depends_on"]["key"]["condition"] == "service_completed_successfully"
     builds = {svc["build"]["dockerfile"] for svc in services.values() if "build" in svc}
     assert builds == {"deploy/Dockerfile"}  # one image
 

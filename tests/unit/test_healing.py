@@ -95,6 +95,34 @@ def test_a_candidate_that_flags_no_fraud_is_refused_as_collapse(covariate_bundle
     assert not result.accepted and result.reason.startswith("collapse")
 
 
+def test_a_candidate_that_flags_everything_is_refused_as_collapse(covariate_bundle, covariate_scenario):
+    b = covariate_bundle
+    cfg = HealConfig(steps=60, lr=0.05, pos_weight=1e4, gate=False, refit_offset=False)
+    result = heal_cycle(b.new_model(), drifted_batch(covariate_scenario), b.rules, b.threshold, b.costs, cfg)
+    assert result.metrics["pos_rate_after"] > 1 - cfg.collapse_rate
+    assert not result.accepted and result.reason.startswith("collapse: the candidate flags everything")
+
+
+def test_a_diverging_heal_is_refused_and_leaves_a_finite_adapter(covariate_bundle, covariate_scenario):
+    b = covariate_bundle
+    model = b.new_model()
+    before = model.adapter_state()
+    cfg = HealConfig(steps=5, lr=1e30, gate=False)  # accept anything finite: only the guard stands
+    result = heal_cycle(model, drifted_batch(covariate_scenario), b.rules, b.threshold, b.costs, cfg)
+    assert not result.accepted and "non-finite" in result.reason
+    assert all(torch.equal(result.adapter[k], before[k]) for k in before)
+
+
+def test_a_non_finite_adapter_is_never_serialised(covariate_bundle):
+    from shared.adapters import encode_adapter
+    from shared.errors import WeightsError
+
+    state = {k: v.clone() for k, v in covariate_bundle.adapter_state.items()}
+    state["scale"] = torch.tensor(float("inf"))
+    with pytest.raises(WeightsError, match="NaN or infinite"):
+        encode_adapter(state, covariate_bundle.id, 1, 0)
+
+
 def test_the_entropy_term_is_capped():
     logits = torch.zeros(10, requires_grad=True)  # maximal entropy, ln 2
     y = torch.tensor([0.0, 1.0] + [float("nan")] * 8)
