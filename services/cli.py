@@ -121,6 +121,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         label_delay=args.label_delay,
         label_free=args.label_free,
         seed=args.seed,
+        poison=args.poison,
     )
     result = run(cfg, say)
     written = write_outputs(result, out, plots=not args.no_plots)
@@ -459,6 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--label-delay", type=int, default=500, help="transactions before a label arrives")
     e.add_argument("--label-free", action="store_true", help="no labels ever arrive")
     e.add_argument("--seed", type=int, default=42)
+    e.add_argument(
+        "--poison",
+        type=_span,
+        metavar="FIRST:COUNT",
+        help="the labels of COUNT stream rows from FIRST arrive flipped (a broken label feed)",
+    )
     e.add_argument("--out", default="runs/latest")
     e.add_argument("--no-plots", action="store_true")
     e.add_argument("--quiet", action="store_true")
@@ -561,6 +568,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--adapt-window", type=int, default=1000, help="rows after the drift left out of the gap")
     d.set_defaults(func=cmd_demo)
     return p
+
+
+def _span(text: str) -> tuple[int, int]:
+    try:
+        first, count = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FIRST:COUNT (two integers), got {text!r}") from None
+    if first < 0 or count < 1:
+        raise argparse.ArgumentTypeError(f"FIRST must be >= 0 and COUNT >= 1, got {text!r}")
+    return first, count
 
 
 def main(argv: Sequence[str] | None = None) -> int:

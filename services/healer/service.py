@@ -11,6 +11,7 @@ re-published (scorers ignore a version they already hold).
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,7 @@ from shared.log import get_logger
 from shared.observability import lag_gauge
 from shared.registry import Registry, Snapshot
 from shared.signing import Signer
-from shared.wire import decode_decision, decode_label, decode_transactions
+from shared.wire import decode_decision, decode_label, decode_transactions, encode_alert
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,9 @@ class HealerMetrics:
         )
         self.heals = Counter("selfheal_healer_heals", "Heal cycles", ["result"], registry=r)
         self.rollbacks = Counter("selfheal_healer_rollbacks", "Rollbacks", registry=r)
+        self.quarantined = Gauge(
+            "selfheal_healer_labels_quarantined", "Labels held back as suspect (poisoned bursts)", registry=r
+        )
         self.bad_snapshots = Counter(
             "selfheal_healer_refused_snapshots", "Registry records refused (signature or payload)", registry=r
         )
@@ -110,6 +114,8 @@ class HealerService(ConsumerService):
             "adapter_version": self.healer.version,
             "episode": self.healer.episode is not None,
             "snapshots": len(self.registry),
+            "healing": self._running is not None,
+            "labels": self.healer.label_hold or "trusted",
             "buffer": self.healer.buffer.stats(),
         }
 
@@ -245,11 +251,38 @@ class HealerService(ConsumerService):
             if job is not None:
                 self._since_heal = 0
                 self._running = (job, self._pool.submit(self.healer.run, job))
+        for event in self.healer.drain_events():
+            self.alert(str(event.pop("feature")), str(event.pop("state")), **event)  # type: ignore[arg-type]
+        from_version = self.healer.version
         snap, reason = self.healer.check_rollback()
         if snap is not None:
             self.metrics.rollbacks.inc()
             self.log.warning("rollback", reason=reason, to_version=snap.version, snapshot=snap.id)
             self.publish(snap)
+            self.alert(
+                "adapter",
+                "rollback",
+                statistic=snap.version,
+                from_version=from_version,
+                to_version=snap.version,
+                snapshot=snap.id,
+                reason=reason,
+            )
+        self.metrics.quarantined.set(self.healer.labels_quarantined)
+
+    def alert(
+        self,
+        feature: str,
+        state: str,
+        statistic: float = 0.0,
+        threshold: float = 0.0,
+        **extra: str | int | float | None,
+    ) -> None:
+        """A record on drift-alerts from the healer (``detector: healer``): rollbacks, labels
+        found suspect or trusted again."""
+        data = encode_alert("healer", feature, statistic, threshold, state, time.time() * 1e3, **extra)
+        self.producer.produce(self.topics.alerts, data, key=f"healer-{feature}")
+        self.log.warning("alert", feature=feature, state=state, **extra)
 
     def _finish(self) -> None:
         assert self._running is not None

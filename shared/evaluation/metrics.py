@@ -52,6 +52,22 @@ def paired_z(d: ArrayLike) -> float:
     return float(x.mean() / (x.std(ddof=1) / np.sqrt(len(x)) + 1e-12))
 
 
+def cohen_kappa(a: ArrayLike, b: ArrayLike) -> float:
+    """Agreement of two binary verdicts beyond what their rates give by chance: 1 same,
+    0 no better than chance, below 0 anti-correlated (0 when either is constant).
+
+    >>> cohen_kappa([1, 0, 0, 0], [1, 0, 0, 0]), cohen_kappa([1, 0, 0, 0], [0, 1, 1, 1])
+    (1.0, -0.5)
+    """
+    x, y = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    if len(x) == 0:
+        return 0.0
+    po = float((x == y).mean())
+    px, py = float(x.mean()), float(y.mean())
+    pe = px * py + (1 - px) * (1 - py)
+    return 0.0 if pe >= 1 else (po - pe) / (1 - pe)
+
+
 @dataclass(frozen=True)
 class Metrics:
     accuracy: float

@@ -88,6 +88,7 @@ class ExperimentConfig:
     heal: HealConfig | None = None  # None: the protocol's default (seed: the research settings)
     rollback: RollbackPolicy = field(default_factory=RollbackPolicy)
     fidi: dict[str, Any] = field(default_factory=dict)  # FIDI keyword overrides
+    poison: tuple[int, int] | None = None  # (first row, rows): labels of these rows arrive flipped
 
     def __post_init__(self) -> None:
         if self.protocol not in ("seed", "delayed"):
@@ -399,6 +400,10 @@ class _DelayedRun(_Run):
         shadow = np.zeros(n, dtype=np.float32)
         conflict_rate = ConflictRate(float(self.bundle.info.get("reference_conflict_rate", 0.0)))
         arrived = 0  # labels of rows [0, arrived) have arrived
+        labels = s.y.copy()  # as they arrive: a poisoned burst arrives flipped
+        if cfg.poison is not None:
+            first, count = cfg.poison
+            labels[first : first + count] = 1 - labels[first : first + count]
         mode = "no labels (label-free)" if cfg.label_free else f"labels {cfg.label_delay} transactions late"
         self.say(f"delayed protocol on {self.sc.name!r}: {n:,} rows, drift at {s.drift_at}, {mode}")
         for b, start in enumerate(range(0, n, bs), start=1):
@@ -430,9 +435,12 @@ class _DelayedRun(_Run):
 
             new_arrived = arrived if cfg.label_free else max(arrived, end - cfg.label_delay)
             if new_arrived > arrived:
-                healer.add_labels(list(s.ids[arrived:new_arrived]), s.y[arrived:new_arrived].tolist())
+                healer.add_labels(list(s.ids[arrived:new_arrived]), labels[arrived:new_arrived].tolist())
                 arrived = new_arrived
 
+            for e in healer.drain_events():
+                self.event(f"labels_{e['state']}", b, **{k: v for k, v in e.items() if k != "state"})
+                self.say(f"batch {b:3d}: labels {e['state']}: {e['reason']}")
             action, terms = "monitor", dict[str, float]()
             if healer.episode is not None:
                 outcome = healer.heal()

@@ -47,6 +47,7 @@ class LabelJoinBuffer:
         self.labels_joined = 0
         self.labels_dropped = 0  # waited for a transaction that never came, until the wait list was full
         self.labels_expired = 0  # arrived after their transaction had left the buffer
+        self.labels_withdrawn = 0  # taken back by forget_labels
 
     def __len__(self) -> int:
         return min(self._seen, self.capacity)
@@ -99,6 +100,19 @@ class LabelJoinBuffer:
                 self._delays_ms.append(ts - self._ts[slot])
         self._y[slot] = label
 
+    def forget_labels(self, ids: Sequence[str]) -> int:
+        """Withdraw labels found untrustworthy (a poisoned burst); returns how many were held."""
+        n = 0
+        for tx_id in ids:
+            slot = self._slot.get(tx_id)
+            if slot is not None and not np.isnan(self._y[slot]):
+                self._y[slot] = np.nan
+                n += 1
+            elif self._pending.pop(tx_id, None) is not None:
+                n += 1
+        self.labels_withdrawn += n
+        return n
+
     def position_since(self, ts: float) -> int:
         """Stream position of the oldest buffered row stamped at or after ``ts`` (else ``seen``)."""
         rows = np.flatnonzero((self._seq >= 0) & (self._ts >= ts))
@@ -127,6 +141,7 @@ class LabelJoinBuffer:
             "labels_pending": len(self._pending),
             "labels_dropped": self.labels_dropped,
             "labels_expired": self.labels_expired,
+            "labels_withdrawn": self.labels_withdrawn,
         }
         if self._delays_tx:
             d["label_delay_tx_p50"] = float(np.median(self._delays_tx))

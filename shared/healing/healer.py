@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shared.bundle import Bundle
-from shared.evaluation import metrics_from_predictions, paired_z
+from shared.evaluation import cohen_kappa, metrics_from_predictions, paired_z
 from shared.healing.buffer import LabelJoinBuffer
 from shared.healing.heal import HealBatch, HealConfig, HealResult, heal_cycle
 from shared.model import AdapterState, SelfHealingModel
@@ -46,6 +46,10 @@ class HealerConfig:
     shadow_rows: int = 1000  # recent healed decisions (with labels) compared with the shadow's
     shadow_min_rows: int = 300  # fewer than this: no verdict
     shadow_z: float = 2.0  # paired z of (healed cost - shadow cost) that means "healing hurts"
+    label_guard: bool = True  # hold labels in chunks of quality_rows until judged (poisoned bursts)
+    label_kappa_min: float = -0.05  # the frozen shadow's agreement with a chunk's labels below this: suspect
+    label_guard_min: int = 50  # labels with a known shadow verdict needed to judge a chunk
+    label_resume_chunks: int = 2  # clean chunks after a suspect one before healing resumes
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,17 @@ class Healer:
         self._episode_ts: float | None = None  # the onset's timestamp, until a row that recent arrives
         self.n_heals = 0
         self.labels_at_first_heal: int | None = None
+        self._held: list[tuple[str, float]] = []  # labels waiting for their chunk to be judged
+        self._last_release: tuple[list[str], int] = (
+            [],
+            0,
+        )  # (ids, registry length) of the last chunk released
+        self._clean_chunks = 0
+        self._pending_rollback: tuple[Snapshot, str] | None = None
+        self.label_hold: str | None = None  # why healing waits for trustworthy labels
+        self.label_kappa = float("nan")  # the shadow's agreement with the last judged chunk
+        self.labels_quarantined = 0
+        self.events: list[dict[str, object]] = []
         if len(registry) == 0:
             registry.record("initial", bundle.adapter_state, version=0, note="adapter as trained")
         self.live = self._live_from_registry()
@@ -122,24 +137,114 @@ class Healer:
             self._decisions.popitem(last=False)
 
     def add_labels(self, ids: Sequence[str], labels: Sequence[float]) -> None:
+        """Labels as they arrive. With the label guard on they are held in chunks of
+        ``quality_rows`` and reach the buffer (and the quality measurements) only once their
+        chunk is judged trustworthy; see :meth:`_judge_chunk`."""
+        if not self.cfg.label_guard:
+            self._release([(i, float(y)) for i, y in zip(ids, labels, strict=True)])
+            return
+        for tx_id, y in zip(ids, labels, strict=True):
+            self._held.append((tx_id, float(y)))
+            if len(self._held) >= self.cfg.quality_rows:
+                chunk, self._held = self._held, []
+                self._judge_chunk(chunk)
+
+    def _judge_chunk(self, chunk: list[tuple[str, float]]) -> None:
+        """A burst of flipped labels shows as labels that disagree with the frozen shadow
+        model beyond chance (Cohen's kappa below ``label_kappa_min``); drift does not do that
+        (per-chunk kappa stays above 0.06 on every card scenario, flipped chunks fall to
+        -0.03 to -0.7). A suspect chunk never reaches the buffer."""
+        known = [
+            (y >= 0.5, d[2]) for tx_id, y in chunk if (d := self._decisions.get(tx_id)) and d[2] is not None
+        ]
+        if len(known) >= self.cfg.label_guard_min:
+            self.label_kappa = cohen_kappa([y for y, _ in known], [sf for _, sf in known])
+            if self.label_kappa < self.cfg.label_kappa_min:
+                self._quarantine(chunk, self.label_kappa, len(known))
+                return
+        self._clean_chunks += 1
+        if self.label_hold is not None and self._clean_chunks >= self.cfg.label_resume_chunks:
+            self.label_hold = None
+            self.events.append(
+                {
+                    "feature": "labels",
+                    "state": "trusted",
+                    "statistic": self.label_kappa,
+                    "threshold": self.cfg.label_kappa_min,
+                    "reason": "labels agree with the shadow again",
+                }
+            )
+        self._release(chunk)
+
+    def _quarantine(self, chunk: list[tuple[str, float]], kappa: float, n: int) -> None:
+        """Set a suspect chunk aside, pause healing, withdraw the chunk released before it (it
+        may hold the burst's first labels) and, if an adapter healed since then is live, queue
+        a rollback to the best post-heal snapshot made before it."""
+        self.labels_quarantined += len(chunk)
+        reason = (
+            f"labels disagree with the bundle's own model beyond chance: kappa {kappa:.2f} < "
+            f"{self.cfg.label_kappa_min} over {n} labels (a poisoned or broken label feed?)"
+        )
+        first = self.label_hold is None
+        self.label_hold = f"healing paused: {reason}"
+        self._clean_chunks = 0
+        self.events.append(
+            {
+                "feature": "labels",
+                "state": "suspect",
+                "statistic": kappa,
+                "threshold": self.cfg.label_kappa_min,
+                "reason": reason,
+                "quarantined": len(chunk),
+            }
+        )
+        if not first:
+            return
+        prev_ids, seq0 = self._last_release
+        self.buffer.forget_labels(prev_ids)
+        if self.live.seq < seq0 or self.live.kind == "initial":
+            return  # the live adapter was healed before any suspect label arrived
+        before = [s for s in self.registry.post_heal(self.episode_seq) if s.seq < seq0 and "f1" in s.metrics]
+        target = max(reversed(before), key=lambda s: s.metrics["f1"]) if before else self._live_before(seq0)
+        if target.version != self.version:
+            self._pending_rollback = (target, reason)
+
+    def _live_before(self, seq: int) -> Snapshot:
+        """The adapter that was live just before registry position ``seq``."""
+        live = [
+            s
+            for s in self.registry.snapshots()[:seq]
+            if s.kind in LIVE_KINDS or (s.kind == "post" and s.accepted)
+        ]
+        return live[-1]
+
+    def _release(self, chunk: list[tuple[str, float]]) -> None:
+        ids, labels = [i for i, _ in chunk], [y for _, y in chunk]
         self.buffer.add_labels(ids, labels)
+        self._last_release = (ids, len(self.registry))
         if self.baseline_version < 1:
             return
         c = self.bundle.costs
-        for tx_id, y in zip(ids, labels, strict=True):
+        for tx_id, y in chunk:
             d = self._decisions.get(tx_id)
             if d is not None and d[1] >= self.baseline_version:
-                self._judged.append((float(y), d[0]))
+                self._judged.append((y, d[0]))
                 if d[2] is not None and d[1] > 0:
                     self._vs_shadow.append(float(c.per_row(y, d[0]) - c.per_row(y, d[2])))
         q = self.cfg.quality_rows
         while len(self._judged) >= q:
-            chunk, self._judged = self._judged[:q], self._judged[q:]
-            m = metrics_from_predictions([c[0] for c in chunk], [c[1] for c in chunk], self.bundle.costs)
+            chunk_j, self._judged = self._judged[:q], self._judged[q:]
+            m = metrics_from_predictions([c[0] for c in chunk_j], [c[1] for c in chunk_j], self.bundle.costs)
             self.watch.update(m.accuracy, m.f1)
             if self.watch.baseline_f1 is None and self.watch.n >= self.cfg.rollback.window:
                 # the baseline: live quality of the first healed adapter's decisions
                 self.watch.set_baseline(self.watch.rolling_accuracy, self.watch.rolling_f1)
+
+    def drain_events(self) -> list[dict[str, object]]:
+        """What the healer noticed about its inputs since the last call (labels suspect or
+        trusted again), for the service to publish on drift-alerts."""
+        out, self.events = self.events, []
+        return out
 
     # -- episodes
     def open_episode(self, onset_rows: int = 0, onset_ts: float | None = None) -> bool:
@@ -185,10 +290,15 @@ class Healer:
         self._resolve_episode()
         if self.paused is not None:
             return self.paused
+        if self.label_hold is not None:
+            return self.label_hold
         if self.cfg.label_free:
             return None
         have = self.buffer.snapshot(since=self.episode).n_labelled
-        return None if have >= self.cfg.min_labels else f"waiting for labels ({have}/{self.cfg.min_labels})"
+        if have >= self.cfg.min_labels:
+            return None
+        held = f"; {len(self._held)} more being checked" if self._held else ""
+        return f"waiting for labels ({have}/{self.cfg.min_labels}{held})"
 
     def prepare(self) -> HealJob | None:
         if self.ready() is not None or self.episode is None:
@@ -255,7 +365,17 @@ class Healer:
         return len(self._vs_shadow), paired_z(list(self._vs_shadow))
 
     def check_rollback(self) -> tuple[Snapshot | None, str | None]:
-        """(the rollback snapshot, reason) when quality degraded; (None, reason) when already on the best."""
+        """(the rollback snapshot, reason) when quality degraded or the labels an adapter was
+        healed on turned out suspect; (None, reason) when already on the best."""
+        if self._pending_rollback is not None:
+            target, reason = self._pending_rollback
+            self._pending_rollback = None
+            snap = self.registry.record(
+                "rollback", target.adapter, target.version, parent=self.version, note=reason
+            )
+            self.live = snap
+            self.watch.reset_window()
+            return snap, reason
         n, z = self.versus_shadow()
         if self.cfg.shadow_guard and n >= self.cfg.shadow_min_rows and z >= self.cfg.shadow_z:
             d = float(np.mean(self._vs_shadow))

@@ -25,6 +25,8 @@ def test_every_transaction_gets_a_decision_and_every_process_exits_cleanly(demo)
     on_disk = json.loads((out / "summary.json").read_text())
     assert {"noheal", "healed", "all_normal"} <= on_disk["rows"].keys()
     assert (out / "metrics.png").stat().st_size > 10_000
+    for log in (out / "logs").glob("scorer-*.log"):  # the healer's signed adapters are all taken
+        assert "adapter refused" not in log.read_text()
 
 
 def test_the_stack_detects_the_drift_and_never_makes_things_worse(demo):

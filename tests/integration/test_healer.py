@@ -140,7 +140,10 @@ def test_degraded_live_quality_rolls_back_through_the_registry(
     cfg = HealerServiceConfig(
         group=group,
         healer=HealerConfig(
-            heal=HealConfig(gate=False), quality_rows=50, rollback=RollbackPolicy(window=2, min_updates=2)
+            heal=HealConfig(gate=False),
+            quality_rows=50,
+            rollback=RollbackPolicy(window=2, min_updates=2),
+            label_guard=False,  # the shadow agrees with the wrong decisions: this is the watch's test
         ),
     )
     service = HealerService(b, kafka, topics, cfg, TEST_SIGNER)
@@ -209,3 +212,58 @@ def test_degraded_live_quality_rolls_back_through_the_registry(
     wait_until(lambda: 50 in service.published, timeout=30)
     kinds = [s.kind for s in service.registry.snapshots() if s.version == 50]
     assert "rollback" in kinds
+    alerts = [orjson.loads(value(m)) for m in read_topic(kafka, topics.alerts)]
+    rollbacks = [a for a in alerts if a["detector"] == "healer" and a["state"] == "rollback"]
+    assert rollbacks and rollbacks[-1]["to_version"] == 50 and "below the baseline" in rollbacks[-1]["reason"]
+
+
+def test_a_poisoned_label_feed_is_held_back_and_reported_on_drift_alerts(
+    covariate_bundle, kafka, topics, group, run_service
+):
+    import time
+
+    from shared.kafka import TrackedProducer
+    from shared.wire import encode_label
+
+    b = covariate_bundle
+    service = HealerService(b, kafka, topics, HealerServiceConfig(group=group), TEST_SIGNER)
+    run_service(service)
+    st = build("covariate", n_pre=0, n_post=1000).stream
+    shadow = b.new_model().predict_proba(st.X) >= b.threshold
+    p = TrackedProducer(kafka)
+    now = time.time() * 1e3
+    for i in range(1000):
+        p.produce(
+            topics.transactions,
+            encode_transaction(st.ids[i], b.features, st.X[i].tolist(), now),
+            key=st.ids[i],
+        )
+        d = {
+            "id": st.ids[i],
+            "score": float(shadow[i]),
+            "fraud": bool(shadow[i]),
+            "threshold": b.threshold,
+            "adapter_version": 0,
+            "bundle": b.id,
+            "rules": [],
+            "conflict": False,
+            "shadow_score": float(shadow[i]),
+            "latency_ms": 1.0,
+        }
+        p.produce(topics.decisions, orjson.dumps(d), key=st.ids[i])
+    p.flush()
+    wait_until(lambda: service.healer.buffer.seen == 1000 and len(service.healer._decisions) == 1000)
+    for i in range(300):  # a broken feed: every label inverted
+        p.produce(topics.labels, encode_label(st.ids[i], 1 - int(st.y[i])), key=st.ids[i])
+    p.flush()
+    wait_until(lambda: service.healer.labels_quarantined == 300)
+    assert service.healer.buffer.stats()["labelled"] == 0  # none reached the training buffer
+    assert service.health()["labels"].startswith("healing paused")
+    for i in range(300, 500):  # the feed is mended
+        p.produce(topics.labels, encode_label(st.ids[i], int(st.y[i])), key=st.ids[i])
+    p.flush()
+    wait_until(lambda: service.health()["labels"] == "trusted")
+    alerts = [orjson.loads(value(m)) for m in read_n(kafka, topics.alerts, 4)]
+    states = [(a["detector"], a["feature"], a["state"]) for a in alerts]
+    assert states == [("healer", "labels", "suspect")] * 3 + [("healer", "labels", "trusted")]
+    assert all(a["statistic"] < -0.05 and "kappa" in a["reason"] for a in alerts[:3])

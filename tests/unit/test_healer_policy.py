@@ -22,8 +22,10 @@ def test_no_heal_outside_an_episode_or_before_enough_labels(covariate_bundle, dr
     assert healer.ready() == "no drift episode" and healer.heal() is None
     assert healer.open_episode(onset_rows=1500) and not healer.open_episode(onset_rows=10)
     assert healer.ready() == "waiting for labels (0/100)"
-    healer.add_labels(ids[:50], y[:50].tolist())
-    assert healer.ready() == "waiting for labels (50/100)"
+    healer.add_labels(ids[:50], y[:50].tolist())  # held until a chunk of 100 can be checked
+    assert healer.ready() == "waiting for labels (0/100; 50 more being checked)"
+    healer.add_labels(ids[50:150], y[50:150].tolist())
+    assert healer.ready() is None  # the first chunk of 100 is checked and in the buffer
     healer.add_labels(ids[50:400], y[50:400].tolist())
     assert healer.ready() is None
 
@@ -141,7 +143,55 @@ def test_healing_that_beats_the_shadow_stays(covariate_bundle, drifted):
     assert healer.heal() is not None
     rows = slice(300, 800)
     truth = y[rows] == 1
-    healer.add_decisions(ids[rows], truth.tolist(), [1] * 500, (~truth).tolist())
+    wrong = np.random.default_rng(0).random(500) < 0.3  # the shadow is wrong on 30% of them
+    healer.add_decisions(ids[rows], truth.tolist(), [1] * 500, (truth ^ wrong).tolist())
     healer.add_labels(ids[rows], y[rows].tolist())
     assert healer.versus_shadow()[1] < 0
     assert healer.check_rollback() == (None, None) and healer.version == 1
+
+
+def test_a_burst_of_flipped_labels_is_held_back_and_the_heal_it_reached_is_undone(covariate_bundle, drifted):
+    """A poisoned label feed: the labels disagree with the bundle's own frozen model beyond
+    chance. The first suspect chunk is set aside, the chunk before it withdrawn, the adapter
+    healed since then rolled back to the best post-heal snapshot made before, and healing
+    waits for clean chunks again."""
+    ids, X, y = drifted
+    b = covariate_bundle
+    reg = Registry(MemoryStore(), b.id)
+    healer = Healer(b, reg, HealerConfig(heal=HealConfig(gate=False)))
+    healer.add_transactions(ids, X)
+    shadow = (b.new_model().predict_proba(X) >= b.threshold).tolist()
+    healer.add_decisions(ids, shadow, [0] * len(ids), shadow)
+    healer.open_episode(onset_rows=1500)
+    labels = y.astype(float).copy()
+    labels[370:600] = 1 - labels[370:600]  # the burst starts inside the chunk 300-400
+    healer.add_labels(ids[:300], labels[:300].tolist())
+    first = healer.heal()
+    assert first is not None and first.accepted and healer.version == 1
+    healer.add_labels(ids[300:400], labels[300:400].tolist())  # 30 flipped of 100: passes the check
+    assert healer.drain_events() == []
+    second = healer.heal()
+    assert second is not None and healer.version == 2  # healed on 30 flipped labels
+    healer.add_labels(ids[400:500], labels[400:500].tolist())  # all flipped: suspect
+    (event,) = healer.drain_events()
+    assert event["state"] == "suspect" and float(event["statistic"]) < -0.05  # type: ignore[arg-type]
+    snap, reason = healer.check_rollback()  # one chunk after the first flipped one
+    assert snap is not None and snap.kind == "rollback" and snap.version == 1 and healer.version == 1
+    assert reason is not None and "kappa" in reason
+    assert healer.buffer.stats()["labels_withdrawn"] == 100  # the chunk that let the burst in
+    assert healer.ready() is not None and healer.ready().startswith("healing paused")  # type: ignore[union-attr]
+    healer.add_labels(ids[500:600], labels[500:600].tolist())  # still flipped
+    assert healer.check_rollback() == (None, None) and healer.labels_quarantined == 200
+    healer.add_labels(ids[600:800], labels[600:800].tolist())  # clean again: two chunks
+    assert [e["state"] for e in healer.drain_events()] == ["suspect", "trusted"]
+    assert healer.ready() is None
+    batch = healer.buffer.snapshot(since=healer.episode or 0)
+    assert batch.n_labelled == 300 + 200  # no quarantined or withdrawn label is in the buffer
+
+
+def test_labels_are_judged_only_against_known_shadow_verdicts(covariate_bundle, drifted):
+    ids, X, y = drifted
+    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id))
+    healer.add_transactions(ids, X)
+    healer.add_labels(ids[:200], (1 - y[:200]).tolist())  # flipped, but no decision seen: released
+    assert healer.labels_quarantined == 0 and healer.buffer.stats()["labelled"] == 200
