@@ -145,6 +145,16 @@ class HealerService(ConsumerService):
             self._finish()
         self.producer.flush()
 
+    def on_topics_recreated(self, names: list[str]) -> None:
+        """The broker lost its topics (the memory-only embedded broker restarted): write the
+        registry and the live adapter again, so scorers and a restarted healer find them."""
+        super().on_topics_recreated(names)
+        if self.topics.registry in names:
+            self.store.put_many(self.registry.snapshots())
+            self.log.warning("registry written again", snapshots=len(self.registry))
+        if self.topics.weights in names:
+            self.publish(self.healer.live)
+
     # -- the loop
     def handle(self, data: list[Message]) -> None:
         t = self.topics

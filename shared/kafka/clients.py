@@ -224,8 +224,13 @@ def read_topic(
     topic: str,
     timeout: float = 10.0,
     stop: Callable[[], bool] | None = None,
+    settle: float = 0.0,
 ) -> Iterator[Message]:
-    """Every message of ``topic`` from the beginning to its current end (by partition EOF)."""
+    """Every message of ``topic`` from the beginning to its current end (by partition EOF).
+
+    ``settle``: after every partition reported its end, keep reading until this many seconds
+    pass without a message (the embedded broker can report an end before the last acknowledged
+    records are readable; its end offsets cannot be trusted either)."""
     consumer = Consumer(consumer_config(settings, None, **{"enable.partition.eof": True}))
     try:
         parts = beginnings(consumer, topic, timeout)
@@ -234,12 +239,18 @@ def read_topic(
         consumer.assign(parts)
         done: set[int] = set()
         deadline = time.monotonic() + timeout
-        while len(done) < len(parts) and time.monotonic() < deadline and not (stop and stop()):
-            for msg in consumer.consume(500, 0.2):
+        quiet_until: float | None = None
+        while time.monotonic() < deadline and not (stop and stop()):
+            if len(done) == len(parts):
+                quiet_until = quiet_until or time.monotonic() + settle
+                if time.monotonic() >= quiet_until:
+                    return
+            for msg in consumer.consume(500, 0.1 if quiet_until else 0.2):
                 err = msg.error()
                 if err is not None and err.code() == KafkaError._PARTITION_EOF:
                     done.add(msg.partition() or 0)
                 elif check(msg):
+                    quiet_until = None
                     yield msg
     finally:
         consumer.close()

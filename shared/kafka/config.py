@@ -127,6 +127,7 @@ class KafkaSettings:
 
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
+    "reconnect.backoff.max.ms": 1000,  # back within a second of a broker restart (default 10 s)
     "linger.ms": 5,
     "acks": "all",
     "enable.idempotence": False,  # idempotent producers break after an embedded-broker restart
@@ -134,9 +135,11 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "compression.type": "lz4",
 }
 CONSUMER_DEFAULTS: dict[str, Any] = {
+    "reconnect.backoff.max.ms": 1000,
     "auto.offset.reset": "earliest",  # the embedded broker's end offsets are wrong: never "latest"
     "enable.auto.commit": True,  # commits what store_offsets stored ...
     "enable.auto.offset.store": False,  # ... which happens only after the output is delivered
+    "auto.commit.interval.ms": 1000,  # a crash redoes at most ~1 s of stored input (+ max_commit_wait)
     "session.timeout.ms": 6000,
     "heartbeat.interval.ms": 1000,
     # The embedded broker answers a fetch only when this runs out, data or not (measured:

@@ -61,9 +61,13 @@ class KafkaSnapshotStore:
         self.log = get_logger("registry")
 
     def put(self, snapshot: Snapshot) -> None:
-        data = snapshot.to_bytes()
-        headers = self.signer.headers(SNAPSHOT, snapshot.id, data)
-        self.producer.produce(self.topic, data, key=snapshot.id, headers=headers)
+        self.put_many([snapshot])
+
+    def put_many(self, snapshots: list[Snapshot]) -> None:
+        for snapshot in snapshots:
+            data = snapshot.to_bytes()
+            headers = self.signer.headers(SNAPSHOT, snapshot.id, data)
+            self.producer.produce(self.topic, data, key=snapshot.id, headers=headers)
         self.producer.flush()  # a snapshot is durable before the adapter it holds is published
 
     def parse(self, msg: Message) -> Snapshot:
@@ -76,7 +80,7 @@ class KafkaSnapshotStore:
 
     def load_all(self) -> list[Snapshot]:
         snaps: dict[str, Snapshot] = {}
-        for msg in read_topic(self.settings, self.topic, timeout=30.0):
+        for msg in read_topic(self.settings, self.topic, timeout=30.0, settle=1.0):
             if not msg.value():
                 continue  # a tombstone
             try:

@@ -12,10 +12,11 @@ from types import FrameType
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from shared.kafka.broker import EmbeddedBroker
 from shared.kafka.clients import TrackedProducer, check, create_topics, group_consumer
-from shared.kafka.config import KafkaSettings, Topics
+from shared.kafka.config import KafkaSettings, Topics, TopicSpec
 from shared.log import get_logger
 from shared.observability import MetricsServer
 
@@ -171,11 +172,49 @@ def batch_loop(
             consumer.close()  # commits the stored offsets and leaves the group
 
 
+class TopicGuard:
+    """Every ``every`` seconds, checks that the service's topics exist and creates those that
+    do not: the embedded broker keeps nothing across a restart. ``on_recreated`` then runs
+    (the healer writes its registry and live adapter again). While the broker is away the
+    check waits at most ``timeout`` and tries again later; librdkafka reconnects by itself."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        specs: list[TopicSpec],
+        on_recreated: Callable[[list[str]], None],
+        every: float = 2.0,
+        timeout: float = 2.0,
+    ) -> None:
+        self.settings, self.specs, self.on_recreated = settings, specs, on_recreated
+        self.every, self.timeout = every, timeout
+        self._admin = AdminClient(settings.connection())
+        self._next = time.monotonic() + every
+        self.recreated = 0
+
+    def maybe_check(self) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.every
+        try:
+            names = set(self._admin.list_topics(timeout=self.timeout).topics)
+        except KafkaException:
+            return  # the broker is away: check again later
+        missing = [s for s in self.specs if s.name not in names]
+        if missing:
+            create_topics(self.settings, missing, timeout=10.0)
+            self.recreated += 1
+            self.on_recreated([s.name for s in missing])
+
+
 class ConsumerService:
     """The life of every selfheal service: serve /metrics and /health, ``on_start``, then the
     batch loop over ``inputs()`` with ``handle`` and ``tick``, and ``on_stop`` however it ends.
 
-    A subclass sets ``settings``, ``config`` (``group``, ``batch_size``, ``poll_timeout``,
+    Every few seconds it also checks that its topics exist (:class:`TopicGuard`).
+
+    A subclass sets ``settings``, ``topics``, ``config`` (``group``, ``batch_size``, ``poll_timeout``,
     ``max_commit_wait``, ``metrics_port``), ``metrics`` (``registry`` and a ``lag`` gauge), ``producer`` and
     ``log``, and implements ``inputs``, ``handle`` and ``health``.
     """
@@ -185,6 +224,7 @@ class ConsumerService:
     metrics: Any
     producer: TrackedProducer
     log: Any
+    topics: Topics
     server: MetricsServer | None = None
     fill_batches: bool = True  # consume(n, timeout); the scorer takes what is there (latency)
     assigned: int = 0  # partitions this instance owns now
@@ -220,12 +260,26 @@ class ConsumerService:
     def on_stop(self) -> None:
         """After the last batch, before the metrics server goes."""
 
+    def on_topics_recreated(self, names: list[str]) -> None:
+        """The broker had lost ``names`` (a memory-only broker restarted); they exist again."""
+        self.log.warning("topics recreated: the broker had lost them", topics=names)
+
+    def topic_specs(self) -> list[TopicSpec]:
+        """The topics this service needs (all of selfheal's: a restarted broker gets them all back)."""
+        topics: Topics = self.topics
+        return topics.specs(self.settings.replication)
+
+    def _tick(self) -> None:
+        self._guard.maybe_check()
+        self.tick()
+
     def run(self, stop: StopFlag) -> None:
         if self.config.metrics_port is not None:
             self.server = MetricsServer(self.metrics.registry, self.health, self.config.metrics_port).start()
             self.log.info("metrics served", port=self.server.port)
         self.on_start()
         inputs = self.inputs()
+        self._guard = TopicGuard(self.settings, self.topic_specs(), self.on_topics_recreated)
         committer = self._committer = OffsetCommitter(self.producer, self.config.max_commit_wait)
         consumer = group_consumer(
             self.settings,
@@ -245,7 +299,7 @@ class ConsumerService:
                 self.handle,
                 self.config.batch_size,
                 self.config.poll_timeout,
-                tick=self.tick,
+                tick=self._tick,
                 fill=self.fill_batches,
             )
         finally:
