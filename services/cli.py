@@ -258,10 +258,10 @@ def cmd_service(args: argparse.Namespace) -> int:
 
     options: dict[str, Any] = {}
     if args.command == "scorer":
-        options = {"group": args.group, "batch_size": args.batch_size}
+        options = {"batch_size": args.batch_size}
     elif args.command == "healer":
         options = {"label_free": args.label_free}
-    return run_service(args.command, args.bundle, args.metrics_port, **options)
+    return run_service(args.command, args.bundle, args.metrics_port, args.group, **options)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -511,8 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
         svc = sub.add_parser(kind, help=f"run the {kind}: {text}")
         svc.add_argument("--bundle", required=True)
         svc.add_argument("--metrics-port", type=int, default=None, help="serve /metrics and /health here")
+        svc.add_argument("--group", default=f"selfheal-{kind}", help="consumer group (default: %(default)s)")
         if kind == "scorer":
-            svc.add_argument("--group", default="selfheal-scorer")
             svc.add_argument("--batch-size", type=int, default=500)
         if kind == "healer":
             svc.add_argument("--label-free", action="store_true")

@@ -49,7 +49,9 @@ def background_priority() -> None:
         os.nice(step)
 
 
-def run_service(kind: str, bundle_path: str, metrics_port: int | None, **options: Any) -> int:
+def run_service(
+    kind: str, bundle_path: str, metrics_port: int | None, group: str | None = None, **options: Any
+) -> int:
     """One service in this process, until SIGTERM/SIGINT (exit 0 after a clean stop)."""
     import torch
 
@@ -65,6 +67,7 @@ def run_service(kind: str, bundle_path: str, metrics_port: int | None, **options
     bundle = Bundle.load(bundle_path)
     topics = Topics.from_env()
     signer = Signer.from_env() if kind != "monitor" else None
+    named: dict[str, Any] = {"group": group} if group else {}  # else the service's default group
     stop = StopFlag()
     log = get_logger(kind, bundle=bundle.id)
     with kafka_session(KafkaSettings.from_env(), topics, log) as settings:
@@ -72,13 +75,19 @@ def run_service(kind: str, bundle_path: str, metrics_port: int | None, **options
         if kind == "scorer":
             assert signer is not None
             service = ScorerService(
-                bundle, settings, topics, ScorerConfig(metrics_port=metrics_port, **options), signer
+                bundle,
+                settings,
+                topics,
+                ScorerConfig(metrics_port=metrics_port, group=group or "selfheal-scorer", **options),
+                signer,
             )
         elif kind == "monitor":
-            service = MonitorService(bundle, settings, topics, MonitorConfig(metrics_port=metrics_port))
+            service = MonitorService(
+                bundle, settings, topics, MonitorConfig(metrics_port=metrics_port, **named)
+            )
         else:
             background_priority()
-            cfg = HealerServiceConfig(metrics_port=metrics_port, healer=HealerConfig(**options))
+            cfg = HealerServiceConfig(metrics_port=metrics_port, healer=HealerConfig(**options), **named)
             assert signer is not None
             service = HealerService(bundle, settings, topics, cfg, signer)
         service.run(stop)

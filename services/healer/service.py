@@ -6,7 +6,9 @@ adapter decided, to judge live quality), ``labels`` (late truth, joined by id) a
 ``drift-alerts`` (episodes open on drift, close on recovery). The heal cycle runs on a
 worker thread; the loop keeps consuming meanwhile, and no scorer ever waits for it.
 On start the registry is rebuilt from ``adapter-registry`` and the live adapter
-re-published (scorers ignore a version they already hold).
+re-published (scorers ignore a version they already hold); an open drift episode is
+picked up from ``drift-alerts``. The transaction buffer and held labels are not rebuilt:
+healing waits for ``min_labels`` new labels of the episode.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from shared.bundle import Bundle
 from shared.errors import WeightsError
 from shared.healing.heal import HealResult
 from shared.healing.healer import Healer, HealerConfig, HealJob
-from shared.kafka.clients import TrackedProducer, dead_letter
+from shared.kafka.clients import TrackedProducer, dead_letter, read_topic
 from shared.kafka.config import KafkaSettings, Topics
 from shared.kafka.registry_store import KafkaSnapshotStore, publish_adapter
 from shared.kafka.runtime import ConsumerService
@@ -138,6 +140,11 @@ class HealerService(ConsumerService):
         )
         if self.healer.version > 0:
             self.publish(self.healer.live)
+        # the episode lives in memory: after a restart, the alerts say whether one is open
+        # (the monitor publishes state changes only, so the last summary alert is the state)
+        self._alerts(list(read_topic(self.settings, self.topics.alerts, timeout=10.0)))
+        if self.healer.episode is not None:
+            self.log.info("drift episode resumed from drift-alerts", onset_row=self.healer.episode)
 
     def on_stop(self) -> None:
         self._pool.shutdown(wait=True)
