@@ -49,7 +49,7 @@ from shared.healing.healer import Healer, HealerConfig
 from shared.kafka import EmbeddedBroker, KafkaSettings, Topics, create_topics, read_topic
 from shared.kafka.broker import free_port
 from shared.kafka.clients import TrackedProducer, beginnings
-from shared.kafka.config import consumer_config
+from shared.kafka.config import TopicSpec, consumer_config
 from shared.kafka.runtime import ConsumerService, StopFlag
 from shared.log import get_logger
 from shared.observability import MetricsServer, lag_gauge
@@ -247,6 +247,9 @@ class PassthroughService(ConsumerService):
 
     def consumer_overrides(self) -> dict[str, Any]:
         return {"fetch.wait.max.ms": self.config.fetch_wait_ms}
+
+    def topic_specs(self) -> list[TopicSpec]:
+        return [TopicSpec(self.source, 4), TopicSpec(self.sink, 4)]
 
     def handle(self, data: list[Message]) -> None:
         self.producer.produce_many(

@@ -27,7 +27,7 @@ from shared.errors import WeightsError
 from shared.healing.heal import HealResult
 from shared.healing.healer import Healer, HealerConfig, HealJob
 from shared.kafka.clients import TrackedProducer, dead_letter, read_topic
-from shared.kafka.config import KafkaSettings, Topics
+from shared.kafka.config import KafkaSettings, Topics, TopicSpec
 from shared.kafka.registry_store import KafkaSnapshotStore, publish_adapter
 from shared.kafka.runtime import ConsumerService
 from shared.log import get_logger
@@ -151,6 +151,9 @@ class HealerService(ConsumerService):
         if self._running is not None and self._running[1].done():
             self._finish()
         self.producer.flush()
+
+    def topic_specs(self) -> list[TopicSpec]:
+        return self.topics.specs(self.settings.replication)  # the adapter topics included
 
     def on_topics_recreated(self, names: list[str]) -> None:
         """The broker lost its topics (the memory-only embedded broker restarted): write the

@@ -57,7 +57,7 @@ def cohen_kappa(a: ArrayLike, b: ArrayLike) -> float:
     0 no better than chance, below 0 anti-correlated (0 when either is constant).
 
     >>> cohen_kappa([1, 0, 0, 0], [1, 0, 0, 0]), cohen_kappa([1, 0, 0, 0], [0, 1, 1, 1])
-    (1.0, -0.5)
+    (1.0, -0.6)
     """
     x, y = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
     if len(x) == 0:

@@ -265,9 +265,11 @@ class ConsumerService:
         self.log.warning("topics recreated: the broker had lost them", topics=names)
 
     def topic_specs(self) -> list[TopicSpec]:
-        """The topics this service needs (all of selfheal's: a restarted broker gets them all back)."""
-        topics: Topics = self.topics
-        return topics.specs(self.settings.replication)
+        """The topics this service recreates when the broker lost them: all of selfheal's but
+        the two the healer writes (``adapter-weights``, ``adapter-registry``): the healer alone
+        recreates those, so that it knows to write its registry and live adapter again."""
+        t: Topics = self.topics
+        return [s for s in t.specs(self.settings.replication) if s.name not in (t.weights, t.registry)]
 
     def _tick(self) -> None:
         self._guard.maybe_check()
