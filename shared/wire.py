@@ -264,9 +264,7 @@ def encode_transaction(tx_id: str, features: Sequence[str], row: Sequence[float]
 
 def decode_label(raw: bytes | None) -> tuple[str, int] | str:
     """(id, label) or the reason it is unusable."""
-    if raw is not None and len(raw) > MAX_RECORD_BYTES:
-        return f"record too large: {len(raw)} bytes (limit {MAX_RECORD_BYTES})"
-    rec = _load_object(raw)
+    rec = _raw_reason(raw, None) or _load_object(raw)
     if isinstance(rec, str):
         return rec
     tx_id, label = rec.get("id"), rec.get("label")

@@ -105,11 +105,8 @@ class Healer:
 
     def _live_from_registry(self) -> Snapshot:
         """The adapter that went live last: after a restart, the healer resumes from it."""
-        live = [
-            s for s in self.registry.snapshots() if s.kind in LIVE_KINDS or (s.kind == "post" and s.accepted)
-        ]
         self.n_heals = self.registry.n_heals
-        return live[-1]
+        return self._live_before(len(self.registry))
 
     @property
     def version(self) -> int:

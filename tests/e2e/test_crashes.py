@@ -17,7 +17,7 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from services.bench import Child
+from services.bench import Child, assigned
 from shared.data import build
 from shared.kafka import EmbeddedBroker, KafkaSettings, Topics, TrackedProducer, create_topics
 from shared.kafka.clients import beginnings, read_topic
@@ -126,7 +126,7 @@ def read_all(s: Setup, topic: str, want: set[str] | None, timeout: float = 90) -
 def test_kill_9_one_of_two_scorers_loses_no_transaction(setup: Setup) -> None:
     a, b = setup.child("scorer", "scorer-a"), setup.child("scorer", "scorer-b")
     for c in (a, b):
-        c.wait(lambda h: int(h.get("partitions", 0)) > 0, "partitions")
+        c.wait(assigned, "partitions")
     ids = [f"k-{i}" for i in range(8000)]
     feeder = threading.Thread(target=produce, args=(setup, ids, 1000.0))
     feeder.start()
@@ -143,7 +143,7 @@ def test_kill_9_one_of_two_scorers_loses_no_transaction(setup: Setup) -> None:
 
 def test_sigterm_finishes_the_batch_commits_and_a_successor_redoes_nothing(setup: Setup) -> None:
     first = setup.child("scorer", "scorer-1")
-    first.wait(lambda h: int(h.get("partitions", 0)) > 0, "partitions")
+    first.wait(assigned, "partitions")
     ids = [f"t-{i}" for i in range(6000)]
     feeder = threading.Thread(target=produce, args=(setup, ids, 2000.0))
     feeder.start()
@@ -160,13 +160,13 @@ def test_sigterm_finishes_the_batch_commits_and_a_successor_redoes_nothing(setup
     assert second.stop() == 0
     for kind in ("monitor", "healer"):  # the others exit 0 on SIGTERM too
         c = setup.child(kind, kind)
-        c.wait(lambda h: int(h.get("partitions", 0)) > 0, "partitions")
+        c.wait(assigned, "partitions")
         assert c.stop() == 0
 
 
 def test_kill_9_the_monitor_resumes_from_committed_offsets(setup: Setup) -> None:
     monitor = setup.child("monitor", "monitor-1")
-    monitor.wait(lambda h: int(h.get("partitions", 0)) > 0, "partitions")
+    monitor.wait(assigned, "partitions")
     ids = [f"m-{i}" for i in range(6000)]
     feeder = threading.Thread(target=produce, args=(setup, ids, 2000.0))
     feeder.start()
@@ -190,7 +190,7 @@ def test_kill_9_the_healer_during_a_heal_rebuilds_a_consistent_registry(
     b = covariate_bundle
     scorer, healer = setup.child("scorer", "scorer"), setup.child("healer", "healer-1")
     for c in (scorer, healer):
-        c.wait(lambda h: int(h.get("partitions", 0)) > 0, "partitions")
+        c.wait(assigned, "partitions")
     p = TrackedProducer(setup.kafka)
     drift = encode_alert("fidi", "fidi", 2.0, 1.0, "drift", time.time() * 1e3, onset_rows=1)
     p.produce(setup.topics.alerts, drift, key="fidi")
@@ -218,7 +218,7 @@ def test_kill_9_the_healer_during_a_heal_rebuilds_a_consistent_registry(
     pres = {s.heal for s in snaps if s.kind == "pre"}
     assert posts <= pres and len(pres - posts) <= 1  # at most the interrupted heal's "pre"
     again = setup.child("healer", "healer-2")
-    again.wait(lambda h: int(h.get("partitions", 0)) > 0, "partitions")
+    again.wait(assigned, "partitions")
     h = again.health()
     assert h is not None and h["snapshots"] == len(snaps)
     live = [

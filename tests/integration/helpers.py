@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import orjson
 from confluent_kafka import Consumer, Message
 
 from shared.kafka import KafkaSettings, TrackedProducer
@@ -69,3 +70,23 @@ def headers(m: Message) -> dict[str, str]:
     """A record's headers as text."""
     pairs: list[tuple[str, bytes]] = m.headers() or []  # type: ignore[assignment]
     return {k: v.decode() for k, v in pairs}
+
+
+def decision(
+    tx_id: str, fraud: bool, shadow_fraud: bool, version: int, bundle: str, threshold: float
+) -> bytes:
+    """A decision as the scorer writes it (score 0 or 1), for feeding the healer by hand."""
+    return orjson.dumps(
+        {
+            "id": tx_id,
+            "score": float(fraud),
+            "fraud": fraud,
+            "threshold": threshold,
+            "adapter_version": version,
+            "bundle": bundle,
+            "rules": [],
+            "conflict": False,
+            "shadow_score": float(shadow_fraud),
+            "latency_ms": 1.0,
+        }
+    )

@@ -15,7 +15,7 @@ from shared.registry import Snapshot
 from shared.wire import encode_transaction
 
 from .conftest import TEST_SIGNER, wait_until
-from .helpers import produce_rows, read_n, value
+from .helpers import decision, produce_rows, read_n, value
 
 
 @pytest.fixture(scope="module")
@@ -187,19 +187,9 @@ def test_degraded_live_quality_rolls_back_through_the_registry(
     def decide_and_label(lo: int, hi: int, right: bool) -> None:
         for i in range(lo, hi):
             fraud = bool(st.y[i]) if right else not bool(st.y[i])
-            d = {
-                "id": st.ids[i],
-                "score": float(fraud),
-                "fraud": fraud,
-                "threshold": b.threshold,
-                "adapter_version": service.healer.version,
-                "bundle": b.id,
-                "rules": [],
-                "conflict": False,
-                "shadow_score": float(fraud),  # the shadow agrees: this test is the quality watch's
-                "latency_ms": 1.0,
-            }
-            p.produce(topics.decisions, orjson.dumps(d), key=st.ids[i])
+            # the shadow agrees: this test is the quality watch's
+            d = decision(st.ids[i], fraud, fraud, service.healer.version, b.id, b.threshold)
+            p.produce(topics.decisions, d, key=st.ids[i])
         p.flush()
         time.sleep(0.5)  # decisions first, as in life: labels come later
         for i in range(lo, hi):
@@ -238,19 +228,8 @@ def test_a_poisoned_label_feed_is_held_back_and_reported_on_drift_alerts(
             encode_transaction(st.ids[i], b.features, st.X[i].tolist(), now),
             key=st.ids[i],
         )
-        d = {
-            "id": st.ids[i],
-            "score": float(shadow[i]),
-            "fraud": bool(shadow[i]),
-            "threshold": b.threshold,
-            "adapter_version": 0,
-            "bundle": b.id,
-            "rules": [],
-            "conflict": False,
-            "shadow_score": float(shadow[i]),
-            "latency_ms": 1.0,
-        }
-        p.produce(topics.decisions, orjson.dumps(d), key=st.ids[i])
+        d = decision(st.ids[i], bool(shadow[i]), bool(shadow[i]), 0, b.id, b.threshold)
+        p.produce(topics.decisions, d, key=st.ids[i])
     p.flush()
     wait_until(lambda: service.healer.buffer.seen == 1000 and len(service.healer._decisions) == 1000)
     for i in range(300):  # a broken feed: every label inverted
