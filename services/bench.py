@@ -41,7 +41,6 @@ from prometheus_client import CollectorRegistry, Counter
 from services.demo import bundle_for
 from services.scorer.service import ScorerConfig
 from services.stack import health
-from shared.adapters import encode_adapter
 from shared.bundle import Bundle
 from shared.data import build
 from shared.errors import SelfhealError
@@ -52,10 +51,11 @@ from shared.kafka.clients import TrackedProducer, beginnings
 from shared.kafka.config import TopicSpec, consumer_config
 from shared.kafka.runtime import ConsumerService, StopFlag
 from shared.log import get_logger
+from shared.messages import Transaction, encode_transaction
+from shared.messages.adapters import encode_adapter
 from shared.observability import MetricsServer, lag_gauge
 from shared.registry import MemoryStore, Registry
 from shared.signing import ADAPTER, KEY_ENV, Signer, new_key
-from shared.wire import encode_transaction
 
 DECIDED = "selfheal_scorer_decisions_total"  # the counters that say a child has done its backlog
 PASSED = "selfheal_passthrough_messages_total"
@@ -285,7 +285,7 @@ def heal_fixture(bundle: Bundle, scenario: str, config: HealerConfig | None = No
 def heal_once(healer: Healer) -> float:
     """One heal cycle (prepare, run, finish); its wall time in ms."""
     t = time.perf_counter()
-    job = healer.job_for(healer.buffer.snapshot(since=healer.episode or 0))
+    job = healer.job_for(healer.buffer.snapshot(since=healer.episode.start if healer.episode else 0))
     healer.finish(job, healer.run(job))
     return (time.perf_counter() - t) * 1e3
 
@@ -656,7 +656,9 @@ class Bench:
                 tx_id = f"{prefix}-{i}"
                 now = time.time() * 1e3
                 producer.produce(
-                    topic, encode_transaction(tx_id, features, rows[i % len(rows)], now), key=tx_id
+                    topic,
+                    encode_transaction(Transaction.from_row(tx_id, features, rows[i % len(rows)], now)),
+                    key=tx_id,
                 )
                 sent[tx_id] = now
                 i += 1
@@ -757,7 +759,8 @@ class Bench:
         self.rows = [row.tolist() for row in sc.stream.X]
         features = list(self.bundle.features)
         self.payloads = [
-            encode_transaction(f"{i}", features, self.rows[i % len(self.rows)], None) for i in range(cfg.rows)
+            encode_transaction(Transaction.from_row(f"{i}", features, self.rows[i % len(self.rows)]))
+            for i in range(cfg.rows)
         ]
         with self.session():
             self.heal_cycles()

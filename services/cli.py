@@ -91,7 +91,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from shared.data import names
     from shared.experiment import ExperimentConfig, run
     from shared.experiment.report import format_library_table, format_table, write_json, write_outputs
+    from shared.healing.healer import HealerConfig
 
+    healer = HealerConfig(label_free=True) if args.label_free else None
     scenario = args.scenario_opt or args.scenario or "seed"
     say = _progress(args.quiet)
     out = Path(args.out)
@@ -105,8 +107,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                 scenario=name,
                 protocol="delayed",
                 label_delay=args.label_delay,
-                label_free=args.label_free,
+                healer=healer,
                 seed=args.seed,
+                poison=args.poison,
             )
             result = run(cfg, say)
             write_outputs(result, out / name, plots=not args.no_plots)
@@ -119,7 +122,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         scenario=scenario,
         protocol=args.protocol,
         label_delay=args.label_delay,
-        label_free=args.label_free,
+        healer=healer,
         seed=args.seed,
         poison=args.poison,
     )

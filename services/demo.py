@@ -13,7 +13,6 @@ import orjson
 from confluent_kafka import Consumer
 
 from services.stack import Stack, health
-from shared.adapters import decode_adapter
 from shared.bundle import Bundle
 from shared.data import build
 from shared.errors import SelfhealError, WeightsError
@@ -25,6 +24,8 @@ from shared.kafka import KafkaSettings, Topics, read_topic
 from shared.kafka.clients import beginnings
 from shared.kafka.config import consumer_config
 from shared.loadgen import produce_stream
+from shared.messages import Reject, decode_alert
+from shared.messages.adapters import decode_adapter
 from shared.model import safetensors_metadata
 from shared.streamreport import DecisionLog
 from shared.training import build_bundle
@@ -83,8 +84,8 @@ def swap_times(settings: KafkaSettings, topics: Topics, bundle: Bundle, log: Dec
             continue
         published.setdefault(msg.version, float(m.timestamp()[1]))
     first_use: dict[int, float] = {}
-    for _score, _shadow, _t, version, ts in log.decisions.values():
-        v = int(version)
+    for d, ts in log.decisions.values():
+        v = d.adapter_version
         first_use[v] = min(first_use.get(v, ts), ts)
     return {str(v): first_use[v] - t for v, t in sorted(published.items()) if v in first_use}
 
@@ -120,7 +121,8 @@ def write_stream_report(
         "costs": log.costs.to_dict(),
         **(extra or {}),
     }
-    alerts = [orjson.loads(m.value() or b"{}") for m in read_topic(settings, topics.alerts)]
+    decoded = [decode_alert(m.value()) for m in read_topic(settings, topics.alerts)]
+    alerts = [a.to_dict() for a in decoded if not isinstance(a, Reject)]
     snapshots = [
         orjson.loads(safetensors_metadata(m.value() or b"").get("snapshot", "{}"))
         for m in read_topic(settings, topics.registry)
@@ -279,8 +281,8 @@ def _scenario_rows(
         return {}
     pos = np.array([index[k] for k in keys])
     y = np.array([log.labels[k] for k in keys], dtype=np.float64)
-    score = np.array([log.decisions[k][0] for k in keys])
-    shadow = np.array([log.decisions[k][1] for k in keys])
+    score = np.array([log.decisions[k].decision.score for k in keys])
+    shadow = np.array([log.decisions[k].decision.shadow_score for k in keys])
     t, c = bundle.threshold, bundle.costs
     oracle = oracle_scores(sc.stream.X[point:], sc.stream.y[point:], bundle.config, c, seed=42)
     rows: dict[str, Metrics] = {

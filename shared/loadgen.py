@@ -9,7 +9,7 @@ from collections.abc import Callable
 from shared.data.scenarios import Stream
 from shared.kafka.clients import TrackedProducer
 from shared.kafka.config import KafkaSettings, Topics
-from shared.wire import encode_label, encode_transaction
+from shared.messages import Label, Transaction, encode_label, encode_transaction
 
 
 def produce_stream(
@@ -42,17 +42,11 @@ def produce_stream(
             tx_id = str(stream.ids[i])
             producer.produce(
                 topics.transactions,
-                encode_transaction(tx_id, features, stream.X[i].tolist(), now_ms),
+                encode_transaction(Transaction.from_row(tx_id, features, stream.X[i].tolist(), now_ms)),
                 key=tx_id,
             )
-        if label_delay is not None:
-            while labelled < hi - label_delay:
-                producer.produce(
-                    topics.labels,
-                    encode_label(str(stream.ids[labelled]), int(stream.y[labelled])),
-                    key=str(stream.ids[labelled]),
-                )
-                labelled += 1
+        if label_delay is not None and hi - label_delay > labelled:
+            labelled = _labels(producer, topics.labels, stream, labelled, hi - label_delay)
         producer.poll(0)
         if progress is not None:
             progress(hi)
@@ -61,12 +55,14 @@ def produce_stream(
             if ahead > 0:
                 time.sleep(ahead)
     if label_delay is not None:
-        while labelled < n:
-            producer.produce(
-                topics.labels,
-                encode_label(str(stream.ids[labelled]), int(stream.y[labelled])),
-                key=str(stream.ids[labelled]),
-            )
-            labelled += 1
+        _labels(producer, topics.labels, stream, labelled, n)
     producer.flush()
     return n
+
+
+def _labels(producer: TrackedProducer, topic: str, stream: Stream, lo: int, hi: int) -> int:
+    """The labels of stream rows ``lo`` to ``hi``; returns ``hi``."""
+    for i in range(lo, hi):
+        tx_id = str(stream.ids[i])
+        producer.produce(topic, encode_label(Label(tx_id, int(stream.y[i]))), key=tx_id)
+    return hi

@@ -7,56 +7,37 @@ Alerts (values for ``drift-alerts``, keyed by feature or detector):
   and one per drifting feature (statistic: its shift in reference standard deviations,
   threshold: ``min_effect``), all ``state = "drift"``;
 * FIDI recovers: the same keys with ``state = "recovered"``;
-* the conflict rate becomes elevated / normal again: key ``conflicts``.
+* the conflict rate becomes elevated / normal again: key ``conflicts``; the ``drift`` one
+  says the drift began ``onset_rows`` back: the rows of the fewest batches the conflict
+  rate alarms on (``min_batches`` x ``batch_rows``).
+
+The healer opens and closes its episodes on the two summary alerts (``fidi``,
+``conflicts``): :mod:`shared.healing.episodes`.
 """
 
 from __future__ import annotations
 
-import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from shared.bundle import Bundle
-from shared.drift import FIDI, ConflictRate
-
-
-@dataclass
-class Alert:
-    detector: str
-    feature: str
-    statistic: float
-    threshold: float
-    state: str  # "drift" or "recovered"
-    ts: float = field(default_factory=lambda: time.time() * 1e3)
-    onset_rows: int | None = None  # FIDI's estimate of how many rows ago the drift began
-    onset_ts: float | None = None  # producer timestamp (epoch ms) of the first row of that estimate
-
-    @property
-    def key(self) -> str:
-        return self.feature or self.detector
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "detector": self.detector,
-            "feature": self.feature,
-            "statistic": round(float(self.statistic), 6),
-            "threshold": float(self.threshold),
-            "state": self.state,
-            "ts": int(self.ts),
-            **({"onset_rows": self.onset_rows} if self.onset_rows is not None else {}),
-            **({"onset_ts": int(self.onset_ts)} if self.onset_ts is not None else {}),
-        }
+from shared.drift import FIDI, ConflictRate, WindowFIDI
+from shared.drift.fidi import SCALES
+from shared.messages import Alert
 
 
 class DriftMonitor:
-    def __init__(self, bundle: Bundle, batch_rows: int = 100, **fidi: Any) -> None:
+    def __init__(
+        self, bundle: Bundle, batch_rows: int = 100, detector: FIDI | WindowFIDI | None = None, **fidi: Any
+    ) -> None:
         self.batch_rows = batch_rows  # decisions per conflict-rate update
-        self.fidi: FIDI = bundle.new_fidi(**fidi)
+        self.fidi = detector if detector is not None else bundle.new_fidi(**fidi)
         self.conflicts = ConflictRate(float(bundle.info.get("reference_conflict_rate", 0.0)))
-        self._ts: deque[float | None] = deque(maxlen=self.fidi.scales[-1])  # producer ts of recent rows
+        longest = self.fidi.scales[-1] if isinstance(self.fidi, FIDI) else SCALES[-1]
+        self._ts: deque[float | None] = deque(maxlen=longest)  # event times of the rows an onset can name
+        self.alarm_rows: list[int] = []  # the row (counted from the first one seen) of each FIDI alarm
         self._conf_pending: list[bool] = []
         self._alarmed: list[str] = []
         self.conflicts_elevated = False
@@ -70,6 +51,7 @@ class DriftMonitor:
         alerts: list[Alert] = []
         self.fidi.update(X)
         if self.fidi.drift_detected:
+            self.alarm_rows.append(self.rows - len(X) + (self.fidi.detected_at or 0))
             self._alarmed = self.fidi.drifting_features
             onset = self.fidi.onset_rows()
             onset_ts = self._ts[-min(onset, len(self._ts))] if onset else None
@@ -98,7 +80,9 @@ class DriftMonitor:
             if elevated != self.conflicts_elevated:
                 self.conflicts_elevated = elevated
                 state = "drift" if elevated else "recovered"
+                onset = self.conflicts.min_batches * self.batch_rows if elevated else None
+                c = self.conflicts
                 alerts.append(
-                    Alert("conflicts", "conflicts", self.conflicts.rate, self.conflicts.reference_rate, state)
+                    Alert("conflicts", "conflicts", c.rate, c.reference_rate, state, onset_rows=onset)
                 )
         return alerts

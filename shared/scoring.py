@@ -16,6 +16,7 @@ import orjson
 import torch
 
 from shared.bundle import Bundle
+from shared.messages.decisions import encode_decisions, shared_fields
 from shared.model import AdapterState, ReflexiveLayer
 
 
@@ -68,7 +69,8 @@ class ScoringCore:
     def decisions(
         self, ids: list[str], X: np.ndarray, ts: list[float | None], received_ms: float
     ) -> list[bytes]:
-        """One JSON decision per row, stamped with the adapter version that scored it."""
+        """One encoded decision per row (:mod:`shared.messages.decisions`), stamped with the
+        adapter version that scored it."""
         p, ps = self.score(X)
         fired = self.bundle.rules.fires(X)
         conflicts = self.bundle.rules.conflicts(X, p, fired)
@@ -89,10 +91,7 @@ class ScoringCore:
         """The fields every decision of a batch shares, encoded once per adapter version."""
         version = self.live.version
         if self._constants is None or self._constants[0] != version:
-            encoded = orjson.dumps(
-                {"threshold": self.threshold, "adapter_version": version, "bundle": self.bundle.id}
-            )
-            self._constants = (version, encoded[1:-1])
+            self._constants = (version, shared_fields(self.threshold, version, self.bundle.id))
         return self._constants[1]
 
     def _rule_lists(self, fired: np.ndarray) -> list[bytes]:
@@ -111,49 +110,3 @@ class ScoringCore:
                 )
             out.append(enc)
         return out
-
-
-_DECISION = b'{"id":%b,"score":%b,"fraud":%b,%b,"rules":%b,"conflict":%b,"shadow_score":%b,"latency_ms":%b}'
-_JSON_BOOL = (b"false", b"true")
-
-
-def _json_numbers(values: np.ndarray, decimals: int) -> list[bytes]:
-    """Each value rounded and JSON-encoded: one ``orjson.dumps`` for the batch, split."""
-    return orjson.dumps(np.round(values.astype(np.float64), decimals).tolist())[1:-1].split(b",")
-
-
-def encode_decisions(
-    ids: list[str],
-    p: np.ndarray,
-    shadow: np.ndarray,
-    rules: list[bytes],
-    conflicts: np.ndarray,
-    latency_ms: np.ndarray,
-    threshold: float,
-    constants: bytes,
-) -> list[bytes]:
-    """Decisions as JSON (the format in :mod:`shared.wire`), from per-batch arrays;
-    ``constants`` holds the encoded threshold, adapter version and bundle.
-
-    A template filled per row with numbers encoded for the whole batch at once: a dict
-    and ``orjson.dumps`` per decision cost four times as much, and this is the scorer's
-    hottest loop.
-    """
-    if len(ids) == 0:
-        return []
-    if not (np.isfinite(p).all() and np.isfinite(shadow).all()):
-        raise ValueError("non-finite scores: the adapter is broken")
-    dumps, tf, tpl = orjson.dumps, _JSON_BOOL, _DECISION
-    return [
-        tpl % (dumps(i), s, tf[f], constants, r, tf[c], q, lat)
-        for i, s, f, r, c, q, lat in zip(
-            ids,
-            _json_numbers(p, 6),
-            (p >= threshold).tolist(),
-            rules,
-            conflicts.tolist(),
-            _json_numbers(shadow, 6),
-            _json_numbers(latency_ms, 3),
-            strict=True,
-        )
-    ]

@@ -9,49 +9,53 @@ compared on exactly the same transactions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from shared.evaluation import CostMatrix, Metrics, evaluate_scores, metrics_from_predictions
-from shared.wire import decode_decision, decode_label
+from shared.messages import Decision, Reject, decode_decision, decode_label
+
+
+class LoggedDecision(NamedTuple):
+    decision: Decision
+    ts_ms: float  # the decision record's timestamp (when the scorer produced it)
 
 
 @dataclass
 class DecisionLog:
     costs: CostMatrix = field(default_factory=CostMatrix)
-    decisions: dict[str, tuple[float, float, float, int, float]] = field(default_factory=dict)
-    # id -> (score, shadow score, threshold, adapter version, decision timestamp ms)
+    decisions: dict[str, LoggedDecision] = field(default_factory=dict)  # by transaction id
     labels: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
 
     def add_decision(self, raw: bytes | None, ts_ms: float = 0.0) -> None:
         d = decode_decision(raw)
-        if isinstance(d, str):
+        if isinstance(d, Reject):
             return
         if d.id in self.decisions:
             self.duplicates += 1
             return
-        self.decisions[d.id] = (d.score, d.shadow_score, d.threshold, d.adapter_version, ts_ms)
+        self.decisions[d.id] = LoggedDecision(d, ts_ms)
 
     def add_label(self, raw: bytes | None) -> None:
-        parsed = decode_label(raw)
-        if not isinstance(parsed, str):
-            self.labels[parsed[0]] = parsed[1]
+        label = decode_label(raw)
+        if not isinstance(label, Reject):
+            self.labels[label.id] = label.label
 
     def joined(self, last: int | None = None) -> dict[str, np.ndarray]:
         """Arrays over the labelled decisions in decision-time order (the ``last`` newest)."""
         keys = [k for k in self.decisions if k in self.labels]
-        keys.sort(key=lambda k: self.decisions[k][4])
+        keys.sort(key=lambda k: self.decisions[k].ts_ms)
         if last is not None:
             keys = keys[-last:]
-        rows = np.array([self.decisions[k][:4] for k in keys], dtype=np.float64).reshape(-1, 4)
+        ds = [self.decisions[k].decision for k in keys]
         return {
             "y": np.array([self.labels[k] for k in keys], dtype=np.float64),
-            "score": rows[:, 0],
-            "shadow": rows[:, 1],
-            "threshold": rows[:, 2],
-            "version": rows[:, 3],
+            "score": np.array([d.score for d in ds], dtype=np.float64),
+            "shadow": np.array([d.shadow_score for d in ds], dtype=np.float64),
+            "threshold": np.array([d.threshold for d in ds], dtype=np.float64),
+            "version": np.array([d.adapter_version for d in ds], dtype=np.int64),
         }
 
     def rows(self, last: int | None = None) -> dict[str, Metrics]:
@@ -66,16 +70,22 @@ class DecisionLog:
         }
 
     def batches(self, size: int = 100) -> list[dict[str, Any]]:
-        """Per-batch rows in the experiment's metrics.csv format (for the same plots)."""
+        """Per-batch rows in the experiment's metrics.csv format (for the same plots). A batch's
+        adapter version is its last decision's; a version not seen before is a heal, a return
+        to an older one a rollback."""
         j = self.joined()
         out: list[dict[str, Any]] = []
+        seen = {0}
         for b, lo in enumerate(range(0, len(j["y"]), size), start=1):
             sl = slice(lo, lo + size)
             y, t = j["y"][sl], float(j["threshold"][lo])
             nh = metrics_from_predictions(y, j["shadow"][sl] >= t, self.costs)
             h = metrics_from_predictions(y, j["score"][sl] >= t, self.costs)
-            version = int(j["version"][sl].max())
+            version = int(j["version"][sl][-1])
             prev = out[-1]["adapter_version"] if out else 0
+            action = "monitor" if version == prev else ("rollback" if version in seen else "healed")
+            seen.add(version)
+            state = {"healed": "healing", "rollback": "rolled_back"}.get(action)
             out.append(
                 {
                     "batch": b,
@@ -88,8 +98,8 @@ class DecisionLog:
                     "healed_f1": h.f1,
                     "healed_cost": h.cost,
                     "adapter_version": version,
-                    "action": "healed" if version != prev else "monitor",
-                    "state": "healing" if version != prev else ("stable" if version == 0 else "drift"),
+                    "action": action,
+                    "state": state or ("stable" if version == 0 else "drift"),
                 }
             )
         return out

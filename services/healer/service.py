@@ -3,8 +3,12 @@ published to ``adapter-weights``, every snapshot on ``adapter-registry``, rollba
 
 Inputs (its own consumer group): ``transactions`` (the buffer), ``decisions`` (what each
 adapter decided, to judge live quality), ``labels`` (late truth, joined by id) and
-``drift-alerts`` (episodes open on drift, close on recovery). The heal cycle runs on a
-worker thread; the loop keeps consuming meanwhile, and no scorer ever waits for it.
+``drift-alerts`` (an episode opens when a detector alarms and closes once every detector
+has recovered). All of that is :class:`~shared.healing.healer.Healer`'s policy, the one
+the offline runner runs; this loop decodes, feeds it in a fixed order (transactions,
+decisions, alerts, labels), lets its :class:`~shared.healing.worker.HealWorker` step
+between batches and publishes what comes out. The heal cycle runs on a worker thread;
+the loop keeps consuming meanwhile, and no scorer ever waits for it.
 On start the registry is rebuilt from ``adapter-registry`` and the live adapter
 re-published (scorers ignore a version they already hold); an open drift episode is
 picked up from ``drift-alerts``. The transaction buffer and held labels are not rebuilt:
@@ -13,28 +17,43 @@ healing waits for ``min_labels`` new labels of the episode.
 
 from __future__ import annotations
 
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from confluent_kafka import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shared.bundle import Bundle
 from shared.errors import WeightsError
-from shared.healing.heal import HealResult
-from shared.healing.healer import Healer, HealerConfig, HealJob
+from shared.healing.events import (
+    Degraded,
+    EpisodeClosed,
+    EpisodeOpened,
+    HealerEvent,
+    HealOutcome,
+    LabelsJudged,
+    RolledBack,
+)
+from shared.healing.healer import Healer, HealerConfig
+from shared.healing.worker import HealWorker
 from shared.kafka.clients import TrackedProducer, dead_letter, read_topic
 from shared.kafka.config import KafkaSettings, Topics, TopicSpec
 from shared.kafka.registry_store import KafkaSnapshotStore, publish_adapter
 from shared.kafka.runtime import ConsumerService
 from shared.log import get_logger
+from shared.messages import (
+    Alert,
+    Reject,
+    decode_alert,
+    decode_decision,
+    decode_label,
+    decode_transactions,
+    encode_alert,
+)
 from shared.observability import lag_gauge
 from shared.registry import Registry, Snapshot
 from shared.signing import Signer
-from shared.wire import decode_decision, decode_label, decode_transactions, encode_alert
 
 
 @dataclass(frozen=True)
@@ -43,10 +62,8 @@ class HealerServiceConfig:
     batch_size: int = 1000
     poll_timeout: float = 0.1
     max_commit_wait: float = 1.0  # seconds of output left undelivered before the loop waits for it
-    heal_every: int = 100  # new transactions or labels between heal cycles during an episode
-    default_onset: int = 1000  # rows back an episode starts when the alert does not say
     metrics_port: int | None = None
-    healer: HealerConfig = field(default_factory=HealerConfig)
+    healer: HealerConfig = field(default_factory=HealerConfig)  # the policy, shared with the offline runner
 
 
 class HealerMetrics:
@@ -88,7 +105,10 @@ class HealerService(ConsumerService):
         topics: Topics,
         config: HealerServiceConfig,
         signer: Signer,
+        executor: Executor | None = None,
     ) -> None:
+        """``executor`` runs the heal cycles: a worker thread unless given (a test runs them
+        inline, to replay a stream deterministically)."""
         self.bundle, self.settings, self.topics, self.config = bundle, settings, topics, config
         self.signer = signer
         self.metrics = HealerMetrics()
@@ -101,9 +121,7 @@ class HealerService(ConsumerService):
         self.metrics.bad_snapshots.inc(len(store.rejected))
         self.healer = Healer(bundle, self.registry, config.healer)
         self.rebuilt = len(self.registry)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="heal")
-        self._running: tuple[HealJob, Future[HealResult]] | None = None
-        self._since_heal = 0
+        self.worker = HealWorker(self.healer, executor or ThreadPoolExecutor(1, thread_name_prefix="heal"))
         self.foreign = 0  # decisions stamped with another bundle id
         self.published: list[int] = []
 
@@ -116,8 +134,8 @@ class HealerService(ConsumerService):
             "adapter_version": self.healer.version,
             "episode": self.healer.episode is not None,
             "snapshots": len(self.registry),
-            "healing": self._running is not None,
-            "labels": self.healer.label_hold or "trusted",
+            "healing": self.worker.running is not None,
+            "labels": self.healer.guard.hold or "trusted",
             "buffer": self.healer.buffer.stats(),
         }
 
@@ -144,12 +162,10 @@ class HealerService(ConsumerService):
         # (the monitor publishes state changes only, so the last summary alert is the state)
         self._alerts(list(read_topic(self.settings, self.topics.alerts, timeout=10.0)))
         if self.healer.episode is not None:
-            self.log.info("drift episode resumed from drift-alerts", onset_row=self.healer.episode)
+            self.log.info("drift episode resumed from drift-alerts", onset_row=self.healer.episode.start)
 
     def on_stop(self) -> None:
-        self._pool.shutdown(wait=True)
-        if self._running is not None and self._running[1].done():
-            self._finish()
+        self.act(self.worker.close())
         self.producer.flush()
 
     def topic_specs(self) -> list[TopicSpec]:
@@ -176,7 +192,6 @@ class HealerService(ConsumerService):
             ts = [t if t is not None else 0.0 for t in decoded.ts]
             self.healer.add_transactions(decoded.ids, decoded.X, ts)
             self.metrics.transactions.inc(len(decoded.ids))
-            self._since_heal += len(decoded.ids)
         if dec := by_topic.get(t.decisions):
             self._decisions(dec)
         if alerts := by_topic.get(t.alerts):
@@ -206,7 +221,7 @@ class HealerService(ConsumerService):
         shadow: list[bool] = []
         for m in msgs:
             d = decode_decision(m.value())
-            if isinstance(d, str):
+            if isinstance(d, Reject):
                 continue
             if d.bundle != self.bundle.id:
                 self.metrics.foreign.inc()
@@ -223,93 +238,69 @@ class HealerService(ConsumerService):
             ids.append(d.id)
             fraud.append(d.fraud)
             versions.append(d.adapter_version)
-            shadow.append(d.shadow_score >= d.threshold)
+            shadow.append(d.shadow_fraud)
         self.healer.add_decisions(ids, fraud, versions, shadow)
 
     def _labels(self, msgs: list[Message]) -> None:
         ids, labels = [], []
         for m in msgs:
             parsed = decode_label(m.value())
-            if isinstance(parsed, str):
+            if isinstance(parsed, Reject):
                 self.metrics.bad_labels.inc()
-                dead_letter(self.producer, self.topics.dlq, m, f"label: {parsed}", "healer")
+                dead_letter(self.producer, self.topics.dlq, m, parsed.prefixed("label"), "healer")
                 continue
-            ids.append(parsed[0])
-            labels.append(float(parsed[1]))
+            ids.append(parsed.id)
+            labels.append(float(parsed.label))
         self.healer.add_labels(ids, labels)
         self.metrics.labels.inc(len(ids))
-        self._since_heal += len(ids)
         delay = self.healer.buffer.stats().get("label_delay_tx_p50")
         if delay is not None:
             self.metrics.label_delay.set(delay)
 
     def _alerts(self, msgs: list[Message]) -> None:
         for m in msgs:
-            try:
-                a = orjson.loads(m.value() or b"")
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(a, dict) or a.get("feature") not in ("fidi", "conflicts"):
-                continue  # per-feature alerts repeat what the summary alert says
-            if a.get("state") == "drift":
-                onset = int(a.get("onset_rows") or self.config.default_onset)
-                onset_ts = a.get("onset_ts")
-                if self.healer.open_episode(onset, float(onset_ts) if onset_ts else None):
-                    self.metrics.episode.set(1)
-                    self.log.info("drift episode", trigger=a.get("detector"), onset_row=self.healer.episode)
-            elif a.get("state") == "recovered" and a.get("feature") == "fidi":
-                self.healer.close_episode()
-                self.metrics.episode.set(0)
-                self.log.info("episode closed")
+            alert = decode_alert(m.value())
+            if not isinstance(alert, Reject):
+                self.healer.on_alert(alert)
 
     def tick(self) -> None:
-        """Between batches: collect a finished heal, start the next one, watch live quality."""
-        if self._running is not None and self._running[1].done():
-            self._finish()
-        if self._running is None and self._since_heal >= self.config.heal_every:
-            job = self.healer.prepare()
-            if job is not None:
-                self._since_heal = 0
-                self._running = (job, self._pool.submit(self.healer.run, job))
-        for event in self.healer.drain_events():
-            self.alert(str(event.pop("feature")), str(event.pop("state")), **event)  # type: ignore[arg-type]
-        from_version = self.healer.version
-        snap, reason = self.healer.check_rollback()
-        if snap is not None:
-            self.metrics.rollbacks.inc()
-            self.log.warning("rollback", reason=reason, to_version=snap.version, snapshot=snap.id)
-            self.publish(snap)
-            self.alert(
-                "adapter",
-                "rollback",
-                statistic=snap.version,
-                from_version=from_version,
-                to_version=snap.version,
-                snapshot=snap.id,
-                reason=reason,
-            )
+        """Between batches: the worker collects a finished heal, starts the next, checks live
+        quality; what happened is published, counted and logged."""
+        self.act(self.worker.step())
         self.metrics.quarantined.set(self.healer.labels_quarantined)
 
-    def alert(
-        self,
-        feature: str,
-        state: str,
-        statistic: float = 0.0,
-        threshold: float = 0.0,
-        **extra: str | int | float | None,
-    ) -> None:
+    def act(self, events: list[HealerEvent]) -> None:
+        for e in events:
+            if isinstance(e, HealOutcome):
+                self._healed(e)
+            elif isinstance(e, RolledBack):
+                self.metrics.rollbacks.inc()
+                self.log.warning(
+                    "rollback", reason=e.reason, to_version=e.snapshot.version, snapshot=e.snapshot.id
+                )
+                self.publish(e.snapshot)
+                self.alert(e.to_alert())
+            elif isinstance(e, LabelsJudged):
+                self.alert(e.to_alert())
+            elif isinstance(e, Degraded):
+                self.log.warning(
+                    "live quality degraded; already on the adapter a rollback would restore", reason=e.reason
+                )
+            elif isinstance(e, EpisodeOpened):
+                self.metrics.episode.set(1)
+                self.log.info("drift episode", trigger=e.trigger, onset_row=e.start)
+            elif isinstance(e, EpisodeClosed):
+                self.metrics.episode.set(0)
+                self.log.info("episode closed", trigger=e.trigger)
+
+    def alert(self, alert: Alert) -> None:
         """A record on drift-alerts from the healer (``detector: healer``): rollbacks, labels
         found suspect or trusted again."""
-        data = encode_alert("healer", feature, statistic, threshold, state, time.time() * 1e3, **extra)
-        self.producer.produce(self.topics.alerts, data, key=f"healer-{feature}")
-        self.log.warning("alert", feature=feature, state=state, **extra)
+        self.producer.produce(self.topics.alerts, encode_alert(alert), key=alert.key)
+        self.log.warning("alert", **alert.to_dict())
 
-    def _finish(self) -> None:
-        assert self._running is not None
-        job, future = self._running
-        self._running = None
-        result = future.result()
-        outcome = self.healer.finish(job, result)
+    def _healed(self, outcome: HealOutcome) -> None:
+        result, job = outcome.result, outcome.job
         self.metrics.heals.labels("accepted" if result.accepted else "refused").inc()
         self.metrics.heal_seconds.observe(result.duration_ms / 1e3)
         self.log.info(

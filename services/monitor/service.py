@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from confluent_kafka import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -15,9 +14,9 @@ from shared.kafka.clients import TrackedProducer
 from shared.kafka.config import KafkaSettings, Topics
 from shared.kafka.runtime import ConsumerService
 from shared.log import get_logger
-from shared.monitoring import Alert, DriftMonitor
+from shared.messages import Alert, Reject, decode_decision, decode_transactions, encode_alert
+from shared.monitoring import DriftMonitor
 from shared.observability import lag_gauge
-from shared.wire import decode_decision, decode_transactions
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,7 @@ class MonitorService(ConsumerService):
             flags = []
             for raw in dec:
                 d = decode_decision(raw)
-                if isinstance(d, str):
+                if isinstance(d, Reject):
                     continue
                 if d.bundle != self.bundle.id:
                     self.metrics.foreign.inc()  # a scorer on another bundle: its conflicts are not ours
@@ -100,7 +99,7 @@ class MonitorService(ConsumerService):
             self.metrics.decisions.inc(len(flags))
             alerts += self.core.add_conflicts(flags)
         for alert in alerts:
-            self.producer.produce(self.topics.alerts, orjson.dumps(alert.to_dict()), key=alert.key)
+            self.producer.produce(self.topics.alerts, encode_alert(alert), key=alert.key)
             self.metrics.alerts.labels(alert.detector, alert.state).inc()
             self.log.info("alert", **alert.to_dict())
         self.published += alerts

@@ -19,17 +19,17 @@ from typing import Any
 from confluent_kafka import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from shared.adapters import AdapterMessage
 from shared.bundle import Bundle
 from shared.kafka.clients import TrackedProducer, dead_letter
 from shared.kafka.config import KafkaSettings, Topics
 from shared.kafka.follow import AdapterFollower
 from shared.kafka.runtime import ConsumerService
 from shared.log import get_logger
+from shared.messages import Alert, Checks, RecentIds, decode_transactions, encode_alert
+from shared.messages.adapters import AdapterMessage
 from shared.observability import lag_gauge
 from shared.scoring import ScoringCore
 from shared.signing import Signer
-from shared.wire import Checks, RecentIds, decode_transactions, encode_alert
 
 
 @dataclass(frozen=True)
@@ -61,26 +61,6 @@ class ScorerMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=r,
         )
-
-
-def _reason_kind(reason: str) -> str:
-    """A low-cardinality label for a DLQ reason."""
-    for prefix, kind in (
-        ("not JSON", "json"),
-        ("empty", "empty"),
-        ("record too large", "size"),
-        ("key is not", "key"),
-        ("unknown bundle", "bundle"),
-        ("duplicate", "duplicate"),
-        ("missing feature", "schema"),
-        ("unknown feature", "schema"),
-        ("missing", "schema"),
-        ("value is not", "schema"),
-        ("feature", "value"),
-    ):
-        if reason.startswith(prefix):
-            return kind
-    return "other"
 
 
 class ScorerService(ConsumerService):
@@ -115,18 +95,15 @@ class ScorerService(ConsumerService):
             offset=offset,
             live_version=self.core.live.version,
         )
-        alert = encode_alert(
+        alert = Alert(
             "scorer",
             "adapter-weights",
             self.follower.rejected,
             0,
             "rejected",
-            time.time() * 1e3,
-            reason=reason,
-            offset=offset,
-            live_version=self.core.live.version,
+            details={"reason": reason, "offset": offset, "live_version": self.core.live.version},
         )
-        self.producer.produce(self.topics.alerts, alert, key=b"adapter-weights")
+        self.producer.produce(self.topics.alerts, encode_alert(alert), key=alert.key)
 
     def health(self) -> dict[str, Any]:
         return {
@@ -175,9 +152,14 @@ class ScorerService(ConsumerService):
         for i, reason in decoded.rejected:
             m = data[i]
             dead_letter(producer, self.topics.dlq, m, reason, "scorer")
-            self.metrics.dlq.labels(_reason_kind(reason)).inc()
+            self.metrics.dlq.labels(reason.code.value).inc()
             self.log.warning(
-                "dead-lettered", reason=reason, topic=m.topic(), partition=m.partition(), offset=m.offset()
+                "dead-lettered",
+                reason=reason.text,
+                code=reason.code.value,
+                topic=m.topic(),
+                partition=m.partition(),
+                offset=m.offset(),
             )
         self.batches += 1
         self.metrics.latency.observe(time.perf_counter() - t0)

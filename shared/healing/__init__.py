@@ -1,7 +1,7 @@
 """Healing: the composite loss, one heal cycle with its guards, and the late-label buffer."""
 
 from shared.healing.buffer import LabelJoinBuffer
-from shared.healing.heal import HealBatch, HealConfig, HealResult, heal_cycle
+from shared.healing.cycle import HealBatch, HealConfig, HealResult, heal_cycle
 from shared.healing.loss import composite_loss
 
 __all__ = [

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.healing.heal import HealBatch
+from shared.healing.cycle import HealBatch
 
 
 class LabelJoinBuffer:

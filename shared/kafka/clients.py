@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from shared.errors import SelfhealError
 from shared.kafka.config import KafkaSettings, TopicSpec, consumer_config, producer_config
 from shared.log import get_logger
+from shared.messages import DeadLetter, Reject
 
 
 class KafkaClientError(SelfhealError):
@@ -127,18 +128,12 @@ class TrackedProducer:
             raise KafkaClientError(f"delivery failed: {self.tracker.last_error}")
 
 
-def dead_letter(producer: TrackedProducer, topic: str, msg: Message, reason: str, service: str) -> None:
-    """Send ``msg`` to the dead-letter ``topic`` as it came (value and key), with headers
-    ``reason``, ``service`` and the source ``topic``/``partition``/``offset``: every input
-    offset ends as an output or a dead letter that says where it came from and why."""
-    headers = [
-        ("reason", reason.encode()),
-        ("service", service.encode()),
-        ("topic", (msg.topic() or "").encode()),
-        ("partition", str(msg.partition()).encode()),
-        ("offset", str(msg.offset()).encode()),
-    ]
-    producer.produce(topic, msg.value(), key=msg.key(), headers=headers)
+def dead_letter(producer: TrackedProducer, topic: str, msg: Message, reason: Reject, service: str) -> None:
+    """Send ``msg`` to the dead-letter ``topic`` as it came (value and key), with the headers
+    of :class:`shared.messages.DeadLetter`: every input offset ends as an output or a dead
+    letter that says where it came from and why."""
+    letter = DeadLetter(reason, service, msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
+    producer.produce(topic, msg.value(), key=msg.key(), headers=letter.headers())
 
 
 def group_consumer(

@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from shared.adapters import AdapterMessage, decode_adapter
 from shared.errors import WeightsError
 from shared.kafka.clients import beginnings
 from shared.kafka.config import KafkaSettings, consumer_config
+from shared.messages.adapters import AdapterMessage, decode_adapter
 from shared.model import ModelConfig
 from shared.signing import ADAPTER, Signer
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from confluent_kafka import Message
 
-from shared.adapters import encode_adapter
 from shared.errors import WeightsError
 from shared.kafka.clients import TrackedProducer, read_topic
 from shared.kafka.config import KafkaSettings
 from shared.log import get_logger
+from shared.messages.adapters import encode_adapter
 from shared.model import AdapterState, ModelConfig
 from shared.registry.snapshot import Snapshot
 from shared.signing import ADAPTER, SNAPSHOT, Signer

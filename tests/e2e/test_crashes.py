@@ -24,8 +24,8 @@ from shared.kafka.clients import beginnings, read_topic
 from shared.kafka.config import consumer_config
 from shared.kafka.registry_store import KafkaSnapshotStore
 from shared.loadgen import produce_stream
+from shared.messages import Alert, Transaction, encode_alert, encode_transaction
 from shared.signing import KEY_ENV, Signer
-from shared.wire import encode_alert, encode_transaction
 
 KEY = "crash-tests-adapter-key-0123456789abcdef0123"
 
@@ -95,7 +95,9 @@ def produce(s: Setup, ids: list[str], rate: float) -> None:
     start = time.monotonic()
     for i, tx in enumerate(ids):
         p.produce(
-            s.topics.transactions, encode_transaction(tx, features, X[i].tolist(), time.time() * 1e3), key=tx
+            s.topics.transactions,
+            encode_transaction(Transaction.from_row(tx, features, X[i].tolist(), time.time() * 1e3)),
+            key=tx,
         )
         if i % 50 == 0:
             p.poll(0)
@@ -192,7 +194,7 @@ def test_kill_9_the_healer_during_a_heal_rebuilds_a_consistent_registry(
     for c in (scorer, healer):
         c.wait(assigned, "partitions")
     p = TrackedProducer(setup.kafka)
-    drift = encode_alert("fidi", "fidi", 2.0, 1.0, "drift", time.time() * 1e3, onset_rows=1)
+    drift = encode_alert(Alert("fidi", "fidi", 2.0, 1.0, "drift", onset_rows=1))
     p.produce(setup.topics.alerts, drift, key="fidi")
     p.flush()
     stream = build("covariate", n_pre=0, n_post=60000).stream

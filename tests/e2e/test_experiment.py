@@ -10,6 +10,7 @@ import pytest
 from services.cli import main
 from shared.experiment import ExperimentConfig, run
 from shared.experiment.report import write_outputs
+from shared.healing.healer import HealerConfig
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,7 @@ def test_control_raises_no_alarm_and_healing_changes_nothing():
 
 
 def test_label_free_healing_does_no_harm_on_covariate():
-    s = run(ExperimentConfig(scenario="covariate", label_free=True)).summary
+    s = run(ExperimentConfig(scenario="covariate", healer=HealerConfig(label_free=True))).summary
     assert s["label_delay"] is None
     assert s["rows"]["healed"]["cost"] <= 1.02 * s["rows"]["noheal"]["cost"]
 

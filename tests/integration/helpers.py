@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, Message
 from shared.kafka import KafkaSettings, TrackedProducer
 from shared.kafka.clients import beginnings
 from shared.kafka.config import consumer_config
-from shared.wire import encode_transaction
+from shared.messages import Transaction, encode_transaction
 
 
 def produce_rows(
@@ -27,7 +27,9 @@ def produce_rows(
     for start in range(0, len(ids), chunk):
         for i in range(start, min(start + chunk, len(ids))):
             producer.produce(
-                topic, encode_transaction(ids[i], features, X[i].tolist(), time.time() * 1e3), key=ids[i]
+                topic,
+                encode_transaction(Transaction.from_row(ids[i], features, X[i].tolist(), time.time() * 1e3)),
+                key=ids[i],
             )
         producer.poll(0)
         if pause:

@@ -11,8 +11,8 @@ from services.scorer.service import ScorerConfig, ScorerService
 from shared.data import build
 from shared.kafka import read_topic
 from shared.loadgen import produce_stream
+from shared.messages import Transaction, encode_transaction
 from shared.registry import Snapshot
-from shared.wire import encode_transaction
 
 from .conftest import TEST_SIGNER, wait_until
 from .helpers import decision, produce_rows, read_n, value
@@ -87,9 +87,9 @@ def test_an_operator_rollback_reaches_the_healer_and_the_weights_topic(
     import torch
 
     from services.cli import main
-    from shared.adapters import decode_adapter
     from shared.kafka import TrackedProducer
     from shared.kafka.registry_store import KafkaSnapshotStore
+    from shared.messages.adapters import decode_adapter
     from shared.registry import Registry, Snapshot
 
     b = covariate_bundle
@@ -133,8 +133,8 @@ def test_degraded_live_quality_rolls_back_through_the_registry(
     from shared.healing.healer import HealerConfig
     from shared.kafka import TrackedProducer
     from shared.kafka.registry_store import KafkaSnapshotStore
+    from shared.messages import Label, encode_label
     from shared.registry import Registry, RollbackPolicy
-    from shared.wire import encode_label
 
     b = covariate_bundle
     cfg = HealerServiceConfig(
@@ -154,7 +154,7 @@ def test_degraded_live_quality_rolls_back_through_the_registry(
     for i in range(1000):
         p.produce(
             topics.transactions,
-            encode_transaction(st.ids[i], b.features, st.X[i].tolist(), now),
+            encode_transaction(Transaction.from_row(st.ids[i], b.features, st.X[i].tolist(), now)),
             key=st.ids[i],
         )
     p.produce(
@@ -173,7 +173,7 @@ def test_degraded_live_quality_rolls_back_through_the_registry(
         key="fidi",
     )
     for i in range(400):
-        p.produce(topics.labels, encode_label(st.ids[i], int(st.y[i])), key=st.ids[i])
+        p.produce(topics.labels, encode_label(Label(st.ids[i], int(st.y[i]))), key=st.ids[i])
     p.flush()
     wait_until(lambda: service.healer.version >= 1, timeout=60)
     # a better post-heal snapshot from this episode, as the registry may hold
@@ -193,7 +193,7 @@ def test_degraded_live_quality_rolls_back_through_the_registry(
         p.flush()
         time.sleep(0.5)  # decisions first, as in life: labels come later
         for i in range(lo, hi):
-            p.produce(topics.labels, encode_label(st.ids[i], int(st.y[i])), key=st.ids[i])
+            p.produce(topics.labels, encode_label(Label(st.ids[i], int(st.y[i]))), key=st.ids[i])
         p.flush()
 
     decide_and_label(1000, 1200, right=True)  # the baseline: good decisions
@@ -213,7 +213,7 @@ def test_a_poisoned_label_feed_is_held_back_and_reported_on_drift_alerts(
     import time
 
     from shared.kafka import TrackedProducer
-    from shared.wire import encode_label
+    from shared.messages import Label, encode_label
 
     b = covariate_bundle
     service = HealerService(b, kafka, topics, HealerServiceConfig(group=group), TEST_SIGNER)
@@ -225,21 +225,21 @@ def test_a_poisoned_label_feed_is_held_back_and_reported_on_drift_alerts(
     for i in range(1000):
         p.produce(
             topics.transactions,
-            encode_transaction(st.ids[i], b.features, st.X[i].tolist(), now),
+            encode_transaction(Transaction.from_row(st.ids[i], b.features, st.X[i].tolist(), now)),
             key=st.ids[i],
         )
         d = decision(st.ids[i], bool(shadow[i]), bool(shadow[i]), 0, b.id, b.threshold)
         p.produce(topics.decisions, d, key=st.ids[i])
     p.flush()
-    wait_until(lambda: service.healer.buffer.seen == 1000 and len(service.healer._decisions) == 1000)
+    wait_until(lambda: service.healer.buffer.seen == 1000 and len(service.healer.verdicts) == 1000)
     for i in range(300):  # a broken feed: every label inverted
-        p.produce(topics.labels, encode_label(st.ids[i], 1 - int(st.y[i])), key=st.ids[i])
+        p.produce(topics.labels, encode_label(Label(st.ids[i], 1 - int(st.y[i]))), key=st.ids[i])
     p.flush()
     wait_until(lambda: service.healer.labels_quarantined == 300)
     assert service.healer.buffer.stats()["labelled"] == 0  # none reached the training buffer
     assert service.health()["labels"].startswith("healing paused")
     for i in range(300, 500):  # the feed is mended
-        p.produce(topics.labels, encode_label(st.ids[i], int(st.y[i])), key=st.ids[i])
+        p.produce(topics.labels, encode_label(Label(st.ids[i], int(st.y[i]))), key=st.ids[i])
     p.flush()
     wait_until(lambda: service.health()["labels"] == "trusted")
     alerts = [orjson.loads(value(m)) for m in read_n(kafka, topics.alerts, 4)]

@@ -9,12 +9,12 @@ import orjson
 import torch
 
 from services.scorer.service import ScorerConfig, ScorerService
-from shared.adapters import encode_adapter
 from shared.kafka import TrackedProducer
 from shared.kafka.registry_store import produce_adapter
+from shared.messages import Transaction, encode_transaction
+from shared.messages.adapters import encode_adapter
 from shared.registry import Snapshot
 from shared.signing import ADAPTER, SNAPSHOT, Signer
-from shared.wire import encode_transaction
 
 from .conftest import TEST_SIGNER, wait_until
 from .helpers import headers, key, produce_rows, read_n, reason, value
@@ -131,7 +131,10 @@ def test_every_input_offset_ends_as_a_decision_or_a_dead_letter(
     features = list(seed_bundle.features)
     bad = bad_inputs(features, seed_bundle.id)
     good = [
-        (f"ok-{i}".encode(), encode_transaction(f"ok-{i}", features, row.tolist(), None))
+        (
+            f"ok-{i}".encode(),
+            encode_transaction(Transaction.from_row(f"ok-{i}", features, row.tolist(), None)),
+        )
         for i, row in enumerate(seed_scenario.stream.X[:300])
     ]
     records = good + bad * 3  # bad ones again later: a duplicate id stays a duplicate

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from shared.healing import HealConfig
+from shared.healing.events import Degraded, LabelsJudged, RolledBack
 from shared.healing.healer import Healer, HealerConfig
 from shared.registry import DirectoryStore, MemoryStore, Registry, RollbackPolicy
 
@@ -53,7 +54,7 @@ def test_the_episode_heals_only_on_its_own_rows(covariate_bundle, covariate_scen
     healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id))
     healer.add_transactions(list(st.ids[:3000]), st.X[:3000])
     healer.open_episode(onset_rows=1000)
-    assert healer.episode == 2000
+    assert healer.episode is not None and healer.episode.start == 2000
     healer.add_labels(list(st.ids[:2500]), st.y[:2500].tolist())
     job = healer.prepare()
     assert job is not None and len(job.batch.y) == 1000 and job.batch.n_labelled == 500
@@ -77,14 +78,15 @@ def test_live_quality_degradation_rolls_back_to_the_best_post_heal(covariate_bun
     assert healer.watch.baseline_f1 == pytest.approx(1.0)
     healer.add_decisions(bad, (y[700:1100] == 0).tolist(), [2] * 400)
     healer.add_labels(bad, y[700:1100].tolist())
-    snap, reason = healer.check_rollback()
-    assert reason is not None and "below the baseline" in reason
+    event = healer.check_rollback()
+    assert event is not None and "below the baseline" in event.reason
     best = reg.best_post_heal("f1", since=healer.episode_seq)
     assert best is not None
     if best.version == 2:
-        assert snap is None  # already on the best
+        assert isinstance(event, Degraded)  # already on the best
     else:
-        assert snap is not None and snap.kind == "rollback" and healer.version == best.version
+        assert isinstance(event, RolledBack) and event.snapshot.kind == "rollback"
+        assert healer.version == best.version and event.from_version == 2
 
 
 def test_a_restarted_healer_resumes_from_the_registry(covariate_bundle, drifted, tmp_path):
@@ -119,11 +121,10 @@ def test_healing_that_loses_to_the_shadow_is_undone_and_paused(covariate_bundle,
     truth = y[rows] == 1
     healer.add_decisions(ids[rows], (~truth).tolist(), [1] * 500, truth.tolist())
     healer.add_labels(ids[rows], y[rows].tolist())
-    n, z = healer.versus_shadow()
-    assert n == 500 and z > 2
-    snap, reason = healer.check_rollback()
-    assert snap is not None and snap.kind == "rollback" and snap.version == 0 and healer.version == 0
-    assert reason is not None and "against the shadow" in reason
+    assert healer.shadow.n == 500 and healer.shadow.z > 2
+    event = healer.check_rollback()
+    assert isinstance(event, RolledBack) and event.snapshot.kind == "rollback"
+    assert event.snapshot.version == 0 and healer.version == 0 and "against the shadow" in event.reason
     assert healer.ready() is not None and "paused" in healer.ready()  # type: ignore[operator]
     assert healer.heal() is None
     healer.close_episode()
@@ -146,8 +147,8 @@ def test_healing_that_beats_the_shadow_stays(covariate_bundle, drifted):
     wrong = np.random.default_rng(0).random(500) < 0.3  # the shadow is wrong on 30% of them
     healer.add_decisions(ids[rows], truth.tolist(), [1] * 500, (truth ^ wrong).tolist())
     healer.add_labels(ids[rows], y[rows].tolist())
-    assert healer.versus_shadow()[1] < 0
-    assert healer.check_rollback() == (None, None) and healer.version == 1
+    assert healer.shadow.z < 0
+    assert healer.check_rollback() is None and healer.version == 1
 
 
 def test_a_burst_of_flipped_labels_is_held_back_and_the_heal_it_reached_is_undone(covariate_bundle, drifted):
@@ -168,24 +169,26 @@ def test_a_burst_of_flipped_labels_is_held_back_and_the_heal_it_reached_is_undon
     healer.add_labels(ids[:300], labels[:300].tolist())
     first = healer.heal()
     assert first is not None and first.accepted and healer.version == 1
+    healer.drain_events()  # the episode opened
     healer.add_labels(ids[300:400], labels[300:400].tolist())  # 30 flipped of 100: passes the check
     assert healer.drain_events() == []
     second = healer.heal()
     assert second is not None and healer.version == 2  # healed on 30 flipped labels
     healer.add_labels(ids[400:500], labels[400:500].tolist())  # all flipped: suspect
     (event,) = healer.drain_events()
-    assert event["state"] == "suspect" and float(event["statistic"]) < -0.05  # type: ignore[arg-type]
-    snap, reason = healer.check_rollback()  # one chunk after the first flipped one
-    assert snap is not None and snap.kind == "rollback" and snap.version == 1 and healer.version == 1
-    assert reason is not None and "kappa" in reason
+    assert isinstance(event, LabelsJudged) and event.state == "suspect" and event.kappa < -0.05
+    rollback = healer.check_rollback()  # one chunk after the first flipped one
+    assert isinstance(rollback, RolledBack) and rollback.snapshot.kind == "rollback"
+    assert rollback.snapshot.version == 1 and healer.version == 1 and "kappa" in rollback.reason
     assert healer.buffer.stats()["labels_withdrawn"] == 100  # the chunk that let the burst in
     assert healer.ready() is not None and healer.ready().startswith("healing paused")  # type: ignore[union-attr]
     healer.add_labels(ids[500:600], labels[500:600].tolist())  # still flipped
-    assert healer.check_rollback() == (None, None) and healer.labels_quarantined == 200
+    assert healer.check_rollback() is None and healer.labels_quarantined == 200
     healer.add_labels(ids[600:800], labels[600:800].tolist())  # clean again: two chunks
-    assert [e["state"] for e in healer.drain_events()] == ["suspect", "trusted"]
+    assert [e.state for e in healer.drain_events() if isinstance(e, LabelsJudged)] == ["suspect", "trusted"]
     assert healer.ready() is None
-    batch = healer.buffer.snapshot(since=healer.episode or 0)
+    assert healer.episode is not None
+    batch = healer.buffer.snapshot(since=healer.episode.start)
     assert batch.n_labelled == 300 + 200  # no quarantined or withdrawn label is in the buffer
 
 

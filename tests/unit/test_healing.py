@@ -7,7 +7,7 @@ import torch
 from shared.data import build
 from shared.evaluation import evaluate_scores
 from shared.healing import HealBatch, HealConfig, LabelJoinBuffer, composite_loss, heal_cycle
-from shared.healing.heal import _decide
+from shared.healing.cycle import _decide
 
 
 def drifted_batch(scenario, n=2000, labelled=True):
@@ -114,8 +114,8 @@ def test_a_diverging_heal_is_refused_and_leaves_a_finite_adapter(covariate_bundl
 
 
 def test_a_non_finite_adapter_is_never_serialised(covariate_bundle):
-    from shared.adapters import encode_adapter
     from shared.errors import WeightsError
+    from shared.messages.adapters import encode_adapter
 
     state = {k: v.clone() for k, v in covariate_bundle.adapter_state.items()}
     state["scale"] = torch.tensor(float("inf"))

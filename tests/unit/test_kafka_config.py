@@ -2,12 +2,8 @@ from __future__ import annotations
 
 import json
 
-import orjson
-import pytest
-
 from shared.kafka.clients import lag_from_stats
 from shared.kafka.config import KafkaSettings, Topics, consumer_config, producer_config
-from shared.wire import decode_label, decode_transactions
 
 
 def test_settings_from_the_environment_pass_security_through_and_redact_secrets():
@@ -55,44 +51,6 @@ def test_topics_round_trip_through_the_environment():
     assert Topics.from_env(env) == t
 
 
-@pytest.mark.parametrize(
-    "raw, reason",
-    [
-        (b"", "empty message"),
-        (b"{", "not JSON"),
-        (b"[]", "value is not a JSON object"),
-        (b'{"features": {}}', "missing or non-string 'id'"),
-        (b'{"id": "a"}', "missing 'features' object"),
-        (b'{"id": "a", "features": {"x": 1}}', "missing feature(s): y"),
-        (b'{"id": "a", "features": {"x": 1, "y": 2, "z": 3}}', "unknown feature(s): z"),
-        (b'{"id": "a", "features": {"x": true, "y": 2}}', "feature 'x' is not a number"),
-        (b'{"id": "a", "features": {"x": 1e13, "y": 2}}', "feature 'x' is not finite or absurd"),
-        (b'{"id": "a", "features": {"x": 1, "y": 2}, "ts": "now"}', "'ts' is not a number"),
-    ],
-)
-def test_transaction_decoding_rejects_with_a_reason(raw, reason):
-    d = decode_transactions([raw], ["x", "y"])
-    assert d.ids == [] and d.rejected[0][0] == 0 and d.rejected[0][1].startswith(reason)
-
-
-def test_transaction_decoding_keeps_order_and_flags_duplicates():
-    good = [
-        b'{"id": "a", "features": {"x": 1, "y": 2}, "ts": 5}',
-        b'{"id": "b", "features": {"y": 4, "x": 3}}',
-    ]
-    d = decode_transactions([good[0], b"{", good[1], good[0]], ["x", "y"])
-    assert d.ids == ["a", "b"] and d.X.tolist() == [[1, 2], [3, 4]] and d.ts == [5, None]
-    assert d.index == [0, 2] and d.rejected[1][1] == "duplicate id in batch"
-    assert [i for i, _ in d.rejected] == [1, 3]
-
-
-def test_label_decoding():
-    assert decode_label(b'{"id": "a", "label": 1}') == ("a", 1)
-    assert decode_label(b'{"id": "a", "label": 2}') == "'label' must be 0 or 1"
-    assert decode_label(b'{"id": "a", "label": true}') == "'label' must be 0 or 1"
-    assert str(decode_label(b"nope")).startswith("not JSON")
-
-
 def test_lag_is_summed_from_librdkafka_statistics():
     stats = {
         "topics": {
@@ -109,28 +67,3 @@ def test_lag_is_summed_from_librdkafka_statistics():
     assert lag_from_stats(json.dumps(stats)) == 12
     assert lag_from_stats(json.dumps({"topics": {}})) is None
     assert lag_from_stats("not json") is None
-
-
-def test_decision_decoding():
-    from shared.wire import decode_decision
-
-    full = {
-        "id": "a",
-        "score": 0.9,
-        "fraud": True,
-        "threshold": 0.1,
-        "adapter_version": 3,
-        "bundle": "b",
-        "rules": [],
-        "conflict": False,
-        "shadow_score": 0.2,
-        "latency_ms": 1.5,
-    }
-    d = decode_decision(orjson.dumps(full))
-    assert not isinstance(d, str) and (d.id, d.fraud, d.adapter_version, d.bundle) == ("a", True, 3, "b")
-    assert (
-        decode_decision(orjson.dumps({k: v for k, v in full.items() if k != "score"}))
-        == "missing field 'score'"
-    )
-    assert decode_decision(orjson.dumps({**full, "score": "high"})).startswith("bad field")  # type: ignore[union-attr]
-    assert decode_decision(b"[1]") == "value is not a JSON object"

@@ -1,4 +1,4 @@
-"""The scorer's decision encoder: the template against a dict through orjson."""
+"""The scorer's decisions: the documented JSON, the version stamp, non-finite scores refused."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import orjson
 import pytest
 
-from shared.scoring import ScoringCore, encode_decisions
+from shared.messages import Decision, decode_decision, encode_decision, encode_decisions
+from shared.scoring import ScoringCore
 from shared.training import TrainConfig, build_bundle
-from shared.wire import decode_decision
 
 RULES = """
 [[rule]]
@@ -49,7 +49,8 @@ def test_decisions_are_the_documented_json(core: ScoringCore) -> None:
         assert rec["threshold"] == core.threshold and rec["bundle"] == core.bundle.id
         assert rec["adapter_version"] == 0
         assert rec["latency_ms"] >= 0
-        assert not isinstance(decode_decision(raw), str)
+        decoded = decode_decision(raw)
+        assert isinstance(decoded, Decision) and encode_decision(decoded) == raw  # the plain encoder agrees
     assert [orjson.loads(r)["rules"] for r in out] == [["v1_low", "v2_high"], [], ["v1_low"]]
 
 

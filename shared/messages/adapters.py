@@ -1,4 +1,4 @@
-"""Adapter messages on ``adapter-weights``: safetensors bytes with their provenance.
+"""``adapter-weights`` (key: the bundle id, compacted): safetensors bytes with their provenance.
 
 Metadata (safetensors header, all strings): ``bundle`` (id), ``version``, ``parent``,
 ``created`` (ISO 8601 UTC), ``metrics`` (JSON). The record key is the bundle id, so a

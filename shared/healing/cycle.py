@@ -1,4 +1,4 @@
-"""One heal cycle: a candidate adapter from a buffer of recent rows, and whether to trust it.
+"""One heal cycle (``heal_cycle``): a candidate adapter from a buffer of recent rows, and whether to trust it.
 
 The live model is never touched: the cycle trains a copy of the adapter on the frozen
 backbone's features (computed once), then judges the candidate against the current
@@ -28,7 +28,7 @@ import torch
 
 from shared.evaluation import CostMatrix, metrics_from_predictions, paired_z
 from shared.healing.loss import composite_loss
-from shared.model import AdapterState, SelfHealingModel
+from shared.model import AdapterState, ReflexiveLayer, SelfHealingModel
 from shared.rules import RuleSet
 
 
@@ -94,39 +94,89 @@ def heal_cycle(
     ``shadow``, the never-healed one, when given); ``model`` stays as it was."""
     cfg = config or HealConfig()
     t0 = time.perf_counter()
+
+    def took() -> float:
+        return (time.perf_counter() - t0) * 1e3
+
     model.freeze_base()
     X = np.asarray(batch.X, dtype=np.float32)
     y = np.asarray(batch.y, dtype=np.float32)
-    n = len(y)
+    hold, train = _holdout(y, cfg)
+    targets = _rule_targets(rules, X, y, train, cfg)
+    with torch.no_grad():
+        H = model.hidden(torch.as_tensor(X))  # (N, hidden): the frozen part, once
+    before_state = model.adapter_state()
+    if _evidence(y, targets, train) == 0:
+        return HealResult(
+            before_state, False, "no evidence: no arrived label and no rule fired", duration_ms=took()
+        )
+    layer, sums = _train_candidate(model, H, y, targets, train, cfg)
+    if layer is None:
+        return HealResult(before_state, False, "non-finite loss", sums, duration_ms=took())
+    _refit_offset(model, layer, H, y, train, cfg, sums)
+    candidate = {k: v.detach().clone() for k, v in layer.state_dict().items()}
+    metrics = _candidate_metrics(model, layer, H, y, hold, train, targets, threshold, costs, shadow)
+    if targets.reliability is not None:
+        metrics.update(
+            {
+                f"rule_reliability.{name}": float(r)
+                for name, r in zip(rules.names, targets.reliability, strict=True)
+            }
+        )
+    accepted, reason = _decide(candidate, metrics, cfg)
+    if not _finite(candidate):  # refused; the registry records the adapter it started from
+        candidate = before_state
+    return HealResult(candidate, accepted, reason, sums, metrics, took())
+
+
+@dataclass(frozen=True)
+class _RuleTargets:
+    label: np.ndarray  # (N,) the rules' weak label where one fired
+    conf: np.ndarray  # (N,) its weight (0: no rule fired)
+    reliability: np.ndarray | None  # per rule, how well arrived labels back it
+
+
+def _holdout(y: np.ndarray, cfg: HealConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out rows: the newest ``holdout_fraction`` of the arrived labels, training mask)."""
     labelled_idx = np.flatnonzero(~np.isnan(y))
     n_hold = int(len(labelled_idx) * cfg.holdout_fraction)
     if n_hold < cfg.min_holdout:
         n_hold = 0
     hold = labelled_idx[len(labelled_idx) - n_hold :] if n_hold else labelled_idx[:0]
-    train = np.ones(n, dtype=bool)
+    train = np.ones(len(y), dtype=bool)
     train[hold] = False
+    return hold, train
 
+
+def _rule_targets(
+    rules: RuleSet, X: np.ndarray, y: np.ndarray, train: np.ndarray, cfg: HealConfig
+) -> _RuleTargets:
     fired = rules.fires(X)
     reliability = rules.reliability(fired[train], y[train]) if cfg.rule_reliability else None
     rule_label, rule_conf = rules.weak_labels(X, fired, reliability)
     if cfg.rule_abstain_label is not None:
         silent = rule_conf == 0
         rule_label[silent], rule_conf[silent] = cfg.rule_abstain_label, 1.0
+    return _RuleTargets(rule_label, rule_conf, reliability)
 
-    with torch.no_grad():
-        H = model.hidden(torch.as_tensor(X))  # (N, hidden): the frozen part, once
-    yt, rl, rc = (torch.as_tensor(a) for a in (y, rule_label, rule_conf))
+
+def _evidence(y: np.ndarray, targets: _RuleTargets, train: np.ndarray) -> int:
+    """Training rows with an arrived label, plus training rows a rule fired on."""
+    return int((~np.isnan(y[train])).sum()) + int((targets.conf[train] > 0).sum())
+
+
+def _train_candidate(
+    model: SelfHealingModel,
+    H: torch.Tensor,
+    y: np.ndarray,
+    targets: _RuleTargets,
+    train: np.ndarray,
+    cfg: HealConfig,
+) -> tuple[ReflexiveLayer | None, dict[str, float]]:
+    """A copy of the adapter trained ``cfg.steps`` Adam steps on the composite loss; None if
+    the loss stopped being finite. Returns it with the loss terms (mean over steps)."""
     tr = torch.as_tensor(train)
-    n_evidence = int((~torch.isnan(yt[tr])).sum()) + int((rc[tr] > 0).sum())
-    before_state = model.adapter_state()
-    if n_evidence == 0:
-        return HealResult(
-            before_state,
-            False,
-            "no evidence: no arrived label and no rule fired",
-            duration_ms=(time.perf_counter() - t0) * 1e3,
-        )
-
+    yt, rl, rc = (torch.as_tensor(a)[tr] for a in (y, targets.label, targets.conf))
     layer = model.new_adapter()
     layer.train()
     params = [p for p in layer.parameters() if p.requires_grad]
@@ -136,9 +186,9 @@ def heal_cycle(
         logits = model.logits_from_hidden(H[tr], layer)
         loss, terms = composite_loss(
             logits,
-            yt[tr],
-            rl[tr],
-            rc[tr],
+            yt,
+            rl,
+            rc,
             w_label=cfg.w_label,
             w_rule=cfg.w_rule,
             w_entropy=cfg.w_entropy,
@@ -146,13 +196,7 @@ def heal_cycle(
             entropy_max_share=cfg.entropy_max_share,
         )
         if not torch.isfinite(loss):
-            return HealResult(
-                before_state,
-                False,
-                "non-finite loss",
-                terms,
-                duration_ms=(time.perf_counter() - t0) * 1e3,
-            )
+            return None, terms
         opt.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -160,6 +204,19 @@ def heal_cycle(
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + v / cfg.steps
     layer.eval()
+    return layer, sums
+
+
+def _refit_offset(
+    model: SelfHealingModel,
+    layer: ReflexiveLayer,
+    H: torch.Tensor,
+    y: np.ndarray,
+    train: np.ndarray,
+    cfg: HealConfig,
+    sums: dict[str, float],
+) -> None:
+    """Refit the candidate's logit offset on its labelled training rows (a prior shift)."""
     lab = train & ~np.isnan(y)
     if cfg.refit_offset and lab.sum() >= cfg.min_offset_labels and 0 < y[lab].mean() < 1:
         with torch.no_grad():
@@ -167,30 +224,39 @@ def heal_cycle(
         delta = fit_logit_offset(z, y[lab])
         model.shift_logit(layer, delta)
         sums["logit_offset"] = delta
-    candidate = {k: v.detach().clone() for k, v in layer.state_dict().items()}
 
+
+def _candidate_metrics(
+    model: SelfHealingModel,
+    layer: ReflexiveLayer,
+    H: torch.Tensor,
+    y: np.ndarray,
+    hold: np.ndarray,
+    train: np.ndarray,
+    targets: _RuleTargets,
+    threshold: float,
+    costs: CostMatrix,
+    shadow: AdapterState | None,
+) -> dict[str, float]:
+    """What the gate judges on: current vs candidate (and the shadow on the held-out rows)."""
     with torch.no_grad():
         p_before = torch.sigmoid(model.logits_from_hidden(H)).numpy()
         p_after = torch.sigmoid(model.logits_from_hidden(H, layer)).numpy()
         p_shadow = None  # on the held-out rows only: that is where the gate compares
-        if shadow is not None and n_hold:
+        if shadow is not None and len(hold):
             h_hold = H[torch.as_tensor(hold)]
             p_shadow = torch.sigmoid(model.logits_from_hidden(h_hold, model.new_adapter(shadow))).numpy()
-    metrics = _judge_metrics(y, hold, train, rule_label, rule_conf, p_before, p_after, threshold, costs)
+    metrics = _judge_metrics(y, hold, train, targets.label, targets.conf, p_before, p_after, threshold, costs)
     if p_shadow is not None:
         sm = metrics_from_predictions(y[hold], p_shadow >= threshold, costs)
         metrics.update(holdout_cost_shadow=sm.cost, holdout_logloss_shadow=_log_loss(y[hold], p_shadow))
     metrics.update(
-        n_rows=n, n_labelled=len(labelled_idx), n_holdout=n_hold, n_rule=int((rule_conf[train] > 0).sum())
+        n_rows=len(y),
+        n_labelled=int((~np.isnan(y)).sum()),
+        n_holdout=len(hold),
+        n_rule=int((targets.conf[train] > 0).sum()),
     )
-    if reliability is not None:
-        metrics.update(
-            {f"rule_reliability.{name}": float(r) for name, r in zip(rules.names, reliability, strict=True)}
-        )
-    accepted, reason = _decide(candidate, metrics, cfg)
-    if not _finite(candidate):  # refused; the registry records the adapter it started from
-        candidate = before_state
-    return HealResult(candidate, accepted, reason, sums, metrics, (time.perf_counter() - t0) * 1e3)
+    return metrics
 
 
 def _finite(state: AdapterState) -> bool:

@@ -1,4 +1,4 @@
-"""The batch decoder's fast path against the record-by-record reference, on random input."""
+"""The transaction batch decoder's fast path against the record-by-record reference, on random input."""
 
 from __future__ import annotations
 
@@ -9,15 +9,14 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.wire import (
+from shared.messages import Label, Reject, RejectCode, Transaction, decode_label, encode_transaction
+from shared.messages.transactions import (
     MAX_RECORD_BYTES,
     NO_CHECKS,
     Checks,
     RecentIds,
-    decode_label,
     decode_transactions,
     decode_transactions_checked,
-    encode_transaction,
 )
 
 FEATURES = ["V1", "V2", "V3"]
@@ -104,19 +103,19 @@ def test_keys_bundles_and_recent_ids_are_checked_the_same_on_both_paths(
 
 
 def test_the_checks_name_their_reasons() -> None:
-    good = encode_transaction("g", FEATURES, [1.0, 2.0, 3.0], None)
+    good = encode_transaction(Transaction.from_row("g", FEATURES, [1.0, 2.0, 3.0], None))
     other = orjson.dumps({"id": "o", "bundle": "theirs", "features": dict.fromkeys(FEATURES, 0)})
     huge = orjson.dumps({"id": "h", "features": dict.fromkeys(FEATURES, 0), "pad": "x" * MAX_RECORD_BYTES})
-    seen = encode_transaction("s", FEATURES, [1.0, 2.0, 3.0], None)
+    seen = encode_transaction(Transaction.from_row("s", FEATURES, [1.0, 2.0, 3.0], None))
     values = [good, other, huge, good.replace(b'"g"', b'"k"'), seen]
     keys = [b"g", b"o", b"h", b"\xff\xfe", b"s"]
     d = decode_transactions(values, FEATURES, Checks(keys, "ours", RecentIds(10).add(["s"])))
     assert d.ids == ["g"]
     reasons = dict(d.rejected)
-    assert reasons[1].startswith("unknown bundle 'theirs'")
-    assert reasons[2].startswith("record too large")
-    assert reasons[3] == "key is not UTF-8"
-    assert reasons[4] == "duplicate id: already decided"
+    assert reasons[1].code == RejectCode.BUNDLE and reasons[1].text.startswith("unknown bundle 'theirs'")
+    assert reasons[2].code == RejectCode.SIZE and reasons[2].text.startswith("record too large")
+    assert reasons[3] == Reject(RejectCode.KEY, "key is not UTF-8")
+    assert reasons[4] == Reject(RejectCode.DUPLICATE, "duplicate id: already decided")
 
 
 def test_recent_ids_forget_the_oldest() -> None:
@@ -140,30 +139,39 @@ label_records = st.one_of(
 @given(label_records)
 def test_a_label_is_an_id_and_a_zero_or_one_or_a_reason(raw: bytes | None) -> None:
     parsed = decode_label(raw)
-    if isinstance(parsed, str):
-        assert parsed  # a reason
+    if isinstance(parsed, Reject):
+        assert parsed.text and parsed.code in (
+            RejectCode.EMPTY,
+            RejectCode.JSON,
+            RejectCode.SCHEMA,
+            RejectCode.VALUE,
+            RejectCode.SIZE,
+        )
     else:
-        tx_id, y = parsed
-        assert isinstance(tx_id, str) and tx_id and y in (0, 1) and type(y) is int
+        assert (
+            isinstance(parsed, Label) and parsed.id and parsed.label in (0, 1) and type(parsed.label) is int
+        )
 
 
 def test_good_batch_takes_the_fast_path_values() -> None:
     rows = [[0.5, -1.0, 3], [1e-3, 2.5, -7]]
-    values = [encode_transaction(f"t{i}", FEATURES, r, 1000.0 + i) for i, r in enumerate(rows)]
+    values = [
+        encode_transaction(Transaction.from_row(f"t{i}", FEATURES, r, 1000.0 + i)) for i, r in enumerate(rows)
+    ]
     d = decode_transactions(values, FEATURES)
     assert d.ids == ["t0", "t1"] and d.rejected == [] and d.ts == [1000.0, 1001.0]
     np.testing.assert_array_equal(d.X, np.array(rows, dtype=np.float32))
 
 
 def test_one_bad_value_rejects_only_its_record_with_the_reference_reason() -> None:
-    good = encode_transaction("g", FEATURES, [1.0, 2.0, 3.0], None)
+    good = encode_transaction(Transaction.from_row("g", FEATURES, [1.0, 2.0, 3.0], None))
     absurd = orjson.dumps({"id": "x", "features": {"V1": 1e13, "V2": 0, "V3": 0}})
     boolean = orjson.dumps({"id": "y", "features": {"V1": True, "V2": 0, "V3": 0}})
     d = decode_transactions([good, absurd, boolean, good], FEATURES)
     assert d.ids == ["g"]
     assert [i for i, _ in d.rejected] == [1, 2, 3]
-    assert "absurd" in d.rejected[0][1] and "not a number" in d.rejected[1][1]
-    assert d.rejected[2][1] == "duplicate id in batch"
+    assert "absurd" in d.rejected[0][1].text and "not a number" in d.rejected[1][1].text
+    assert d.rejected[2][1] == Reject(RejectCode.DUPLICATE, "duplicate id in batch")
 
 
 def test_one_feature_bundle() -> None:

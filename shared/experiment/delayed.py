@@ -1,0 +1,141 @@
+"""The delayed-labels protocol: a stream in order, ``n_pre`` clean rows then drift, labels
+arriving ``label_delay`` transactions after their decision.
+
+Every batch goes the way it goes through the stack: the scorer's core scores it with the
+adapter live now (and the shadow), the monitor's core turns it into alerts, and the healer
+takes transactions, decisions, alerts and arrived labels in the order the healer service
+handles them, then its worker takes one step (heals inline here, on a thread in the
+service). An accepted heal or a rollback goes live before the next batch, as a hot swap
+does. Every row is scored by the adapter live when it arrived (prequential), and the
+headline rows cover the stream from ``adapt_window`` rows after the drift point to the end.
+Event time is the row's position (one transaction per millisecond).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from shared.evaluation import Metrics, evaluate_scores, metrics_from_predictions
+from shared.experiment.base import Run, batch_metrics
+from shared.experiment.config import ExperimentResult
+from shared.experiment.oracle import oracle_scores
+from shared.healing.worker import HealWorker
+
+
+class DelayedRun(Run):
+    def run(self) -> ExperimentResult:
+        cfg, s = self.cfg, self.sc.stream
+        n = len(s)
+        self.probs = np.zeros(n, dtype=np.float32)
+        self.shadow = np.zeros(n, dtype=np.float32)
+        self.ts = np.arange(n, dtype=np.float64)  # event time: row position, in ms
+        self.worker = HealWorker(self.healer)  # inline
+        self.arrived = 0  # labels of rows [0, arrived) have arrived
+        self.labels = s.y.copy()  # as they arrive: a poisoned burst arrives flipped
+        if cfg.poison is not None:
+            first, count = cfg.poison
+            self.labels[first : first + count] = 1 - self.labels[first : first + count]
+        mode = "no labels (label-free)" if cfg.label_free else f"labels {cfg.label_delay} transactions late"
+        self.say(f"delayed protocol on {self.sc.name!r}: {n:,} rows, drift at {s.drift_at}, {mode}")
+        for b, start in enumerate(range(0, n, cfg.batch_size), start=1):
+            self.batch(b, start, min(start + cfg.batch_size, n))
+            if b % 10 == 0:
+                self.progress(b, math.ceil(n / cfg.batch_size))
+        return self.finish(*self.evaluate())
+
+    def batch(self, b: int, start: int, end: int) -> None:
+        s, healer, t = self.sc.stream, self.healer, self.threshold
+        X, y, ids = s.X[start:end], s.y[start:end], [str(i) for i in s.ids[start:end]]
+        ts = self.ts[start:end].tolist()
+        version = self.core.live.version
+        p, ps = self.score(X)
+        self.probs[start:end], self.shadow[start:end] = p, ps
+        conflicts = self.rules.conflicts(X, p)
+        alerts = self.monitor.add_transactions(X, ts) + self.monitor.add_conflicts(conflicts.tolist())
+        first_alarm = self.monitor.alarm_rows[0] if self.monitor.alarm_rows else None
+        self.record_alerts(b, alerts, first_alarm)
+        healer.add_transactions(ids, X, ts)
+        healer.add_decisions(ids, (p >= t).tolist(), [version] * len(ids), (ps >= t).tolist())
+        for a in alerts:
+            healer.on_alert(a)
+        self.deliver_labels(end)
+        waiting = healer.episode is not None
+        action, terms = self.record(b, self.worker.step())
+        action = action or ("waiting for labels" if waiting else "monitor")
+        self.rows.append(
+            {
+                "batch": b,
+                "start": start,
+                "end": end,
+                "fidi_index": self.monitor.fidi.index,
+                "fidi_top_feature": self.monitor.fidi.top_feature or "",
+                "drifting_features": len(self.monitor.fidi.drifting_features),
+                "conflicts": int(conflicts.sum()),
+                "conflict_rate": self.monitor.conflicts.rate,
+                "labels_arrived": self.arrived,
+                **batch_metrics("noheal", y, ps, t, self.cfg.costs),
+                **batch_metrics("healed", y, p, t, self.cfg.costs),
+                "state": self.state(action),
+                "action": action,
+                "adapter_version": healer.version,
+                "live_f1": healer.watch.rolling_f1,
+                **{f"loss_{k}": v for k, v in terms.items()},
+            }
+        )
+
+    def deliver_labels(self, end: int) -> None:
+        """The labels whose delay has passed once row ``end`` is decided."""
+        if self.cfg.label_free:
+            return
+        now = max(self.arrived, end - self.cfg.label_delay)
+        if now > self.arrived:
+            ids = [str(i) for i in self.sc.stream.ids[self.arrived : now]]
+            self.healer.add_labels(ids, self.labels[self.arrived : now].tolist())
+            self.arrived = now
+
+    def progress(self, b: int, batches: int) -> None:
+        heals = f"{len(self.registry.post_heal())}/{self.registry.n_heals}"
+        self.say(
+            f"batch {b:3d}/{batches}  adapter v{self.healer.version}  "
+            f"FIDI {self.monitor.fidi.index:5.2f}  labels {self.arrived:,}  heals {heals}"
+        )
+
+    def evaluate(self) -> tuple[dict[str, Metrics], dict[str, Any]]:
+        cfg, s, t = self.cfg, self.sc.stream, self.threshold
+        point = s.drift_at if s.drift_at is not None else cfg.n_pre
+        e0 = min(point + cfg.adapt_window, len(s) - 1)
+        sl = slice(e0, len(s))
+        y = s.y[sl]
+        self.say("training the oracle: the same architecture on the drifted labels (2 folds)")
+        oracle = oracle_scores(s.X[point:], s.y[point:], self.bundle.config, cfg.costs, cfg.seed)
+        C = self.sc.clean_test
+        rows = {
+            "clean": evaluate_scores(C.y, self.core.score(C.X)[1], t, cfg.costs),
+            "noheal": evaluate_scores(y, self.shadow[sl], t, cfg.costs),
+            "healed": evaluate_scores(y, self.probs[sl], t, cfg.costs),
+            "all_normal": metrics_from_predictions(y, np.zeros(len(y)), cfg.costs),
+            "oracle": evaluate_scores(y, oracle[e0 - point :], cfg.costs.bayes_threshold, cfg.costs),
+            "bayes": evaluate_scores(y, s.posterior[sl], cfg.costs.bayes_threshold, cfg.costs),
+        }
+        detection = None
+        if self.first_alarm is not None and s.drift_at is not None:
+            detection = self.first_alarm - s.drift_at
+        extra = {
+            "eval": {
+                "from": e0,
+                "to": len(s),
+                "rows": len(y),
+                "drift_at": s.drift_at,
+                "adapt_window": cfg.adapt_window,
+            },
+            "drift_first_alarm_row": self.first_alarm,
+            "detection_delay_rows": detection,
+            "false_alarm": bool(
+                self.first_alarm is not None and (s.drift_at is None or self.first_alarm <= s.drift_at)
+            ),
+            "labels": self.healer.buffer.stats(),
+        }
+        return rows, extra

@@ -1,0 +1,91 @@
+"""The label guard: arriving labels are held in chunks and judged before they are used.
+
+A burst of flipped labels (a poisoned or broken feed) shows as labels that disagree with
+the bundle's own frozen model beyond chance: Cohen's kappa of the chunk's labels against
+the shadow's verdicts on the same transactions below ``kappa_min``. Drift does not do that
+(per-chunk kappa stays above 0.06 on every card scenario; flipped chunks fall to -0.03 to
+-0.7). A suspect chunk never reaches the buffer; healing waits until ``resume_chunks``
+clean chunks have followed.
+
+>>> guard = LabelGuard(chunk=4, min_known=4)
+>>> shadow = {"a": True, "b": False, "c": True, "d": False}.get
+>>> [j.suspect for j in guard.add([("a", 0.0), ("b", 1.0), ("c", 0.0), ("d", 1.0)], shadow)]
+[True]
+>>> guard.hold is not None
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from shared.evaluation import cohen_kappa
+
+LabelRows = list[tuple[str, float]]  # (transaction id, label)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One chunk's verdict."""
+
+    labels: LabelRows
+    kappa: float  # the shadow's agreement with the chunk's labels (NaN: too few known verdicts)
+    known: int  # labels whose transaction's shadow verdict is known
+    suspect: bool
+    first_suspect: bool  # the first suspect chunk since the labels were last trusted
+    trusted_again: bool  # a clean chunk that ends a hold
+    reason: str
+
+
+class LabelGuard:
+    def __init__(
+        self, chunk: int = 100, kappa_min: float = -0.05, min_known: int = 50, resume_chunks: int = 2
+    ) -> None:
+        self.chunk, self.kappa_min, self.min_known, self.resume_chunks = (
+            chunk,
+            kappa_min,
+            min_known,
+            resume_chunks,
+        )
+        self.held: LabelRows = []  # labels waiting for their chunk to fill
+        self.hold: str | None = None  # why healing waits for trustworthy labels
+        self.kappa = float("nan")  # the shadow's agreement with the last judged chunk
+        self.quarantined = 0
+        self._clean = 0  # clean chunks since the last suspect one
+
+    def add(self, labels: Sequence[tuple[str, float]], shadow: Callable[[str], bool | None]) -> list[Judged]:
+        """Hold ``labels``; judge every chunk that fills. ``shadow`` gives the frozen model's
+        verdict on a transaction, None when not known."""
+        out: list[Judged] = []
+        for row in labels:
+            self.held.append(row)
+            if len(self.held) >= self.chunk:
+                chunk, self.held = self.held, []
+                out.append(self._judge(chunk, shadow))
+        return out
+
+    def _judge(self, chunk: LabelRows, shadow: Callable[[str], bool | None]) -> Judged:
+        pairs = [(y >= 0.5, sf) for tx_id, y in chunk if (sf := shadow(tx_id)) is not None]
+        kappa = float("nan")
+        if len(pairs) >= self.min_known:
+            kappa = self.kappa = cohen_kappa([y for y, _ in pairs], [sf for _, sf in pairs])
+            if kappa < self.kappa_min:
+                return self._suspect(chunk, kappa, len(pairs))
+        self._clean += 1
+        again = self.hold is not None and self._clean >= self.resume_chunks
+        if again:
+            self.hold = None
+        reason = "labels agree with the shadow again" if again else ""
+        return Judged(chunk, kappa, len(pairs), False, False, again, reason)
+
+    def _suspect(self, chunk: LabelRows, kappa: float, known: int) -> Judged:
+        self.quarantined += len(chunk)
+        reason = (
+            f"labels disagree with the bundle's own model beyond chance: kappa {kappa:.2f} < "
+            f"{self.kappa_min} over {known} labels (a poisoned or broken label feed?)"
+        )
+        first = self.hold is None
+        self.hold = f"healing paused: {reason}"
+        self._clean = 0
+        return Judged(chunk, kappa, known, True, first, False, reason)
