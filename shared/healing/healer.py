@@ -25,7 +25,7 @@ import numpy as np
 from shared.bundle import Bundle
 from shared.healing.buffer import LabelJoinBuffer
 from shared.healing.cycle import HealBatch, HealConfig, HealResult, heal_cycle
-from shared.healing.episodes import Episode, EpisodeTracker
+from shared.healing.episodes import Episode, Episodes
 from shared.healing.events import (
     Degraded,
     EpisodeClosed,
@@ -77,9 +77,7 @@ class Healer:
         self.guard = LabelGuard(
             cfg.quality_rows, cfg.label_kappa_min, cfg.label_guard_min, cfg.label_resume_chunks
         )
-        self.alarms = EpisodeTracker()
-        self.episode: Episode | None = None
-        self.episode_seq = 0  # registry length when the last episode opened: its snapshots come after
+        self.episodes = Episodes(self.buffer, cfg.default_onset)
         self.events: list[HealerEvent] = []
         self._new_episode_state()
         self.n_heals = registry.n_heals
@@ -101,6 +99,16 @@ class Healer:
         self.shadow = ShadowGuard(cfg.shadow_rows, cfg.shadow_min_rows, cfg.shadow_z)
         self.baseline_version = -1  # first version healed in the episode: decisions from it on are judged
         self.paused: str | None = None  # why healing stopped for the rest of the episode
+
+    @property
+    def episode(self) -> Episode | None:
+        """The open drift episode (None outside one)."""
+        return self.episodes.current
+
+    @property
+    def episode_seq(self) -> int:
+        """Registry length when the last episode opened: its snapshots come after."""
+        return self.episodes.seq
 
     @property
     def watch(self) -> QualityWatch:
@@ -204,60 +212,34 @@ class Healer:
         out, self.events = self.events, []
         return out
 
-    # -- episodes
+    # -- episodes (decided in shared.healing.episodes)
     def on_alert(self, alert: Alert) -> None:
         """A detector's alert: episodes open on the first detector in drift and close when the
-        last one has recovered (:class:`EpisodeTracker`)."""
-        change = self.alarms.update(alert)
-        if change == "open":
-            onset = alert.onset_rows or self.cfg.default_onset
-            self.open_episode(onset, alert.onset_ts, trigger=alert.feature)
-        elif change == "close" and self.episode is not None:
-            self.close_episode(trigger=alert.feature)
+        last one has recovered."""
+        self._episode_event(self.episodes.on_alert(alert, len(self.registry)))
 
     def open_episode(
         self, onset_rows: int = 0, onset_ts: float | None = None, trigger: str = "manual"
     ) -> bool:
-        """Start an episode that began ``onset_rows`` transactions ago, or at the first row
-        stamped at or after ``onset_ts`` (epoch ms; other consumers' positions differ from
-        ours, timestamps do not). False if an episode is already open."""
-        if self.episode is not None:
-            return False
-        start = (
-            self.buffer.position_since(onset_ts)
-            if onset_ts is not None
-            else max(0, self.buffer.seen - onset_rows)
-        )
-        self.episode = Episode(start, trigger, onset_ts)
-        self.episode_seq = len(self.registry)
-        self._resolve_episode()
-        self._new_episode_state()
-        self.events.append(EpisodeOpened(self.episode.start, trigger))
-        return True
-
-    def _resolve_episode(self) -> None:
-        """An alert can overtake the transactions it names: until a row stamped at or after
-        the onset has arrived, the episode has no rows (the rows still coming in are older)."""
-        ep = self.episode
-        if ep is None or ep.pending_ts is None:
-            return
-        pos = self.buffer.position_since(ep.pending_ts)
-        if pos < self.buffer.seen:
-            ep.start, ep.pending_ts = pos, None
-        else:
-            ep.start = self.buffer.seen
+        """Open an episode by hand (tests, the seed protocol's callers); False if one is open."""
+        return self._episode_event(self.episodes.open(len(self.registry), onset_rows, onset_ts, trigger))
 
     def close_episode(self, trigger: str = "manual") -> None:
-        if self.episode is not None:
-            self.events.append(EpisodeClosed(trigger))
-        self.episode = None
+        self._episode_event(self.episodes.close(trigger))
+
+    def _episode_event(self, event: EpisodeOpened | EpisodeClosed | None) -> bool:
+        if isinstance(event, EpisodeOpened):
+            self._new_episode_state()
+        if event is not None:
+            self.events.append(event)
+        return event is not None
 
     # -- healing
     def ready(self) -> str | None:
         """Why no heal can start now, or None when one can."""
         if self.episode is None:
             return "no drift episode"
-        self._resolve_episode()
+        self.episodes.resolve()
         if self.paused is not None:
             return self.paused
         if self.guard.hold is not None:
