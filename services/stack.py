@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from services.processes import Child, stop_all
 from shared.errors import SelfhealError
 from shared.kafka import EmbeddedBroker, KafkaSettings, Topics, create_topics
-from shared.kafka.broker import free_port
 from shared.signing import KEY_ENV, KEY_FILE_ENV, Signer, new_key
 
 STATE = Path(".selfheal/stack.json")  # where `selfheal up` leaves the broker address for other commands
@@ -94,15 +90,6 @@ def run_service(
     return 0
 
 
-def health(port: int, timeout: float = 1.0) -> dict[str, Any] | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=timeout) as r:
-            data: dict[str, Any] = json.loads(r.read())
-            return data
-    except (OSError, ValueError):
-        return None
-
-
 class Stack:
     """Broker (if needed) + scorers + monitor + healer as child processes."""
 
@@ -113,10 +100,13 @@ class Stack:
         self.log_dir = Path(log_dir)
         self.base_port = base_port
         self.broker: EmbeddedBroker | None = None
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.ports: dict[str, int] = {}
+        self.children: dict[str, Child] = {}
         self.settings = KafkaSettings.from_env()
         self.adapter_key: str | None = None
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {name: c.port for name, c in self.children.items()}
 
     def start(self) -> Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -124,69 +114,41 @@ class Stack:
             self.broker = EmbeddedBroker(log_path=self.log_dir / "broker.log").start()
             self.settings = self.settings.with_bootstrap(self.broker.bootstrap)
         create_topics(self.settings, Topics.from_env().specs(self.settings.replication))
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers or ""}
-        if not (env.get(KEY_ENV) or env.get(KEY_FILE_ENV)):
+        env = {"KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers or ""}
+        if not (os.environ.get(KEY_ENV) or os.environ.get(KEY_FILE_ENV)):
             env[KEY_ENV] = self.adapter_key = new_key()  # one machine, one run: a fresh key
         names = [f"scorer-{i + 1}" for i in range(self.scorers)] + ["monitor", "healer"]
         for i, name in enumerate(names):
-            port = free_port() if self.base_port is None else self.base_port + i
-            kind = name.split("-")[0]
-            cmd = [
-                sys.executable,
-                "-m",
-                "services.cli",
-                kind,
-                "--bundle",
-                self.bundle,
-                "--metrics-port",
-                str(port),
-            ]
-            out = (self.log_dir / f"{name}.log").open("ab")
-            self.procs[name] = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
-            self.ports[name] = port
+            port = None if self.base_port is None else self.base_port + i
+            args = ["-m", "services.cli", name.split("-")[0], "--bundle", self.bundle]
+            self.children[name] = Child(name, args, env, self.log_dir, port)
+        self._write_state()
+        return self
+
+    def _write_state(self) -> None:
+        """Where other commands (``selfheal produce``, ``registry``, ``report``) find this stack."""
         STATE.parent.mkdir(exist_ok=True)
         state = {
             "bootstrap": self.settings.bootstrap_servers,
             "ports": self.ports,
-            "pids": {n: p.pid for n, p in self.procs.items()},
+            "pids": {n: c.pid for n, c in self.children.items()},
             "adapter_key": self.adapter_key,  # generated for this stack (None: the environment's)
         }
         STATE.touch(mode=0o600)  # it may hold the key: readable by this user only
         STATE.chmod(0o600)
         STATE.write_text(json.dumps(state))
-        return self
 
     def wait_healthy(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
-        pending = dict(self.ports)
-        while pending:
-            for name, port in list(pending.items()):
-                if self.procs[name].poll() is not None:
-                    raise SelfhealError(
-                        f"{name} exited with {self.procs[name].returncode}; see {self.log_dir}/{name}.log"
-                    )
-                if health(port) is not None:
-                    del pending[name]
-            if time.monotonic() > deadline:
-                raise SelfhealError(f"not healthy after {timeout:.0f} s: {', '.join(pending)}")
-            time.sleep(0.2)
+        for c in self.children.values():
+            c.wait(lambda _h: True, "health", timeout=max(0.1, deadline - time.monotonic()))
 
     def dead(self) -> list[str]:
-        return [n for n, p in self.procs.items() if p.poll() is not None]
+        return [n for n, c in self.children.items() if not c.alive]
 
-    def stop(self, timeout: float = 30.0) -> dict[str, int | None]:
+    def stop(self, timeout: float = 30.0) -> dict[str, int]:
         """SIGTERM every service (each finishes its batch and commits), then the broker."""
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        codes: dict[str, int | None] = {}
-        deadline = time.monotonic() + timeout
-        for name, p in self.procs.items():
-            try:
-                codes[name] = p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                codes[name] = p.wait()
+        codes = stop_all(self.children, timeout)
         if self.broker is not None:
             self.broker.stop()
         STATE.unlink(missing_ok=True)

@@ -1,7 +1,8 @@
-"""selfheal's core: model, bundle, data, drift, rules, healing, registry, evaluation.
+"""selfheal's core: model, bundle, data, drift, rules, healing, registry, evaluation, and the
+messages on the topics (README's Layout section maps each concept to its file).
 
-Nothing in this package talks to Kafka except :mod:`shared.kafka`; the services in
-``services/`` are thin loops over these modules.
+Only :mod:`shared.kafka` and the load generator :mod:`shared.loadgen` talk to Kafka; the
+services in ``services/`` are thin loops over these modules.
 """
 
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,9 @@ import torch
 from torch import nn
 
 from shared.bundle import Bundle
+from shared.data import build
 from shared.drift.scores import reference_quantiles
+from shared.errors import SelfhealError
 from shared.evaluation import CostMatrix, cost_optimal_threshold, evaluate_scores
 from shared.model import ModelConfig, SelfHealingModel
 from shared.rules import RuleSet
@@ -154,3 +157,19 @@ def build_bundle(
         label=label,
         info=info,
     )
+
+
+def scenario_bundle(scenario: str, root: str | Path = "runs/bundles", seed: int = 42) -> Path:
+    """``ROOT/SCENARIO``: a bundle trained on the scenario's training rows (a few seconds),
+    reused while it loads and has FIDI's quantiles. The demo and the benchmark use it."""
+    path = Path(root) / scenario
+    try:
+        if Bundle.load(path).reference_quantiles is not None:
+            return path
+    except SelfhealError:
+        pass
+    sc = build(scenario, seed=seed)
+    build_bundle(
+        sc.train.X, sc.train.y, sc.features, sc.rules_toml, label="Class", source=f"scenario:{scenario}"
+    ).save(path)
+    return path

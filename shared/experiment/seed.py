@@ -21,7 +21,8 @@ from shared.healing.events import HealerEvent
 from shared.model import AdapterState
 from shared.monitoring import DriftMonitor
 
-# The research system's published run (seed-facts.md), for the side-by-side table.
+# The research system's published run ("Self-Healing Neural Networks in PyTorch", Towards Data
+# Science, 2026-03-29, and its production code), for the side-by-side table.
 _KEYS = ("accuracy", "precision", "recall", "f1", "tp", "fp", "fn", "tn")
 PUBLISHED = {
     "clean": dict(zip(_KEYS, (0.929, 0.784, 0.727, 0.754, 109, 30, 41, 820), strict=True)),

@@ -17,7 +17,7 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from services.bench import Child, assigned
+from services.processes import Child, assigned
 from shared.data import build
 from shared.kafka import EmbeddedBroker, KafkaSettings, Topics, TrackedProducer, create_topics
 from shared.kafka.clients import beginnings, read_topic

@@ -7,7 +7,7 @@ import time
 
 from confluent_kafka import Consumer, TopicPartition
 
-from services.bench import PassthroughService
+from services.bench.loads import PassthroughService
 from shared.kafka import KafkaSettings, Topics, read_topic
 from shared.kafka.clients import TrackedProducer, beginnings, group_consumer
 from shared.kafka.config import consumer_config

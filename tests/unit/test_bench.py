@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import math
 
-from services.bench import (
-    batch_times,
-    check_targets,
-    metric,
-    percentiles,
-    profile_summary,
-    rate_after,
-    swap_gaps,
-)
+from services.bench.measure import batch_times, metric, percentiles, profile_summary, rate_after, swap_gaps
+from services.bench.report import bench_rows, format_bench
+from services.bench.targets import TARGETS, check_targets
 
 
 def test_rate_is_timed_from_the_mark_to_the_last_message() -> None:
@@ -75,3 +69,33 @@ def test_targets() -> None:
     assert t["scorer >= 50k tx/s per process"] and not t["scorer >= 50% of passthrough"]
     assert t["p99 <= 50 ms at 10k tx/s"] and not t["swap gap <= 2x median"]
     assert t["heal cycle <= 1 s"] and t["healing costs scoring <= 10%"]
+    assert check_targets({})["heal cycle <= 1 s"] is None  # not measured: neither met nor missed
+
+
+def test_the_table_and_the_checks_come_from_one_list_of_targets() -> None:
+    r = {
+        "passthrough_tps": 100_000,
+        "scorer_tps_1": 60_000,
+        "scorer_ratio": 0.6,
+        "scorer_tps_2": 90_000,
+        "latency_ms": {
+            "1000": {"p50": 5.0, "p95": 9.0, "p99": 12.0},
+            "10000": {"p50": 9.0, "p95": 40.0, "p99": 60.0},
+        },
+        "passthrough_latency_ms": {},
+        "swap_publish_to_use_ms": 30.0,
+        "swap_max_gap_ms": 15.0,
+        "batch_max_gap_ms_outside_swaps": 20.0,
+        "batch_median_gap_ms": 10.0,
+        "heal_cycle_ms": 120.0,
+        "heal_cycle_ms_max": 130.0,
+        "scorer_tps_healing": 57_000,
+        "healing_throughput_drop": 0.05,
+        "monitor_tps": 7000,
+        "rss_mb": {"scorer": 300.0},
+    }
+    r["targets"] = check_targets(r)
+    text = "\n".join(c for _, _, c in bench_rows(r))
+    assert all(t.name in text for t in TARGETS)  # every target is shown beside its figure
+    printed = format_bench(r)
+    assert "FAIL  p99 <= 50 ms at 10k tx/s" in printed and "PASS  heal cycle <= 1 s" in printed

@@ -1,0 +1,134 @@
+"""The benchmark's children that are not services: the passthrough (the scorer's loop with
+no work) and the heal load (a healer healing back to back). ``python -m services.bench
+passthrough|heal-load ...`` runs one."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from typing import Any
+
+import torch
+from confluent_kafka import Message
+from prometheus_client import CollectorRegistry, Counter
+
+from services.scorer.service import ScorerConfig
+from services.stack import background_priority
+from shared.bundle import Bundle
+from shared.data import build
+from shared.healing.healer import Healer, HealerConfig
+from shared.kafka import KafkaSettings, TrackedProducer
+from shared.kafka.config import TopicSpec
+from shared.kafka.runtime import ConsumerService, StopFlag
+from shared.log import get_logger
+from shared.observability import MetricsServer, lag_gauge
+from shared.registry import MemoryStore, Registry
+
+PASSED = "selfheal_passthrough_messages_total"  # the counter that says the passthrough did its backlog
+
+
+class PassthroughMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.lag = lag_gauge("passthrough", self.registry)
+        self.messages = Counter("selfheal_passthrough_messages", "Messages passed", registry=self.registry)
+
+
+class PassthroughService(ConsumerService):
+    """The scorer's loop with no work: every input value produced unchanged, same key."""
+
+    fill_batches = False  # as the scorer
+
+    def __init__(self, settings: KafkaSettings, source: str, sink: str, group: str, port: int) -> None:
+        self.config = replace(ScorerConfig(), group=group, metrics_port=port)  # the scorer's settings
+        self.settings, self.source, self.sink = settings, source, sink
+        self.metrics = PassthroughMetrics()
+        self.producer = TrackedProducer(settings, **{"linger.ms": self.config.linger_ms})
+        self.log = get_logger("passthrough")
+        self.messages = 0
+
+    def inputs(self) -> list[str]:
+        return [self.source]
+
+    def consumer_overrides(self) -> dict[str, Any]:
+        return {"fetch.wait.max.ms": self.config.fetch_wait_ms}
+
+    def topic_specs(self) -> list[TopicSpec]:
+        return [TopicSpec(self.source, 4), TopicSpec(self.sink, 4)]
+
+    def handle(self, data: list[Message]) -> None:
+        self.producer.produce_many(
+            self.sink, [m.value() or b"" for m in data], [m.key() or b"" for m in data]
+        )
+        self.messages += len(data)
+        self.metrics.messages.inc(len(data))
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "service": "passthrough",
+            "partitions": self.assigned,
+            "messages": self.messages,
+        }
+
+
+def heal_fixture(bundle: Bundle, scenario: str, config: HealerConfig | None = None) -> Healer:
+    """A healer in a drift episode with a full default buffer of drifted rows, labels arrived
+    for all but the newest 500 (what it holds when it heals in the stack)."""
+    healer = Healer(bundle, Registry(MemoryStore(), bundle.id), config or HealerConfig())
+    s = build(scenario).stream
+    n = healer.cfg.buffer_rows
+    lo = len(s) - n
+    ids = [str(i) for i in s.ids[lo:]]
+    healer.add_transactions(ids, s.X[lo:], [float(i) for i in range(n)])
+    healer.open_episode(onset_rows=n)
+    healer.add_labels(ids[: n - 500], [float(v) for v in s.y[lo : len(s) - 500]])
+    return healer
+
+
+def heal_once(healer: Healer) -> float:
+    """One heal cycle (prepare, run, finish) on the episode's rows; its wall time in ms."""
+    t = time.perf_counter()
+    job = healer.job_for(healer.buffer.snapshot(since=healer.episode.start if healer.episode else 0))
+    healer.finish(job, healer.run(job))
+    return (time.perf_counter() - t) * 1e3
+
+
+def heal_load(bundle_path: str, scenario: str, port: int) -> None:
+    """Heal back to back until SIGTERM, at the healer service's priority; /health on
+    ``port`` says how many cycles ran."""
+    background_priority()
+    torch.set_num_threads(1)  # as in the healer service
+    stop = StopFlag()
+    healer = heal_fixture(Bundle.load(bundle_path), scenario)
+    cycles = 0
+    server = MetricsServer(CollectorRegistry(), lambda: {"status": "ok", "cycles": cycles}, port).start()
+    try:
+        while not stop.is_set():
+            heal_once(healer)
+            cycles += 1
+    finally:
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m services.bench", description=__doc__)
+    sub = p.add_subparsers(dest="child", required=True)
+    pt = sub.add_parser("passthrough", help="copy SOURCE onto SINK, as the scorer's loop would")
+    for name in ("source", "sink", "group"):
+        pt.add_argument(name)
+    hl = sub.add_parser("heal-load", help="heal back to back until SIGTERM")
+    hl.add_argument("bundle")
+    hl.add_argument("scenario")
+    for child in (pt, hl):
+        child.add_argument("--metrics-port", type=int, required=True)
+    args = p.parse_args(argv)
+    if args.child == "passthrough":
+        service = PassthroughService(
+            KafkaSettings.from_env(), args.source, args.sink, args.group, args.metrics_port
+        )
+        service.run(StopFlag())
+    else:
+        heal_load(args.bundle, args.scenario, args.metrics_port)
+    return 0

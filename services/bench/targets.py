@@ -1,0 +1,63 @@
+"""The benchmark's targets, in one table: each says what it checks and how it reads, so
+the PASS/FAIL lines and the table's target column come from the same place.
+
+>>> r = {"heal_cycle_ms": 120.0}
+>>> [(t.name, t.check(r)) for t in TARGETS if t.row == "heal"]
+[('heal cycle <= 1 s', True)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Results = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str  # how it reads, e.g. "heal cycle <= 1 s"
+    row: str  # the figure row of the table it belongs to
+    value: Callable[[Results], float | None]  # the figure it judges (None: not measured)
+    limit: float
+    at_least: bool = False  # the figure must be >= limit (else <= limit)
+
+    def check(self, r: Results) -> bool | None:
+        """True when met, False when missed, None when the figure was not measured."""
+        v = self.value(r)
+        if v is None:
+            return None
+        return v >= self.limit if self.at_least else v <= self.limit
+
+
+def _p99_at_10k(r: Results) -> float | None:
+    p99 = r.get("latency_ms", {}).get("10000", {}).get("p99")
+    return None if p99 is None else float(p99)
+
+
+def _swap_gap_over_median(r: Results) -> float | None:
+    median = r.get("batch_median_gap_ms")
+    return None if not median else float(r["swap_max_gap_ms"]) / float(median)
+
+
+TARGETS = (  # issue 5, for a 2-core machine and the embedded broker
+    Target(
+        "scorer >= 50k tx/s per process", "scorer", lambda r: r.get("scorer_tps_1"), 50_000, at_least=True
+    ),
+    Target("scorer >= 50% of passthrough", "scorer", lambda r: r.get("scorer_ratio"), 0.5, at_least=True),
+    Target("p99 <= 50 ms at 10k tx/s", "latency", _p99_at_10k, 50.0),
+    Target("publish -> use <= 1 s", "swap", lambda r: r.get("swap_publish_to_use_ms"), 1000.0),
+    Target("swap gap <= 2x median", "gaps", _swap_gap_over_median, 2.0),
+    Target("heal cycle <= 1 s", "heal", lambda r: r.get("heal_cycle_ms"), 1000.0),
+    Target("healing costs scoring <= 10%", "healing", lambda r: r.get("healing_throughput_drop"), 0.10),
+)
+
+
+def check_targets(r: Results) -> dict[str, bool | None]:
+    return {t.name: t.check(r) for t in TARGETS}
+
+
+def targets_of(row: str) -> str:
+    """The targets of one figure row, as the table shows them."""
+    return "; ".join(t.name for t in TARGETS if t.row == row) or "-"

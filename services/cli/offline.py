@@ -1,0 +1,144 @@
+"""``selfheal experiment`` and ``selfheal detectors``: the offline measurements."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from shared.errors import SelfhealError
+from shared.progress import Progress
+
+
+def register(sub: Any) -> None:
+    e = sub.add_parser("experiment", help="run a scenario offline and write summary, metrics, events, plots")
+    e.add_argument("scenario", nargs="?", help="scenario name, or 'all' (default: seed)")
+    e.add_argument("--scenario", dest="scenario_opt", help="same as the positional argument")
+    e.add_argument("--protocol", choices=("delayed", "seed"), default="delayed")
+    e.add_argument("--label-delay", type=int, default=500, help="transactions before a label arrives")
+    e.add_argument("--label-free", action="store_true", help="no labels ever arrive")
+    e.add_argument("--seed", type=int, default=42)
+    e.add_argument(
+        "--poison",
+        type=_span,
+        metavar="FIRST:COUNT",
+        help="the labels of COUNT stream rows from FIRST arrive flipped (a broken label feed)",
+    )
+    e.add_argument("--out", default="runs/latest")
+    e.add_argument("--no-plots", action="store_true")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_experiment)
+
+    dt = sub.add_parser("detectors", help="FIDI against River's ADWIN, PageHinkley, KSWIN (dev extra)")
+    dt.add_argument("scenarios", nargs="*", help="drift scenarios (default: all of them)")
+    dt.add_argument("--control-rows", type=int, default=100_000, help="no-drift rows for false alarms")
+    dt.add_argument(
+        "--kswin-rows", type=int, default=10_000, help="no-drift rows for KSWIN (a KS test per row)"
+    )
+    dt.add_argument("--seed", type=int, default=42)
+    dt.add_argument("--out", default="runs/detectors")
+    dt.add_argument("--quiet", action="store_true")
+    dt.set_defaults(func=cmd_detectors)
+
+
+def _span(text: str) -> tuple[int, int]:
+    try:
+        first, count = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FIRST:COUNT (two integers), got {text!r}") from None
+    if first < 0 or count < 1:
+        raise argparse.ArgumentTypeError(f"FIRST must be >= 0 and COUNT >= 1, got {text!r}")
+    return first, count
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from shared.experiment import ExperimentConfig
+
+    scenario = args.scenario_opt or args.scenario or "seed"
+    say = Progress(args.quiet)
+    healer = None
+    if args.label_free:
+        from shared.healing.healer import HealerConfig
+
+        healer = HealerConfig(label_free=True)
+    cfg = ExperimentConfig(
+        scenario=scenario,
+        protocol=args.protocol,
+        label_delay=args.label_delay,
+        healer=healer,
+        seed=args.seed,
+        poison=args.poison,
+    )
+    if scenario == "all":
+        return _experiment_all(cfg, Path(args.out), not args.no_plots, say)
+    return _experiment_one(cfg, Path(args.out), not args.no_plots, say)
+
+
+def _experiment_all(cfg: Any, out: Path, plots: bool, say: Progress) -> int:
+    from dataclasses import replace
+
+    from shared.data import names
+    from shared.experiment import run
+    from shared.experiment.report import format_library_table, write_json, write_outputs
+
+    if cfg.protocol == "seed":
+        raise SelfhealError("the seed protocol runs on the seed scenario only")
+    summaries: dict[str, dict[str, Any]] = {}
+    for name in names():
+        say(f"== {name}")
+        result = run(replace(cfg, scenario=name), say)
+        write_outputs(result, out / name, plots=plots)
+        summaries[name] = result.summary
+    write_json(out / "summary.json", {"scenarios": summaries})
+    print(format_library_table(summaries))
+    print(f"\noutputs in {out}/ (one folder per scenario)")
+    return 0
+
+
+def _experiment_one(cfg: Any, out: Path, plots: bool, say: Progress) -> int:
+    from shared.experiment import run
+    from shared.experiment.report import format_table, write_outputs
+
+    result = run(cfg, say)
+    written = write_outputs(result, out, plots=plots)
+    s = result.summary
+    mode = (
+        "labels: own batch"
+        if s["protocol"] == "seed"
+        else ("label-free" if s["label_free"] else f"labels {s['label_delay']} transactions late")
+    )
+    print(f"\nscenario {s['scenario']} · protocol {s['protocol']} · {mode} · bundle {s['bundle']}")
+    print(format_table(s))
+    print(
+        f"heals {s['heals_accepted']} accepted of {s['heals']} · rollbacks {s['rollbacks']} · "
+        f"snapshots {s['snapshots']} · backbone and head unchanged: {s['base_unchanged']}"
+    )
+    t = s["timing"]
+    if t["score_ms_per_100_rows"] is not None:
+        heal = f"{t['heal_ms_mean']:.1f} ms per heal" if t["heal_ms_mean"] is not None else "no heal"
+        print(f"scoring {t['score_ms_per_100_rows']:.2f} ms per 100 rows (live + shadow) · {heal}")
+    print(f"wrote {', '.join(p.name for p in written)} to {out}/")
+    return 0
+
+
+def cmd_detectors(args: argparse.Namespace) -> int:
+    from shared.experiment.detectors import DRIFT_SCENARIOS, compare, format_table
+    from shared.experiment.report import write_json
+
+    say = Progress(args.quiet)
+    say("FIDI and River's ADWIN, PageHinkley, KSWIN (per feature) on the same streams")
+    result = compare(
+        args.scenarios or DRIFT_SCENARIOS,
+        control_rows=args.control_rows,
+        slow_control_rows=args.kswin_rows,
+        seed=args.seed,
+        say=say,
+    )
+    out = Path(args.out)
+    write_json(out / "detectors.json", result)
+    table = format_table(result)
+    (out / "detectors.md").write_text(table + "\n")
+    print("detection delay in transactions after the drift point (alarm episodes before it in brackets)")
+    print(table)
+    print(f"wrote detectors.json and detectors.md to {out}/ ({result['seconds']:.0f} s)")
+    return 0

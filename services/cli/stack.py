@@ -1,0 +1,153 @@
+"""Running selfheal: each service alone, the whole stack (``up``), the demo, the benchmark,
+and the set-up a real cluster needs (``topics create``, ``keygen``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from shared.errors import SelfhealError
+
+
+def register(sub: Any) -> None:
+    from services.bench.config import BenchConfig
+
+    for kind, text in (
+        ("scorer", "score transactions into decisions"),
+        ("monitor", "watch for drift"),
+        ("healer", "heal the adapter from late labels"),
+    ):
+        svc = sub.add_parser(kind, help=f"run the {kind}: {text}")
+        svc.add_argument("--bundle", required=True)
+        svc.add_argument("--metrics-port", type=int, default=None, help="serve /metrics and /health here")
+        svc.add_argument("--group", default=f"selfheal-{kind}", help="consumer group (default: %(default)s)")
+        if kind == "scorer":
+            svc.add_argument("--batch-size", type=int, default=500)
+        if kind == "healer":
+            svc.add_argument("--label-free", action="store_true")
+        svc.set_defaults(func=cmd_service)
+
+    u = sub.add_parser("up", help="broker (if needed) and the services as processes, until Ctrl-C")
+    u.add_argument("--bundle", required=True)
+    u.add_argument("--scorers", type=int, default=1)
+    u.add_argument("--logs", default="runs/logs")
+    u.set_defaults(func=cmd_up)
+
+    d = sub.add_parser("demo", help="the whole stack on the embedded broker, a drift scenario, a report")
+    d.add_argument("--scenario", default="covariate")
+    d.add_argument("--out", default="runs/latest")
+    d.add_argument("--rate", type=float, default=300.0, help="transactions per second")
+    d.add_argument("--label-delay", type=int, default=500)
+    d.add_argument("--scorers", type=int, default=2)
+    d.add_argument("--n-pre", type=int, default=2000)
+    d.add_argument("--n-post", type=int, default=8000)
+    d.add_argument("--adapt-window", type=int, default=1000, help="rows after the drift left out of the gap")
+    d.set_defaults(func=cmd_demo)
+
+    bn = sub.add_parser("bench", help="throughput, latency, hot swap, healing, memory: runs/bench.json")
+    bn.add_argument("--out", default="runs")
+    rows = f"backlog per throughput run (default {BenchConfig.rows:,})"
+    bn.add_argument("--rows", type=int, default=None, help=rows)
+    bn.add_argument("--quick", action="store_true", help="a smoke run with small numbers")
+    bn.add_argument("--profile", action="store_true", help="also sample a scorer with py-spy")
+    bn.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    bn.add_argument("--quiet", action="store_true")
+    bn.set_defaults(func=cmd_bench)
+
+    tp = sub.add_parser("topics", help="create every topic with its config (on KAFKA_BOOTSTRAP_SERVERS)")
+    tp.add_argument("action", choices=("create",))
+    tp.set_defaults(func=cmd_topics)
+
+    kg = sub.add_parser("keygen", help="print a new adapter signing key (for SELFHEAL_ADAPTER_KEY)")
+    kg.set_defaults(func=cmd_keygen)
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from services.stack import run_service
+
+    options: dict[str, Any] = {}
+    if args.command == "scorer":
+        options = {"batch_size": args.batch_size}
+    elif args.command == "healer":
+        options = {"label_free": args.label_free}
+    return run_service(args.command, args.bundle, args.metrics_port, args.group, **options)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from services.stack import Stack
+    from shared.kafka.runtime import StopFlag
+
+    stop = StopFlag()
+    stack = Stack(args.bundle, scorers=args.scorers, log_dir=args.logs).start()
+    try:
+        stack.wait_healthy()
+        bootstrap = stack.settings.bootstrap_servers
+        print(f"broker: {bootstrap}  (export KAFKA_BOOTSTRAP_SERVERS={bootstrap} to use it elsewhere)")
+        for name, port in stack.ports.items():
+            print(f"{name:<10} pid {stack.children[name].pid:<7} http://127.0.0.1:{port}/metrics  /health")
+        print(f"logs in {args.logs}/ · Ctrl-C stops everything")
+        while not stop.is_set():
+            if dead := stack.dead():
+                print(f"selfheal: {', '.join(dead)} exited; stopping the stack", file=sys.stderr)
+                break
+            stop.wait(0.5)
+    finally:
+        codes = stack.stop()
+        print("stopped: " + ", ".join(f"{n} (exit {c})" for n, c in codes.items()))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from services.demo import run_demo
+
+    summary = run_demo(
+        args.scenario,
+        Path(args.out),
+        rate=args.rate,
+        label_delay=args.label_delay,
+        scorers=args.scorers,
+        n_pre=args.n_pre,
+        n_post=args.n_post,
+        adapt_window=args.adapt_window,
+    )
+    return 0 if all(code == 0 for code in summary["exit_codes"].values()) else 1
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from services.bench import QUICK, BenchConfig, format_bench, run_bench
+
+    cfg = QUICK if args.quick else BenchConfig()
+    if args.rows:
+        cfg = replace(cfg, rows=args.rows)
+    if args.profile:
+        cfg = replace(cfg, profile=True)
+    result = run_bench(args.out, cfg, quiet=args.quiet)
+    print(format_bench(result))
+    print(f"wrote {args.out}/bench.json ({result['seconds']:.0f} s)")
+    return 0 if all(ok is not False for ok in result["targets"].values()) or not args.strict else 1
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from shared.kafka import KafkaSettings, Topics, create_topics
+
+    settings = KafkaSettings.from_env()
+    if not settings.bootstrap_servers:
+        raise SelfhealError("set KAFKA_BOOTSTRAP_SERVERS (the embedded broker creates its topics itself)")
+    topics = Topics.from_env()
+    created = create_topics(settings, topics.specs(settings.replication))
+    for spec in topics.specs(settings.replication):
+        state = "created" if spec.name in created else "exists"
+        config = ", ".join(f"{k}={v}" for k, v in spec.config.items())
+        print(f"{spec.name:<22} {spec.partitions} partitions  {state}  {config}")
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from shared.signing import new_key
+
+    print(new_key())
+    return 0

@@ -1,0 +1,126 @@
+"""The stream report (``selfheal report``, and the end of ``make demo``): decisions joined
+with late labels from the topics, measured as the offline experiments measure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from shared.bundle import Bundle
+from shared.data import Scenario
+from shared.errors import SelfhealError, WeightsError
+from shared.evaluation import Metrics, evaluate_scores, metrics_from_predictions
+from shared.experiment.oracle import oracle_scores
+from shared.experiment.plots import plot_metrics
+from shared.experiment.report import format_table, gap_closed, write_csv, write_json
+from shared.kafka import KafkaSettings, Topics, read_topic
+from shared.messages import Reject, decode_alert
+from shared.messages.adapters import decode_adapter
+from shared.model import safetensors_metadata
+from shared.streamreport import DecisionLog
+
+
+def read_log(settings: KafkaSettings, topics: Topics, log: DecisionLog | None = None) -> DecisionLog:
+    """Every decision and label on the topics (into ``log``, or a new one)."""
+    log = log if log is not None else DecisionLog()
+    for m in read_topic(settings, topics.decisions, timeout=60):
+        log.add_decision(m.value(), float(m.timestamp()[1]))
+    for m in read_topic(settings, topics.labels, timeout=60):
+        log.add_label(m.value())
+    return log
+
+
+def write_stream_report(
+    settings: KafkaSettings,
+    topics: Topics,
+    out: Path,
+    produced: int | None,
+    log: DecisionLog | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Rows from decisions joined with labels; summary.json, metrics.csv, metrics.png, events.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    log = log if log is not None else read_log(settings, topics)
+    rows = log.rows()
+    if not rows:
+        raise SelfhealError("no labelled decisions on the topics yet")
+    j = log.joined()
+    summary: dict[str, Any] = {
+        "protocol": "stream",
+        "rows": {k: v.to_dict() for k, v in rows.items()},
+        "transactions": produced,
+        "decided": len(log.decisions),
+        "duplicate_decisions": log.duplicates,
+        "labelled": len(j["y"]),
+        "threshold": float(j["threshold"][0]),
+        "costs": log.costs.to_dict(),
+        **(extra or {}),
+    }
+    decoded = [decode_alert(m.value()) for m in read_topic(settings, topics.alerts)]
+    alerts = [a.to_dict() for a in decoded if not isinstance(a, Reject)]
+    snapshots = [
+        orjson.loads(safetensors_metadata(m.value() or b"").get("snapshot", "{}"))
+        for m in read_topic(settings, topics.registry)
+    ]
+    write_json(out / "events.json", {"alerts": alerts, "snapshots": snapshots})
+    batches = log.batches()
+    write_csv(out / "metrics.csv", batches)
+    plot_metrics(out, f"{summary.get('scenario', 'stream')} · streaming stack", batches, None)
+    write_json(out / "summary.json", summary)
+    summary["table"] = format_table(summary)
+    return summary
+
+
+def swap_times(settings: KafkaSettings, topics: Topics, bundle: Bundle, log: DecisionLog) -> dict[str, float]:
+    """Per published adapter version: ms from its publication to the first decision that used it."""
+    published: dict[int, float] = {}
+    for m in read_topic(settings, topics.weights):
+        try:
+            msg = decode_adapter(m.value() or b"", bundle.config, bundle.id)
+        except WeightsError:
+            continue
+        published.setdefault(msg.version, float(m.timestamp()[1]))
+    first_use: dict[int, float] = {}
+    for d, ts in log.decisions.values():
+        v = d.adapter_version
+        first_use[v] = min(first_use.get(v, ts), ts)
+    return {str(v): first_use[v] - t for v, t in sorted(published.items()) if v in first_use}
+
+
+def after_drift(
+    sc: Scenario, log: DecisionLog, bundle: Bundle, adapt_window: int, seed: int = 42
+) -> dict[str, Any]:
+    """No-heal, healed, oracle, Bayes and all-normal rows over the transactions from
+    ``adapt_window`` after the drift point (as the offline experiments measure), and the gap closed."""
+    if sc.stream.drift_at is None:
+        return {}
+    index = {tx: i for i, tx in enumerate(sc.stream.ids.tolist())}
+    point = sc.stream.drift_at
+    start = min(point + adapt_window, len(sc.stream) - 1)
+    keys = [k for k in log.decisions if k in log.labels and index.get(k, -1) >= start]
+    if not keys:
+        return {}
+    pos = np.array([index[k] for k in keys])
+    y = np.array([log.labels[k] for k in keys], dtype=np.float64)
+    score = np.array([log.decisions[k].decision.score for k in keys])
+    shadow = np.array([log.decisions[k].decision.shadow_score for k in keys])
+    t, c = bundle.threshold, bundle.costs
+    oracle = oracle_scores(sc.stream.X[point:], sc.stream.y[point:], bundle.config, c, seed)
+    rows: dict[str, Metrics] = {
+        "noheal": evaluate_scores(y, shadow, t, c),
+        "healed": evaluate_scores(y, score, t, c),
+        "oracle": evaluate_scores(y, oracle[pos - point], c.bayes_threshold, c),
+        "bayes": evaluate_scores(y, sc.stream.posterior[pos], c.bayes_threshold, c),
+        "all_normal": metrics_from_predictions(y, np.zeros(len(y)), c),
+    }
+    as_dicts = {k: v.to_dict() for k, v in rows.items()}
+    return {
+        "from": start,
+        "drift_at": point,
+        "adapt_window": adapt_window,
+        "gap_closed": gap_closed(as_dicts),
+        "rows": as_dicts,
+    }
