@@ -5,9 +5,7 @@ the first ``drift`` summary alert and closes when the last alarmed detector has
 ``recovered``. The opening alert names the onset (``onset_rows`` back, or the event time
 ``onset_ts`` of the first drifted row); healing then uses only rows from the onset on.
 
->>> from shared.healing.buffer import LabelJoinBuffer
-from shared.healing.events import EpisodeClosed, EpisodeOpened
-from shared.messages import Alert
+>>> from shared.messages import Alert
 >>> tracker = EpisodeTracker()
 >>> tracker.update(Alert("conflicts", "conflicts", 0.2, 0.05, "drift"))
 'open'
@@ -61,7 +59,21 @@ class EpisodeTracker:
 
 class Episodes:
     """The open episode, if any: where it begins in the stream (a buffer position) and where
-    its snapshots begin in the registry (``seq``, kept after it closes)."""
+    its snapshots begin in the registry (``seq``, kept after it closes).
+
+    >>> import numpy as np
+    >>> from shared.messages import Alert
+    >>> buffer = LabelJoinBuffer(capacity=100, n_features=1)
+    >>> ts = [float(i) for i in range(50)]   # event times
+    >>> buffer.add_transactions([f"t{i}" for i in range(50)], np.zeros((50, 1)), ts)
+    >>> episodes = Episodes(buffer)
+    >>> drift = Alert("fidi", "fidi", 1.5, 1.0, "drift", onset_rows=20, onset_ts=30.0)
+    >>> episodes.on_alert(drift, registry_len=3)
+    EpisodeOpened(start=30, trigger='fidi')
+    >>> calm = Alert("fidi", "fidi", 0.2, 1.0, "recovered")
+    >>> episodes.on_alert(calm, registry_len=9), episodes.seq
+    (EpisodeClosed(trigger='fidi'), 3)
+    """
 
     def __init__(self, buffer: LabelJoinBuffer, default_onset: int = 1000) -> None:
         self.buffer, self.default_onset = buffer, default_onset
