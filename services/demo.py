@@ -9,10 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Message
-
 from services.processes import health
-from services.report import after_drift, swap_times, write_stream_report
+from services.report import after_drift, log_feed, swap_times, write_stream_report
 from services.stack import Stack
 from shared.bundle import Bundle
 from shared.data import Scenario, build
@@ -37,19 +35,6 @@ class Feeder(threading.Thread):
 
     def run(self) -> None:
         self.produced = produce_stream(*self.args)
-
-
-def log_feed(log: DecisionLog, topics: Topics) -> Any:
-    """A tail handler filling ``log`` with decisions and labels."""
-
-    def handle(msgs: list[Message], _received_ms: float) -> None:
-        for m in msgs:
-            if m.topic() == topics.decisions:
-                log.add_decision(m.value(), float(m.timestamp()[1]))
-            else:
-                log.add_label(m.value())
-
-    return handle
 
 
 def run_demo(

@@ -3,11 +3,13 @@ with late labels from the topics, measured as the offline experiments measure.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
+from confluent_kafka import Message
 
 from shared.bundle import Bundle
 from shared.data import Scenario
@@ -23,13 +25,26 @@ from shared.model import safetensors_metadata
 from shared.streamreport import DecisionLog
 
 
-def read_log(settings: KafkaSettings, topics: Topics, log: DecisionLog | None = None) -> DecisionLog:
-    """Every decision and label on the topics (into ``log``, or a new one)."""
-    log = log if log is not None else DecisionLog()
-    for m in read_topic(settings, topics.decisions, timeout=60):
-        log.add_decision(m.value(), float(m.timestamp()[1]))
-    for m in read_topic(settings, topics.labels, timeout=60):
-        log.add_label(m.value())
+def log_feed(log: DecisionLog, topics: Topics) -> Callable[[list[Message], float], None]:
+    """Decisions and labels into ``log`` (a decision with its record's timestamp); a
+    :class:`~shared.kafka.tail.TopicTail` handler."""
+
+    def feed(msgs: list[Message], _received_ms: float) -> None:
+        for m in msgs:
+            if m.topic() == topics.decisions:
+                log.add_decision(m.value(), float(m.timestamp()[1]))
+            elif m.topic() == topics.labels:
+                log.add_label(m.value())
+
+    return feed
+
+
+def read_log(settings: KafkaSettings, topics: Topics) -> DecisionLog:
+    """Every decision and label on the topics now."""
+    log = DecisionLog()
+    feed = log_feed(log, topics)
+    for topic in (topics.decisions, topics.labels):
+        feed(list(read_topic(settings, topic, timeout=60)), 0.0)
     return log
 
 

@@ -35,8 +35,8 @@ from typing import Any
 
 import orjson
 
-from shared.messages.record import load_object
-from shared.messages.reject import Reject, RejectCode
+from shared.messages.record import from_fields, load_object
+from shared.messages.reject import Reject
 
 Detail = str | int | float | None
 SUMMARY = ("fidi", "conflicts")  # the features whose alerts open and close drift episodes
@@ -96,9 +96,9 @@ def decode_alert(raw: bytes | None) -> Alert | Reject:
     rec = load_object(raw)
     if isinstance(rec, Reject):
         return rec
-    try:
-        onset_rows, onset_ts = rec.get("onset_rows"), rec.get("onset_ts")
-        return Alert(
+    onset_rows, onset_ts = rec.get("onset_rows"), rec.get("onset_ts")
+    return from_fields(
+        lambda: Alert(
             detector=str(rec["detector"]),
             feature=str(rec["feature"]),
             statistic=float(rec["statistic"]),
@@ -109,10 +109,7 @@ def decode_alert(raw: bytes | None) -> Alert | Reject:
             onset_ts=None if onset_ts is None else float(onset_ts),
             details={k: v for k, v in rec.items() if k not in _FIELDS and _is_detail(v)},
         )
-    except KeyError as exc:
-        return Reject(RejectCode.SCHEMA, f"missing field {exc}")
-    except (TypeError, ValueError) as exc:
-        return Reject(RejectCode.VALUE, f"bad field: {exc}")
+    )
 
 
 def _is_detail(v: object) -> bool:

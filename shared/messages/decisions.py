@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-from shared.messages.record import load_object
+from shared.messages.record import from_fields, load_object
 from shared.messages.reject import Reject, RejectCode
 
 
@@ -70,11 +70,11 @@ def decode_decision(raw: bytes | None) -> Decision | Reject:
     rec = load_object(raw)
     if isinstance(rec, Reject):
         return rec
-    try:
-        rules = rec["rules"]
-        if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
-            return Reject(RejectCode.VALUE, "bad field: 'rules' is not a list of names")
-        return Decision(
+    rules = rec.get("rules")
+    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+        return Reject(RejectCode.SCHEMA, "'rules' is missing or not a list of names")
+    return from_fields(
+        lambda: Decision(
             id=str(rec["id"]),
             score=float(rec["score"]),
             fraud=bool(rec["fraud"]),
@@ -86,10 +86,7 @@ def decode_decision(raw: bytes | None) -> Decision | Reject:
             shadow_score=float(rec["shadow_score"]),
             latency_ms=float(rec["latency_ms"]),
         )
-    except KeyError as exc:
-        return Reject(RejectCode.SCHEMA, f"missing field {exc}")
-    except (TypeError, ValueError) as exc:
-        return Reject(RejectCode.VALUE, f"bad field: {exc}")
+    )
 
 
 # -- the scorer's batch encoder ----------------------------------------------------------------

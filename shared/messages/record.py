@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 
@@ -27,3 +28,17 @@ def load_object(raw: bytes | None) -> dict[str, Any] | Reject:
     except orjson.JSONDecodeError as exc:
         return Reject(RejectCode.JSON, f"not JSON: {exc.msg}")
     return rec if isinstance(rec, dict) else Reject(RejectCode.SCHEMA, "value is not a JSON object")
+
+
+T = TypeVar("T")
+
+
+def from_fields(build: Callable[[], T]) -> T | Reject:
+    """``build()`` (which reads a decoded object's fields), or why it could not: a missing
+    field is a schema problem, a field of the wrong type or value a value problem."""
+    try:
+        return build()
+    except KeyError as exc:
+        return Reject(RejectCode.SCHEMA, f"missing field {exc}")
+    except (TypeError, ValueError) as exc:
+        return Reject(RejectCode.VALUE, f"bad field: {exc}")
