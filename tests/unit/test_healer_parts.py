@@ -1,0 +1,112 @@
+"""The parts the healer is composed of, each on its own."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from shared.healing.episodes import EpisodeTracker
+from shared.healing.events import EpisodeClosed, EpisodeOpened, HealOutcome
+from shared.healing.healer import Healer, HealerConfig
+from shared.healing.label_guard import LabelGuard
+from shared.healing.shadow_guard import ShadowGuard
+from shared.healing.worker import HealWorker, InlineExecutor
+from shared.messages import Alert
+from shared.registry import MemoryStore, Registry
+
+
+def alert(feature: str, state: str) -> Alert:
+    return Alert(feature, feature, 1.0, 1.0, state, onset_rows=300)
+
+
+def test_an_episode_opened_by_conflicts_alone_closes_when_they_recover() -> None:
+    tracker = EpisodeTracker()
+    assert tracker.update(alert("conflicts", "drift")) == "open"
+    assert tracker.update(Alert("fidi", "V14", 0.4, 0.15, "drift")) is None  # a per-feature alert
+    assert tracker.update(alert("conflicts", "recovered")) == "close"
+    assert tracker.update(alert("fidi", "recovered")) is None  # a recovery of a detector that never alarmed
+
+
+def test_the_episode_stays_open_while_any_detector_alarms() -> None:
+    tracker = EpisodeTracker()
+    changes = [tracker.update(alert(f, s)) for f, s in [("fidi", "drift"), ("conflicts", "drift")]]
+    changes += [tracker.update(alert(f, s)) for f, s in [("fidi", "recovered"), ("conflicts", "recovered")]]
+    assert changes == ["open", None, None, "close"]
+
+
+def shadow_says(verdicts: dict[str, bool]):
+    return verdicts.get
+
+
+def test_the_label_guard_holds_chunks_and_judges_only_known_verdicts() -> None:
+    guard = LabelGuard(chunk=4, min_known=3)
+    assert guard.add([("a", 1.0), ("b", 0.0)], shadow_says({})) == [] and len(guard.held) == 2
+    (judged,) = guard.add([("c", 1.0), ("d", 0.0)], shadow_says({"a": False}))  # 1 known of 4
+    assert not judged.suspect and judged.labels == [("a", 1.0), ("b", 0.0), ("c", 1.0), ("d", 0.0)]
+    assert judged.kappa != judged.kappa  # NaN: too few known verdicts to judge
+
+
+def test_a_suspect_feed_pauses_healing_until_clean_chunks_follow() -> None:
+    guard = LabelGuard(chunk=4, min_known=4, resume_chunks=2)
+    shadow = shadow_says({k: k in "ac" for k in "abcdefgh"})
+    flipped = [(k, 0.0 if k in "ac" else 1.0) for k in "abcd"]
+    clean = [(k, 1.0 if k in "ac" else 0.0) for k in "abcd"]
+    first, second = guard.add(flipped + flipped, shadow)
+    assert first.suspect and first.first_suspect and second.suspect and not second.first_suspect
+    assert guard.hold is not None and guard.quarantined == 8
+    once, twice = guard.add(clean + clean, shadow)
+    assert not once.trusted_again and twice.trusted_again and guard.hold is None
+
+
+def test_the_shadow_guard_needs_its_rows_and_forgets_on_clear() -> None:
+    guard = ShadowGuard(rows=10, min_rows=5, z=2.0)
+    for _ in range(4):
+        guard.add(1.0)
+    assert guard.verdict() is None  # too few rows
+    guard.add(1.0)
+    assert guard.verdict() is not None and "against the shadow's over 5 labelled rows" in guard.verdict()  # type: ignore[operator]
+    guard.clear()
+    assert guard.n == 0 and guard.verdict() is None
+
+
+@pytest.fixture
+def ready_healer(covariate_bundle, covariate_scenario) -> Healer:
+    st = covariate_scenario.stream
+    d = st.drift_at
+    ids = [str(i) for i in st.ids[d : d + 600]]
+    healer = Healer(
+        covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), HealerConfig(label_guard=False)
+    )
+    healer.add_transactions(ids, st.X[d : d + 600])
+    healer.on_alert(alert("fidi", "drift"))
+    healer.add_labels(ids[:400], st.y[d : d + 400].tolist())
+    return healer
+
+
+def test_inline_the_heal_finishes_in_the_step_that_starts_it(ready_healer: Healer) -> None:
+    events = HealWorker(ready_healer, InlineExecutor()).step()
+    assert isinstance(events[0], EpisodeOpened) and events[0].start == 300 and events[0].trigger == "fidi"
+    assert isinstance(events[1], HealOutcome) and ready_healer.registry.n_heals == 1
+    assert HealWorker(ready_healer).step() == []  # not due: no new transactions or labels since
+
+
+def test_on_a_thread_the_loop_collects_the_heal_at_a_later_step(ready_healer: Healer) -> None:
+    release = threading.Event()
+    run = ready_healer.run
+
+    def slow(job):  # the heal thread is still busy when the loop steps again
+        release.wait(30)
+        return run(job)
+
+    ready_healer.run = slow  # type: ignore[method-assign]
+    with ThreadPoolExecutor(1) as pool:
+        worker = HealWorker(ready_healer, pool)
+        first = worker.step()
+        assert [type(e) for e in first] == [EpisodeOpened] and worker.running is not None
+        assert worker.step() == []  # still running: nothing new starts
+        release.set()
+        assert [type(e) for e in worker.close()] == [HealOutcome] and worker.running is None
+    ready_healer.close_episode("fidi")
+    assert isinstance(ready_healer.drain_events()[0], EpisodeClosed)
