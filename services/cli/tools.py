@@ -91,7 +91,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     stop = StopFlag()
     deadline = time.monotonic() + args.timeout if args.timeout else None
-    with TopicTail(resolve_settings(), [topic], show, fetch_wait_ms=100):
+    with TopicTail(resolve_settings(), [topic], show):
         while not stop.is_set() and (args.max is None or shown[0] < args.max):
             if deadline is not None and time.monotonic() > deadline:
                 break
