@@ -83,10 +83,8 @@ class Healer:
         self.n_heals = registry.n_heals
         self.labels_at_first_heal: int | None = None
         self._since_heal = 0  # transactions and labels since the last heal started
-        self._last_release: tuple[list[str], int] = (
-            [],
-            0,
-        )  # (ids, registry length) of the last released chunk
+        # the ids of the last chunk of labels released into the buffer, and the registry's length then
+        self._last_release: tuple[list[str], int] = ([], 0)
         self._pending_rollback: tuple[Snapshot, str] | None = None
         if len(registry) == 0:
             registry.record("initial", bundle.adapter_state, version=0, note="adapter as trained")
