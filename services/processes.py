@@ -72,9 +72,11 @@ class Child:
         log_dir: Path,
         name: str | None = None,
         *extra: str,
+        port: int | None = None,
     ) -> Child:
         """``selfheal KIND --bundle BUNDLE ...`` (scorer, monitor or healer)."""
-        return cls(name or kind, ["-m", "services.cli", kind, "--bundle", str(bundle), *extra], env, log_dir)
+        args = ["-m", "services.cli", kind, "--bundle", str(bundle), *extra]
+        return cls(name or kind, args, env, log_dir, port)
 
     @property
     def pid(self) -> int:

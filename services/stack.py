@@ -120,8 +120,8 @@ class Stack:
         names = [f"scorer-{i + 1}" for i in range(self.scorers)] + ["monitor", "healer"]
         for i, name in enumerate(names):
             port = None if self.base_port is None else self.base_port + i
-            args = ["-m", "services.cli", name.split("-")[0], "--bundle", self.bundle]
-            self.children[name] = Child(name, args, env, self.log_dir, port)
+            kind = name.split("-")[0]
+            self.children[name] = Child.service(kind, self.bundle, env, self.log_dir, name, port=port)
         self._write_state()
         return self
 

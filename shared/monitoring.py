@@ -80,8 +80,8 @@ class DriftMonitor:
             if elevated != self.conflicts_elevated:
                 self.conflicts_elevated = elevated
                 state = "drift" if elevated else "recovered"
-                onset = self.conflicts.min_batches * self.batch_rows if elevated else None
                 c = self.conflicts
+                onset = c.min_batches * self.batch_rows if elevated else None
                 alerts.append(
                     Alert("conflicts", "conflicts", c.rate, c.reference_rate, state, onset_rows=onset)
                 )

@@ -70,7 +70,7 @@ class Run:
         self.n_rollbacks = 0
         self.heal_ms: list[float] = []
         self.score_ms: list[float] = []
-        self.first_alarm: int | None = None  # row (or batch) at which FIDI first alarmed
+        self.alarm_batches: list[int] = []  # the batches in which FIDI alarmed
 
     def _train(self) -> Bundle:
         sc = self.sc
@@ -107,13 +107,12 @@ class Run:
     def event(self, kind: str, batch: int, **details: Any) -> None:
         self.events.append({"type": kind, "batch": batch, "ts": time.time(), **details})
 
-    def record_alerts(self, b: int, alerts: list[Alert], first_alarm: int | None) -> None:
-        """The monitor's summary alerts as events; ``first_alarm`` is where FIDI alarmed."""
+    def record_alerts(self, b: int, alerts: list[Alert]) -> None:
+        """The monitor's summary alerts of batch ``b`` as events."""
         for a in alerts:
             if a.feature == "fidi" and a.state == "drift":
                 feats = self.monitor.fidi.drifting_features
-                if self.first_alarm is None:
-                    self.first_alarm = first_alarm
+                self.alarm_batches.append(b)
                 self.event("drift", b, features=feats, index=a.statistic)
                 self.say(f"batch {b:3d}: drift on {', '.join(feats)} (FIDI {a.statistic:.2f})")
             elif a.feature == "fidi":

@@ -55,8 +55,7 @@ class DelayedRun(Run):
         self.probs[start:end], self.shadow[start:end] = p, ps
         conflicts = self.rules.conflicts(X, p)
         alerts = self.monitor.add_transactions(X, ts) + self.monitor.add_conflicts(conflicts.tolist())
-        first_alarm = self.monitor.alarm_rows[0] if self.monitor.alarm_rows else None
-        self.record_alerts(b, alerts, first_alarm)
+        self.record_alerts(b, alerts)
         healer.add_transactions(ids, X, ts)
         healer.add_decisions(ids, (p >= t).tolist(), [version] * len(ids), (ps >= t).tolist())
         for a in alerts:
@@ -120,9 +119,10 @@ class DelayedRun(Run):
             "oracle": evaluate_scores(y, oracle[e0 - point :], cfg.costs.bayes_threshold, cfg.costs),
             "bayes": evaluate_scores(y, s.posterior[sl], cfg.costs.bayes_threshold, cfg.costs),
         }
+        first_alarm = self.monitor.alarm_rows[0] if self.monitor.alarm_rows else None  # a row
         detection = None
-        if self.first_alarm is not None and s.drift_at is not None:
-            detection = self.first_alarm - s.drift_at
+        if first_alarm is not None and s.drift_at is not None:
+            detection = first_alarm - s.drift_at
         extra = {
             "eval": {
                 "from": e0,
@@ -131,10 +131,10 @@ class DelayedRun(Run):
                 "drift_at": s.drift_at,
                 "adapt_window": cfg.adapt_window,
             },
-            "drift_first_alarm_row": self.first_alarm,
+            "drift_first_alarm_row": first_alarm,
             "detection_delay_rows": detection,
             "false_alarm": bool(
-                self.first_alarm is not None and (s.drift_at is None or self.first_alarm <= s.drift_at)
+                first_alarm is not None and (s.drift_at is None or first_alarm <= s.drift_at)
             ),
             "labels": self.healer.buffer.stats(),
         }

@@ -78,7 +78,7 @@ class SeedRun(Run):
         for b, idx in enumerate(sc.seed_batches, start=1):
             X, y = sc.drift_test.X[idx], sc.drift_test.y[idx]
             p, ps = self.score(X)
-            self.record_alerts(b, self.monitor.add_transactions(X[:, [j]]), first_alarm=b)
+            self.record_alerts(b, self.monitor.add_transactions(X[:, [j]]))
             n_conf = int(self.rules.conflicts(X, p, self.rules.fires(X)).sum())
             pre = metrics_from_predictions(y, p >= self.threshold, cfg.costs)
             row: dict[str, Any] = {
@@ -125,6 +125,6 @@ class SeedRun(Run):
             "published": PUBLISHED,
             "batches": len(sc.seed_batches),
             "eval": {"rows": len(D.y), "set": "drift_test"},
-            "drift_detected_batch": self.first_alarm,
+            "drift_detected_batch": self.alarm_batches[0] if self.alarm_batches else None,
         }
         return rows, extra

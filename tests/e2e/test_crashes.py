@@ -52,8 +52,7 @@ class Setup:
             "SELFHEAL_HEALER_NICE": "0",
             **self.topics.to_env(),
         }
-        args = ["-m", "services.cli", kind, "--bundle", str(self.bundle), "--group", f"{kind}-{self.tag}"]
-        child = Child(name, args, env, self.logs)
+        child = Child.service(kind, self.bundle, env, self.logs, name, "--group", f"{kind}-{self.tag}")
         self.children.append(child)
         return child
 
