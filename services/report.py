@@ -18,6 +18,7 @@ from shared.evaluation import Metrics, evaluate_scores, metrics_from_predictions
 from shared.experiment.oracle import oracle_scores
 from shared.experiment.plots import plot_metrics
 from shared.experiment.report import format_table, gap_closed, write_csv, write_json
+from shared.experiment.windows import label_windows
 from shared.kafka import KafkaSettings, Topics, read_topic
 from shared.messages import Reject, decode_alert
 from shared.messages.adapters import decode_adapter
@@ -106,10 +107,16 @@ def swap_times(settings: KafkaSettings, topics: Topics, bundle: Bundle, log: Dec
 
 
 def after_drift(
-    sc: Scenario, log: DecisionLog, bundle: Bundle, adapt_window: int, seed: int = 42
+    sc: Scenario,
+    log: DecisionLog,
+    bundle: Bundle,
+    adapt_window: int,
+    seed: int = 42,
+    label_delay_rows: int | None = None,
 ) -> dict[str, Any]:
     """No-heal, healed, oracle, Bayes and all-normal rows over the transactions from
-    ``adapt_window`` after the drift point (as the offline experiments measure), and the gap closed."""
+    ``adapt_window`` after the drift point (as the offline experiments measure), and the gap
+    closed; with ``label_delay_rows``, also the windows before and after the labels."""
     if sc.stream.drift_at is None:
         return {}
     index = {tx: i for i, tx in enumerate(sc.stream.ids.tolist())}
@@ -132,10 +139,21 @@ def after_drift(
         "all_normal": metrics_from_predictions(y, np.zeros(len(y)), c),
     }
     as_dicts = {k: v.to_dict() for k, v in rows.items()}
-    return {
+    out = {
         "from": start,
         "drift_at": point,
         "adapt_window": adapt_window,
         "gap_closed": gap_closed(as_dicts),
         "rows": as_dicts,
     }
+    if label_delay_rows is not None:
+        keys = [k for k in log.decisions if k in log.labels and index.get(k, -1) >= point]
+        at = np.array([index[k] for k in keys])
+        flags = {
+            "noheal": np.array([log.decisions[k].decision.shadow_fraud for k in keys]),
+            "healed": np.array([log.decisions[k].decision.fraud for k in keys]),
+            "oracle": oracle[at - point] >= c.bayes_threshold,
+        }
+        labels = np.array([log.labels[k] for k in keys], dtype=np.float64)
+        out["windows"] = label_windows(at, labels, flags, c, point, point + label_delay_rows)
+    return out

@@ -83,7 +83,9 @@ def run_service(
             )
         else:
             background_priority()
-            cfg = HealerServiceConfig(metrics_port=metrics_port, healer=HealerConfig(**options), **named)
+            state_dir = options.pop("state_dir", None)
+            healer = HealerConfig(**options)
+            cfg = HealerServiceConfig(metrics_port=metrics_port, healer=healer, state_dir=state_dir, **named)
             assert signer is not None
             service = HealerService(bundle, settings, topics, cfg, signer)
         service.run(stop)
@@ -94,9 +96,16 @@ class Stack:
     """Broker (if needed) + scorers + monitor + healer as child processes."""
 
     def __init__(
-        self, bundle: str, scorers: int = 1, log_dir: str | Path = "runs/logs", base_port: int | None = 9101
+        self,
+        bundle: str,
+        scorers: int = 1,
+        log_dir: str | Path = "runs/logs",
+        base_port: int | None = 9101,
+        healer_args: tuple[str, ...] = (),
     ) -> None:
+        """``healer_args``: more ``selfheal healer`` options (``--state-dir``, ``--label-horizon``)."""
         self.bundle, self.scorers = bundle, scorers
+        self.healer_args = healer_args
         self.log_dir = Path(log_dir)
         self.base_port = base_port
         self.broker: EmbeddedBroker | None = None
@@ -121,7 +130,8 @@ class Stack:
         for i, name in enumerate(names):
             port = None if self.base_port is None else self.base_port + i
             kind = name.split("-")[0]
-            self.children[name] = Child.service(kind, self.bundle, env, self.log_dir, name, port=port)
+            extra = self.healer_args if kind == "healer" else ()
+            self.children[name] = Child.service(kind, self.bundle, env, self.log_dir, name, *extra, port=port)
         self._write_state()
         return self
 

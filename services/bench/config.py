@@ -18,6 +18,7 @@ class BenchConfig:
     quiet_steal: float = 10.0  # before each timed run, wait for a second with less CPU steal (%) ...
     quiet_patience: float = 10.0  # ... but no longer than this (seconds)
     heal_cycles: int = 10  # timed heal cycles (after one warm-up)
+    log_rows: int = 1_000_000  # rows through the feature log (and RocksDB beside it)
     scenario: str = "covariate"  # the bundle and the rows sent
     profile: bool = False  # one more scorer run under py-spy: runs/profile-scorer.txt
 
@@ -29,5 +30,6 @@ QUICK = BenchConfig(  # a smoke run: every phase, small numbers (not for the REA
     swaps=2,
     swap_every=1.0,
     heal_cycles=3,
+    log_rows=50_000,
     quiet_patience=0,
 )

@@ -78,7 +78,7 @@ def heal_fixture(bundle: Bundle, scenario: str, config: HealerConfig | None = No
     for all but the newest 500 (what it holds when it heals in the stack)."""
     healer = Healer(bundle, Registry(MemoryStore(), bundle.id), config or HealerConfig())
     s = build(scenario).stream
-    n = healer.cfg.buffer_rows
+    n = healer.cfg.recent_rows
     lo = len(s) - n
     ids = [str(i) for i in s.ids[lo:]]
     healer.add_transactions(ids, s.X[lo:], [float(i) for i in range(n)])
@@ -90,7 +90,8 @@ def heal_fixture(bundle: Bundle, scenario: str, config: HealerConfig | None = No
 def heal_once(healer: Healer) -> float:
     """One heal cycle (prepare, run, finish) on the episode's rows; its wall time in ms."""
     t = time.perf_counter()
-    job = healer.job_for(healer.buffer.snapshot(since=healer.episode.start if healer.episode else 0))
+    job = healer.prepare()
+    assert job is not None, healer.ready()
     healer.finish(job, healer.run(job))
     return (time.perf_counter() - t) * 1e3
 

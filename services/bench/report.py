@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from services.bench.config import BenchConfig
+from services.bench.featurelog import feature_log
 from services.bench.harness import Harness
 from services.bench.latency import latency
 from services.bench.targets import check_targets, targets_of
@@ -24,6 +25,7 @@ def run_bench(out: str | Path, cfg: BenchConfig | None = None, quiet: bool = Fal
     h = Harness(cfg, out, say)
     with h.session():
         h.heal_cycles()
+        h.results["feature_log"] = feature_log(cfg.log_rows, out / "feature-log", say)
         with h.steal("throughput"):
             throughput(h)
         with h.steal("two_scorers"):
@@ -87,8 +89,30 @@ def bench_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         ),
         ("scorer beside a healer healing flat out", healing, targets_of("healing")),
         ("monitor (FIDI)", f"{r['monitor_tps']:,} tx/s", "-"),
+        *feature_log_rows(r),
         ("peak RSS", ", ".join(f"{k} {v:.0f} MB" for k, v in r["rss_mb"].items()), "-"),
         ("CPU steal by phase", ", ".join(f"{k} {v}%" for k, v in steal.items()), "0% on a quiet machine"),
+    ]
+
+
+def feature_log_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    fl = r.get("feature_log", {})
+    s, rdb = fl.get("sqlite"), fl.get("rocksdb")
+    if not s:
+        return []
+    vs = " / ".join(f"{k} {rdb[k]:,}" for k in ("write_rows_per_s", "lookup_ms_p99")) if rdb else "-"
+    return [
+        (
+            f"feature log (SQLite): writes, lookup p99 ({s['rows']:,} rows)",
+            f"{s['write_rows_per_s']:,} rows/s, {s['lookup_ms_p99']} ms",
+            f"{targets_of('log')}; RocksDB {vs}",
+        ),
+        (
+            "feature log: disk per million rows; healer RSS with them",
+            f"{s['disk_mb_per_million_rows']} MB; {s['healer_rss_mb']:.0f} MB",
+            "RocksDB "
+            + (f"{rdb['disk_mb_per_million_rows']} MB; store {rdb['store_rss_mb']:.0f} MB" if rdb else "-"),
+        ),
     ]
 
 

@@ -41,7 +41,13 @@ def _swap_gap_over_median(r: Results) -> float | None:
     return None if not median else float(r["swap_max_gap_ms"]) / float(median)
 
 
-TARGETS = (  # issue 5, for a 2-core machine and the embedded broker
+def _log_over_scorer(r: Results) -> float | None:
+    writes = r.get("feature_log", {}).get("sqlite", {}).get("write_rows_per_s")
+    scorer = r.get("scorer_tps_1")
+    return None if not writes or not scorer else float(writes) / float(scorer)
+
+
+TARGETS = (  # issue 5; the feature log's, issue 13, for a 2-core machine and the embedded broker
     Target(
         "scorer >= 50k tx/s per process", "scorer", lambda r: r.get("scorer_tps_1"), 50_000, at_least=True
     ),
@@ -51,6 +57,7 @@ TARGETS = (  # issue 5, for a 2-core machine and the embedded broker
     Target("swap gap <= 2x median", "gaps", _swap_gap_over_median, 2.0),
     Target("heal cycle <= 1 s", "heal", lambda r: r.get("heal_cycle_ms"), 1000.0),
     Target("healing costs scoring <= 10%", "healing", lambda r: r.get("healing_throughput_drop"), 0.10),
+    Target("feature log writes >= scorer throughput", "log", _log_over_scorer, 1.0, at_least=True),
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,24 +28,22 @@ def register(sub: Any) -> None:
             svc.add_argument("--batch-size", type=int, default=500)
         if kind == "healer":
             svc.add_argument("--label-free", action="store_true")
+            healer_state_arguments(svc)
         svc.set_defaults(func=cmd_service)
 
     u = sub.add_parser("up", help="broker (if needed) and the services as processes, until Ctrl-C")
     u.add_argument("--bundle", required=True)
     u.add_argument("--scorers", type=int, default=1)
     u.add_argument("--logs", default="runs/logs")
+    u.add_argument(
+        "--broker-memory",
+        default=None,
+        help="warn before the embedded broker holds this much (default: a quarter of the machine's memory)",
+    )
+    healer_state_arguments(u)
     u.set_defaults(func=cmd_up)
 
-    d = sub.add_parser("demo", help="the whole stack on the embedded broker, a drift scenario, a report")
-    d.add_argument("--scenario", default="covariate")
-    d.add_argument("--out", default="runs/latest")
-    d.add_argument("--rate", type=float, default=300.0, help="transactions per second")
-    d.add_argument("--label-delay", type=int, default=500)
-    d.add_argument("--scorers", type=int, default=2)
-    d.add_argument("--n-pre", type=int, default=2000)
-    d.add_argument("--n-post", type=int, default=8000)
-    d.add_argument("--adapt-window", type=int, default=1000, help="rows after the drift left out of the gap")
-    d.set_defaults(func=cmd_demo)
+    register_demo(sub)
 
     bn = sub.add_parser("bench", help="throughput, latency, hot swap, healing, memory: runs/bench.json")
     bn.add_argument("--out", default="runs")
@@ -64,6 +63,45 @@ def register(sub: Any) -> None:
     kg.set_defaults(func=cmd_keygen)
 
 
+def register_demo(sub: Any) -> None:
+    d = sub.add_parser("demo", help="the whole stack on the embedded broker, a drift scenario, a report")
+    d.add_argument("--scenario", default="covariate")
+    d.add_argument("--out", default="runs/latest")
+    d.add_argument("--rate", type=float, default=300.0, help="transactions per second")
+    d.add_argument("--label-delay", default="500", help="transactions (500) or event time (20s, 2h)")
+    d.add_argument(
+        "--event-rate",
+        type=float,
+        default=None,
+        help="event time: transactions a second the stream is stamped at (default: --rate; lower replays "
+        "hours of event time in minutes)",
+    )
+    d.add_argument("--label-horizon", default="30d", help="event time a transaction waits for its label")
+    d.add_argument("--scorers", type=int, default=2)
+    d.add_argument("--n-pre", type=int, default=2000)
+    d.add_argument("--n-post", type=int, default=8000)
+    d.add_argument("--adapt-window", type=int, default=1000, help="rows after the drift left out of the gap")
+    d.set_defaults(func=cmd_demo)
+
+
+def healer_state_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--label-horizon", default="30d", help="event time a transaction waits for its label (default: 30d)"
+    )
+    p.add_argument("--log-budget", default="2GB", help="the feature log's disk budget (default: 2GB)")
+    p.add_argument("--state-dir", default=".selfheal", help="the feature log and the registry's mirror")
+
+
+def healer_state_options(args: argparse.Namespace) -> dict[str, Any]:
+    from shared.units import parse_bytes, parse_duration
+
+    return {
+        "label_horizon_ms": parse_duration(args.label_horizon),
+        "log_budget_bytes": parse_bytes(args.log_budget),
+        "state_dir": args.state_dir,
+    }
+
+
 def cmd_service(args: argparse.Namespace) -> int:
     from services.stack import run_service
 
@@ -71,7 +109,7 @@ def cmd_service(args: argparse.Namespace) -> int:
     if args.command == "scorer":
         options = {"batch_size": args.batch_size}
     elif args.command == "healer":
-        options = {"label_free": args.label_free}
+        options = {"label_free": args.label_free, **healer_state_options(args)}
     return run_service(args.command, args.bundle, args.metrics_port, args.group, **options)
 
 
@@ -80,7 +118,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     from shared.kafka.runtime import StopFlag
 
     stop = StopFlag()
-    stack = Stack(args.bundle, scorers=args.scorers, log_dir=args.logs).start()
+    healer_args = (
+        *("--label-horizon", args.label_horizon, "--log-budget", args.log_budget),
+        *("--state-dir", args.state_dir),
+    )
+    stack = Stack(args.bundle, scorers=args.scorers, log_dir=args.logs, healer_args=healer_args).start()
+    memory = broker_memory(stack, args.broker_memory)
     try:
         stack.wait_healthy()
         bootstrap = stack.settings.bootstrap_servers
@@ -92,6 +135,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             if dead := stack.dead():
                 print(f"selfheal: {', '.join(dead)} exited; stopping the stack", file=sys.stderr)
                 break
+            if memory is not None:
+                memory()
             stop.wait(0.5)
     finally:
         codes = stack.stop()
@@ -99,14 +144,44 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def broker_memory(stack: Any, budget: str | None) -> Callable[[], None] | None:
+    """A check of the embedded broker's memory to call now and then (None on a real cluster)."""
+    import time
+
+    from services.brokermemory import BrokerMemory, default_budget_mb, rss_mb
+    from shared.units import parse_bytes
+
+    if stack.broker is None or stack.broker.pid is None:
+        return None
+    watch = BrokerMemory(parse_bytes(budget) / (1 << 20) if budget else default_budget_mb())
+    pid = stack.broker.pid
+    print(f"broker memory budget {watch.budget_mb:,.0f} MB (--broker-memory): warns at 50%, 80% and 95%")
+    last = [0.0]
+
+    def check() -> None:
+        now = time.monotonic()
+        if now - last[0] < 5.0:
+            return
+        last[0] = now
+        rss = rss_mb(pid)
+        warning = None if rss is None else watch.update(rss, now)
+        if warning:
+            print(f"selfheal: WARNING {warning}", file=sys.stderr, flush=True)
+
+    return check
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from services.demo import run_demo
+    from shared.units import Delay
 
     summary = run_demo(
         args.scenario,
         Path(args.out),
         rate=args.rate,
-        label_delay=args.label_delay,
+        label_delay=Delay.parse(args.label_delay),
+        event_rate=args.event_rate,
+        label_horizon=args.label_horizon,
         scorers=args.scorers,
         n_pre=args.n_pre,
         n_post=args.n_post,

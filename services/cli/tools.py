@@ -17,7 +17,17 @@ def register(sub: Any) -> None:
     pr = sub.add_parser("produce", help="stream a scenario to the transactions topic, labels later")
     pr.add_argument("--scenario", default="covariate")
     pr.add_argument("--rate", type=float, default=1000.0, help="transactions per second (0: flat out)")
-    pr.add_argument("--label-delay", type=int, default=500, help="transactions before a label (-1: none)")
+    pr.add_argument(
+        "--label-delay",
+        default="500",
+        help="how late labels come: transactions (500) or event time (20s, 2h); 'none' sends none",
+    )
+    pr.add_argument(
+        "--event-rate",
+        type=float,
+        default=None,
+        help="stamp transactions as if this many a second happened (event time; default: the wall clock)",
+    )
     pr.add_argument("--n-pre", type=int, default=2000)
     pr.add_argument("--n-post", type=int, default=8000)
     pr.add_argument("--seed", type=int, default=42)
@@ -46,14 +56,17 @@ def cmd_produce(args: argparse.Namespace) -> int:
     from shared.data import build
     from shared.kafka import Topics, create_topics
     from shared.loadgen import produce_stream
+    from shared.units import Delay
 
     settings = resolve_settings()
     topics = Topics.from_env()
     create_topics(settings, topics.specs(settings.replication))
     sc = build(args.scenario, seed=args.seed, n_pre=args.n_pre, n_post=args.n_post)
     say = Progress(args.quiet)
-    delay = None if args.label_delay < 0 else args.label_delay
-    say(f"producing {len(sc.stream):,} transactions of {sc.name!r} at {args.rate:g}/s, labels {delay} late")
+    delay = None if args.label_delay in ("none", "-1") else Delay.parse(args.label_delay)
+    clock = f", event time at {args.event_rate:g}/s" if args.event_rate else ""
+    what = f"{len(sc.stream):,} transactions of {sc.name!r}"
+    say(f"producing {what} at {args.rate:g}/s{clock}, labels {delay or 'never'} late")
     last = [0.0]
 
     def progress(n: int) -> None:
@@ -61,7 +74,9 @@ def cmd_produce(args: argparse.Namespace) -> int:
             last[0] = time.monotonic()
             say(f"{n:,} / {len(sc.stream):,} produced")
 
-    n = produce_stream(settings, topics, sc.stream, list(sc.features), args.rate, delay, progress)
+    n = produce_stream(
+        settings, topics, sc.stream, list(sc.features), args.rate, delay, progress, event_rate=args.event_rate
+    )
     print(
         f"produced {n:,} transactions to {topics.transactions!r}"
         + ("" if delay is None else f" and their labels to {topics.labels!r}")

@@ -1,24 +1,30 @@
-"""The healer: late labels joined to transactions, heal cycles on a worker thread, adapters
+"""The healer: late labels joined to transactions, heal cycles in a child process, adapters
 published to ``adapter-weights``, every snapshot on ``adapter-registry``, rollbacks.
 
-Inputs (its own consumer group): ``transactions`` (the buffer), ``decisions`` (what each
-adapter decided, to judge live quality), ``labels`` (late truth, joined by id) and
-``drift-alerts`` (an episode opens when a detector alarms and closes once every detector
-has recovered). All of that is :class:`~shared.healing.healer.Healer`'s policy, the one
-the offline runner runs; this loop decodes, feeds it in a fixed order (transactions,
-decisions, alerts, labels), lets its :class:`~shared.healing.worker.HealWorker` step
-between batches and publishes what comes out. The heal cycle runs on a worker thread;
-the loop keeps consuming meanwhile, and no scorer ever waits for it.
-On start the registry is rebuilt from ``adapter-registry`` and the live adapter
-re-published (scorers ignore a version they already hold); an open drift episode is
-picked up from ``drift-alerts``. The transaction buffer and held labels are not rebuilt:
-healing waits for ``min_labels`` new labels of the episode.
+Inputs (its own consumer group): ``transactions`` (into the label join), ``decisions``
+(what each adapter decided, kept with the row to judge live quality), ``labels`` (late
+truth, joined by id) and ``drift-alerts`` (an episode opens when a detector alarms and
+closes once every detector has recovered). All of that is
+:class:`~shared.healing.healer.Healer`'s policy, the one the offline runner runs; this
+loop decodes, feeds it in a fixed order (transactions, decisions, alerts, labels), lets
+its :class:`~shared.healing.worker.HealWorker` step between batches and publishes what
+comes out. Heal cycles run in a child process (:mod:`shared.healing.process`): the loop
+keeps consuming meanwhile without starving them, and no scorer ever waits for one.
+
+With a ``state_dir`` the feature log (SQLite) and a mirror of the registry live on disk
+under ``state_dir/<bundle id>/``. On start the registry is rebuilt from
+``adapter-registry`` (or, when that topic is empty, from the mirror, and written back),
+the live adapter re-published (scorers ignore a version they already hold), the labelled
+rows reloaded from the feature log, and an open drift episode picked up from
+``drift-alerts``. A label that arrives after a restart still finds its transaction.
+Event time is each record's ``ts``, else its record timestamp.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Message
@@ -35,11 +41,13 @@ from shared.healing.events import (
     LabelsJudged,
     RolledBack,
 )
+from shared.healing.featurelog import FeatureLog
 from shared.healing.healer import Healer, HealerConfig
+from shared.healing.process import HealProcess
 from shared.healing.worker import HealWorker
-from shared.kafka.clients import TrackedProducer, dead_letter, read_topic
+from shared.kafka.clients import TrackedProducer, dead_letter, read_topic, record_ts
 from shared.kafka.config import KafkaSettings, Topics, TopicSpec
-from shared.kafka.registry_store import KafkaSnapshotStore, publish_adapter
+from shared.kafka.registry_store import KafkaSnapshotStore, MirroredStore, publish_adapter
 from shared.kafka.runtime import ConsumerService
 from shared.log import get_logger
 from shared.messages import (
@@ -52,7 +60,7 @@ from shared.messages import (
     encode_alert,
 )
 from shared.observability import lag_gauge
-from shared.registry import Registry, Snapshot
+from shared.registry import DirectoryStore, Registry, Snapshot
 from shared.signing import Signer
 
 
@@ -64,6 +72,7 @@ class HealerServiceConfig:
     max_commit_wait: float = 1.0  # seconds of output left undelivered before the loop waits for it
     metrics_port: int | None = None
     healer: HealerConfig = field(default_factory=HealerConfig)  # the policy, shared with the offline runner
+    state_dir: str | None = None  # the feature log and the registry's mirror (None: in memory, no mirror)
 
 
 class HealerMetrics:
@@ -88,7 +97,9 @@ class HealerMetrics:
         )
         self.version = Gauge("selfheal_healer_adapter_version", "Live adapter version", registry=r)
         self.episode = Gauge("selfheal_healer_episode", "1 during a drift episode", registry=r)
-        self.label_delay = Gauge("selfheal_healer_label_delay_transactions", "Median label delay", registry=r)
+        self.label_delay = Gauge(
+            "selfheal_healer_label_delay_seconds", "Median label delay (event time)", registry=r
+        )
         self.heal_seconds = Histogram(
             "selfheal_healer_heal_seconds",
             "Heal cycle duration",
@@ -117,13 +128,27 @@ class HealerService(ConsumerService):
         self.store = store = KafkaSnapshotStore(
             settings, topics.registry, bundle.config, self.producer, signer
         )
-        self.registry = Registry(store, bundle.id)
+        log, self.mirror = self._state(bundle, config)
+        self.registry = Registry(self.mirror or store, bundle.id)
         self.metrics.bad_snapshots.inc(len(store.rejected))
-        self.healer = Healer(bundle, self.registry, config.healer)
+        self.healer = Healer(bundle, self.registry, config.healer, log)
         self.rebuilt = len(self.registry)
-        self.worker = HealWorker(self.healer, executor or ThreadPoolExecutor(1, thread_name_prefix="heal"))
+        self.worker = HealWorker(self.healer, executor or HealProcess(bundle, config.healer.heal))
         self.foreign = 0  # decisions stamped with another bundle id
         self.published: list[int] = []
+
+    def _state(
+        self, bundle: Bundle, config: HealerServiceConfig
+    ) -> tuple[FeatureLog | None, MirroredStore | None]:
+        """On disk under ``state_dir/<bundle id>/``: the feature log and the registry's mirror."""
+        if config.state_dir is None:
+            return None, None
+        home = Path(config.state_dir) / bundle.id
+        h = config.healer
+        log = FeatureLog(
+            home / "features.sqlite", len(bundle.features), h.label_horizon_ms, h.log_budget_bytes
+        )
+        return log, MirroredStore(self.store, DirectoryStore(home / "registry", bundle.config))
 
     def health(self) -> dict[str, Any]:
         return {
@@ -136,7 +161,7 @@ class HealerService(ConsumerService):
             "snapshots": len(self.registry),
             "healing": self.worker.running is not None,
             "labels": self.healer.guard.hold or "trusted",
-            "buffer": self.healer.buffer.stats(),
+            "labels_join": self.healer.join.stats(),
         }
 
     def publish(self, snap: Snapshot) -> None:
@@ -153,8 +178,10 @@ class HealerService(ConsumerService):
         self.log.info(
             "registry rebuilt",
             snapshots=self.rebuilt,
+            restored_from_disk=self.mirror.restored if self.mirror else 0,
             refused=len(self.store.rejected),
             live_version=self.healer.version,
+            labelled_rows=self.healer.join.stats()["labels_restored"],
         )
         if self.healer.version > 0:
             self.publish(self.healer.live)
@@ -167,6 +194,8 @@ class HealerService(ConsumerService):
     def on_stop(self) -> None:
         self.act(self.worker.close())
         self.producer.flush()
+        self.healer.join.flush()  # the rows still in memory: labels still to come will find them
+        self.healer.join.log.close()
 
     def topic_specs(self) -> list[TopicSpec]:
         return self.topics.specs(self.settings.replication)  # the adapter topics included
@@ -189,7 +218,10 @@ class HealerService(ConsumerService):
             by_topic.setdefault(m.topic() or "", []).append(m)
         if tx := by_topic.get(t.transactions):
             decoded = decode_transactions([m.value() for m in tx], self.bundle.features)
-            ts = [t if t is not None else 0.0 for t in decoded.ts]
+            ts = [
+                t if t is not None else record_ts(tx[i])
+                for t, i in zip(decoded.ts, decoded.index, strict=True)
+            ]
             self.healer.add_transactions(decoded.ids, decoded.X, ts)
             self.metrics.transactions.inc(len(decoded.ids))
         if dec := by_topic.get(t.decisions):
@@ -242,7 +274,7 @@ class HealerService(ConsumerService):
         self.healer.add_decisions(ids, fraud, versions, shadow)
 
     def _labels(self, msgs: list[Message]) -> None:
-        ids, labels = [], []
+        ids, labels, stamps = [], [], []
         for m in msgs:
             parsed = decode_label(m.value())
             if isinstance(parsed, Reject):
@@ -251,11 +283,12 @@ class HealerService(ConsumerService):
                 continue
             ids.append(parsed.id)
             labels.append(float(parsed.label))
-        self.healer.add_labels(ids, labels)
+            stamps.append(parsed.ts if parsed.ts is not None else record_ts(m))
+        self.healer.add_labels(ids, labels, stamps)
         self.metrics.labels.inc(len(ids))
-        delay = self.healer.buffer.stats().get("label_delay_tx_p50")
+        delay = self.healer.join.stats().get("label_delay_ms_p50")
         if delay is not None:
-            self.metrics.label_delay.set(delay)
+            self.metrics.label_delay.set(delay / 1e3)
 
     def _alerts(self, msgs: list[Message]) -> None:
         for m in msgs:

@@ -8,6 +8,7 @@ from typing import Any
 from shared.bundle import Bundle
 from shared.errors import ConfigError
 from shared.evaluation import CostMatrix
+from shared.experiment.windows import LABELS_SETTLE
 from shared.healing import HealConfig
 from shared.healing.healer import HealerConfig
 from shared.registry import Registry
@@ -33,7 +34,8 @@ class ExperimentConfig:
     batch_size: int = 100  # rows per scoring batch (and per monitor update)
     seed: int = 42
     n_pre: int = 2000  # clean rows before the drift point (delayed protocol)
-    n_post: int = 8000  # rows after it
+    n_post: int = 8000  # rows after it (at least: see stream_post)
+    after_rows: int = 5000  # rows of the after-labels window the stream is lengthened to hold
     adapt_window: int = 1000  # rows after the drift point left out of the headline rows
     conflicts_per_100: float = 5.0  # seed protocol: heal when a batch has this many conflicts per 100
     costs: CostMatrix = field(default_factory=CostMatrix)
@@ -46,6 +48,14 @@ class ExperimentConfig:
             raise ConfigError(f"protocol must be 'seed' or 'delayed', got {self.protocol!r}")
         if self.label_delay < 0 or self.batch_size < 1:
             raise ConfigError("label_delay must be >= 0 and batch_size >= 1")
+
+    @property
+    def stream_post(self) -> int:
+        """Rows after the drift point: ``n_post``, or longer so that the labels arrive and
+        ``after_rows`` rows follow the after-labels window's start (delayed protocol)."""
+        if self.protocol != "delayed" or self.label_free:
+            return self.n_post
+        return max(self.n_post, self.label_delay + LABELS_SETTLE + self.after_rows)
 
     @property
     def healer_config(self) -> HealerConfig:

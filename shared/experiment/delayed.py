@@ -8,7 +8,9 @@ handles them, then its worker takes one step (heals inline here, on a thread in 
 service). An accepted heal or a rollback goes live before the next batch, as a hot swap
 does. Every row is scored by the adapter live when it arrived (prequential), and the
 headline rows cover the stream from ``adapt_window`` rows after the drift point to the end.
-Event time is the row's position (one transaction per millisecond).
+Event time is the row's position (one transaction per millisecond); a label carries the
+event time it arrives at. Two more windows split the story at the labels
+(``windows`` in the summary, :mod:`shared.experiment.windows`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from shared.evaluation import Metrics, evaluate_scores, metrics_from_predictions
 from shared.experiment.base import Run, batch_metrics
 from shared.experiment.config import ExperimentResult
 from shared.experiment.oracle import oracle_scores
+from shared.experiment.windows import label_windows
 from shared.healing.worker import HealWorker
 
 
@@ -92,8 +95,20 @@ class DelayedRun(Run):
         now = max(self.arrived, end - self.cfg.label_delay)
         if now > self.arrived:
             ids = [str(i) for i in self.sc.stream.ids[self.arrived : now]]
-            self.healer.add_labels(ids, self.labels[self.arrived : now].tolist())
+            self.healer.add_labels(ids, self.labels[self.arrived : now].tolist(), [float(end)] * len(ids))
             self.arrived = now
+
+    def windows(self, oracle: np.ndarray, point: int) -> dict[str, dict[str, Any]]:
+        """Costs before the first post-drift label arrives and after it has settled."""
+        cfg, s, t = self.cfg, self.sc.stream, self.threshold
+        first_label = len(s) if cfg.label_free else point + cfg.label_delay
+        pos = np.arange(point, len(s))
+        flags = {
+            "noheal": self.shadow[point:] >= t,
+            "healed": self.probs[point:] >= t,
+            "oracle": oracle >= cfg.costs.bayes_threshold,
+        }
+        return label_windows(pos, s.y[point:], flags, cfg.costs, point, first_label)
 
     def progress(self, b: int, batches: int) -> None:
         heals = f"{len(self.registry.post_heal())}/{self.registry.n_heals}"
@@ -136,6 +151,7 @@ class DelayedRun(Run):
             "false_alarm": bool(
                 first_alarm is not None and (s.drift_at is None or first_alarm <= s.drift_at)
             ),
-            "labels": self.healer.buffer.stats(),
+            "labels": self.healer.join.stats(),
+            "windows": self.windows(oracle[: len(s) - point], point),
         }
         return rows, extra

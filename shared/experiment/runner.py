@@ -26,7 +26,7 @@ __all__ = ["ExperimentConfig", "ExperimentResult", "base_digest", "oracle_scores
 
 def run(config: ExperimentConfig, progress: Progress | None = None) -> ExperimentResult:
     say = progress or (lambda _msg: None)
-    scenario = build(config.scenario, seed=config.seed, n_pre=config.n_pre, n_post=config.n_post)
+    scenario = build(config.scenario, seed=config.seed, n_pre=config.n_pre, n_post=config.stream_post)
     if config.protocol == "seed":
         if scenario.drift_test is None:
             raise ConfigError("the seed protocol needs the seed scenario's drifted set: use --scenario seed")

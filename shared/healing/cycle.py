@@ -61,10 +61,12 @@ class HealConfig:
 
 @dataclass(frozen=True)
 class HealBatch:
-    """Recent rows in stream order (oldest first); ``y`` is NaN where no label has arrived."""
+    """Rows to heal on, labelled ones first, each part oldest first; ``y`` is NaN where no
+    label has arrived, ``w`` weighs each labelled row in the label loss (None: equally)."""
 
     X: np.ndarray  # (N, d) float32
     y: np.ndarray  # (N,) float32
+    w: np.ndarray | None = None  # (N,) float32
 
     @property
     def n_labelled(self) -> int:
@@ -110,7 +112,8 @@ def heal_cycle(
         return HealResult(
             before_state, False, "no evidence: no arrived label and no rule fired", duration_ms=took()
         )
-    layer, sums = _train_candidate(model, H, y, targets, train, cfg)
+    w = np.ones(len(y), np.float32) if batch.w is None else np.asarray(batch.w, dtype=np.float32)
+    layer, sums = _train_candidate(model, H, y, w, targets, train, cfg)
     if layer is None:
         return HealResult(before_state, False, "non-finite loss", sums, duration_ms=took())
     _refit_offset(model, layer, H, y, train, cfg, sums)
@@ -169,6 +172,7 @@ def _train_candidate(
     model: SelfHealingModel,
     H: torch.Tensor,
     y: np.ndarray,
+    w: np.ndarray,
     targets: _RuleTargets,
     train: np.ndarray,
     cfg: HealConfig,
@@ -176,7 +180,7 @@ def _train_candidate(
     """A copy of the adapter trained ``cfg.steps`` Adam steps on the composite loss; None if
     the loss stopped being finite. Returns it with the loss terms (mean over steps)."""
     tr = torch.as_tensor(train)
-    yt, rl, rc = (torch.as_tensor(a)[tr] for a in (y, targets.label, targets.conf))
+    yt, wt, rl, rc = (torch.as_tensor(a)[tr] for a in (y, w, targets.label, targets.conf))
     layer = model.new_adapter()
     layer.train()
     params = [p for p in layer.parameters() if p.requires_grad]
@@ -194,6 +198,7 @@ def _train_candidate(
             w_entropy=cfg.w_entropy,
             pos_weight=cfg.pos_weight,
             entropy_max_share=cfg.entropy_max_share,
+            label_weight=wt,
         )
         if not torch.isfinite(loss):
             return None, terms

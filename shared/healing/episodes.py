@@ -2,8 +2,8 @@
 
 An episode is open while any detector (FIDI, the conflict rate) is in drift: it opens on
 the first ``drift`` summary alert and closes when the last alarmed detector has
-``recovered``. The opening alert names the onset (``onset_rows`` back, or the event time
-``onset_ts`` of the first drifted row); healing then uses only rows from the onset on.
+``recovered``. The opening alert names the onset (the event time ``onset_ts`` of the first
+drifted row, or ``onset_rows`` back); healing then uses only rows stamped from the onset on.
 
 >>> from shared.messages import Alert
 >>> tracker = EpisodeTracker()
@@ -22,16 +22,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from shared.healing.buffer import LabelJoinBuffer
 from shared.healing.events import EpisodeClosed, EpisodeOpened
+from shared.healing.join import LabelJoin
 from shared.messages import Alert
 
 
 @dataclass
 class Episode:
-    start: int  # stream position of the first row of the episode (the onset)
+    start: float  # event time (ms) of the first row of the episode (the onset)
     trigger: str  # the detector that opened it
-    pending_ts: float | None = None  # the onset's event time, until a row that recent arrives
 
 
 class EpisodeTracker:
@@ -58,25 +57,28 @@ class EpisodeTracker:
 
 
 class Episodes:
-    """The open episode, if any: where it begins in the stream (a buffer position) and where
-    its snapshots begin in the registry (``seq``, kept after it closes).
+    """The open episode, if any: when it began in event time and where its snapshots begin
+    in the registry (``seq``, kept after it closes).
 
     >>> import numpy as np
     >>> from shared.messages import Alert
-    >>> buffer = LabelJoinBuffer(capacity=100, n_features=1)
+    >>> from shared.healing.featurelog import FeatureLog
+    >>> join = LabelJoin(FeatureLog(None, 1, horizon_ms=1e6, budget_bytes=1 << 20), recent_rows=100)
     >>> ts = [float(i) for i in range(50)]   # event times
-    >>> buffer.add_transactions([f"t{i}" for i in range(50)], np.zeros((50, 1)), ts)
-    >>> episodes = Episodes(buffer)
+    >>> _ = join.add_transactions([f"t{i}" for i in range(50)], np.zeros((50, 1)), ts)
+    >>> episodes = Episodes(join)
     >>> drift = Alert("fidi", "fidi", 1.5, 1.0, "drift", onset_rows=20, onset_ts=30.0)
     >>> episodes.on_alert(drift, registry_len=3)
-    EpisodeOpened(start=30, trigger='fidi')
+    EpisodeOpened(start=30.0, trigger='fidi')
     >>> calm = Alert("fidi", "fidi", 0.2, 1.0, "recovered")
     >>> episodes.on_alert(calm, registry_len=9), episodes.seq
     (EpisodeClosed(trigger='fidi'), 3)
+    >>> episodes.open(9, onset_rows=10)   # no event time named: ten rows back
+    EpisodeOpened(start=40.0, trigger='manual')
     """
 
-    def __init__(self, buffer: LabelJoinBuffer, default_onset: int = 1000) -> None:
-        self.buffer, self.default_onset = buffer, default_onset
+    def __init__(self, join: LabelJoin, default_onset: int = 1000) -> None:
+        self.join, self.default_onset = join, default_onset
         self.alarms = EpisodeTracker()
         self.current: Episode | None = None
         self.seq = 0  # registry length when the last episode opened
@@ -93,29 +95,15 @@ class Episodes:
     def open(
         self, registry_len: int, onset_rows: int = 0, onset_ts: float | None = None, trigger: str = "manual"
     ) -> EpisodeOpened | None:
-        """An episode that began ``onset_rows`` transactions ago, or at the first row stamped at
-        or after ``onset_ts`` (epoch ms; other consumers' positions differ from ours, timestamps
-        do not). None if one is already open."""
+        """An episode that began at event time ``onset_ts`` (epoch ms; other consumers'
+        positions differ from ours, timestamps do not), else ``onset_rows`` transactions
+        ago. None if one is already open."""
         if self.current is not None:
             return None
-        b = self.buffer
-        start = b.position_since(onset_ts) if onset_ts is not None else max(0, b.seen - onset_rows)
-        self.current = Episode(start, trigger, onset_ts)
+        start = onset_ts if onset_ts is not None else self.join.ts_back(onset_rows)
+        self.current = Episode(float(start), trigger)
         self.seq = registry_len
-        self.resolve()
         return EpisodeOpened(self.current.start, trigger)
-
-    def resolve(self) -> None:
-        """An alert can overtake the transactions it names: until a row stamped at or after
-        the onset has arrived, the episode has no rows (the rows still coming in are older)."""
-        ep = self.current
-        if ep is None or ep.pending_ts is None:
-            return
-        pos = self.buffer.position_since(ep.pending_ts)
-        if pos < self.buffer.seen:
-            ep.start, ep.pending_ts = pos, None
-        else:
-            ep.start = self.buffer.seen
 
     def close(self, trigger: str = "manual") -> EpisodeClosed | None:
         if self.current is None:

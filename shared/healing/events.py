@@ -41,7 +41,7 @@ class HealOutcome:
 
 @dataclass(frozen=True)
 class EpisodeOpened:
-    start: int  # stream position of the episode's first row (the onset)
+    start: float  # event time (ms) of the episode's first row (the onset)
     trigger: str  # the detector whose alert opened it: fidi | conflicts | (a test: manual)
 
 

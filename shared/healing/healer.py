@@ -1,9 +1,13 @@
 """The healer: one policy for the offline runner and the healer service.
 
-It keeps the recent transactions and joins late labels to them (:class:`LabelJoinBuffer`),
-opens a drift *episode* on the detectors' alerts (:mod:`~shared.healing.episodes`), and
-then prepares heal jobs on the episode's rows only, every ``heal_every`` new transactions
-or labels, waiting for ``min_labels`` of their labels unless label-free. A finished job is
+It joins late labels to their transactions (:class:`~shared.healing.join.LabelJoin`: the
+newest rows in memory, the rest in the feature log on disk for the label horizon), opens a
+drift *episode* on the detectors' alerts (:mod:`~shared.healing.episodes`), and then
+prepares heal jobs on the episode's rows only (those stamped at or after its onset, in
+event time): its labelled rows, recency-weighted and bounded, and the recent unlabelled
+ones. A cycle is due when ``heal_every`` new labels of the episode have joined (new
+transactions when label-free): evidence, not traffic, drives them, so more traffic does
+not mean more cycles. It waits for ``min_labels`` unless label-free. A finished job is
 recorded in the registry (a ``pre`` and a ``post`` snapshot) and, when the gate accepted
 it, becomes the live adapter. Arriving labels pass the label guard first
 (:mod:`~shared.healing.label_guard`); then they measure the healed adapters' live quality
@@ -23,7 +27,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shared.bundle import Bundle
-from shared.healing.buffer import LabelJoinBuffer
 from shared.healing.cycle import HealBatch, HealConfig, HealResult, heal_cycle
 from shared.healing.episodes import Episode, Episodes
 from shared.healing.events import (
@@ -36,10 +39,11 @@ from shared.healing.events import (
     LabelsJudged,
     RolledBack,
 )
+from shared.healing.featurelog import DECIDED, FRAUD, SHADOW_FRAUD, FeatureLog
+from shared.healing.join import Joined, LabelJoin
 from shared.healing.label_guard import Judged, LabelGuard
 from shared.healing.quality import LiveQuality
 from shared.healing.shadow_guard import ShadowGuard
-from shared.healing.verdicts import VerdictMemory
 from shared.messages import Alert
 from shared.model import AdapterState
 from shared.registry import QualityWatch, Registry, RollbackPolicy, Snapshot
@@ -49,13 +53,16 @@ LIVE_KINDS = ("initial", "rollback", "manual")
 
 @dataclass(frozen=True)
 class HealerConfig:
-    buffer_rows: int = 2000  # recent transactions kept for healing
+    recent_rows: int = 2000  # newest transactions in memory: the unlabelled rows a heal uses
+    label_horizon_ms: float = 30 * 86_400_000  # event time a transaction waits for its label (chargebacks)
+    log_budget_bytes: int = 2 << 30  # the feature log's disk budget; past it, a sample is kept
+    max_labelled: int = 20_000  # the episode's newest labelled rows a heal trains on
+    label_half_life: float | None = 5000.0  # their weight halves every this many rows back (None: equal)
     min_labels: int = 100  # arrived labels from the episode needed before a labelled heal
     label_free: bool = False  # heal on rules alone, without waiting for labels
-    heal_every: int = 100  # new transactions or labels between heal cycles during an episode
+    heal_every: int = 100  # new labels of the episode (transactions when label-free) between cycles
     default_onset: int = 1000  # rows back an episode starts when its alert names no onset
     quality_rows: int = 100  # arrived labels per live-quality measurement (and per label-guard chunk)
-    decisions_kept: int = 50_000  # decisions remembered to judge arriving labels
     heal: HealConfig = field(default_factory=HealConfig)
     rollback: RollbackPolicy = field(default_factory=RollbackPolicy)
     shadow_guard: bool = True  # roll back to the bundle's adapter when healing loses to it
@@ -69,20 +76,28 @@ class HealerConfig:
 
 
 class Healer:
-    def __init__(self, bundle: Bundle, registry: Registry, config: HealerConfig | None = None) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        registry: Registry,
+        config: HealerConfig | None = None,
+        log: FeatureLog | None = None,
+    ) -> None:
+        """``log`` None: a feature log in memory (offline runs, tests)."""
         self.bundle, self.registry = bundle, registry
         self.cfg = cfg = config or HealerConfig()
-        self.buffer = LabelJoinBuffer(cfg.buffer_rows, len(bundle.features))
-        self.verdicts = VerdictMemory(cfg.decisions_kept)
+        log = log or FeatureLog(None, len(bundle.features), cfg.label_horizon_ms, cfg.log_budget_bytes)
+        self.join = LabelJoin(log, cfg.recent_rows)
+        self._held: dict[str, tuple[float, np.void]] = {}  # joined labels the guard has not judged yet
         self.guard = LabelGuard(
             cfg.quality_rows, cfg.label_kappa_min, cfg.label_guard_min, cfg.label_resume_chunks
         )
-        self.episodes = Episodes(self.buffer, cfg.default_onset)
+        self.episodes = Episodes(self.join, cfg.default_onset)
         self.events: list[HealerEvent] = []
         self._new_episode_state()
         self.n_heals = registry.n_heals
         self.labels_at_first_heal: int | None = None
-        self._since_heal = 0  # transactions and labels since the last heal started
+        self._since_heal = 0  # evidence since the last heal started: joined labels (label-free: rows)
         # the ids of the last chunk of labels released into the buffer, and the registry's length then
         self._last_release: tuple[list[str], int] = ([], 0)
         self._pending_rollback: tuple[Snapshot, str] | None = None
@@ -125,9 +140,15 @@ class Healer:
         return self.guard.quarantined
 
     # -- what the stream shows
-    def add_transactions(self, ids: Sequence[str], X: np.ndarray, ts: Sequence[float] | None = None) -> None:
-        self.buffer.add_transactions(ids, X, ts)
-        self._since_heal += len(ids)
+    def add_transactions(self, ids: Sequence[str], X: np.ndarray, ts: Sequence[float]) -> None:
+        """Transactions with their event times (ms); a row a rule fires on is always logged."""
+        X = np.asarray(X, dtype=np.float32)
+        fired = np.asarray(self.bundle.rules.fires(X)).reshape(len(X), -1)
+        flagged: list[bool] = [bool(f) for f in np.asarray(fired.any(axis=1))]
+        early = self.join.add_transactions(ids, X, ts, flagged)
+        if self.cfg.label_free:
+            self._since_heal += len(ids)
+        self._judge(early)
 
     def add_decisions(
         self,
@@ -136,18 +157,32 @@ class Healer:
         versions: Sequence[int],
         shadow_fraud: Sequence[bool] | None = None,
     ) -> None:
-        self.verdicts.add(ids, fraud, versions, shadow_fraud)
+        shadow = shadow_fraud if shadow_fraud is not None else [False] * len(ids)
+        self.join.add_decisions(ids, fraud, versions, shadow)
 
-    def add_labels(self, ids: Sequence[str], labels: Sequence[float]) -> None:
-        """Labels as they arrive. With the label guard on they are held in chunks of
-        ``quality_rows`` and reach the buffer (and the quality measurements) only once their
-        chunk is judged trustworthy."""
-        self._since_heal += len(ids)
-        rows = [(i, float(y)) for i, y in zip(ids, labels, strict=True)]
-        if not self.cfg.label_guard:
-            self._release(rows)
+    def add_labels(
+        self, ids: Sequence[str], labels: Sequence[float], ts: Sequence[float] | None = None
+    ) -> None:
+        """Labels as they arrive (``ts``: their own event time, for the delay statistics).
+        Those that found their transaction are judged: with the label guard on they are held
+        in chunks of ``quality_rows`` and reach the training set (and the quality
+        measurements) only once their chunk is judged trustworthy."""
+        self._judge(self.join.add_labels(ids, labels, ts))
+
+    def _judge(self, joined: Joined) -> None:
+        if not len(joined):
             return
-        for judged in self.guard.add(rows, self._shadow_verdict):
+        if self.episode is not None:
+            self._since_heal += int((joined.rows["ts"] >= self.episode.start).sum())
+        if not self.cfg.label_guard:
+            self._release(joined)
+            return
+        shadow: dict[str, bool | None] = {}
+        for tx_id, y, row in zip(joined.ids, joined.labels, joined.rows, strict=True):
+            self._held[tx_id] = (float(y), row)
+            shadow[tx_id] = bool(row["flags"] & SHADOW_FRAUD) if row["flags"] & DECIDED else None
+        for judged in self.guard.add(list(zip(joined.ids, joined.labels.tolist(), strict=True)), shadow.get):
+            rows = self._take_held([i for i, _ in judged.labels])
             if judged.suspect:
                 self._quarantine(judged)
             else:
@@ -155,16 +190,18 @@ class Healer:
                     self.events.append(
                         LabelsJudged("trusted", self.guard.kappa, self.cfg.label_kappa_min, judged.reason)
                     )
-                self._release(judged.labels)
+                self._release(rows)
 
-    def _shadow_verdict(self, tx_id: str) -> bool | None:
-        v = self.verdicts.get(tx_id)
-        return None if v is None else v.shadow_fraud
+    def _take_held(self, ids: list[str]) -> Joined:
+        got = [(i, self._held.pop(i)) for i in ids if i in self._held]
+        rows = np.array([r for _, (_, r) in got], dtype=self.join.log.dtype)
+        return Joined([i for i, _ in got], np.array([y for _, (y, _) in got], np.float32), rows)
 
     def _quarantine(self, judged: Judged) -> None:
-        """A suspect chunk never reaches the buffer. On the first one: withdraw the chunk
-        released before it (it may hold the burst's first labels) and, if an adapter healed
-        since then is live, queue a rollback to the best post-heal snapshot made before it."""
+        """A suspect chunk never reaches the training set. On the first one: withdraw the
+        chunk released before it (it may hold the burst's first labels) and, if an adapter
+        healed since then is live, queue a rollback to the best post-heal snapshot made
+        before it."""
         kappa_min = self.cfg.label_kappa_min
         self.events.append(
             LabelsJudged("suspect", judged.kappa, kappa_min, judged.reason, len(judged.labels))
@@ -172,7 +209,7 @@ class Healer:
         if not judged.first_suspect:
             return
         prev_ids, seq0 = self._last_release
-        self.buffer.forget_labels(prev_ids)
+        self.join.forget(prev_ids)
         if self.live.seq < seq0 or self.live.kind == "initial":
             return  # the live adapter was healed before any suspect label arrived
         before = [s for s in self.registry.post_heal(self.episode_seq) if s.seq < seq0 and "f1" in s.metrics]
@@ -189,21 +226,22 @@ class Healer:
         ]
         return live[-1]
 
-    def _release(self, rows: list[tuple[str, float]]) -> None:
-        """Trusted labels: into the buffer; and, once the episode has healed, into the live
-        quality and the shadow guard for the healed adapters' decisions."""
-        ids = [i for i, _ in rows]
-        self.buffer.add_labels(ids, [y for _, y in rows])
-        self._last_release = (ids, len(self.registry))
+    def _release(self, joined: Joined) -> None:
+        """Trusted labels: into the training set; and, once the episode has healed, into the
+        live quality and the shadow guard for the healed adapters' decisions."""
+        self.join.accept(joined)
+        self._last_release = (joined.ids, len(self.registry))
         if self.baseline_version < 1:
             return
         costs = self.bundle.costs
-        for tx_id, y in rows:
-            v = self.verdicts.get(tx_id)
-            if v is not None and v.version >= self.baseline_version:
-                self.quality.add(y, v.fraud)
-                if v.shadow_fraud is not None and v.version > 0:
-                    self.shadow.add(float(costs.per_row(y, v.fraud) - costs.per_row(y, v.shadow_fraud)))
+        for y, row in zip(joined.labels.tolist(), joined.rows, strict=True):
+            flags, version = int(row["flags"]), int(row["version"])
+            if not flags & DECIDED or version < self.baseline_version:
+                continue
+            fraud, shadow = bool(flags & FRAUD), bool(flags & SHADOW_FRAUD)
+            self.quality.add(y, fraud)
+            if version > 0:
+                self.shadow.add(float(costs.per_row(y, fraud) - costs.per_row(y, shadow)))
 
     def drain_events(self) -> list[HealerEvent]:
         """What happened since the last call: episodes, label verdicts."""
@@ -237,21 +275,20 @@ class Healer:
         """Why no heal can start now, or None when one can."""
         if self.episode is None:
             return "no drift episode"
-        self.episodes.resolve()
         if self.paused is not None:
             return self.paused
         if self.guard.hold is not None:
             return self.guard.hold
         if self.cfg.label_free:
             return None
-        have = self.buffer.snapshot(since=self.episode.start).n_labelled
+        have = self.join.labelled_since(self.episode.start)
         if have >= self.cfg.min_labels:
             return None
         held = f"; {len(self.guard.held)} more being checked" if self.guard.held else ""
         return f"waiting for labels ({have}/{self.cfg.min_labels}{held})"
 
     def due(self) -> bool:
-        """``heal_every`` new transactions or labels since the last heal started."""
+        """``heal_every`` new labels of the episode (rows when label-free) since the last heal."""
         return self._since_heal >= self.cfg.heal_every
 
     def prepare(self) -> HealJob | None:
@@ -259,7 +296,8 @@ class Healer:
         if self.ready() is not None or self.episode is None:
             return None
         self._since_heal = 0
-        return self.job_for(self.buffer.snapshot(since=self.episode.start))
+        cfg = self.cfg
+        return self.job_for(self.join.batch(self.episode.start, cfg.max_labelled, cfg.label_half_life))
 
     def job_for(self, batch: HealBatch) -> HealJob:
         """A heal job on ``batch`` from the live adapter (the research protocol heals on its batch)."""

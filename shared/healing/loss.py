@@ -32,12 +32,20 @@ def composite_loss(
     w_entropy: float,
     pos_weight: float = 1.0,
     entropy_max_share: float = 0.5,
+    label_weight: torch.Tensor | None = None,  # (N,) per-row weight of the label term (recency)
 ) -> tuple[torch.Tensor, dict[str, float]]:
     zero = logits.new_zeros(())
     labelled = ~torch.isnan(y)
     if bool(labelled.any()):
         pw = logits.new_tensor(pos_weight)
-        l_label = F.binary_cross_entropy_with_logits(logits[labelled], y[labelled], pos_weight=pw)
+        per_label = F.binary_cross_entropy_with_logits(
+            logits[labelled], y[labelled], pos_weight=pw, reduction="none"
+        )
+        if label_weight is None:
+            l_label = per_label.mean()
+        else:
+            w = label_weight[labelled]
+            l_label = (per_label * w).sum() / w.sum()
     else:
         l_label = zero
     ruled = rule_conf > 0

@@ -10,7 +10,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from shared.errors import SelfhealError
@@ -249,3 +257,9 @@ def read_topic(
                     yield msg
     finally:
         consumer.close()
+
+
+def record_ts(msg: Message) -> float:
+    """A record's timestamp (epoch ms): event time for a record that carries none."""
+    kind, value = msg.timestamp()
+    return float(value) if kind != TIMESTAMP_NOT_AVAILABLE and value > 0 else time.time() * 1e3

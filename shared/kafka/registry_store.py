@@ -18,7 +18,7 @@ from shared.kafka.config import KafkaSettings
 from shared.log import get_logger
 from shared.messages.adapters import encode_adapter
 from shared.model import AdapterState, ModelConfig
-from shared.registry.snapshot import Snapshot
+from shared.registry.snapshot import DirectoryStore, Snapshot
 from shared.signing import ADAPTER, SNAPSHOT, Signer
 
 
@@ -91,3 +91,37 @@ class KafkaSnapshotStore:
                 continue
             snaps[snap.id] = snap
         return sorted(snaps.values(), key=lambda s: s.seq)
+
+
+class MirroredStore:
+    """The registry topic, mirrored to a directory on the healer's disk.
+
+    The topic is the source of truth. When it is empty at start (the memory-only embedded
+    broker lost everything with ``selfheal up``) and the directory holds snapshots, they are
+    written back to the topic, so a restarted stack resumes with the whole history and the
+    adapter that went live last. Snapshots the topic has and the directory lacks are
+    copied to it."""
+
+    def __init__(self, topic: KafkaSnapshotStore, mirror: DirectoryStore) -> None:
+        self.topic, self.mirror = topic, mirror
+        self.restored = 0  # snapshots written back to the topic from disk at start
+
+    def put(self, snapshot: Snapshot) -> None:
+        self.topic.put(snapshot)
+        self.mirror.put(snapshot)
+
+    def put_many(self, snapshots: list[Snapshot]) -> None:
+        self.topic.put_many(snapshots)
+
+    def load_all(self) -> list[Snapshot]:
+        snaps = self.topic.load_all()
+        on_disk = self.mirror.load_all()
+        if not snaps and on_disk:
+            self.topic.put_many(on_disk)
+            self.restored = len(on_disk)
+            return on_disk
+        known = {s.id for s in on_disk}
+        for s in snaps:
+            if s.id not in known:
+                self.mirror.put(s)
+        return snaps

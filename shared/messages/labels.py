@@ -1,6 +1,7 @@
 """``labels`` (key: the transaction id): late truth, from chargebacks and analyst verdicts.
 
-``{"id": str, "label": 0 or 1}``
+``{"id": str, "label": 0 or 1, "ts": epoch ms (optional)}``: ``ts`` is the label's own
+event time (when the verdict or chargeback came); without it the record timestamp stands in.
 """
 
 from __future__ import annotations
@@ -17,17 +18,23 @@ from shared.messages.reject import Reject, RejectCode
 class Label:
     id: str
     label: int  # 1 = fraud
+    ts: float | None = None  # when the label came, epoch ms
 
 
 def encode_label(label: Label) -> bytes:
-    return orjson.dumps({"id": label.id, "label": int(label.label)})
+    rec: dict[str, object] = {"id": label.id, "label": int(label.label)}
+    if label.ts is not None:
+        rec["ts"] = label.ts
+    return orjson.dumps(rec)
 
 
 def decode_label(raw: bytes | None) -> Label | Reject:
     """The label, or why it is unusable.
 
     >>> decode_label(b'{"id": "tx-1", "label": 1}')
-    Label(id='tx-1', label=1)
+    Label(id='tx-1', label=1, ts=None)
+    >>> decode_label(b'{"id": "tx-1", "label": 0, "ts": 1700000000000}').ts
+    1700000000000.0
     >>> str(decode_label(b'{"id": "tx-1", "label": 2}'))
     "'label' must be 0 or 1"
     """
@@ -39,4 +46,7 @@ def decode_label(raw: bytes | None) -> Label | Reject:
         return Reject(RejectCode.SCHEMA, "missing or non-string 'id'")
     if isinstance(label, bool) or label not in (0, 1):
         return Reject(RejectCode.VALUE, "'label' must be 0 or 1")
-    return Label(tx_id, int(label))
+    ts = rec.get("ts")
+    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float)):
+        return Reject(RejectCode.VALUE, "'ts' is not a number")
+    return Label(tx_id, int(label), None if ts is None else float(ts))

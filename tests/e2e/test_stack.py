@@ -7,12 +7,15 @@ import json
 import pytest
 
 from services.demo import run_demo
+from shared.units import Delay
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    summary = run_demo("covariate", out, rate=2000, label_delay=300, scorers=2, n_pre=1000, n_post=4000)
+    summary = run_demo(
+        "covariate", out, rate=2000, label_delay=Delay(rows=300), scorers=2, n_pre=1000, n_post=4000
+    )
     return out, summary
 
 

@@ -185,6 +185,11 @@ def test_degraded_live_quality_rolls_back_through_the_registry(
     wait_until(lambda: any(s.version == 50 for s in service.registry.snapshots()))
 
     def decide_and_label(lo: int, hi: int, right: bool) -> None:
+        for i in range(lo, hi):  # the transaction, then its decision, then (later) its label
+            tx = Transaction.from_row(st.ids[i], b.features, st.X[i].tolist(), time.time() * 1e3)
+            p.produce(topics.transactions, encode_transaction(tx), key=st.ids[i])
+        p.flush()
+        wait_until(lambda: service.healer.join.seen >= hi)
         for i in range(lo, hi):
             fraud = bool(st.y[i]) if right else not bool(st.y[i])
             # the shadow agrees: this test is the quality watch's
@@ -231,12 +236,12 @@ def test_a_poisoned_label_feed_is_held_back_and_reported_on_drift_alerts(
         d = decision(st.ids[i], bool(shadow[i]), bool(shadow[i]), 0, b.id, b.threshold)
         p.produce(topics.decisions, d, key=st.ids[i])
     p.flush()
-    wait_until(lambda: service.healer.buffer.seen == 1000 and len(service.healer.verdicts) == 1000)
+    wait_until(lambda: service.healer.join.seen == 1000 and service.healer.join.decided == 1000)
     for i in range(300):  # a broken feed: every label inverted
         p.produce(topics.labels, encode_label(Label(st.ids[i], 1 - int(st.y[i]))), key=st.ids[i])
     p.flush()
     wait_until(lambda: service.healer.labels_quarantined == 300)
-    assert service.healer.buffer.stats()["labelled"] == 0  # none reached the training buffer
+    assert service.healer.join.stats()["labelled"] == 0  # none reached the training set
     assert service.health()["labels"].startswith("healing paused")
     for i in range(300, 500):  # the feed is mended
         p.produce(topics.labels, encode_label(Label(st.ids[i], int(st.y[i]))), key=st.ids[i])

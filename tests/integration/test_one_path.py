@@ -101,12 +101,14 @@ class Replay:
 
 
 def test_the_stream_heals_as_the_offline_runner_does(kafka, topics, group):
-    result = run(ExperimentConfig(scenario="covariate", n_pre=N_PRE, n_post=N_POST))
+    cfg = ExperimentConfig(scenario="covariate", n_pre=N_PRE, n_post=N_POST, after_rows=500)
+    assert cfg.stream_post == N_POST  # the stream the replay builds
+    result = run(cfg)
     offline = result.events
     s = build("covariate", seed=42, n_pre=N_PRE, n_post=N_POST).stream
     features = list(result.bundle.features)
     replay = Replay(result.bundle, kafka, topics, group)
-    episodes: list[tuple[int, int]] = []
+    episodes: list[tuple[int, float]] = []
     verdicts: list[tuple[int, bool]] = []
     versions: list[int] = []
     costs: list[float] = []

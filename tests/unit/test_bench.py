@@ -93,9 +93,19 @@ def test_the_table_and_the_checks_come_from_one_list_of_targets() -> None:
         "healing_throughput_drop": 0.05,
         "monitor_tps": 7000,
         "rss_mb": {"scorer": 300.0},
+        "feature_log": {
+            "sqlite": {
+                "rows": 1_000_000,
+                "write_rows_per_s": 150_000,
+                "lookup_ms_p99": 0.02,
+                "disk_mb_per_million_rows": 88.0,
+                "healer_rss_mb": 240.0,
+            }
+        },
     }
     r["targets"] = check_targets(r)
     text = "\n".join(c for _, _, c in bench_rows(r))
     assert all(t.name in text for t in TARGETS)  # every target is shown beside its figure
     printed = format_bench(r)
     assert "FAIL  p99 <= 50 ms at 10k tx/s" in printed and "PASS  heal cycle <= 1 s" in printed
+    assert "PASS  feature log writes >= scorer throughput" in printed

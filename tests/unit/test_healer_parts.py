@@ -79,7 +79,7 @@ def ready_healer(covariate_bundle, covariate_scenario) -> Healer:
     healer = Healer(
         covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), HealerConfig(label_guard=False)
     )
-    healer.add_transactions(ids, st.X[d : d + 600])
+    healer.add_transactions(ids, st.X[d : d + 600], [float(i) for i in range(600)])
     healer.on_alert(alert("fidi", "drift"))
     healer.add_labels(ids[:400], st.y[d : d + 400].tolist())
     return healer
@@ -87,7 +87,7 @@ def ready_healer(covariate_bundle, covariate_scenario) -> Healer:
 
 def test_inline_the_heal_finishes_in_the_step_that_starts_it(ready_healer: Healer) -> None:
     events = HealWorker(ready_healer, InlineExecutor()).step()
-    assert isinstance(events[0], EpisodeOpened) and events[0].start == 300 and events[0].trigger == "fidi"
+    assert isinstance(events[0], EpisodeOpened) and events[0].start == 300.0 and events[0].trigger == "fidi"
     assert isinstance(events[1], HealOutcome) and ready_healer.registry.n_heals == 1
     assert HealWorker(ready_healer).step() == []  # not due: no new transactions or labels since
 

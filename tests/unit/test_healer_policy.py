@@ -9,6 +9,11 @@ from shared.healing.healer import Healer, HealerConfig
 from shared.registry import DirectoryStore, MemoryStore, Registry, RollbackPolicy
 
 
+def event_times(n: int) -> list[float]:
+    """One transaction a millisecond."""
+    return [float(i) for i in range(n)]
+
+
 @pytest.fixture
 def drifted(covariate_scenario):
     st = covariate_scenario.stream
@@ -19,14 +24,14 @@ def drifted(covariate_scenario):
 def test_no_heal_outside_an_episode_or_before_enough_labels(covariate_bundle, drifted):
     ids, X, y = drifted
     healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id))
-    healer.add_transactions(ids, X)
+    healer.add_transactions(ids, X, event_times(len(ids)))
     assert healer.ready() == "no drift episode" and healer.heal() is None
     assert healer.open_episode(onset_rows=1500) and not healer.open_episode(onset_rows=10)
     assert healer.ready() == "waiting for labels (0/100)"
     healer.add_labels(ids[:50], y[:50].tolist())  # held until a chunk of 100 can be checked
     assert healer.ready() == "waiting for labels (0/100; 50 more being checked)"
     healer.add_labels(ids[50:150], y[50:150].tolist())
-    assert healer.ready() is None  # the first chunk of 100 is checked and in the buffer
+    assert healer.ready() is None  # the first chunk of 100 is checked and in the training set
     healer.add_labels(ids[50:400], y[50:400].tolist())
     assert healer.ready() is None
 
@@ -35,7 +40,7 @@ def test_a_heal_records_pre_and_post_and_an_accepted_one_goes_live(covariate_bun
     ids, X, y = drifted
     reg = Registry(MemoryStore(), covariate_bundle.id)
     healer = Healer(covariate_bundle, reg)
-    healer.add_transactions(ids, X)
+    healer.add_transactions(ids, X, event_times(len(ids)))
     healer.open_episode(onset_rows=1500)
     healer.add_labels(ids[:1200], y[:1200].tolist())
     outcome = healer.heal()
@@ -52,7 +57,7 @@ def test_a_heal_records_pre_and_post_and_an_accepted_one_goes_live(covariate_bun
 def test_the_episode_heals_only_on_its_own_rows(covariate_bundle, covariate_scenario):
     st = covariate_scenario.stream
     healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id))
-    healer.add_transactions(list(st.ids[:3000]), st.X[:3000])
+    healer.add_transactions(list(st.ids[:3000]), st.X[:3000], event_times(3000))
     healer.open_episode(onset_rows=1000)
     assert healer.episode is not None and healer.episode.start == 2000
     healer.add_labels(list(st.ids[:2500]), st.y[:2500].tolist())
@@ -65,7 +70,7 @@ def test_live_quality_degradation_rolls_back_to_the_best_post_heal(covariate_bun
     reg = Registry(MemoryStore(), covariate_bundle.id)
     cfg = HealerConfig(heal=HealConfig(gate=False), rollback=RollbackPolicy(window=2, min_updates=2))
     healer = Healer(covariate_bundle, reg, cfg)
-    healer.add_transactions(ids, X)
+    healer.add_transactions(ids, X, event_times(len(ids)))
     healer.open_episode(onset_rows=1500)
     healer.add_labels(ids[:300], y[:300].tolist())
     first = healer.heal()
@@ -95,7 +100,7 @@ def test_a_restarted_healer_resumes_from_the_registry(covariate_bundle, drifted,
     healer = Healer(
         covariate_bundle, Registry(store, covariate_bundle.id), HealerConfig(heal=HealConfig(gate=False))
     )
-    healer.add_transactions(ids, X)
+    healer.add_transactions(ids, X, event_times(len(ids)))
     healer.open_episode(onset_rows=1500)
     healer.add_labels(ids[:300], y[:300].tolist())
     assert healer.heal() is not None
@@ -112,7 +117,7 @@ def test_healing_that_loses_to_the_shadow_is_undone_and_paused(covariate_bundle,
     reg = Registry(MemoryStore(), covariate_bundle.id)
     cfg = HealerConfig(heal=HealConfig(gate=False), shadow_min_rows=300)
     healer = Healer(covariate_bundle, reg, cfg)
-    healer.add_transactions(ids, X)
+    healer.add_transactions(ids, X, event_times(len(ids)))
     healer.open_episode(onset_rows=1500)
     healer.add_labels(ids[:300], y[:300].tolist())
     assert healer.heal() is not None and healer.version == 1
@@ -138,7 +143,7 @@ def test_healing_that_beats_the_shadow_stays(covariate_bundle, drifted):
         Registry(MemoryStore(), covariate_bundle.id),
         HealerConfig(heal=HealConfig(gate=False)),
     )
-    healer.add_transactions(ids, X)
+    healer.add_transactions(ids, X, event_times(len(ids)))
     healer.open_episode(onset_rows=1500)
     healer.add_labels(ids[:300], y[:300].tolist())
     assert healer.heal() is not None
@@ -160,7 +165,7 @@ def test_a_burst_of_flipped_labels_is_held_back_and_the_heal_it_reached_is_undon
     b = covariate_bundle
     reg = Registry(MemoryStore(), b.id)
     healer = Healer(b, reg, HealerConfig(heal=HealConfig(gate=False)))
-    healer.add_transactions(ids, X)
+    healer.add_transactions(ids, X, event_times(len(ids)))
     shadow = (b.new_model().predict_proba(X) >= b.threshold).tolist()
     healer.add_decisions(ids, shadow, [0] * len(ids), shadow)
     healer.open_episode(onset_rows=1500)
@@ -180,7 +185,7 @@ def test_a_burst_of_flipped_labels_is_held_back_and_the_heal_it_reached_is_undon
     rollback = healer.check_rollback()  # one chunk after the first flipped one
     assert isinstance(rollback, RolledBack) and rollback.snapshot.kind == "rollback"
     assert rollback.snapshot.version == 1 and healer.version == 1 and "kappa" in rollback.reason
-    assert healer.buffer.stats()["labels_withdrawn"] == 100  # the chunk that let the burst in
+    assert healer.join.stats()["labels_withdrawn"] == 100  # the chunk that let the burst in
     assert healer.ready() is not None and healer.ready().startswith("healing paused")  # type: ignore[union-attr]
     healer.add_labels(ids[500:600], labels[500:600].tolist())  # still flipped
     assert healer.check_rollback() is None and healer.labels_quarantined == 200
@@ -188,13 +193,13 @@ def test_a_burst_of_flipped_labels_is_held_back_and_the_heal_it_reached_is_undon
     assert [e.state for e in healer.drain_events() if isinstance(e, LabelsJudged)] == ["suspect", "trusted"]
     assert healer.ready() is None
     assert healer.episode is not None
-    batch = healer.buffer.snapshot(since=healer.episode.start)
-    assert batch.n_labelled == 300 + 200  # no quarantined or withdrawn label is in the buffer
+    batch = healer.join.batch(healer.episode.start)
+    assert batch.n_labelled == 300 + 200  # no quarantined or withdrawn label is in the training set
 
 
 def test_labels_are_judged_only_against_known_shadow_verdicts(covariate_bundle, drifted):
     ids, X, y = drifted
     healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id))
-    healer.add_transactions(ids, X)
+    healer.add_transactions(ids, X, event_times(len(ids)))
     healer.add_labels(ids[:200], (1 - y[:200]).tolist())  # flipped, but no decision seen: released
-    assert healer.labels_quarantined == 0 and healer.buffer.stats()["labelled"] == 200
+    assert healer.labels_quarantined == 0 and healer.join.stats()["labelled"] == 200

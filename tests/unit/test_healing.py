@@ -6,7 +6,7 @@ import torch
 
 from shared.data import build
 from shared.evaluation import evaluate_scores
-from shared.healing import HealBatch, HealConfig, LabelJoinBuffer, composite_loss, heal_cycle
+from shared.healing import HealBatch, HealConfig, composite_loss, heal_cycle
 from shared.healing.cycle import _decide
 
 
@@ -192,33 +192,6 @@ def test_non_finite_candidates_are_refused():
     m = {"pos_rate_before": 0.2, "pos_rate_after": 0.2, "evidence_fraud_rate": 0.15}
     ok, why = _decide({"w": torch.tensor([float("nan")])}, m, HealConfig(gate=False))
     assert not ok and "non-finite" in why
-
-
-def test_buffer_joins_late_labels_by_id_and_measures_the_delay():
-    buf = LabelJoinBuffer(capacity=100, n_features=2)
-    X = np.arange(20.0).reshape(10, 2)
-    buf.add_transactions([f"t{i}" for i in range(10)], X, ts=[1000.0 + i for i in range(10)])
-    buf.add_labels(["t2", "t5"], [1, 0], ts=[1500.0, 1600.0])
-    buf.add_labels(["t2"], [1])  # duplicate label: counted once
-    snap = buf.snapshot()
-    assert snap.n_labelled == 2 and snap.y[2] == 1.0 and snap.y[5] == 0.0
-    stats = buf.stats()
-    assert stats["labels_joined"] == 2
-    assert stats["label_delay_tx_p50"] == pytest.approx(5.5)  # (9-2 + 9-5) / 2
-    assert stats["label_delay_ms_p50"] == pytest.approx(((1500 - 1002) + (1600 - 1005)) / 2)
-    assert buf.snapshot(since=5).X[0].tolist() == [10.0, 11.0]
-
-
-def test_buffer_is_bounded_and_keeps_early_labels_waiting():
-    buf = LabelJoinBuffer(capacity=3, n_features=1, max_pending=2)
-    buf.add_labels(["late-tx", "x", "y"], [1, 0, 0])  # arrive before their transactions
-    assert buf.stats()["labels_pending"] == 2 and buf.labels_dropped == 1
-    buf.add_transactions(["a", "b", "x", "x"], np.zeros((4, 1)))  # a duplicate delivery of x
-    assert len(buf) == 3 and buf.snapshot().n_labelled == 1
-    buf.add_transactions(["c", "d"], np.ones((2, 1)))
-    assert len(buf) == 3 and buf.snapshot().X.ravel().tolist() == [0.0, 1.0, 1.0]
-    buf.add_labels(["a"], [1])  # "a" has left the buffer: the label is too late, not waiting
-    assert buf.labels_expired == 1 and buf.stats()["labels_pending"] == 1
 
 
 def test_shift_logit_moves_every_logit_by_the_same_amount(covariate_bundle, covariate_scenario):

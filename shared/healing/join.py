@@ -1,0 +1,256 @@
+"""The label join: transactions in, late labels in, labelled rows out, sized in event time.
+
+The newest ``recent_rows`` transactions wait in memory, where their decisions catch up
+with them (the live verdict, the shadow's, whether the scorer flagged it). As a row leaves
+that window it goes to the :class:`~shared.healing.featurelog.FeatureLog`, on disk for
+the label horizon, sampled past the byte budget (a flagged row or one a rule fired on is
+always kept). A label finds its transaction in the window or in the log; one that arrives
+before its transaction waits (bounded). What joined becomes the *training set*: the
+labelled rows, newest ``max_joined`` kept, which outlive a restart in the log.
+
+>>> import numpy as np
+>>> from shared.healing.featurelog import FeatureLog
+>>> log = FeatureLog(None, n_features=1, horizon_ms=10_000.0, budget_bytes=1 << 30)
+>>> join = LabelJoin(log, recent_rows=2)
+>>> _ = join.add_transactions(["a", "b", "c"], np.array([[1.0], [2.0], [3.0]]), [0.0, 1.0, 2.0])
+>>> got = join.add_labels(["a", "c", "z"], [1.0, 0.0, 1.0])   # "a" is on disk, "c" in memory
+>>> got.ids, got.rows["x"].ravel().tolist(), join.stats()["labels_pending"]
+(['a', 'c'], [1.0, 3.0], 1)
+>>> join.accept(got)
+>>> batch = join.batch(since_ts=0.0)   # the labelled rows, then the recent unlabelled ones
+>>> batch.X.ravel().tolist(), batch.y.tolist()
+([1.0, 3.0, 2.0], [1.0, 0.0, nan])
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from shared.healing.cycle import HealBatch
+from shared.healing.featurelog import DECIDED, FLAGGED, FRAUD, SHADOW_FRAUD, FeatureLog
+
+
+@dataclass(frozen=True)
+class Joined:
+    """Labels that found their transaction: ids, labels and the logged rows."""
+
+    ids: list[str]
+    labels: np.ndarray  # (n,) float32
+    rows: np.ndarray  # FeatureLog rows: ts, flags, version, x
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def select(self, keep: Sequence[str]) -> Joined:
+        wanted = set(keep)
+        idx = [k for k, i in enumerate(self.ids) if i in wanted]
+        return Joined([self.ids[k] for k in idx], self.labels[idx], self.rows[idx])
+
+
+class LabelJoin:
+    def __init__(
+        self,
+        log: FeatureLog,
+        recent_rows: int = 2000,
+        max_pending: int = 10_000,
+        max_joined: int = 50_000,
+    ) -> None:
+        if recent_rows < 1:
+            raise ValueError("recent_rows must be >= 1")
+        self.log = log
+        self.capacity, self.max_pending, self.max_joined = recent_rows, max_pending, max_joined
+        self._recent = np.zeros(recent_rows, dtype=log.dtype)
+        self._ids: list[str | None] = [None] * recent_rows
+        self._slot: dict[str, int] = {}
+        self._seen = 0
+        self.decided = 0  # decisions received
+        self._pending: OrderedDict[str, tuple[float, float | None]] = OrderedDict()  # id -> (label, ts)
+        self._delays_ms: deque[float] = deque(maxlen=1000)
+        ids, labels, rows = log.load_joined()  # a restart keeps what had joined
+        self._train_ids, self._train_y, self._train_rows = ids, labels, rows
+        self.counts = dict.fromkeys(
+            ("joined", "dropped", "sampled_out", "withdrawn", "late_decisions", "restored"), 0
+        )
+        self.counts["restored"] = len(ids)
+
+    @property
+    def seen(self) -> int:
+        """Transactions added so far."""
+        return self._seen
+
+    @property
+    def watermark(self) -> float:
+        """The newest event time seen (ms)."""
+        return self.log.watermark
+
+    # -- transactions and their decisions
+    def add_transactions(
+        self, ids: Sequence[str], X: np.ndarray, ts: Sequence[float], flagged: Sequence[bool] | None = None
+    ) -> Joined:
+        """Rows in (``flagged``: a rule fired); returns early labels that now found them."""
+        first: dict[str, int] = {}
+        for k, i in enumerate(ids):
+            first.setdefault(i, k)
+        fresh = [
+            k for k, i in enumerate(ids) if i not in self._slot and first[i] == k
+        ]  # redeliveries: the first
+        flags = [0] * len(ids) if flagged is None else [FLAGGED if f else 0 for f in flagged]
+        X = np.asarray(X, np.float32)
+        rows = self.log.encode(X[fresh], [ts[k] for k in fresh], [flags[k] for k in fresh])
+        for lo in range(0, len(fresh), self.capacity):  # a batch larger than memory passes through
+            part = fresh[lo : lo + self.capacity]
+            self._evict(len(part))
+            slots = (self._seen + np.arange(len(part))) % self.capacity
+            self._recent[slots] = rows[lo : lo + self.capacity]
+            for slot, k in zip(slots.tolist(), part, strict=True):
+                self._ids[slot], self._slot[ids[k]] = ids[k], slot
+            self._seen += len(part)
+        early = [i for i in first if i in self._pending]
+        return self._found(early, [self._pending.pop(i) for i in early]) if early else self._none()
+
+    def _evict(self, n: int) -> None:
+        """Make room for ``n`` rows: the oldest leave memory for the feature log."""
+        slots = [(self._seen + k) % self.capacity for k in range(min(n, self.capacity))]
+        leaving = [(s, i) for s in slots if (i := self._ids[s]) is not None]
+        if not leaving:
+            return
+        self.log.put([i for _, i in leaving], self._recent[[s for s, _ in leaving]])
+        for s, i in leaving:
+            del self._slot[i]
+            self._ids[s] = None
+
+    def add_decisions(
+        self, ids: Sequence[str], fraud: Sequence[bool], versions: Sequence[int], shadow: Sequence[bool]
+    ) -> None:
+        """The scorer's decisions: kept with the row (a flagged row is always logged)."""
+        self.decided += len(ids)
+        for tx_id, f, v, s in zip(ids, fraud, versions, shadow, strict=True):
+            slot = self._slot.get(tx_id)
+            if slot is None:
+                self.counts["late_decisions"] += 1  # its row already left memory
+                continue
+            row = self._recent[slot]
+            bits = DECIDED | (FRAUD | FLAGGED if f else 0) | (SHADOW_FRAUD if s else 0)
+            row["flags"] = (int(row["flags"]) & FLAGGED) | bits
+            row["version"] = v
+
+    def flush(self) -> None:
+        """Everything in memory to the log (before a clean stop)."""
+        self._evict(self.capacity)
+        self.log.commit(force=True)
+
+    # -- labels
+    def add_labels(
+        self, ids: Sequence[str], labels: Sequence[float], ts: Sequence[float] | None = None
+    ) -> Joined:
+        """Labels in; returns those whose transaction was found. The rest wait for their
+        transaction (bounded: the oldest are dropped and counted), unless the sample left
+        them out."""
+        stamps: list[float | None] = list(ts) if ts is not None else [None] * len(ids)
+        on_disk = self.log.get([i for i in ids if i not in self._slot])
+        found: list[str] = []
+        values: list[tuple[float, float | None]] = []
+        for tx_id, y, when in zip(ids, labels, stamps, strict=True):
+            if tx_id in self._slot or tx_id in on_disk:
+                found.append(tx_id)
+                values.append((float(y), when))
+            elif not self.log.sampled(tx_id):
+                self.counts["sampled_out"] += 1
+            else:
+                self._pending[tx_id] = (float(y), when)
+                while len(self._pending) > self.max_pending:
+                    self._pending.popitem(last=False)
+                    self.counts["dropped"] += 1
+        return self._found(found, values, on_disk)
+
+    def _found(
+        self,
+        ids: list[str],
+        values: list[tuple[float, float | None]],
+        on_disk: dict[str, bytes] | None = None,
+    ) -> Joined:
+        if not ids:
+            return self._none()
+        rows = np.zeros(len(ids), dtype=self.log.dtype)
+        for k, tx_id in enumerate(ids):
+            slot = self._slot.get(tx_id)
+            rows[k] = self._recent[slot] if slot is not None else self.log.decode((on_disk or {})[tx_id])[0]
+        for (_, when), t in zip(values, rows["ts"], strict=True):
+            if when is not None:
+                self._delays_ms.append(when - float(t))
+        return Joined(ids, np.array([y for y, _ in values], dtype=np.float32), rows)
+
+    def _none(self) -> Joined:
+        return Joined([], np.zeros(0, np.float32), np.zeros(0, dtype=self.log.dtype))
+
+    # -- the training set
+    def accept(self, joined: Joined) -> None:
+        """Trusted labelled rows into the training set (and the log, for a restart)."""
+        if not len(joined):
+            return
+        self.log.put_joined(joined.ids, joined.labels.tolist(), joined.rows)
+        again = set(joined.ids)
+        keep = [k for k, i in enumerate(self._train_ids) if i not in again]  # a newer label replaces
+        ids = [self._train_ids[k] for k in keep] + joined.ids
+        y = np.concatenate([self._train_y[keep], joined.labels])
+        rows = np.concatenate([self._train_rows[keep], joined.rows])
+        order = np.argsort(rows["ts"], kind="stable")[-self.max_joined :]
+        self._train_ids, self._train_y, self._train_rows = [ids[k] for k in order], y[order], rows[order]
+        self.counts["joined"] += len(joined)
+
+    def forget(self, ids: Sequence[str]) -> int:
+        """Withdraw labels found untrustworthy; returns how many were in the training set."""
+        gone = set(ids)
+        keep = [k for k, i in enumerate(self._train_ids) if i not in gone]
+        n = len(self._train_ids) - len(keep)
+        self._train_ids = [self._train_ids[k] for k in keep]
+        self._train_y, self._train_rows = self._train_y[keep], self._train_rows[keep]
+        self.log.forget_joined(list(gone))
+        self.counts["withdrawn"] += n
+        return n
+
+    def labelled_since(self, since_ts: float) -> int:
+        return int((self._train_rows["ts"] >= since_ts).sum())
+
+    def batch(self, since_ts: float, max_labelled: int = 20_000, half_life: float | None = None) -> HealBatch:
+        """The episode's rows: its labelled rows (the newest ``max_labelled``, oldest first,
+        weighted ``0.5 ** (rank from the newest / half_life)``), then the unlabelled rows still
+        in memory. ``y`` is NaN where no label has arrived."""
+        lab = np.flatnonzero(self._train_rows["ts"] >= since_ts)[-max_labelled:]
+        labelled = set(self._train_ids[k] for k in lab)
+        recent = [
+            s
+            for s in np.argsort(self._recent["ts"], kind="stable")
+            if (i := self._ids[s]) is not None and i not in labelled and self._recent["ts"][s] >= since_ts
+        ]
+        X = np.concatenate([self._train_rows["x"][lab], self._recent["x"][recent]]).astype(np.float32)
+        y = np.concatenate([self._train_y[lab], np.full(len(recent), np.nan, np.float32)])
+        w = np.ones(len(y), dtype=np.float32)
+        if half_life is not None and len(lab):
+            w[: len(lab)] = 0.5 ** (np.arange(len(lab))[::-1] / half_life)
+        return HealBatch(X, y, w)
+
+    def ts_back(self, rows: int) -> float:
+        """Event time of the transaction ``rows`` back (the oldest in memory if further)."""
+        n = min(rows, self._seen, self.capacity)
+        if n == 0:
+            return self.watermark if self.watermark > float("-inf") else 0.0
+        return float(self._recent["ts"][(self._seen - n) % self.capacity])
+
+    def stats(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "seen": self._seen,
+            "labelled": len(self._train_ids),
+            **{f"labels_{k}": v for k, v in self.counts.items() if k != "late_decisions"},
+            "labels_pending": len(self._pending),
+            "late_decisions": self.counts["late_decisions"],
+            **self.log.stats(),
+        }
+        if self._delays_ms:
+            d["label_delay_ms_p50"] = float(np.median(self._delays_ms))
+        return d

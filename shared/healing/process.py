@@ -1,0 +1,182 @@
+"""Heal cycles in a child process, where the consumer loop cannot starve them.
+
+A heal cycle on a thread of the healer service competes with its consumer loop for the
+GIL: measured on this project's machines, a 300 ms cycle took 10 s beside a busy Python
+thread (1 s with a 0.5 ms switch interval), which is why a healer reading 2,000 tx/s
+healed once in 4.9 s. :class:`HealProcess` is an :class:`~concurrent.futures.Executor`
+for :meth:`~shared.healing.healer.Healer.run`: the job goes to a child process over a
+pipe (one frame of safetensors: the adapter, the rows, the labels and their weights), the
+child runs :func:`~shared.healing.cycle.heal_cycle` with the bundle and heal settings it
+was started with, and the candidate comes back the same way. No pickle crosses the pipe.
+A child that dies fails the job's future with :class:`~shared.errors.HealingError`; the next
+job starts a new one.
+
+Frames: 8 bytes of big-endian length, then the payload. Tensors ``adapter.*``, ``X``,
+``y``, ``w`` go in; ``candidate.*`` and the JSON metadata (accepted, reason, terms,
+metrics, duration_ms) come out.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import numpy as np
+import orjson
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from shared.bundle import Bundle
+from shared.errors import HealingError
+from shared.healing.cycle import HealBatch, HealConfig, HealResult, heal_cycle
+from shared.healing.events import HealJob
+
+T = TypeVar("T")
+
+
+def write_frame(out: IO[bytes], payload: bytes) -> None:
+    out.write(len(payload).to_bytes(8, "big") + payload)
+    out.flush()
+
+
+def read_frame(src: IO[bytes]) -> bytes | None:
+    """One frame, or None at the end of the stream."""
+    head = src.read(8)
+    if len(head) < 8:
+        return None
+    n = int.from_bytes(head, "big")
+    data = src.read(n)
+    if len(data) < n:
+        return None
+    return data
+
+
+def encode_job(job: HealJob) -> bytes:
+    b = job.batch
+    w = b.w if b.w is not None else np.ones(len(b.y), np.float32)
+    tensors = {f"adapter.{k}": v.detach().contiguous() for k, v in job.model.adapter_state().items()}
+    tensors |= {"X": torch.as_tensor(np.ascontiguousarray(b.X, dtype=np.float32))}
+    tensors |= {"y": torch.as_tensor(np.ascontiguousarray(b.y, dtype=np.float32))}
+    tensors |= {"w": torch.as_tensor(np.ascontiguousarray(w, dtype=np.float32))}
+    return st_save(tensors, metadata={"number": str(job.number)})
+
+
+def encode_result(result: HealResult) -> bytes:
+    meta = {
+        "accepted": result.accepted,
+        "reason": result.reason,
+        "terms": result.terms,
+        "metrics": result.metrics,
+        "duration_ms": result.duration_ms,
+    }
+    tensors = {f"candidate.{k}": v.detach().contiguous() for k, v in result.adapter.items()}
+    return st_save(tensors, metadata={"result": orjson.dumps(meta).decode()})
+
+
+def decode_result(data: bytes) -> HealResult:
+    tensors = st_load(data)
+    meta = orjson.loads(_metadata(data)["result"])
+    adapter = {k.removeprefix("candidate."): v for k, v in tensors.items()}
+    return HealResult(
+        adapter, bool(meta["accepted"]), meta["reason"], meta["terms"], meta["metrics"], meta["duration_ms"]
+    )
+
+
+def _metadata(data: bytes) -> dict[str, str]:
+    n = int.from_bytes(data[:8], "little")
+    header = orjson.loads(data[8 : 8 + n])
+    return dict(header.get("__metadata__", {}))
+
+
+def serve(bundle: Bundle, config: HealConfig, src: IO[bytes], out: IO[bytes]) -> None:
+    """The child's loop: a job in, a result out, until the pipe closes."""
+    shadow = bundle.adapter_state if config.compare_shadow else None
+    while (frame := read_frame(src)) is not None:
+        tensors = st_load(frame)
+        adapter = {k.removeprefix("adapter."): v for k, v in tensors.items() if k.startswith("adapter.")}
+        batch = HealBatch(tensors["X"].numpy(), tensors["y"].numpy(), tensors["w"].numpy())
+        model = bundle.new_model(adapter)
+        result = heal_cycle(model, batch, bundle.rules, bundle.threshold, bundle.costs, config, shadow)
+        write_frame(out, encode_result(result))
+
+
+class HealProcess(Executor):
+    """Runs :meth:`Healer.run` jobs in one child process, one at a time."""
+
+    def __init__(self, bundle: Bundle, config: HealConfig) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="selfheal-heal-")
+        self.bundle_path = bundle.save(Path(self._dir.name) / "bundle")
+        self.config = config
+        self._child: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._reply: threading.Thread | None = None
+        self.started = 0  # children started (a restart after a crash adds one)
+
+    def _ensure_child(self) -> subprocess.Popen[bytes]:
+        if self._child is None or self._child.poll() is not None:
+            cmd = [sys.executable, "-m", "shared.healing.process", str(self.bundle_path)]
+            self._child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # noqa: S603
+            assert self._child.stdin is not None
+            write_frame(self._child.stdin, orjson.dumps(self.config.to_dict()))
+            self.started += 1
+        return self._child
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        """``fn`` is ``Healer.run`` and ``args`` its one job: the child runs the same cycle."""
+        (job,) = args
+        future: Future[T] = Future()
+        with self._lock:
+            child = self._ensure_child()
+            assert child.stdin is not None and child.stdout is not None
+            try:
+                write_frame(child.stdin, encode_job(job))
+            except (BrokenPipeError, OSError) as exc:
+                future.set_exception(HealingError(f"the heal process is gone: {exc}"))
+                return future
+        self._reply = threading.Thread(
+            target=self._await, args=(child, future), daemon=True, name="heal-reply"
+        )
+        self._reply.start()
+        return future
+
+    def _await(self, child: subprocess.Popen[bytes], future: Future[Any]) -> None:
+        assert child.stdout is not None
+        reply = read_frame(child.stdout)
+        if reply is None:
+            future.set_exception(HealingError(f"the heal process exited (code {child.wait()})"))
+        else:
+            future.set_result(decode_result(reply))
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            child, self._child = self._child, None
+        if child is not None:
+            assert child.stdin is not None
+            child.stdin.close()  # the child's loop ends at the end of its input
+            try:
+                child.wait(timeout=30 if wait else 0.1)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if self._reply is not None:
+            self._reply.join(timeout=5)  # the last job's reply is recorded before the stop
+        self._dir.cleanup()
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    bundle = Bundle.load(sys.argv[1])
+    first = read_frame(sys.stdin.buffer)
+    if first is None:
+        return
+    serve(bundle, HealConfig(**orjson.loads(first)), sys.stdin.buffer, sys.stdout.buffer)
+
+
+if __name__ == "__main__":
+    main()

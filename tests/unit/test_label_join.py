@@ -1,0 +1,97 @@
+"""The label join sized in event time: memory, then the feature log on disk, a horizon,
+a byte budget with a deterministic sample, and a restart that keeps what it had."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.healing.featurelog import FLAGGED, FeatureLog, id_hash
+from shared.healing.join import LabelJoin
+
+HOUR = 3_600_000.0
+
+
+def ids(n: int, prefix: str = "t") -> list[str]:
+    return [f"{prefix}{i}" for i in range(n)]
+
+
+def test_labels_join_in_memory_and_on_disk_and_measure_their_delay():
+    join = LabelJoin(FeatureLog(None, 2, horizon_ms=HOUR, budget_bytes=1 << 30), recent_rows=4)
+    X = np.arange(20.0).reshape(10, 2)
+    join.add_transactions(ids(10), X, [1000.0 + i for i in range(10)])
+    join.add_decisions(["t2", "t9"], [True, False], [3, 3], [False, False])  # t2 left memory already
+    got = join.add_labels(["t2", "t9"], [1.0, 0.0], ts=[1500.0, 1600.0])
+    assert got.ids == ["t2", "t9"] and got.rows["x"].tolist() == [[4.0, 5.0], [18.0, 19.0]]
+    assert join.stats()["late_decisions"] == 1  # t2's decision came after it left memory
+    assert int(got.rows["version"][1]) == 3
+    assert join.stats()["label_delay_ms_p50"] == pytest.approx(((1500 - 1002) + (1600 - 1009)) / 2)
+
+
+def test_early_labels_wait_bounded_and_join_when_their_transaction_comes():
+    join = LabelJoin(FeatureLog(None, 1, horizon_ms=HOUR, budget_bytes=1 << 30), max_pending=2)
+    assert not join.add_labels(["a", "b", "c"], [1.0, 0.0, 0.0])  # none seen yet
+    assert join.stats()["labels_pending"] == 2 and join.stats()["labels_dropped"] == 1  # "a" dropped
+    early = join.add_transactions(["b", "c", "c"], np.ones((3, 1)), [1.0, 2.0, 2.0])  # c redelivered
+    assert early.ids == ["b", "c"] and join.seen == 2
+
+
+def test_rows_older_than_the_horizon_are_gone_in_whole_segments():
+    log = FeatureLog(None, 1, horizon_ms=HOUR, budget_bytes=1 << 30, segments=4)
+    join = LabelJoin(log, recent_rows=1)
+    join.add_transactions(["old"], np.zeros((1, 1)), [0.0])
+    join.add_transactions(["new"], np.zeros((1, 1)), [0.5 * HOUR])
+    assert join.add_labels(["old"], [1.0]).ids == ["old"]  # within the horizon
+    join.add_transactions(["later"], np.zeros((1, 1)), [1.3 * HOUR])
+    join.add_transactions(["latest"], np.zeros((1, 1)), [1.4 * HOUR])
+    assert log.dropped_segments == 1
+    assert not join.add_labels(["old"], [1.0]) and join.add_labels(["new"], [0.0]).ids == ["new"]
+
+
+def test_past_the_budget_a_deterministic_sample_is_kept_plus_every_flagged_row(tmp_path: Path):
+    log = FeatureLog(tmp_path / "f.sqlite", 8, horizon_ms=HOUR, budget_bytes=400_000)
+    join = LabelJoin(log, recent_rows=100)
+    n = 20_000
+    rng = np.random.default_rng(0)
+    flagged = rng.random(n) < 0.05
+    for lo in range(0, n, 1000):
+        join.add_transactions(
+            ids(n)[lo : lo + 1000],
+            rng.normal(size=(1000, 8)),
+            list(range(lo, lo + 1000)),
+            flagged[lo : lo + 1000].tolist(),
+        )
+    join.flush()
+    assert log.sample < 1 and log.used_bytes() <= 400_000
+    kept = set(log.get(ids(n)))
+    sampled = {i for i in ids(n) if id_hash(i) < log.sample * 2**32}
+    flagged_ids = {i for i, f in zip(ids(n), flagged, strict=True) if f}
+    assert kept == sampled | flagged_ids  # exactly the sample and the flagged rows
+    assert log.not_kept == n - len(kept)
+    out = next(i for i in ids(n) if i not in kept)
+    assert not join.add_labels([out], [1.0]) and join.stats()["labels_sampled_out"] == 1
+    assert all(int(r) & FLAGGED for r in log.decode(log.get(sorted(flagged_ids - sampled)).values())["flags"])
+
+
+def test_a_restart_keeps_the_log_and_the_training_set(tmp_path: Path):
+    path = tmp_path / "features.sqlite"
+    join = LabelJoin(FeatureLog(path, 1, horizon_ms=HOUR, budget_bytes=1 << 30), recent_rows=10)
+    join.add_transactions(ids(5), np.arange(5.0).reshape(5, 1), [float(i) for i in range(5)])
+    join.accept(join.add_labels(["t1"], [1.0]))
+    join.flush()
+    join.log.close()
+    again = LabelJoin(FeatureLog(path, 1, horizon_ms=HOUR, budget_bytes=1 << 30), recent_rows=10)
+    assert again.stats()["labels_restored"] == 1 and again.labelled_since(0.0) == 1
+    assert again.add_labels(["t3"], [0.0]).rows["x"].ravel().tolist() == [3.0]  # a label still to come
+
+
+def test_the_heal_batch_weighs_recent_labels_more_and_forgets_withdrawn_ones():
+    join = LabelJoin(FeatureLog(None, 1, horizon_ms=HOUR, budget_bytes=1 << 30), recent_rows=3)
+    join.add_transactions(ids(10), np.arange(10.0).reshape(10, 1), [float(i) for i in range(10)])
+    join.accept(join.add_labels(["t1", "t4", "t6"], [1.0, 0.0, 1.0]))
+    batch = join.batch(since_ts=2.0, half_life=1.0)
+    assert batch.X.ravel().tolist() == [4.0, 6.0, 7.0, 8.0, 9.0]  # labelled since 2, then unlabelled
+    assert batch.w is not None and batch.w[:2].tolist() == [0.5, 1.0]
+    assert join.forget(["t6"]) == 1 and join.labelled_since(2.0) == 1
