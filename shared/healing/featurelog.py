@@ -96,7 +96,8 @@ class FeatureLog:
         self.not_kept = 0  # unflagged rows left out by the sample (this process)
         self.bytes = self.used_bytes()  # as of the last commit (stats read this, not the database)
         self._committed = 0.0
-        self.dropped_segments = 0
+        self.dropped_segments = 0  # segments past the horizon
+        self.early_drops = 0  # segments dropped before the horizon, to keep to the budget
 
     def _meta(self, key: str, default: float) -> float:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -206,7 +207,9 @@ class FeatureLog:
         return int((pages - free) * size)
 
     def enforce_budget(self) -> None:
-        """Over the budget: halve the sample, deleting the unflagged rows it leaves out."""
+        """Over the budget: halve the sample, deleting the unflagged rows it leaves out; at the
+        smallest sample (flagged rows alone over the budget), drop the oldest segments: the
+        horizon shortens rather than the disk filling (``early_drops``)."""
         self.bytes = self.used_bytes()
         while self.bytes > self.budget_bytes and self.sample > MIN_SAMPLE:
             self.sample /= 2
@@ -217,6 +220,12 @@ class FeatureLog:
                 gone = [(id_hash(i), i) for i, r in rows if not self.decode(r)["flags"][0] & FLAGGED]
                 self.db.executemany(f"DELETE FROM seg_{seg} WHERE h = ? AND id = ?", gone)  # noqa: S608
                 self.not_kept += len(gone)
+            self.db.commit()
+            self.bytes = self.used_bytes()
+        while self.bytes > self.budget_bytes and len(self.segments) > 1:
+            self.db.execute(f"DROP TABLE seg_{self.segments[0]}")
+            self.segments = self.segments[1:]
+            self.early_drops += 1
             self.db.commit()
             self.bytes = self.used_bytes()
 
@@ -255,6 +264,7 @@ class FeatureLog:
             "log_budget_bytes": self.budget_bytes,
             "log_sample": self.sample,
             "log_segments": len(self.segments),
+            "log_segments_dropped_early": self.early_drops,
             "log_not_kept": self.not_kept,
             "horizon_ms": self.horizon_ms,
         }

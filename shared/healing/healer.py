@@ -56,10 +56,12 @@ class HealerConfig:
     recent_rows: int = 2000  # newest transactions in memory: the unlabelled rows a heal uses
     label_horizon_ms: float = 30 * 86_400_000  # event time a transaction waits for its label (chargebacks)
     log_budget_bytes: int = 2 << 30  # the feature log's disk budget; past it, a sample is kept
-    max_labelled: int = 20_000  # the episode's newest labelled rows a heal trains on
-    label_half_life: float | None = 5000.0  # their weight halves every this many rows back (None: equal)
+    max_labelled: int = 2000  # the episode's newest labelled rows a heal trains on (and holds out from)
+    label_half_life: float | None = None  # their weight halves every this many rows back (None: equal)
     min_labels: int = 100  # arrived labels from the episode needed before a labelled heal
     label_free: bool = False  # heal on rules alone, without waiting for labels
+    label_staleness: float | None = 0.3  # newest labelled rows' feature means this many sd from now: wait
+    staleness_rows: int = 500  # rows on each side of that comparison
     heal_every: int = 100  # new labels of the episode (transactions when label-free) between cycles
     default_onset: int = 1000  # rows back an episode starts when its alert names no onset
     quality_rows: int = 100  # arrived labels per live-quality measurement (and per label-guard chunk)
@@ -228,7 +230,8 @@ class Healer:
 
     def _release(self, joined: Joined) -> None:
         """Trusted labels: into the training set; and, once the episode has healed, into the
-        live quality and the shadow guard for the healed adapters' decisions."""
+        live quality and the shadow guard: the decisions of the adapter live now only (labels
+        of decisions by adapters since replaced say nothing about it)."""
         self.join.accept(joined)
         self._last_release = (joined.ids, len(self.registry))
         if self.baseline_version < 1:
@@ -236,12 +239,12 @@ class Healer:
         costs = self.bundle.costs
         for y, row in zip(joined.labels.tolist(), joined.rows, strict=True):
             flags, version = int(row["flags"]), int(row["version"])
-            if not flags & DECIDED or version < self.baseline_version:
+            if not flags & DECIDED or version != self.version:
                 continue
             fraud, shadow = bool(flags & FRAUD), bool(flags & SHADOW_FRAUD)
             self.quality.add(y, fraud)
             if version > 0:
-                self.shadow.add(float(costs.per_row(y, fraud) - costs.per_row(y, shadow)))
+                self.shadow.add(float(costs.per_row(y, fraud) - costs.per_row(y, shadow)), version)
 
     def drain_events(self) -> list[HealerEvent]:
         """What happened since the last call: episodes, label verdicts."""
@@ -283,9 +286,30 @@ class Healer:
             return None
         have = self.join.labelled_since(self.episode.start)
         if have >= self.cfg.min_labels:
-            return None
+            return self._stale()
         held = f"; {len(self.guard.held)} more being checked" if self.guard.held else ""
         return f"waiting for labels ({have}/{self.cfg.min_labels}{held})"
+
+    def _stale(self) -> str | None:
+        """Labels hours late can describe a distribution the stream has since left (a drift
+        still moving): training on them, and judging on them, heals for the past. Wait while
+        the newest labelled rows' feature means sit more than ``label_staleness`` training
+        standard deviations from the newest rows'."""
+        limit, n = self.cfg.label_staleness, self.cfg.staleness_rows
+        if limit is None or self.episode is None:
+            return None
+        labelled, now = self.join.newest(self.episode.start, n)
+        if len(labelled) < n // 5 or len(now) < n // 5:
+            return None
+        shift = np.abs(labelled.mean(axis=0) - now.mean(axis=0)) / self.bundle.reference_std
+        k = int(np.argmax(shift))
+        if shift[k] <= limit:
+            return None
+        feature = self.bundle.features[k]
+        return (
+            f"the newest labels describe an older distribution ({feature} {shift[k]:.2f} sd from the "
+            f"newest rows, limit {limit}): waiting for fresher labels"
+        )
 
     def due(self) -> bool:
         """``heal_every`` new labels of the episode (rows when label-free) since the last heal."""
@@ -362,7 +386,7 @@ class Healer:
             target, why = self._pending_rollback
             self._pending_rollback = None
             return self._roll_back(target.adapter, target.version, why)
-        loses = self.shadow.verdict() if self.cfg.shadow_guard else None
+        loses = self.shadow.verdict(self.version) if self.cfg.shadow_guard else None
         if loses is not None:
             self.shadow.clear()
             self.paused = f"healing paused for this episode: {loses}"

@@ -235,6 +235,14 @@ class LabelJoin:
             w[: len(lab)] = 0.5 ** (np.arange(len(lab))[::-1] / half_life)
         return HealBatch(X, y, w)
 
+    def newest(self, since_ts: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Features of the newest ``n`` labelled rows stamped from ``since_ts`` on, and of the
+        newest ``n`` rows in memory: what the labels describe, and what the stream is now."""
+        lab = np.flatnonzero(self._train_rows["ts"] >= since_ts)[-n:]
+        held = np.flatnonzero(np.array([i is not None for i in self._ids]))
+        recent = held[np.argsort(self._recent["ts"][held], kind="stable")][-n:]
+        return self._train_rows["x"][lab], self._recent["x"][recent]
+
     def ts_back(self, rows: int) -> float:
         """Event time of the transaction ``rows`` back (the oldest in memory if further)."""
         n = min(rows, self._seen, self.capacity)

@@ -2,15 +2,17 @@
 
 Every decision carries the shadow's (the never-healed adapter's) verdict too, so once a
 label arrives the healed and the shadow decisions can be costed on the same row. Over the
-last ``rows`` such rows, a paired z of (healed cost - shadow cost) at or above ``z`` over at
-least ``min_rows`` means healing hurts: roll back to the bundle's adapter, heal no more in
-this episode.
+last ``rows`` such rows decided by the adapter judged, a paired z of (healed cost - shadow
+cost) at or above ``z`` over at least ``min_rows`` means healing hurts: roll back to the
+bundle's adapter, heal no more in this episode. Only the judged adapter's own decisions
+count: with labels hours late, the labels arriving now describe the decisions of adapters
+long replaced, and what they say about those is no verdict on the one live now.
 
 >>> guard = ShadowGuard(rows=100, min_rows=30, z=2.0)
 >>> for k in range(40):
-...     guard.add(1.0 if k % 4 else 0.0)   # healed costs more on 3 rows of 4
->>> guard.n, guard.verdict() is not None
-(40, True)
+...     guard.add(1.0 if k % 4 else 0.0, version=3)   # healed costs more on 3 rows of 4
+>>> guard.n(3), guard.verdict(3) is not None, guard.verdict(4) is None
+(40, True, True)
 """
 
 from __future__ import annotations
@@ -25,32 +27,35 @@ from shared.evaluation import paired_z
 class ShadowGuard:
     def __init__(self, rows: int = 1000, min_rows: int = 300, z: float = 2.0) -> None:
         self.min_rows, self.z_max = min_rows, z
-        self._diff: deque[float] = deque(maxlen=rows)  # healed - shadow cost, per labelled row
+        self._diff: deque[tuple[int, float]] = deque(maxlen=rows)  # (version, healed - shadow cost)
 
-    def add(self, cost_difference: float) -> None:
-        self._diff.append(cost_difference)
+    def add(self, cost_difference: float, version: int) -> None:
+        self._diff.append((version, cost_difference))
 
     def clear(self) -> None:
         self._diff.clear()
 
-    @property
-    def n(self) -> int:
-        return len(self._diff)
+    def _of(self, version: int) -> list[float]:
+        return [d for v, d in self._diff if v == version]
 
-    @property
-    def z(self) -> float:
+    def n(self, version: int) -> int:
+        return len(self._of(version))
+
+    def z(self, version: int) -> float:
         """Paired z of healed-minus-shadow cost: above 0, healing costs more."""
-        return paired_z(list(self._diff))
+        return paired_z(self._of(version))
 
-    def verdict(self) -> str | None:
-        """Why healing loses to the shadow, or None while it does not (or too few rows)."""
-        n = self.n
+    def verdict(self, version: int) -> str | None:
+        """Why adapter ``version`` loses to the shadow, or None while it does not (or too few
+        of its decisions have labels)."""
+        diffs = self._of(version)
+        n = len(diffs)
         if n < self.min_rows:
             return None
-        z = self.z
+        z = paired_z(diffs)
         if z < self.z_max:
             return None
-        d = float(np.mean(self._diff))
+        d = float(np.mean(diffs))
         return (
             f"healed decisions cost {d:+.3f} per transaction against the shadow's "
             f"over {n} labelled rows (z={z:.2f})"

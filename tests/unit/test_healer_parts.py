@@ -60,15 +60,16 @@ def test_a_suspect_feed_pauses_healing_until_clean_chunks_follow() -> None:
     assert not once.trusted_again and twice.trusted_again and guard.hold is None
 
 
-def test_the_shadow_guard_needs_its_rows_and_forgets_on_clear() -> None:
+def test_the_shadow_guard_needs_its_rows_judges_one_version_and_forgets_on_clear() -> None:
     guard = ShadowGuard(rows=10, min_rows=5, z=2.0)
     for _ in range(4):
-        guard.add(1.0)
-    assert guard.verdict() is None  # too few rows
-    guard.add(1.0)
-    assert guard.verdict() is not None and "against the shadow's over 5 labelled rows" in guard.verdict()  # type: ignore[operator]
+        guard.add(1.0, version=2)
+    guard.add(1.0, version=1)  # an older adapter's decision: no evidence about version 2
+    assert guard.verdict(2) is None  # too few rows of version 2
+    guard.add(1.0, version=2)
+    assert "against the shadow's over 5 labelled rows" in (guard.verdict(2) or "")
     guard.clear()
-    assert guard.n == 0 and guard.verdict() is None
+    assert guard.n(2) == 0 and guard.verdict(2) is None
 
 
 @pytest.fixture

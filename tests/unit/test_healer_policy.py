@@ -126,7 +126,7 @@ def test_healing_that_loses_to_the_shadow_is_undone_and_paused(covariate_bundle,
     truth = y[rows] == 1
     healer.add_decisions(ids[rows], (~truth).tolist(), [1] * 500, truth.tolist())
     healer.add_labels(ids[rows], y[rows].tolist())
-    assert healer.shadow.n == 500 and healer.shadow.z > 2
+    assert healer.shadow.n(1) == 500 and healer.shadow.z(1) > 2
     event = healer.check_rollback()
     assert isinstance(event, RolledBack) and event.snapshot.kind == "rollback"
     assert event.snapshot.version == 0 and healer.version == 0 and "against the shadow" in event.reason
@@ -152,8 +152,30 @@ def test_healing_that_beats_the_shadow_stays(covariate_bundle, drifted):
     wrong = np.random.default_rng(0).random(500) < 0.3  # the shadow is wrong on 30% of them
     healer.add_decisions(ids[rows], truth.tolist(), [1] * 500, (truth ^ wrong).tolist())
     healer.add_labels(ids[rows], y[rows].tolist())
-    assert healer.shadow.z < 0
+    assert healer.shadow.z(1) < 0
     assert healer.check_rollback() is None and healer.version == 1
+
+
+def test_late_labels_of_a_replaced_adapter_do_not_undo_the_live_one(covariate_bundle, drifted):
+    """Labels hours late describe decisions of adapters long replaced: they are no verdict on
+    the adapter live now."""
+    ids, X, y = drifted
+    healer = Healer(
+        covariate_bundle,
+        Registry(MemoryStore(), covariate_bundle.id),
+        HealerConfig(heal=HealConfig(gate=False), shadow_min_rows=300),
+    )
+    healer.add_transactions(ids, X, event_times(len(ids)))
+    healer.open_episode(onset_rows=1500)
+    healer.add_labels(ids[:300], y[:300].tolist())
+    assert healer.heal() is not None and healer.version == 1
+    rows = slice(300, 800)
+    truth = y[rows] == 1
+    healer.add_decisions(ids[rows], (~truth).tolist(), [1] * 500, truth.tolist())  # v1 was wrong
+    healer.add_labels(ids[700:1000], y[700:1000].tolist())
+    assert healer.heal() is not None and healer.version == 2  # v2 went live before v1's labels came
+    healer.add_labels(ids[300:700], y[300:700].tolist())
+    assert healer.shadow.n(2) == 0 and healer.check_rollback() is None and healer.version == 2
 
 
 def test_a_burst_of_flipped_labels_is_held_back_and_the_heal_it_reached_is_undone(covariate_bundle, drifted):
@@ -203,3 +225,18 @@ def test_labels_are_judged_only_against_known_shadow_verdicts(covariate_bundle, 
     healer.add_transactions(ids, X, event_times(len(ids)))
     healer.add_labels(ids[:200], (1 - y[:200]).tolist())  # flipped, but no decision seen: released
     assert healer.labels_quarantined == 0 and healer.join.stats()["labelled"] == 200
+
+
+def test_labels_that_describe_a_distribution_the_stream_has_left_wait(covariate_bundle, covariate_scenario):
+    """A drift still moving: the labels arriving describe rows the stream has since left."""
+    st = covariate_scenario.stream
+    d = st.drift_at
+    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id))
+    old, new = list(st.ids[d - 1000 : d]), list(st.ids[d : d + 2000])
+    healer.add_transactions(old + new, st.X[d - 1000 : d + 2000], event_times(3000))
+    healer.open_episode(onset_ts=0.0)
+    healer.add_labels(old, st.y[d - 1000 : d].tolist())  # labelled: before the drift; newest rows: after
+    reason = healer.ready()
+    assert reason is not None and reason.startswith("the newest labels describe an older distribution")
+    healer.add_labels(new[:1000], st.y[d : d + 1000].tolist())  # fresher labels: the same world as now
+    assert healer.ready() is None

@@ -95,3 +95,15 @@ def test_the_heal_batch_weighs_recent_labels_more_and_forgets_withdrawn_ones():
     assert batch.X.ravel().tolist() == [4.0, 6.0, 7.0, 8.0, 9.0]  # labelled since 2, then unlabelled
     assert batch.w is not None and batch.w[:2].tolist() == [0.5, 1.0]
     assert join.forget(["t6"]) == 1 and join.labelled_since(2.0) == 1
+
+
+def test_flagged_rows_alone_over_the_budget_shorten_the_horizon_not_fill_the_disk(tmp_path: Path):
+    log = FeatureLog(tmp_path / "f.sqlite", 8, horizon_ms=HOUR, budget_bytes=300_000, segments=8)
+    rng = np.random.default_rng(0)
+    n = 20_000
+    rows = log.encode(rng.normal(size=(n, 8)), ts=np.linspace(0, HOUR * 0.99, n), flags=[FLAGGED] * n)
+    for lo in range(0, n, 1000):
+        log.put(ids(n)[lo : lo + 1000], rows[lo : lo + 1000])
+    log.commit(force=True)
+    assert log.used_bytes() <= 300_000 and log.early_drops > 0
+    assert log.get(["t0"]) == {} and log.get([f"t{n - 1}"])  # the oldest went, the newest stayed
