@@ -101,7 +101,9 @@ def test_flagged_rows_alone_over_the_budget_shorten_the_horizon_not_fill_the_dis
     log = FeatureLog(tmp_path / "f.sqlite", 8, horizon_ms=HOUR, budget_bytes=300_000, segments=8)
     rng = np.random.default_rng(0)
     n = 20_000
-    rows = log.encode(rng.normal(size=(n, 8)), ts=np.linspace(0, HOUR * 0.99, n), flags=[FLAGGED] * n)
+    rows = log.encode(
+        rng.normal(size=(n, 8)), ts=np.linspace(0, HOUR * 0.99, n).tolist(), flags=[FLAGGED] * n
+    )
     for lo in range(0, n, 1000):
         log.put(ids(n)[lo : lo + 1000], rows[lo : lo + 1000])
     log.commit(force=True)
