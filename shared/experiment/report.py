@@ -101,7 +101,8 @@ def format_library_table(summaries: dict[str, dict[str, Any]]) -> str:
     """One line per scenario: costs of every row, F1 and PR-AUC no-heal -> healed, gap closed."""
     head = (
         f"{'scenario':<12} {'no-heal':>8} {'healed':>8} {'oracle':>8} {'bayes':>8} {'all-norm':>8} "
-        f"{'gap':>5} {'F1 nh->h':>12} {'PR-AUC nh->h':>13} {'heals':>7} {'labels':>7} {'detect':>7}"
+        f"{'gap':>5} {'F1 nh->h':>12} {'PR-AUC nh->h':>13} {'heals':>7} {'labels':>7} {'detect':>7} "
+        f"{'gap before/after labels':>24}"
     )
     lines = [head, "-" * len(head)]
     for name, s in summaries.items():
@@ -115,7 +116,21 @@ def format_library_table(summaries: dict[str, dict[str, Any]]) -> str:
             f"{r['noheal']['f1']:>5.3f}->{r['healed']['f1']:.3f} "
             f"{r['noheal']['pr_auc']:>6.3f}->{r['healed']['pr_auc']:.3f} "
             f"{s['heals_accepted']:>3}/{s['heals']:<3} {s.get('labels_at_first_heal') or '-'!s:>7} "
-            f"{'-' if det is None else det:>7}"
+            f"{'-' if det is None else det:>7} {_windows(s):>24}"
         )
-    lines.append("costs are per transaction (FP 1, FN 10) over the stream after the adaptation window")
+    lines.append("costs are per transaction (FP 1, FN 10) over the stream after the adaptation window;")
+    lines.append(
+        "gap before labels: from the drift to the first post-drift label; after: from 2,000 rows later"
+    )
     return "\n".join(lines)
+
+
+def _windows(summary: dict[str, Any]) -> str:
+    """The gap closed before the labels and after them, as ``0.00 / 1.06``."""
+    w = summary.get("windows", {})
+
+    def gap(name: str) -> str:
+        g = w.get(name, {}).get("gap_closed")
+        return "-" if g is None else f"{g:.2f}"
+
+    return f"{gap('before_labels')} / {gap('after_labels')}"

@@ -395,8 +395,8 @@ class Healer:
                 return Degraded(loses)  # already on the shadow's adapter
             return self._roll_back(self.bundle.adapter_state, 0, loses)
         reason = self.watch.degraded
-        if reason is None:
-            return None
+        if reason is None or self.paused is not None:
+            return None  # paused: the guard chose the bundle's adapter; no healed one comes back
         self.watch.reset_window()
         best = self.registry.best_post_heal("f1", since=self.episode_seq)
         if best is None or best.version == self.version:

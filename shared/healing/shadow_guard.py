@@ -2,11 +2,12 @@
 
 Every decision carries the shadow's (the never-healed adapter's) verdict too, so once a
 label arrives the healed and the shadow decisions can be costed on the same row. Over the
-last ``rows`` such rows decided by the adapter judged, a paired z of (healed cost - shadow
-cost) at or above ``z`` over at least ``min_rows`` means healing hurts: roll back to the
-bundle's adapter, heal no more in this episode. Only the judged adapter's own decisions
-count: with labels hours late, the labels arriving now describe the decisions of adapters
-long replaced, and what they say about those is no verdict on the one live now.
+last ``rows`` such rows decided by the adapter judged (whenever it was live), a paired z
+of (healed cost - shadow cost) at or above ``z`` over at least ``min_rows`` means healing
+hurts: roll back to the bundle's adapter, heal no more in this episode. Only the judged
+adapter's own decisions count: with labels hours late, the labels arriving now describe
+the decisions of adapters long replaced, and what they say about those is no verdict on
+the one live now.
 
 >>> guard = ShadowGuard(rows=100, min_rows=30, z=2.0)
 >>> for k in range(40):
@@ -27,16 +28,17 @@ from shared.evaluation import paired_z
 class ShadowGuard:
     def __init__(self, rows: int = 1000, min_rows: int = 300, z: float = 2.0) -> None:
         self.min_rows, self.z_max = min_rows, z
-        self._diff: deque[tuple[int, float]] = deque(maxlen=rows)  # (version, healed - shadow cost)
+        self.rows = rows
+        self._diff: dict[int, deque[float]] = {}  # version -> its last ``rows`` healed - shadow costs
 
     def add(self, cost_difference: float, version: int) -> None:
-        self._diff.append((version, cost_difference))
+        self._diff.setdefault(version, deque(maxlen=self.rows)).append(cost_difference)
 
     def clear(self) -> None:
         self._diff.clear()
 
     def _of(self, version: int) -> list[float]:
-        return [d for v, d in self._diff if v == version]
+        return list(self._diff.get(version, ()))
 
     def n(self, version: int) -> int:
         return len(self._of(version))

@@ -111,3 +111,12 @@ def test_on_a_thread_the_loop_collects_the_heal_at_a_later_step(ready_healer: He
         assert [type(e) for e in worker.close()] == [HealOutcome] and worker.running is None
     ready_healer.close_episode("fidi")
     assert isinstance(ready_healer.drain_events()[0], EpisodeClosed)
+
+
+def test_each_adapter_keeps_its_own_shadow_window() -> None:
+    guard = ShadowGuard(rows=5, min_rows=5, z=2.0)
+    for _ in range(5):
+        guard.add(1.0, version=2)
+    for _ in range(50):  # another adapter's rows do not push version 2's out
+        guard.add(0.0, version=3)
+    assert guard.n(2) == 5 and guard.verdict(2) is not None and guard.verdict(3) is None

@@ -132,6 +132,11 @@ def test_healing_that_loses_to_the_shadow_is_undone_and_paused(covariate_bundle,
     assert event.snapshot.version == 0 and healer.version == 0 and "against the shadow" in event.reason
     assert healer.ready() is not None and "paused" in healer.ready()  # type: ignore[operator]
     assert healer.heal() is None
+    healer.watch.set_baseline(0.9, 0.9)  # and live quality below the first heal's baseline:
+    for _ in range(5):
+        healer.watch.update(0.2, 0.2)
+    assert healer.watch.degraded is not None  # it would roll forward to v1 were healing not paused
+    assert healer.check_rollback() is None and healer.version == 0
     healer.close_episode()
     assert healer.open_episode(onset_rows=100) and healer.paused is None  # a new episode heals again
 
