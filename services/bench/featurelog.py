@@ -40,6 +40,7 @@ def measure_log(rows: int, folder: Path) -> dict[str, Any]:
     rss0 = rss_mb(_pid()) or 0.0
     ids, X = _rows(rows)
     data_mb = (rss_mb(_pid()) or 0.0) - rss0  # the test rows themselves, not the healer's
+    before_store = rss_mb(_pid()) or 0.0
     log = FeatureLog(folder / "features.sqlite", N_FEATURES, horizon_ms=1e12, budget_bytes=1 << 40)
     join = LabelJoin(log)
     t0 = time.perf_counter()
@@ -47,6 +48,7 @@ def measure_log(rows: int, folder: Path) -> dict[str, Any]:
         join.add_transactions(ids[lo : lo + BATCH], X[lo : lo + BATCH], list(range(lo, lo + BATCH)))
     join.flush()
     write_s = time.perf_counter() - t0
+    store_mb = (rss_mb(_pid()) or 0.0) - before_store
     rng = np.random.default_rng(1)
     single = []
     for k in rng.integers(0, rows - 5000, 2000):
@@ -67,6 +69,7 @@ def measure_log(rows: int, folder: Path) -> dict[str, Any]:
         "lookup_us_per_label_in_100s": round(batch_us, 1),
         "disk_mb_per_million_rows": round(_dir_bytes(folder) / 1e6 * 1e6 / rows, 1),
         "healer_rss_mb": round((rss_mb(_pid()) or 0.0) - data_mb, 1),
+        "store_rss_mb": round(store_mb, 1),
     }
 
 

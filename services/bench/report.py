@@ -10,7 +10,6 @@ from typing import Any
 import orjson
 
 from services.bench.config import BenchConfig
-from services.bench.featurelog import feature_log
 from services.bench.harness import Harness
 from services.bench.latency import latency
 from services.bench.targets import check_targets, targets_of
@@ -25,6 +24,8 @@ def run_bench(out: str | Path, cfg: BenchConfig | None = None, quiet: bool = Fal
     h = Harness(cfg, out, say)
     with h.session():
         h.heal_cycles()
+        from services.bench.featurelog import feature_log  # (a module also run as a child)
+
         h.results["feature_log"] = feature_log(cfg.log_rows, out / "feature-log", say)
         with h.steal("throughput"):
             throughput(h)

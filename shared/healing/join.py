@@ -71,7 +71,7 @@ class LabelJoin:
         self.decided = 0  # decisions received
         self._pending: OrderedDict[str, tuple[float, float | None]] = OrderedDict()  # id -> (label, ts)
         self._delays_ms: deque[float] = deque(maxlen=1000)
-        ids, labels, rows = log.load_joined()  # a restart keeps what had joined
+        ids, labels, rows = log.load_joined(max_joined)  # a restart keeps what had joined
         self._train_ids, self._train_y, self._train_rows = ids, labels, rows
         self.counts = dict.fromkeys(
             ("joined", "dropped", "sampled_out", "withdrawn", "late_decisions", "restored"), 0
