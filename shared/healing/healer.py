@@ -22,7 +22,7 @@ the service. ``prepare`` and ``finish`` bracket it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -340,8 +340,12 @@ class Healer:
         pre_metrics: dict[str, float] | None = None,
         post_metrics: dict[str, float] | None = None,
     ) -> HealOutcome:
-        """Record the job's snapshots; an accepted candidate goes live. The snapshots carry
-        ``accuracy`` and ``f1`` from the held-out labels unless given."""
+        """Record the job's snapshots; an accepted candidate goes live, unless the adapter it
+        started from was rolled back while it ran (then it is recorded as superseded). The
+        snapshots carry ``accuracy`` and ``f1`` from the held-out labels unless given."""
+        if result.accepted and job.version != self.version:
+            why = f"superseded: v{job.version} was replaced by v{self.version} while it healed"
+            result = replace(result, accepted=False, reason=f"{why} ({result.reason})")
         m = result.metrics
         pre_m: dict[str, float] = {}
         post_m: dict[str, float] = dict(m)

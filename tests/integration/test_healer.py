@@ -141,6 +141,7 @@ def test_degraded_live_quality_rolls_back_through_the_registry(
         group=group,
         healer=HealerConfig(
             heal=HealConfig(gate=False),
+            heal_every=400,  # few heals: the watch judges the live adapter on its own decisions
             quality_rows=50,
             rollback=RollbackPolicy(window=2, min_updates=2),
             label_guard=False,  # the shadow agrees with the wrong decisions: this is the watch's test

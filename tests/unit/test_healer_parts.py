@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -120,3 +121,14 @@ def test_each_adapter_keeps_its_own_shadow_window() -> None:
     for _ in range(50):  # another adapter's rows do not push version 2's out
         guard.add(0.0, version=3)
     assert guard.n(2) == 5 and guard.verdict(2) is not None and guard.verdict(3) is None
+
+
+def test_a_heal_that_started_before_a_rollback_does_not_go_live_after_it(ready_healer: Healer) -> None:
+    healer = ready_healer
+    job = healer.prepare()
+    assert job is not None and job.version == 0
+    healer.live = healer.registry.record("manual", healer.adapter, 7, note="an operator's rollback")
+    result = dataclasses.replace(healer.run(job), accepted=True)  # a candidate the gate took
+    outcome = healer.finish(job, result)
+    assert not outcome.accepted and outcome.result.reason.startswith("superseded: v0 was replaced by v7")
+    assert healer.version == 7 and not outcome.post.accepted
