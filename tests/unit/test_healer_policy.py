@@ -112,15 +112,21 @@ def test_a_restarted_healer_resumes_from_the_registry(covariate_bundle, drifted,
     assert all(np.array_equal(again.adapter[k].numpy(), healer.adapter[k].numpy()) for k in healer.adapter)
 
 
-def test_healing_that_loses_to_the_shadow_is_undone_and_paused(covariate_bundle, drifted):
+def healed_once(bundle, drifted) -> Healer:
+    """A healer in an episode, healed once (gate off) on the first 300 labels: v1 is live."""
     ids, X, y = drifted
-    reg = Registry(MemoryStore(), covariate_bundle.id)
     cfg = HealerConfig(heal=HealConfig(gate=False), shadow_min_rows=300)
-    healer = Healer(covariate_bundle, reg, cfg)
+    healer = Healer(bundle, Registry(MemoryStore(), bundle.id), cfg)
     healer.add_transactions(ids, X, event_times(len(ids)))
     healer.open_episode(onset_rows=1500)
     healer.add_labels(ids[:300], y[:300].tolist())
     assert healer.heal() is not None and healer.version == 1
+    return healer
+
+
+def test_healing_that_loses_to_the_shadow_is_undone_and_paused(covariate_bundle, drifted):
+    ids, _, y = drifted
+    healer = healed_once(covariate_bundle, drifted)
     # v1's decisions are wrong where the shadow's are right, on the same transactions
     rows = slice(300, 800)
     truth = y[rows] == 1
@@ -164,16 +170,8 @@ def test_healing_that_beats_the_shadow_stays(covariate_bundle, drifted):
 def test_late_labels_of_a_replaced_adapter_do_not_undo_the_live_one(covariate_bundle, drifted):
     """Labels hours late describe decisions of adapters long replaced: they are no verdict on
     the adapter live now."""
-    ids, X, y = drifted
-    healer = Healer(
-        covariate_bundle,
-        Registry(MemoryStore(), covariate_bundle.id),
-        HealerConfig(heal=HealConfig(gate=False), shadow_min_rows=300),
-    )
-    healer.add_transactions(ids, X, event_times(len(ids)))
-    healer.open_episode(onset_rows=1500)
-    healer.add_labels(ids[:300], y[:300].tolist())
-    assert healer.heal() is not None and healer.version == 1
+    ids, _, y = drifted
+    healer = healed_once(covariate_bundle, drifted)
     rows = slice(300, 800)
     truth = y[rows] == 1
     healer.add_decisions(ids[rows], (~truth).tolist(), [1] * 500, truth.tolist())  # v1 was wrong
