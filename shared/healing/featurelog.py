@@ -11,11 +11,9 @@ the sample halves: rows whose id hashes into the upper half of what was kept are
 (the hash leads the primary key, so that is a range delete) and new ones are no longer
 written, except rows the scorer flagged or a rule fired on, which are always kept. The
 sample is deterministic: :meth:`sampled` says at once whether a label's transaction can be
-in the log, and what was not kept is counted. Why SQLite: measured against RocksDB
-(``rocksdict``) on a million 12-feature rows, both write far faster than a scorer scores
-(0.69 M and 3.3 M rows/s) and look up in microseconds (p99 11 and 8 us); SQLite needs 5 MB
-of memory against RocksDB's 48 to 110 MB, is in the standard library, and costs 100 MB of
-disk per million rows against 81 MB (README, "The label join").
+in the log, and what was not kept is counted. When flagged rows alone exceed the budget,
+the oldest segments go before the horizon. Why SQLite and not RocksDB (``rocksdict``):
+``make bench`` measures both (``services/bench/featurelog.py``); README, "Late labels".
 
 >>> import numpy as np
 >>> log = FeatureLog(None, n_features=2, horizon_ms=1000.0, budget_bytes=1 << 30)
@@ -143,7 +141,7 @@ class FeatureLog:
             rows["ts"] >= self.watermark - self.horizon_ms
         )
         self.not_kept += int((~sampled & ~(rows["flags"] & FLAGGED).astype(bool)).sum())
-        segments = (rows["ts"] // self.segment_ms).astype(np.int64)
+        segments = np.maximum(rows["ts"] // self.segment_ms, 0).astype(np.int64)  # before 1970: the first
         blob, size = rows.tobytes(), rows.dtype.itemsize
         for seg in np.unique(segments[keep]).tolist():
             self._segment(seg)

@@ -4,8 +4,9 @@ It joins late labels to their transactions (:class:`~shared.healing.join.LabelJo
 newest rows in memory, the rest in the feature log on disk for the label horizon), opens a
 drift *episode* on the detectors' alerts (:mod:`~shared.healing.episodes`), and then
 prepares heal jobs on the episode's rows only (those stamped at or after its onset, in
-event time): its labelled rows, recency-weighted and bounded, and the recent unlabelled
-ones. A cycle is due when ``heal_every`` new labels of the episode have joined (new
+event time): its newest ``max_labelled`` labelled rows (optionally recency-weighted) and
+the recent unlabelled ones, once those labels describe the distribution the stream is in
+now (``label_staleness``). A cycle is due when ``heal_every`` new labels of the episode have joined (new
 transactions when label-free): evidence, not traffic, drives them, so more traffic does
 not mean more cycles. It waits for ``min_labels`` unless label-free. A finished job is
 recorded in the registry (a ``pre`` and a ``post`` snapshot) and, when the gate accepted
