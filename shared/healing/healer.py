@@ -5,10 +5,11 @@ newest rows in memory, the rest in the feature log on disk for the label horizon
 drift *episode* on the detectors' alerts (:mod:`~shared.healing.episodes`), and then
 prepares heal jobs on the episode's rows only (those stamped at or after its onset, in
 event time): its newest ``max_labelled`` labelled rows (optionally recency-weighted) and
-the recent unlabelled ones, once those labels describe the distribution the stream is in
-now (``label_staleness``). A cycle is due when ``heal_every`` new labels of the episode have joined (new
-transactions when label-free): evidence, not traffic, drives them, so more traffic does
-not mean more cycles. It waits for ``min_labels`` unless label-free. A finished job is
+the recent unlabelled ones; labels describing a distribution the stream has since left
+are carried to the present (:mod:`~shared.healing.transport`), or waited out. A cycle
+is due when ``heal_every`` new labels of the episode have joined (new transactions when
+label-free): evidence, not traffic, drives them, so more traffic does not mean more
+cycles. It waits for ``min_labels`` unless label-free. A finished job is
 recorded in the registry (a ``pre`` and a ``post`` snapshot) and, when the gate accepted
 it, becomes the live adapter. Arriving labels pass the label guard first
 (:mod:`~shared.healing.label_guard`); then they measure the healed adapters' live quality
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from shared.bundle import Bundle
+from shared.errors import ConfigError
 from shared.healing.cycle import HealBatch, HealConfig, HealResult, heal_cycle
 from shared.healing.episodes import Episode, Episodes
 from shared.healing.events import (
@@ -45,6 +47,7 @@ from shared.healing.join import Joined, LabelJoin
 from shared.healing.label_guard import Judged, LabelGuard
 from shared.healing.quality import LiveQuality
 from shared.healing.shadow_guard import ShadowGuard
+from shared.healing.transport import carry_labels
 from shared.messages import Alert
 from shared.model import AdapterState
 from shared.registry import QualityWatch, Registry, RollbackPolicy, Snapshot
@@ -61,8 +64,9 @@ class HealerConfig:
     label_half_life: float | None = None  # their weight halves every this many rows back (None: equal)
     min_labels: int = 100  # arrived labels from the episode needed before a labelled heal
     label_free: bool = False  # heal on rules alone, without waiting for labels
-    label_staleness: float | None = 0.3  # newest labelled rows' feature means this many sd from now: wait
-    staleness_rows: int = 500  # rows on each side of that comparison
+    label_staleness: float | None = 0.3  # labelled rows' feature medians this many sd from now's: stale
+    stale_labels: str = "carry"  # stale labels: "carry" them to the present, or "wait" for fresher ones
+    staleness_rows: int = 500  # "wait": the newest rows on each side of the comparison
     heal_every: int = 100  # new labels of the episode (transactions when label-free) between cycles
     default_onset: int = 1000  # rows back an episode starts when its alert names no onset
     quality_rows: int = 100  # arrived labels per live-quality measurement (and per label-guard chunk)
@@ -76,6 +80,10 @@ class HealerConfig:
     label_kappa_min: float = -0.05  # the frozen shadow's agreement with a chunk's labels below this: suspect
     label_guard_min: int = 50  # labels with a known shadow verdict needed to judge a chunk
     label_resume_chunks: int = 2  # clean chunks after a suspect one before healing resumes
+
+    def __post_init__(self) -> None:
+        if self.stale_labels not in ("carry", "wait"):
+            raise ConfigError(f"stale_labels must be 'carry' or 'wait', got {self.stale_labels!r}")
 
 
 class Healer:
@@ -101,6 +109,7 @@ class Healer:
         self.n_heals = registry.n_heals
         self.labels_at_first_heal: int | None = None
         self._since_heal = 0  # evidence since the last heal started: joined labels (label-free: rows)
+        self.carried: list[str] = []  # features the last job's labelled rows were carried on
         # the ids of the last chunk of labels released into the buffer, and the registry's length then
         self._last_release: tuple[list[str], int] = ([], 0)
         self._pending_rollback: tuple[Snapshot, str] | None = None
@@ -287,7 +296,7 @@ class Healer:
             return None
         have = self.join.labelled_since(self.episode.start)
         if have >= self.cfg.min_labels:
-            return self._stale()
+            return self._stale() if self.cfg.stale_labels == "wait" else None
         held = f"; {len(self.guard.held)} more being checked" if self.guard.held else ""
         return f"waiting for labels ({have}/{self.cfg.min_labels}{held})"
 
@@ -322,7 +331,11 @@ class Healer:
             return None
         self._since_heal = 0
         cfg = self.cfg
-        return self.job_for(self.join.batch(self.episode.start, cfg.max_labelled, cfg.label_half_life))
+        batch = self.join.batch(self.episode.start, cfg.max_labelled, cfg.label_half_life)
+        if cfg.stale_labels == "carry" and cfg.label_staleness is not None:
+            moved, batch = carry_labels(batch, self.bundle.reference_std, cfg.label_staleness)
+            self.carried = [self.bundle.features[k] for k in moved]
+        return self.job_for(batch)
 
     def job_for(self, batch: HealBatch) -> HealJob:
         """A heal job on ``batch`` from the live adapter (the research protocol heals on its batch)."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from shared.errors import ConfigError
 from shared.healing import HealConfig
 from shared.healing.events import Degraded, LabelsJudged, RolledBack
 from shared.healing.healer import Healer, HealerConfig
@@ -234,7 +235,8 @@ def test_labels_that_describe_a_distribution_the_stream_has_left_wait(covariate_
     """A drift still moving: the labels arriving describe rows the stream has since left."""
     st = covariate_scenario.stream
     d = st.drift_at
-    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id))
+    cfg = HealerConfig(stale_labels="wait")
+    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), cfg)
     old, new = list(st.ids[d - 1000 : d]), list(st.ids[d : d + 2000])
     healer.add_transactions(old + new, st.X[d - 1000 : d + 2000], event_times(3000))
     healer.open_episode(onset_ts=0.0)
@@ -243,3 +245,25 @@ def test_labels_that_describe_a_distribution_the_stream_has_left_wait(covariate_
     assert reason is not None and reason.startswith("the newest labels describe an older distribution")
     healer.add_labels(new[:1000], st.y[d : d + 1000].tolist())  # fresher labels: the same world as now
     assert healer.ready() is None
+
+
+def test_stale_labels_are_carried_to_the_present(covariate_bundle, covariate_scenario):
+    """By default the labelled rows are aligned with the rows the stream shows now, on the
+    features that moved between them."""
+    st = covariate_scenario.stream
+    d = st.drift_at
+    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id))
+    old, new = list(st.ids[d - 1000 : d]), list(st.ids[d : d + 1500])
+    healer.add_transactions(old + new, st.X[d - 1000 : d + 1500], event_times(2500))
+    healer.open_episode(onset_ts=0.0)
+    healer.add_labels(old, st.y[d - 1000 : d].tolist())  # labelled: before the drift
+    assert healer.ready() is None
+    job = healer.prepare()
+    assert job is not None and "V14" in healer.carried and "V1" not in healer.carried
+    b = job.batch
+    labelled = ~np.isnan(b.y)
+    k = covariate_bundle.features.index("V14")
+    gap = abs(np.median(b.X[labelled, k]) - np.median(b.X[~labelled, k]))
+    assert gap < 0.05 * covariate_bundle.reference_std[k]  # carried onto the present
+    with pytest.raises(ConfigError):
+        HealerConfig(stale_labels="ignore")
