@@ -29,17 +29,6 @@ ADVICE = (
 )
 
 
-def rss_mb(pid: int) -> float | None:
-    """Resident memory of a live process (Linux ``VmRSS``), MB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 def default_budget_mb() -> float:
     """A quarter of the machine's memory: the rest is the services' and the system's."""
     for line in Path("/proc/meminfo").read_text().splitlines():

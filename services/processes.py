@@ -29,15 +29,26 @@ def health(port: int, timeout: float = 1.0) -> dict[str, Any] | None:
         return None
 
 
-def vm_hwm_mb(pid: int) -> float | None:
-    """Peak resident memory of a live process (Linux ``VmHWM``)."""
+def _status_mb(pid: int, field: str) -> float | None:
+    """A memory field of a live process's ``/proc/PID/status`` (``VmHWM``, ``VmRSS``), MB."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
     except OSError:
         return None
     return None
+
+
+def vm_hwm_mb(pid: int) -> float | None:
+    """Peak resident memory of a live process (Linux ``VmHWM``)."""
+    mb = _status_mb(pid, "VmHWM")
+    return None if mb is None else round(mb, 1)
+
+
+def vm_rss_mb(pid: int) -> float | None:
+    """Resident memory of a live process now (Linux ``VmRSS``)."""
+    return _status_mb(pid, "VmRSS")
 
 
 def assigned(h: dict[str, Any]) -> bool:

@@ -8,6 +8,7 @@ resident memory is the healer's alone; it prints one JSON object.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -17,12 +18,17 @@ from typing import Any
 import numpy as np
 import orjson
 
-from services.brokermemory import rss_mb
+from services.processes import vm_rss_mb
 from shared.healing.featurelog import FeatureLog
 from shared.healing.join import LabelJoin
 
 N_FEATURES = 10  # the covariate bundle's
 BATCH = 1000  # rows per write, as the healer's loop hands them over
+
+
+def own_rss() -> float:
+    """This process's resident memory now, MB."""
+    return vm_rss_mb(os.getpid()) or 0.0
 
 
 def _rows(n: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
@@ -37,10 +43,10 @@ def _dir_bytes(path: Path) -> int:
 def measure_log(rows: int, folder: Path) -> dict[str, Any]:
     """Rows through the healer's own join (memory, then the log on disk), then label lookups."""
     shutil.rmtree(folder, ignore_errors=True)
-    rss0 = rss_mb(_pid()) or 0.0
+    rss0 = own_rss()
     ids, X = _rows(rows)
-    data_mb = (rss_mb(_pid()) or 0.0) - rss0  # the test rows themselves, not the healer's
-    before_store = rss_mb(_pid()) or 0.0
+    data_mb = own_rss() - rss0  # the test rows themselves, not the healer's
+    before_store = own_rss()
     log = FeatureLog(folder / "features.sqlite", N_FEATURES, horizon_ms=1e12, budget_bytes=1 << 40)
     join = LabelJoin(log)
     t0 = time.perf_counter()
@@ -48,7 +54,7 @@ def measure_log(rows: int, folder: Path) -> dict[str, Any]:
         join.add_transactions(ids[lo : lo + BATCH], X[lo : lo + BATCH], list(range(lo, lo + BATCH)))
     join.flush()
     write_s = time.perf_counter() - t0
-    store_mb = (rss_mb(_pid()) or 0.0) - before_store
+    store_mb = own_rss() - before_store
     rng = np.random.default_rng(1)
     single = []
     for k in rng.integers(0, rows - 5000, 2000):
@@ -68,7 +74,7 @@ def measure_log(rows: int, folder: Path) -> dict[str, Any]:
         "lookup_ms_p99": round(float(np.percentile(single, 99)), 3),
         "lookup_us_per_label_in_100s": round(batch_us, 1),
         "disk_mb_per_million_rows": round(_dir_bytes(folder) / 1e6 * 1e6 / rows, 1),
-        "healer_rss_mb": round((rss_mb(_pid()) or 0.0) - data_mb, 1),
+        "healer_rss_mb": round(own_rss() - data_mb, 1),
         "store_rss_mb": round(store_mb, 1),
     }
 
@@ -82,7 +88,7 @@ def measure_rocksdb(rows: int, folder: Path) -> dict[str, Any] | None:
     shutil.rmtree(folder, ignore_errors=True)
     ids, X = _rows(rows)
     values = [x.tobytes() + bytes(13) for x in X]  # the log's row: features, ts, flags, version
-    rss0 = rss_mb(_pid()) or 0.0
+    rss0 = own_rss()
     opts = Options(raw_mode=True)
     opts.create_if_missing(True)
     db = Rdict(str(folder), opts)
@@ -104,7 +110,7 @@ def measure_rocksdb(rows: int, folder: Path) -> dict[str, Any] | None:
         "write_rows_per_s": round(rows / write_s),
         "lookup_ms_p99": round(float(np.percentile(lat, 99)), 3),
         "disk_mb_per_million_rows": round(_dir_bytes(folder) / 1e6 * 1e6 / rows, 1),
-        "store_rss_mb": round((rss_mb(_pid()) or 0.0) - rss0, 1),
+        "store_rss_mb": round(own_rss() - rss0, 1),
     }
     db.close()
     return out
@@ -122,12 +128,6 @@ def feature_log(rows: int, folder: Path, say: Any) -> dict[str, Any]:
         out[which] = orjson.loads(done.stdout.strip().splitlines()[-1])
     shutil.rmtree(folder, ignore_errors=True)
     return out
-
-
-def _pid() -> int:
-    import os
-
-    return os.getpid()
 
 
 def main() -> None:

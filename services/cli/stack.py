@@ -148,7 +148,8 @@ def broker_memory(stack: Any, budget: str | None) -> Callable[[], None] | None:
     """A check of the embedded broker's memory to call now and then (None on a real cluster)."""
     import time
 
-    from services.brokermemory import BrokerMemory, default_budget_mb, rss_mb
+    from services.brokermemory import BrokerMemory, default_budget_mb
+    from services.processes import vm_rss_mb
     from shared.units import parse_bytes
 
     if stack.broker is None or stack.broker.pid is None:
@@ -163,7 +164,7 @@ def broker_memory(stack: Any, budget: str | None) -> Callable[[], None] | None:
         if now - last[0] < 5.0:
             return
         last[0] = now
-        rss = rss_mb(pid)
+        rss = vm_rss_mb(pid)
         warning = None if rss is None else watch.update(rss, now)
         if warning:
             print(f"selfheal: WARNING {warning}", file=sys.stderr, flush=True)

@@ -136,11 +136,9 @@ class FeatureLog:
         if not len(rows):
             return 0
         hashes = np.fromiter((id_hash(i) for i in ids), dtype=np.int64, count=len(ids))
-        sampled = hashes < self.sample * HASH_SPACE
-        keep = (sampled | (rows["flags"] & FLAGGED).astype(bool)) & (
-            rows["ts"] >= self.watermark - self.horizon_ms
-        )
-        self.not_kept += int((~sampled & ~(rows["flags"] & FLAGGED).astype(bool)).sum())
+        wanted = (hashes < self.sample * HASH_SPACE) | (rows["flags"] & FLAGGED).astype(bool)
+        keep = wanted & (rows["ts"] >= self.watermark - self.horizon_ms)
+        self.not_kept += int((~wanted).sum())
         segments = np.maximum(rows["ts"] // self.segment_ms, 0).astype(np.int64)  # before 1970: the first
         blob, size = rows.tobytes(), rows.dtype.itemsize
         for seg in np.unique(segments[keep]).tolist():
@@ -253,12 +251,6 @@ class FeatureLog:
         ids = [got[k][0] for k in np.flatnonzero(keep)[order]]
         labels = np.array([got[k][1] for k in np.flatnonzero(keep)[order]], dtype=np.float32)
         return ids, labels, rows[keep][order]
-
-    def rows(self) -> int:
-        return sum(
-            int(self.db.execute(f"SELECT COUNT(*) FROM seg_{s}").fetchone()[0])  # noqa: S608
-            for s in self.segments
-        )
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -46,11 +46,6 @@ class Joined:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def select(self, keep: Sequence[str]) -> Joined:
-        wanted = set(keep)
-        idx = [k for k, i in enumerate(self.ids) if i in wanted]
-        return Joined([self.ids[k] for k in idx], self.labels[idx], self.rows[idx])
-
 
 class LabelJoin:
     def __init__(

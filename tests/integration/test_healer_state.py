@@ -72,13 +72,14 @@ def test_a_restart_on_empty_topics_resumes_the_registry_the_live_adapter_and_the
 
 
 def test_the_broker_memory_watch_warns_before_the_budget(tmp_path):
-    from services.brokermemory import BrokerMemory, rss_mb
+    from services.brokermemory import BrokerMemory
+    from services.processes import vm_rss_mb
 
     with EmbeddedBroker() as broker:
         assert broker.pid is not None
         settings = KafkaSettings().with_bootstrap(broker.bootstrap)
         t = fresh_topics(settings)
-        base = rss_mb(broker.pid)
+        base = vm_rss_mb(broker.pid)
         assert base is not None
         watch = BrokerMemory(budget_mb=base + 40)  # a small budget: 40 MB more than it holds now
         assert watch.update(base, time.monotonic()) is None
@@ -89,7 +90,7 @@ def test_the_broker_memory_watch_warns_before_the_budget(tmp_path):
             for k in range(1000):
                 p.produce(t.transactions, payloads[k], key=str(k))
             p.flush()
-            warning = watch.update(rss_mb(broker.pid) or 0.0, time.monotonic())
+            warning = watch.update(vm_rss_mb(broker.pid) or 0.0, time.monotonic())
             if warning:
                 warnings.append(warning)
             if watch.warned == 3:
