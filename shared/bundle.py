@@ -7,6 +7,10 @@
       base.safetensors     backbone + head + input standardisation (frozen forever)
       adapter.safetensors  the adapter as trained: version 0, what "no heal" means
       rules.toml           domain rules (may hold no rule)
+      reference.safetensors  labelled reference rows: a sample of the training rows and the
+                           validation rows (X, y, validation), what label-free healing
+                           compares the stream with; optional (bundles from before it
+                           cannot heal without labels)
 
 The id is the SHA-256 (first 16 hex digits) of the manifest's content fields and the
 three other files, so two services run the same model exactly when their ids match.
@@ -32,6 +36,7 @@ from shared.drift import FIDI
 from shared.errors import BundleError, SelfhealError
 from shared.evaluation import CostMatrix
 from shared.model import (
+    CALIBRATION_KEYS,
     AdapterState,
     ModelConfig,
     SelfHealingModel,
@@ -42,6 +47,32 @@ from shared.rules import RuleSet
 
 FORMAT = 1
 FILES = ("bundle.json", "base.safetensors", "adapter.safetensors", "rules.toml")
+REFERENCE_FILE = "reference.safetensors"
+
+
+@dataclass(frozen=True)
+class ReferenceRows:
+    """Labelled rows from before any drift: training rows (a sample) and validation rows."""
+
+    X: np.ndarray  # (n, d) float32
+    y: np.ndarray  # (n,) float32, 1 = fraud
+    validation: np.ndarray  # (n,) bool: held out of training (calibration, confusion rates)
+
+    def to_bytes(self) -> bytes:
+        tensors = {
+            "X": torch.as_tensor(np.ascontiguousarray(self.X, dtype=np.float32)),
+            "y": torch.as_tensor(np.ascontiguousarray(self.y, dtype=np.float32)),
+            "validation": torch.as_tensor(np.ascontiguousarray(self.validation, dtype=np.uint8)),
+        }
+        return st_save(tensors)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, n_features: int) -> ReferenceRows:
+        t = st_load(data)
+        X, y, val = t["X"].numpy(), t["y"].numpy(), t["validation"].numpy().astype(bool)
+        if X.ndim != 2 or X.shape[1] != n_features or not (len(X) == len(y) == len(val)):
+            raise BundleError(f"reference rows of shape {tuple(X.shape)} do not fit {n_features} features")
+        return cls(X, y, val)
 
 
 @dataclass
@@ -57,6 +88,7 @@ class Bundle:
     costs: CostMatrix
     label: str = "label"
     reference_quantiles: np.ndarray | None = None  # (d, k) training quantiles, for FIDI's normal scores
+    reference_rows: ReferenceRows | None = None  # labelled rows from before drift (label-free healing)
     info: dict[str, Any] = field(default_factory=dict)  # training report; not part of the id
     id: str = ""
 
@@ -77,6 +109,7 @@ class Bundle:
         costs: CostMatrix,
         label: str = "label",
         info: dict[str, Any] | None = None,
+        reference_rows: ReferenceRows | None = None,
     ) -> Bundle:
         return cls(
             config=model.config,
@@ -91,6 +124,7 @@ class Bundle:
             label=label,
             reference_quantiles=None if len(reference) < 3 else np.asarray(reference[2], dtype=np.float64),
             info=dict(info or {}),
+            reference_rows=reference_rows,
         )
 
     def new_model(self, adapter: AdapterState | None = None) -> SelfHealingModel:
@@ -130,10 +164,11 @@ class Bundle:
             ref["quantiles"] = self.reference_quantiles.tolist()
         return ref
 
-    def _blobs(self) -> tuple[bytes, bytes, bytes]:
+    def _blobs(self) -> tuple[bytes, ...]:
         base = st_save({k: v.contiguous() for k, v in sorted(self.base_state.items())})
-        adapter = adapter_to_bytes(self.adapter_state, {"version": "0"})
-        return base, adapter, self.rules_toml.encode()
+        adapter = adapter_to_bytes(_without_identity(self.adapter_state), {"version": "0"})
+        ref = () if self.reference_rows is None else (self.reference_rows.to_bytes(),)
+        return base, adapter, self.rules_toml.encode(), *ref
 
     def _content_id(self) -> str:
         h = hashlib.sha256(orjson.dumps(self._core(), option=orjson.OPT_SORT_KEYS))
@@ -145,7 +180,9 @@ class Bundle:
     def save(self, path: str | Path) -> Path:
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
-        base, adapter, rules = self._blobs()
+        base, adapter, rules, *ref = self._blobs()
+        if ref:
+            (out / REFERENCE_FILE).write_bytes(ref[0])
         manifest = {"id": self.id, **self._core(), "info": self.info}
         manifest["info"].setdefault("created", datetime.now(UTC).isoformat(timespec="seconds"))
         (out / "base.safetensors").write_bytes(base)
@@ -184,6 +221,11 @@ class Bundle:
                     else None
                 ),
                 info=m.get("info", {}),
+                reference_rows=(
+                    ReferenceRows.from_bytes((src / REFERENCE_FILE).read_bytes(), config.n_features)
+                    if (src / REFERENCE_FILE).is_file()
+                    else None
+                ),
             )
         except BundleError:
             raise
@@ -195,3 +237,14 @@ class Bundle:
                 "the bundle was modified after it was written"
             )
         return bundle
+
+
+def _without_identity(state: AdapterState) -> AdapterState:
+    """The adapter without its calibration where that is the identity: a bundle's adapter is
+    written (and its id computed) as it was before adapters carried a calibration."""
+    identity = (
+        bool((state["input_scale"] == 1).all())
+        and bool((state["input_shift"] == 0).all())
+        and float(state["logit_offset"]) == 0.0
+    )
+    return {k: v for k, v in state.items() if not (identity and k in CALIBRATION_KEYS)}

@@ -1,11 +1,14 @@
 """The selfheal model: a frozen backbone and head, with a small trainable adapter between.
 
-    x ─ standardise ─ backbone ─ h ─ ReflexiveLayer ─ h' ─ head ─ logit
-                      (frozen)       h + scale·adapter(h)   (frozen)
+    x ─ calibrate ─ standardise ─ backbone ─ h ─ ReflexiveLayer ─ h' ─ head ─ + offset ─ logit
+        (x-shift)/scale           (frozen)       h + scale·adapter(h)   (frozen)
 
 The backbone and head are trained once on clean data and never change again; healing
-moves only the ReflexiveLayer (8,321 parameters at the default sizes). The adapter is
-read and written on its own, as safetensors bytes, so it can travel on its own.
+moves only the adapter state: the ReflexiveLayer (8,321 parameters at the default sizes),
+a per-feature input calibration and a logit offset. The calibration undoes a unit change
+upstream and the offset a change of the fraud rate; both start as the identity and are
+what label-free healing sets (:mod:`shared.labelfree`). The adapter state is read and
+written on its own, as safetensors bytes, so it can travel on its own.
 """
 
 from __future__ import annotations
@@ -40,17 +43,40 @@ class ModelConfig:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
-class ReflexiveLayer(nn.Module):
-    """Residual adapter: ``h + scale * adapter(h)``; the only part healing updates."""
+CALIBRATION_KEYS = ("input_scale", "input_shift", "logit_offset")
 
-    def __init__(self, dim: int, inner: int, scale: float) -> None:
+
+class ReflexiveLayer(nn.Module):
+    """Residual adapter ``h + scale * adapter(h)``, with the adapter state's calibration:
+    ``input_scale``/``input_shift`` (raw feature units, identity 1/0) and ``logit_offset``.
+    Gradient steps move the residual path only; the calibration is set, not trained."""
+
+    input_scale: torch.Tensor
+    input_shift: torch.Tensor
+    logit_offset: torch.Tensor
+
+    def __init__(self, dim: int, inner: int, scale: float, n_features: int) -> None:
         super().__init__()
         self.adapter = nn.Sequential(nn.Linear(dim, inner), nn.Tanh(), nn.Linear(inner, dim))
         self.scale = nn.Parameter(torch.tensor(float(scale)))
+        self.register_buffer("input_scale", torch.ones(n_features))
+        self.register_buffer("input_shift", torch.zeros(n_features))
+        self.register_buffer("logit_offset", torch.zeros(()))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = h + self.scale * self.adapter(h)  # (N, hidden)
         return out
+
+    def calibrate(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw features in today's units -> the training's units."""
+        if not self.calibrated:
+            return x
+        return (x - self.input_shift) / self.input_scale
+
+    @property
+    def calibrated(self) -> bool:
+        """True when the input calibration is not the identity."""
+        return bool((self.input_scale != 1).any() or (self.input_shift != 0).any())
 
 
 class SelfHealingModel(nn.Module):
@@ -67,21 +93,27 @@ class SelfHealingModel(nn.Module):
         self.register_buffer("input_mean", torch.zeros(d))
         self.register_buffer("input_std", torch.ones(d))
         self.backbone = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU())
-        self.reflexive = ReflexiveLayer(h, config.adapter_hidden, config.adapter_scale)
+        self.reflexive = ReflexiveLayer(h, config.adapter_hidden, config.adapter_scale, d)
         self.head = nn.Linear(h, 1)
 
     # -- forward pieces, so a caller can run the frozen part once and adapters many times
-    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+    def hidden(self, x: torch.Tensor, layer: ReflexiveLayer | None = None) -> torch.Tensor:
+        """The frozen part, on ``x`` calibrated by ``layer`` (default: our own adapter)."""
+        x = (self.reflexive if layer is None else layer).calibrate(x)
         h: torch.Tensor = self.backbone((x - self.input_mean) / self.input_std)  # (N, hidden)
         return h
 
-    def logits_from_hidden(self, h: torch.Tensor, layer: nn.Module | None = None) -> torch.Tensor:
+    def logits_from_hidden(self, h: torch.Tensor, layer: ReflexiveLayer | None = None) -> torch.Tensor:
         adapter = self.reflexive if layer is None else layer
-        logits: torch.Tensor = self.head(adapter(h)).squeeze(-1)  # (N,)
+        logits: torch.Tensor = self.head(adapter(h)).squeeze(-1) + adapter.logit_offset  # (N,)
         return logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits_from_hidden(self.hidden(x))
+
+    def logits(self, x: torch.Tensor, layer: ReflexiveLayer | None = None) -> torch.Tensor:
+        """Logits of raw rows through ``layer`` (default: our own adapter), calibration included."""
+        return self.logits_from_hidden(self.hidden(x, layer), layer)
 
     # -- freezing
     def freeze_base(self) -> list[nn.Parameter]:
@@ -99,6 +131,7 @@ class SelfHealingModel(nn.Module):
         return {k: v.detach().clone() for k, v in self.reflexive.state_dict().items()}
 
     def load_adapter(self, state: Mapping[str, torch.Tensor]) -> None:
+        state = with_calibration(state, self.config)
         check_adapter(state, self.config)
         self.reflexive.load_state_dict(dict(state))
 
@@ -112,22 +145,11 @@ class SelfHealingModel(nn.Module):
         if missing or unexpected:
             raise WeightsError(f"base weights do not fit: missing {missing}, unexpected {unexpected}")
 
-    @torch.no_grad()
-    def shift_logit(self, layer: ReflexiveLayer, delta: float) -> None:
-        """Add ``delta`` to every logit the model computes through ``layer``, exactly, by moving the
-        adapter's output bias along the head's weight (a prior-shift correction in adapter weights)."""
-        w = self.head.weight.detach().reshape(-1)
-        scale = float(layer.scale)
-        if abs(scale) < 1e-6 or float(w @ w) == 0.0:
-            return
-        out = layer.adapter[2]
-        assert isinstance(out, nn.Linear)
-        out.bias.add_(delta * w / (scale * float(w @ w)))
-
     def new_adapter(self, state: Mapping[str, torch.Tensor] | None = None) -> ReflexiveLayer:
         """A detached ReflexiveLayer of the right shape, loaded with ``state`` (or a copy of ours)."""
-        layer = ReflexiveLayer(self.config.hidden, self.config.adapter_hidden, 0.0)
-        layer.load_state_dict(dict(state) if state is not None else self.adapter_state())
+        c = self.config
+        layer = ReflexiveLayer(c.hidden, c.adapter_hidden, 0.0, c.n_features)
+        layer.load_state_dict(with_calibration(state, c) if state is not None else self.adapter_state())
         return layer
 
     @torch.inference_mode()
@@ -138,14 +160,28 @@ class SelfHealingModel(nn.Module):
 
 
 def adapter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    h, inner = config.hidden, config.adapter_hidden
+    h, inner, d = config.hidden, config.adapter_hidden, config.n_features
     return {
         "scale": (),
         "adapter.0.weight": (inner, h),
         "adapter.0.bias": (inner,),
         "adapter.2.weight": (h, inner),
         "adapter.2.bias": (h,),
+        "input_scale": (d,),
+        "input_shift": (d,),
+        "logit_offset": (),
     }
+
+
+def with_calibration(state: Mapping[str, torch.Tensor], config: ModelConfig) -> AdapterState:
+    """``state`` with the identity calibration where it has none (adapters written before the
+    calibration existed stay readable, and mean what they meant)."""
+    out = dict(state)
+    d = config.n_features
+    identity = {"input_scale": torch.ones(d), "input_shift": torch.zeros(d), "logit_offset": torch.zeros(())}
+    for k, v in identity.items():
+        out.setdefault(k, v)
+    return out
 
 
 def check_adapter(state: Mapping[str, torch.Tensor], config: ModelConfig) -> None:
@@ -161,6 +197,8 @@ def check_adapter(state: Mapping[str, torch.Tensor], config: ModelConfig) -> Non
             raise WeightsError(f"adapter tensor {name!r} is {t.dtype}, want float32")
         if not bool(torch.isfinite(t).all()):
             raise WeightsError(f"adapter tensor {name!r} has NaN or infinite values")
+    if bool((state["input_scale"] <= 0).any()):
+        raise WeightsError("adapter input_scale must be positive")
 
 
 def adapter_to_bytes(state: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
@@ -175,7 +213,7 @@ def adapter_to_bytes(state: Mapping[str, torch.Tensor], metadata: Mapping[str, s
 def adapter_from_bytes(data: bytes, config: ModelConfig) -> tuple[AdapterState, dict[str, str]]:
     """Parse and check safetensors bytes; never unpickles anything."""
     try:
-        state = st_load(data)
+        state = with_calibration(st_load(data), config)
         meta = safetensors_metadata(data)
     except Exception as exc:  # safetensors raises its own error types
         raise WeightsError(f"adapter payload is not valid safetensors: {exc}") from exc

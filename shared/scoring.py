@@ -59,10 +59,14 @@ class ScoringCore:
 
     # -- scoring
     def score(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(live, shadow) fraud probabilities for (N, d) rows; the backbone runs once."""
+        """(live, shadow) fraud probabilities for (N, d) rows; the backbone runs once unless
+        the live adapter calibrates its inputs."""
+        layer = self.live.layer
         with torch.inference_mode():
-            h = self.model.hidden(torch.from_numpy(X))
-            live = torch.sigmoid(self.model.logits_from_hidden(h, self.live.layer))
+            x = torch.from_numpy(X)
+            h = self.model.hidden(x, self.shadow)
+            h_live = self.model.hidden(x, layer) if layer.calibrated else h
+            live = torch.sigmoid(self.model.logits_from_hidden(h_live, layer))
             shadow = torch.sigmoid(self.model.logits_from_hidden(h, self.shadow))
         return live.numpy(), shadow.numpy()
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.bundle import Bundle
+from shared.bundle import Bundle, ReferenceRows
 from shared.data import build
 from shared.drift.scores import reference_quantiles
 from shared.errors import SelfhealError
@@ -156,15 +156,33 @@ def build_bundle(
         costs,
         label=label,
         info=info,
+        reference_rows=reference_rows(X, y, tr, va, tcfg.seed),
     )
+
+
+REFERENCE_TRAIN_ROWS = 4000  # training rows a bundle keeps as its reference (a sample past this)
+
+
+def reference_rows(X: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray, seed: int) -> ReferenceRows:
+    """Every validation row and up to ``REFERENCE_TRAIN_ROWS`` training rows, with labels."""
+    rng = np.random.default_rng(seed)
+    keep = (
+        tr
+        if len(tr) <= REFERENCE_TRAIN_ROWS
+        else np.sort(rng.choice(tr, REFERENCE_TRAIN_ROWS, replace=False))
+    )
+    idx = np.concatenate([keep, va])
+    val = np.concatenate([np.zeros(len(keep), bool), np.ones(len(va), bool)])
+    return ReferenceRows(np.asarray(X[idx], np.float32), np.asarray(y[idx], np.float32), val)
 
 
 def scenario_bundle(scenario: str, root: str | Path = "runs/bundles", seed: int = 42) -> Path:
     """``ROOT/SCENARIO``: a bundle trained on the scenario's training rows (a few seconds),
-    reused while it loads and has FIDI's quantiles. The demo and the benchmark use it."""
+    reused while it loads and has FIDI's quantiles and reference rows. The demo and the benchmark use it."""
     path = Path(root) / scenario
     try:
-        if Bundle.load(path).reference_quantiles is not None:
+        loaded = Bundle.load(path)
+        if loaded.reference_quantiles is not None and loaded.reference_rows is not None:
             return path
     except SelfhealError:
         pass

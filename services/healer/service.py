@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shared.bundle import Bundle
 from shared.errors import WeightsError
+from shared.healing.before_labels import Diagnosed
 from shared.healing.events import (
     Degraded,
     EpisodeClosed,
@@ -100,6 +101,16 @@ class HealerMetrics:
         self.label_delay = Gauge(
             "selfheal_healer_label_delay_seconds", "Median label delay (event time)", registry=r
         )
+        self.estimated_cost = Gauge(
+            "selfheal_healer_estimated_cost",
+            "Cost per transaction the label-free gate estimated (CBPE) for the adapter it made live",
+            registry=r,
+        )
+        self.realised_cost = Gauge(
+            "selfheal_healer_realised_cost",
+            "Cost per transaction of the live healed adapter on its last chunk of arrived labels",
+            registry=r,
+        )
         self.heal_seconds = Histogram(
             "selfheal_healer_heal_seconds",
             "Heal cycle duration",
@@ -133,7 +144,9 @@ class HealerService(ConsumerService):
         self.metrics.bad_snapshots.inc(len(store.rejected))
         self.healer = Healer(bundle, self.registry, config.healer, log)
         self.rebuilt = len(self.registry)
-        self.worker = HealWorker(self.healer, executor or HealProcess(bundle, config.healer.heal))
+        self.worker = HealWorker(
+            self.healer, executor or HealProcess(bundle, config.healer.heal, config.healer.before_labels)
+        )
         self.foreign = 0  # decisions stamped with another bundle id
         self.published: list[int] = []
 
@@ -162,6 +175,7 @@ class HealerService(ConsumerService):
             "healing": self.worker.running is not None,
             "labels": self.healer.guard.hold or "trusted",
             "labels_join": self.healer.join.stats(),
+            "diagnosis": self.healer.before.last,  # the newest label-free diagnosis of the episode
         }
 
     def publish(self, snap: Snapshot) -> None:
@@ -301,11 +315,15 @@ class HealerService(ConsumerService):
         quality; what happened is published, counted and logged."""
         self.act(self.worker.step())
         self.metrics.quarantined.set(self.healer.labels_quarantined)
+        if (cost := self.healer.quality.last_cost) is not None:
+            self.metrics.realised_cost.set(cost)
 
-    def act(self, events: list[HealerEvent]) -> None:
+    def act(self, events: list[HealerEvent | Diagnosed]) -> None:
         for e in events:
             if isinstance(e, HealOutcome):
                 self._healed(e)
+            elif isinstance(e, Diagnosed):
+                self.alert(e.to_alert())
             elif isinstance(e, RolledBack):
                 self.metrics.rollbacks.inc()
                 self.log.warning(
@@ -328,7 +346,7 @@ class HealerService(ConsumerService):
 
     def alert(self, alert: Alert) -> None:
         """A record on drift-alerts from the healer (``detector: healer``): rollbacks, labels
-        found suspect or trusted again."""
+        found suspect or trusted again, a label-free diagnosis that changed."""
         self.producer.produce(self.topics.alerts, encode_alert(alert), key=alert.key)
         self.log.warning("alert", **alert.to_dict())
 
@@ -346,3 +364,5 @@ class HealerService(ConsumerService):
         )
         if result.accepted:
             self.publish(outcome.post)
+            if (estimated := result.metrics.get("estimated_cost_after")) is not None:
+                self.metrics.estimated_cost.set(estimated)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,7 @@ from shared.bundle import Bundle
 from shared.data import Scenario
 from shared.evaluation import CostMatrix, Metrics, metrics_from_predictions
 from shared.experiment.config import ExperimentConfig, ExperimentResult
+from shared.healing.before_labels import Diagnosed
 from shared.healing.events import (
     Degraded,
     EpisodeClosed,
@@ -121,7 +122,9 @@ class Run:
             elif a.feature == "conflicts":
                 self.event(f"conflicts_{a.state}", b, rate=a.statistic, reference=a.threshold)
 
-    def record(self, b: int, events: list[HealerEvent]) -> tuple[str | None, dict[str, float]]:
+    def record(
+        self, b: int, events: Sequence[HealerEvent | Diagnosed]
+    ) -> tuple[str | None, dict[str, float]]:
         """The healer's events as the service acts on them (an accepted heal or a rollback
         goes live); returns the batch's action (None: nothing healed) and loss terms."""
         action: str | None = None
@@ -140,6 +143,11 @@ class Run:
                 self.say(f"batch {b:3d}: drift episode ({e.trigger}); healing on rows from {e.start:,}")
             elif isinstance(e, EpisodeClosed):
                 self.event("episode_end", b, trigger=e.trigger)
+            elif isinstance(e, Diagnosed):
+                self.event(
+                    "diagnosis", b, action=e.action, accepted=e.accepted, reason=e.details.get("reason")
+                )
+                self.say(f"batch {b:3d}: diagnosis {e.action}: {e.details.get('reason')}")
             elif isinstance(e, LabelsJudged):
                 self.event(
                     f"labels_{e.state}", b, statistic=e.kappa, reason=e.reason, quarantined=e.quarantined
@@ -161,6 +169,8 @@ class Run:
             post_snapshot=outcome.post.id,
             terms=r.terms,
             duration_ms=r.duration_ms,
+            heal_kind=outcome.job.kind,
+            estimated_cost=r.metrics.get("estimated_cost_after"),
         )
         if not r.accepted:
             return "heal refused"

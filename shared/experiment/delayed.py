@@ -83,6 +83,7 @@ class DelayedRun(Run):
                 "state": self.state(action),
                 "action": action,
                 "adapter_version": healer.version,
+                "scored_by": version,
                 "live_f1": healer.watch.rolling_f1,
                 **{f"loss_{k}": v for k, v in terms.items()},
             }
@@ -109,6 +110,25 @@ class DelayedRun(Run):
             "oracle": oracle >= cfg.costs.bayes_threshold,
         }
         return label_windows(pos, s.y[point:], flags, cfg.costs, point, first_label)
+
+    def estimated_vs_realised(self) -> list[dict[str, Any]]:
+        """Per label-free adapter that went live: the cost per transaction its gate estimated
+        (CBPE, no label), and the cost it realised on the rows it scored."""
+        out = []
+        for e in self.events:
+            if e["type"] != "heal" or e.get("heal_kind") != "label_free" or not e["accepted"]:
+                continue
+            scored = [r["healed_cost"] for r in self.rows if r["scored_by"] == e["version"]]
+            out.append(
+                {
+                    "version": e["version"],
+                    "batch": e["batch"],
+                    "estimated_cost": e["estimated_cost"],
+                    "realised_cost": float(np.mean(scored)) if scored else None,
+                    "rows": len(scored) * self.cfg.batch_size,
+                }
+            )
+        return out
 
     def progress(self, b: int, batches: int) -> None:
         heals = f"{len(self.registry.post_heal())}/{self.registry.n_heals}"
@@ -153,5 +173,6 @@ class DelayedRun(Run):
             ),
             "labels": self.healer.join.stats(),
             "windows": self.windows(oracle[: len(s) - point], point),
+            "estimated_vs_realised": self.estimated_vs_realised(),
         }
         return rows, extra

@@ -81,6 +81,7 @@ class HealResult:
     terms: dict[str, float] = field(default_factory=dict)  # loss terms, mean over steps
     metrics: dict[str, float] = field(default_factory=dict)  # before/after, see heal_cycle
     duration_ms: float = 0.0
+    diagnosis: dict[str, Any] | None = None  # a label-free cycle's diagnosis (shared.labelfree)
 
 
 def heal_cycle(
@@ -105,20 +106,27 @@ def heal_cycle(
     y = np.asarray(batch.y, dtype=np.float32)
     hold, train = _holdout(y, cfg)
     targets = _rule_targets(rules, X, y, train, cfg)
-    with torch.no_grad():
-        H = model.hidden(torch.as_tensor(X))  # (N, hidden): the frozen part, once
     before_state = model.adapter_state()
     if _evidence(y, targets, train) == 0:
         return HealResult(
             before_state, False, "no evidence: no arrived label and no rule fired", duration_ms=took()
         )
     w = np.ones(len(y), np.float32) if batch.w is None else np.asarray(batch.w, dtype=np.float32)
-    layer, sums = _train_candidate(model, H, y, w, targets, train, cfg)
-    if layer is None:
-        return HealResult(before_state, False, "non-finite loss", sums, duration_ms=took())
-    _refit_offset(model, layer, H, y, train, cfg, sums)
+    xt = torch.as_tensor(X)
+    with torch.no_grad():
+        H_before = model.hidden(xt)  # (N, hidden): the frozen part under the live calibration, once
+    found = _best_candidate(model, xt, y, w, targets, hold, train, cfg)
+    if isinstance(found, dict):
+        return HealResult(before_state, False, "non-finite loss", found, duration_ms=took())
+    layer, H, sums = found
     candidate = {k: v.detach().clone() for k, v in layer.state_dict().items()}
-    metrics = _candidate_metrics(model, layer, H, y, hold, train, targets, threshold, costs, shadow)
+    with torch.no_grad():
+        p_before = torch.sigmoid(model.logits_from_hidden(H_before)).numpy()
+        p_after = torch.sigmoid(model.logits_from_hidden(H, layer)).numpy()
+        p_shadow = None  # on the held-out rows only: that is where the gate compares
+        if shadow is not None and len(hold):
+            p_shadow = torch.sigmoid(model.logits(xt[hold], model.new_adapter(shadow))).numpy()
+    metrics = _candidate_metrics(y, hold, train, targets, p_before, p_after, p_shadow, threshold, costs)
     if targets.reliability is not None:
         metrics.update(
             {
@@ -168,8 +176,66 @@ def _evidence(y: np.ndarray, targets: _RuleTargets, train: np.ndarray) -> int:
     return int((~np.isnan(y[train])).sum()) + int((targets.conf[train] > 0).sum())
 
 
+def _best_candidate(
+    model: SelfHealingModel,
+    xt: torch.Tensor,
+    y: np.ndarray,
+    w: np.ndarray,
+    targets: _RuleTargets,
+    hold: np.ndarray,
+    train: np.ndarray,
+    cfg: HealConfig,
+) -> tuple[ReflexiveLayer, torch.Tensor, dict[str, float]] | dict[str, float]:
+    """The trained candidate (with the frozen features it saw) that fits the labels best, of
+    one per start; the loss terms alone when a loss stopped being finite."""
+    best: tuple[float, ReflexiveLayer, torch.Tensor, dict[str, float]] | None = None
+    for start in _starts(model):
+        with torch.no_grad():
+            H = model.hidden(xt, start)
+        layer, sums = _train_candidate(model, start, H, y, w, targets, train, cfg)
+        if layer is None:
+            return sums
+        _refit_offset(model, layer, H, y, train, cfg, sums)
+        fit = _fit_loss(model, layer, H, y, hold, train)
+        if best is None or fit < best[0]:
+            best = (fit, layer, H, sums | {"calibration_kept": float(start.calibrated)})
+    assert best is not None
+    return best[1], best[2], best[3]
+
+
+def _starts(model: SelfHealingModel) -> list[ReflexiveLayer]:
+    """Where a labelled cycle starts: the live adapter; when it calibrates its inputs (a
+    label-free heal), also the live adapter with that calibration undone, so that labels
+    can refine it or take it back."""
+    live = model.new_adapter()
+    if not live.calibrated:
+        return [live]
+    undone = model.new_adapter()
+    undone.input_scale.fill_(1.0)
+    undone.input_shift.zero_()
+    return [live, undone]
+
+
+def _fit_loss(
+    model: SelfHealingModel,
+    layer: ReflexiveLayer,
+    H: torch.Tensor,
+    y: np.ndarray,
+    hold: np.ndarray,
+    train: np.ndarray,
+) -> float:
+    """Log loss on the held-out labels (the training labels when none are held out)."""
+    rows = hold if len(hold) else np.flatnonzero(train & ~np.isnan(y))
+    if not len(rows):
+        return 0.0
+    with torch.no_grad():
+        p = torch.sigmoid(model.logits_from_hidden(H[torch.as_tensor(rows)], layer)).numpy()
+    return _log_loss(y[rows], p)
+
+
 def _train_candidate(
     model: SelfHealingModel,
+    layer: ReflexiveLayer,
     H: torch.Tensor,
     y: np.ndarray,
     w: np.ndarray,
@@ -177,11 +243,10 @@ def _train_candidate(
     train: np.ndarray,
     cfg: HealConfig,
 ) -> tuple[ReflexiveLayer | None, dict[str, float]]:
-    """A copy of the adapter trained ``cfg.steps`` Adam steps on the composite loss; None if
-    the loss stopped being finite. Returns it with the loss terms (mean over steps)."""
+    """``layer`` (a copy of the adapter) trained ``cfg.steps`` Adam steps on the composite
+    loss; None if the loss stopped being finite. Returns it with the loss terms (mean over steps)."""
     tr = torch.as_tensor(train)
     yt, wt, rl, rc = (torch.as_tensor(a)[tr] for a in (y, w, targets.label, targets.conf))
-    layer = model.new_adapter()
     layer.train()
     params = [p for p in layer.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
@@ -227,30 +292,22 @@ def _refit_offset(
         with torch.no_grad():
             z = model.logits_from_hidden(H[torch.as_tensor(lab)], layer).numpy()
         delta = fit_logit_offset(z, y[lab])
-        model.shift_logit(layer, delta)
-        sums["logit_offset"] = delta
+        layer.logit_offset.add_(delta)
+        sums["logit_offset"] = float(layer.logit_offset)
 
 
 def _candidate_metrics(
-    model: SelfHealingModel,
-    layer: ReflexiveLayer,
-    H: torch.Tensor,
     y: np.ndarray,
     hold: np.ndarray,
     train: np.ndarray,
     targets: _RuleTargets,
+    p_before: np.ndarray,
+    p_after: np.ndarray,
+    p_shadow: np.ndarray | None,
     threshold: float,
     costs: CostMatrix,
-    shadow: AdapterState | None,
 ) -> dict[str, float]:
     """What the gate judges on: current vs candidate (and the shadow on the held-out rows)."""
-    with torch.no_grad():
-        p_before = torch.sigmoid(model.logits_from_hidden(H)).numpy()
-        p_after = torch.sigmoid(model.logits_from_hidden(H, layer)).numpy()
-        p_shadow = None  # on the held-out rows only: that is where the gate compares
-        if shadow is not None and len(hold):
-            h_hold = H[torch.as_tensor(hold)]
-            p_shadow = torch.sigmoid(model.logits_from_hidden(h_hold, model.new_adapter(shadow))).numpy()
     metrics = _judge_metrics(y, hold, train, targets.label, targets.conf, p_before, p_after, threshold, costs)
     if p_shadow is not None:
         sm = metrics_from_predictions(y[hold], p_shadow >= threshold, costs)

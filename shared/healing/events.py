@@ -22,6 +22,7 @@ class HealJob:
     model: SelfHealingModel  # its own copy, with the adapter live when the job was prepared
     batch: HealBatch
     version: int  # the live version it starts from
+    kind: str = "labels"  # labels | label_free (shared.labelfree: no label, a diagnosis)
 
 
 @dataclass(frozen=True)

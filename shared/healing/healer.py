@@ -1,24 +1,22 @@
 """The healer: one policy for the offline runner and the healer service.
 
 It joins late labels to their transactions (:class:`~shared.healing.join.LabelJoin`: the
-newest rows in memory, the rest in the feature log on disk for the label horizon), opens a
-drift *episode* on the detectors' alerts (:mod:`~shared.healing.episodes`), and then
-prepares heal jobs on the episode's rows only (those stamped at or after its onset, in
-event time): its newest ``max_labelled`` labelled rows (optionally recency-weighted) and
-the recent unlabelled ones; labels describing a distribution the stream has since left
-are carried to the present (:mod:`~shared.healing.transport`), or waited out. A cycle
-is due when ``heal_every`` new labels of the episode have joined (new transactions when
-label-free): evidence, not traffic, drives them, so more traffic does not mean more
-cycles. It waits for ``min_labels`` unless label-free. A finished job is
-recorded in the registry (a ``pre`` and a ``post`` snapshot) and, when the gate accepted
+newest rows in memory, the rest in the feature log on disk for the label horizon) and
+opens a drift *episode* on the detectors' alerts (:mod:`~shared.healing.episodes`). Until
+``min_labels`` of the episode's labels have arrived it heals without them: every
+``label_free_every`` rows a label-free cycle diagnoses the episode's newest rows and may
+recalibrate inputs or correct the fraud rate (:mod:`~shared.healing.before_labels`). Then
+labelled cycles take over, one per ``heal_every`` new labels of the episode (evidence, not
+traffic, drives them), on its newest ``max_labelled`` labelled rows and the recent
+unlabelled ones; labels describing a distribution the stream has since left are carried
+to the present (:mod:`~shared.healing.transport`), or waited out. A finished job is
+recorded in the registry (a ``pre`` and a ``post`` snapshot) and, when its gate accepted
 it, becomes the live adapter. Arriving labels pass the label guard first
 (:mod:`~shared.healing.label_guard`); then they measure the healed adapters' live quality
 (:mod:`~shared.healing.quality`) and their cost against the shadow's on the same
 transactions (:mod:`~shared.healing.shadow_guard`), either of which can roll back.
-
-The heal cycle itself (:func:`~shared.healing.cycle.heal_cycle`) runs wherever the
-:class:`~shared.healing.worker.HealWorker` runs it: inline offline, on a worker thread in
-the service. ``prepare`` and ``finish`` bracket it.
+Jobs run wherever the :class:`~shared.healing.worker.HealWorker` runs them (inline
+offline, in a child process in the service); ``prepare`` and ``conclude`` bracket them.
 """
 
 from __future__ import annotations
@@ -30,7 +28,8 @@ import numpy as np
 
 from shared.bundle import Bundle
 from shared.errors import ConfigError
-from shared.healing.cycle import HealBatch, HealConfig, HealResult, heal_cycle
+from shared.healing.before_labels import FAILS, BeforeLabels, Diagnosed
+from shared.healing.cycle import HealBatch, HealConfig, HealResult
 from shared.healing.episodes import Episode, Episodes
 from shared.healing.events import (
     Degraded,
@@ -43,11 +42,13 @@ from shared.healing.events import (
     RolledBack,
 )
 from shared.healing.featurelog import DECIDED, FRAUD, SHADOW_FRAUD, FeatureLog
+from shared.healing.jobs import JobRunner
 from shared.healing.join import Joined, LabelJoin
 from shared.healing.label_guard import Judged, LabelGuard
 from shared.healing.quality import LiveQuality
 from shared.healing.shadow_guard import ShadowGuard
-from shared.healing.transport import carry_labels
+from shared.healing.transport import carry_labels, stale_reason
+from shared.labelfree import LabelFreeConfig
 from shared.messages import Alert
 from shared.model import AdapterState
 from shared.registry import QualityWatch, Registry, RollbackPolicy, Snapshot
@@ -63,11 +64,17 @@ class HealerConfig:
     max_labelled: int = 2000  # the episode's newest labelled rows a heal trains on (and holds out from)
     label_half_life: float | None = None  # their weight halves every this many rows back (None: equal)
     min_labels: int = 100  # arrived labels from the episode needed before a labelled heal
-    label_free: bool = False  # heal on rules alone, without waiting for labels
+    label_free: bool = False  # no label is coming: heal before labels only (no labelled heal)
+    heal_before_labels: bool = True  # until min_labels have arrived, heal without labels (shared.labelfree)
+    before_labels: LabelFreeConfig = field(default_factory=LabelFreeConfig)
+    label_free_rows: int = 2000  # the episode's newest rows a label-free cycle diagnoses
+    label_free_min_rows: int = 1000  # ... once this many are in memory
+    label_free_every: int = 250  # episode rows between label-free cycles
+    label_free_confirm: int = 2  # label-free verdicts in a row before one acts (go live / reset)
     label_staleness: float | None = 0.3  # labelled rows' feature medians this many sd from now's: stale
     stale_labels: str = "carry"  # stale labels: "carry" them to the present, or "wait" for fresher ones
     staleness_rows: int = 500  # "wait": the newest rows on each side of the comparison
-    heal_every: int = 100  # new labels of the episode (transactions when label-free) between cycles
+    heal_every: int = 100  # new labels of the episode between labelled cycles
     default_onset: int = 1000  # rows back an episode starts when its alert names no onset
     quality_rows: int = 100  # arrived labels per live-quality measurement (and per label-guard chunk)
     heal: HealConfig = field(default_factory=HealConfig)
@@ -104,7 +111,9 @@ class Healer:
             cfg.quality_rows, cfg.label_kappa_min, cfg.label_guard_min, cfg.label_resume_chunks
         )
         self.episodes = Episodes(self.join, cfg.default_onset)
-        self.events: list[HealerEvent] = []
+        self.events: list[HealerEvent | Diagnosed] = []
+        self.runner = JobRunner(bundle, cfg.heal, cfg.before_labels)
+        self.before = BeforeLabels(self.runner.unavailable)
         self._new_episode_state()
         self.n_heals = registry.n_heals
         self.labels_at_first_heal: int | None = None
@@ -116,6 +125,7 @@ class Healer:
         if len(registry) == 0:
             registry.record("initial", bundle.adapter_state, version=0, note="adapter as trained")
         self.live = self._live_before(len(registry))  # after a restart: the adapter that went live last
+        self.trusted = self.live  # what a label-free reset goes back to: live when the episode opened
 
     def _new_episode_state(self) -> None:
         """What each episode judges afresh: live quality, the shadow guard, a pause."""
@@ -124,6 +134,7 @@ class Healer:
         self.shadow = ShadowGuard(cfg.shadow_rows, cfg.shadow_min_rows, cfg.shadow_z)
         self.baseline_version = -1  # first version healed in the episode: decisions from it on are judged
         self.paused: str | None = None  # why healing stopped for the rest of the episode
+        self.before.new_episode()
 
     @property
     def episode(self) -> Episode | None:
@@ -158,8 +169,8 @@ class Healer:
         fired = np.asarray(self.bundle.rules.fires(X)).reshape(len(X), -1)
         flagged: list[bool] = [bool(f) for f in np.asarray(fired.any(axis=1))]
         early = self.join.add_transactions(ids, X, ts, flagged)
-        if self.cfg.label_free:
-            self._since_heal += len(ids)
+        if self.episode is not None:
+            self.before.since += len(ids)
         self._judge(early)
 
     def add_decisions(
@@ -256,7 +267,7 @@ class Healer:
             if version > 0:
                 self.shadow.add(float(costs.per_row(y, fraud) - costs.per_row(y, shadow)), version)
 
-    def drain_events(self) -> list[HealerEvent]:
+    def drain_events(self) -> list[HealerEvent | Diagnosed]:
         """What happened since the last call: episodes, label verdicts."""
         out, self.events = self.events, []
         return out
@@ -279,6 +290,7 @@ class Healer:
     def _episode_event(self, event: EpisodeOpened | EpisodeClosed | None) -> bool:
         if isinstance(event, EpisodeOpened):
             self._new_episode_state()
+            self.trusted = self.live
         if event is not None:
             self.events.append(event)
         return event is not None
@@ -286,51 +298,70 @@ class Healer:
     # -- healing
     def ready(self) -> str | None:
         """Why no heal can start now, or None when one can."""
+        return self._mode()[1]
+
+    def _mode(self) -> tuple[str, str | None]:
+        """(labels | label_free, None) when a heal of that kind can start, else ("", why not)."""
         if self.episode is None:
-            return "no drift episode"
+            return "", "no drift episode"
         if self.paused is not None:
-            return self.paused
+            return "", self.paused
         if self.guard.hold is not None:
-            return self.guard.hold
-        if self.cfg.label_free:
-            return None
+            return "", self.guard.hold
         have = self.join.labelled_since(self.episode.start)
-        if have >= self.cfg.min_labels:
-            return self._stale() if self.cfg.stale_labels == "wait" else None
+        if have >= self.cfg.min_labels and not self.cfg.label_free:
+            stale = self._stale() if self.cfg.stale_labels == "wait" else None
+            return ("labels", None) if stale is None else ("", stale)
+        before = self._before_labels()
+        if before is None:
+            return "label_free", None
         held = f"; {len(self.guard.held)} more being checked" if self.guard.held else ""
-        return f"waiting for labels ({have}/{self.cfg.min_labels}{held})"
+        return "", f"waiting for labels ({have}/{self.cfg.min_labels}{held}); {before}"
+
+    def _before_labels(self) -> str | None:
+        """Why no label-free cycle can start now (None: one can)."""
+        if not (self.cfg.heal_before_labels or self.cfg.label_free):
+            return "healing before labels is off"
+        if self.before.unavailable is not None:
+            return self.before.unavailable
+        assert self.episode is not None
+        n = len(self.join.recent(self.episode.start, self.cfg.label_free_min_rows))
+        if n < self.cfg.label_free_min_rows:
+            return f"{n}/{self.cfg.label_free_min_rows} rows of the drift to diagnose"
+        return None
 
     def _stale(self) -> str | None:
-        """Labels hours late can describe a distribution the stream has since left (a drift
-        still moving): training on them, and judging on them, heals for the past. Wait while
-        the newest labelled rows' feature means sit more than ``label_staleness`` training
-        standard deviations from the newest rows'."""
+        """Why to wait for fresher labels (``stale_labels="wait"``), if the newest labelled
+        rows describe a distribution the stream has since left."""
         limit, n = self.cfg.label_staleness, self.cfg.staleness_rows
         if limit is None or self.episode is None:
             return None
         labelled, now = self.join.newest(self.episode.start, n)
-        if len(labelled) < n // 5 or len(now) < n // 5:
-            return None
-        shift = np.abs(labelled.mean(axis=0) - now.mean(axis=0)) / self.bundle.reference_std
-        k = int(np.argmax(shift))
-        if shift[k] <= limit:
-            return None
-        feature = self.bundle.features[k]
-        return (
-            f"the newest labels describe an older distribution ({feature} {shift[k]:.2f} sd from the "
-            f"newest rows, limit {limit}): waiting for fresher labels"
-        )
+        return stale_reason(labelled, now, self.bundle.reference_std, self.bundle.features, limit)
 
     def due(self) -> bool:
-        """``heal_every`` new labels of the episode (rows when label-free) since the last heal."""
+        """``heal_every`` new labels of the episode since the last labelled heal, or
+        ``label_free_every`` rows since the last label-free cycle, by what can run now."""
+        mode = self._mode()[0]
+        if mode == "label_free":
+            return self.before.since >= self.cfg.label_free_every
         return self._since_heal >= self.cfg.heal_every
 
     def prepare(self) -> HealJob | None:
         """A heal job on the episode's rows, if one can start now."""
-        if self.ready() is not None or self.episode is None:
+        mode = self._mode()[0]
+        if not mode or self.episode is None:
             return None
-        self._since_heal = 0
         cfg = self.cfg
+        if mode == "label_free":
+            self.before.since = 0
+            X = self.join.recent(self.episode.start, cfg.label_free_rows)
+            self.n_heals += 1
+            batch = HealBatch(X, np.full(len(X), np.nan, np.float32))
+            return HealJob(
+                self.n_heals, self.bundle.new_model(self.adapter), batch, self.version, "label_free"
+            )
+        self._since_heal = 0
         batch = self.join.batch(self.episode.start, cfg.max_labelled, cfg.label_half_life)
         if cfg.stale_labels == "carry" and cfg.label_staleness is not None:
             moved, batch = carry_labels(batch, self.bundle.reference_std, cfg.label_staleness)
@@ -343,9 +374,7 @@ class Healer:
         return HealJob(self.n_heals, self.bundle.new_model(self.adapter), batch, self.version)
 
     def run(self, job: HealJob) -> HealResult:
-        b = self.bundle
-        shadow = b.adapter_state if self.cfg.heal.compare_shadow else None
-        return heal_cycle(job.model, job.batch, b.rules, b.threshold, b.costs, self.cfg.heal, shadow)
+        return self.runner(job)
 
     def finish(
         self,
@@ -389,6 +418,30 @@ class Healer:
             if self.baseline_version < 0:
                 self.baseline_version = version
         return HealOutcome(job, result, pre, post)
+
+    def conclude(self, job: HealJob, result: HealResult) -> list[HealerEvent | Diagnosed]:
+        """What a finished job does: a labelled one is recorded (``finish``); a label-free
+        one reports its diagnosis when it changed, and acts once ``label_free_confirm``
+        cycles in a row agree: its candidate goes live, or a label-free adapter that can no
+        longer be explained is reset to the last trusted one."""
+        if job.kind != "label_free":
+            return [self.finish(job, result)]
+        details = result.diagnosis or {}
+        out: list[HealerEvent | Diagnosed] = []
+        if (d := self.before.diagnosed(details, self.version, result.accepted)) is not None:
+            out.append(d)
+        action = str(details.get("action", ""))
+        kind = "heal" if result.accepted else ("fail" if action in FAILS else "none")
+        n, lf_live = self.before.count(kind), self.before.live_version == self.version
+        if kind == "heal" and n >= self.cfg.label_free_confirm and job.version == self.version:
+            outcome = self.finish(job, result)
+            self.before.live_version = outcome.post.version
+            out.append(outcome)
+        elif kind == "fail" and n >= self.cfg.label_free_confirm and lf_live:
+            why = f"label-free healing reset: {details.get('reason', action)}"
+            out.append(self._roll_back(self.trusted.adapter, self.trusted.version, why))
+            self.before.live_version = None
+        return out
 
     def heal(self) -> HealOutcome | None:
         """prepare, run and finish in one call (tests)."""

@@ -238,6 +238,14 @@ class LabelJoin:
         recent = held[np.argsort(self._recent["ts"][held], kind="stable")][-n:]
         return self._train_rows["x"][lab], self._recent["x"][recent]
 
+    def recent(self, since_ts: float, n: int) -> np.ndarray:
+        """Features of the newest ``n`` rows in memory stamped from ``since_ts`` on, oldest first."""
+        held = np.flatnonzero(np.array([i is not None for i in self._ids]))
+        held = held[self._recent["ts"][held] >= since_ts]
+        rows = held[np.argsort(self._recent["ts"][held], kind="stable")][-n:]
+        out: np.ndarray = self._recent["x"][rows].astype(np.float32)
+        return out
+
     def ts_back(self, rows: int) -> float:
         """Event time of the transaction ``rows`` back (the oldest in memory if further)."""
         n = min(rows, self._seen, self.capacity)

@@ -38,6 +38,8 @@ from shared.bundle import Bundle
 from shared.errors import HealingError
 from shared.healing.cycle import HealBatch, HealConfig, HealResult, heal_cycle
 from shared.healing.events import HealJob
+from shared.healing.jobs import JobRunner
+from shared.labelfree import LabelFreeConfig
 
 T = TypeVar("T")
 
@@ -66,7 +68,7 @@ def encode_job(job: HealJob) -> bytes:
     tensors |= {"X": torch.as_tensor(np.ascontiguousarray(b.X, dtype=np.float32))}
     tensors |= {"y": torch.as_tensor(np.ascontiguousarray(b.y, dtype=np.float32))}
     tensors |= {"w": torch.as_tensor(np.ascontiguousarray(w, dtype=np.float32))}
-    return st_save(tensors, metadata={"number": str(job.number)})
+    return st_save(tensors, metadata={"number": str(job.number), "kind": job.kind})
 
 
 def encode_result(result: HealResult) -> bytes:
@@ -76,6 +78,7 @@ def encode_result(result: HealResult) -> bytes:
         "terms": result.terms,
         "metrics": result.metrics,
         "duration_ms": result.duration_ms,
+        "diagnosis": result.diagnosis,
     }
     tensors = {f"candidate.{k}": v.detach().contiguous() for k, v in result.adapter.items()}
     return st_save(tensors, metadata={"result": orjson.dumps(meta).decode()})
@@ -86,7 +89,13 @@ def decode_result(data: bytes) -> HealResult:
     meta = orjson.loads(_metadata(data)["result"])
     adapter = {k.removeprefix("candidate."): v for k, v in tensors.items()}
     return HealResult(
-        adapter, bool(meta["accepted"]), meta["reason"], meta["terms"], meta["metrics"], meta["duration_ms"]
+        adapter,
+        bool(meta["accepted"]),
+        meta["reason"],
+        meta["terms"],
+        meta["metrics"],
+        meta["duration_ms"],
+        meta.get("diagnosis"),
     )
 
 
@@ -107,26 +116,29 @@ def warm_up(bundle: Bundle, config: HealConfig) -> None:
     heal_cycle(bundle.new_model(), HealBatch(X, y), bundle.rules, bundle.threshold, bundle.costs, config)
 
 
-def serve(bundle: Bundle, config: HealConfig, src: IO[bytes], out: IO[bytes]) -> None:
+def serve(
+    bundle: Bundle, config: HealConfig, before: LabelFreeConfig, src: IO[bytes], out: IO[bytes]
+) -> None:
     """The child's loop: a job in, a result out, until the pipe closes."""
     warm_up(bundle, config)
-    shadow = bundle.adapter_state if config.compare_shadow else None
+    runner = JobRunner(bundle, config, before)
     while (frame := read_frame(src)) is not None:
         tensors = st_load(frame)
         adapter = {k.removeprefix("adapter."): v for k, v in tensors.items() if k.startswith("adapter.")}
         batch = HealBatch(tensors["X"].numpy(), tensors["y"].numpy(), tensors["w"].numpy())
-        model = bundle.new_model(adapter)
-        result = heal_cycle(model, batch, bundle.rules, bundle.threshold, bundle.costs, config, shadow)
-        write_frame(out, encode_result(result))
+        meta = _metadata(frame)
+        job = HealJob(int(meta["number"]), bundle.new_model(adapter), batch, -1, meta.get("kind", "labels"))
+        write_frame(out, encode_result(runner(job)))
 
 
 class HealProcess(Executor):
     """Runs :meth:`Healer.run` jobs in one child process, one at a time."""
 
-    def __init__(self, bundle: Bundle, config: HealConfig) -> None:
+    def __init__(self, bundle: Bundle, config: HealConfig, before: LabelFreeConfig | None = None) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="selfheal-heal-")
         self.bundle_path = bundle.save(Path(self._dir.name) / "bundle")
         self.config = config
+        self.before = before or LabelFreeConfig()
         self._child: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._reply: threading.Thread | None = None
@@ -139,7 +151,8 @@ class HealProcess(Executor):
             cmd = [sys.executable, "-m", "shared.healing.process", str(self.bundle_path)]
             self._child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # noqa: S603
             assert self._child.stdin is not None
-            write_frame(self._child.stdin, orjson.dumps(self.config.to_dict()))
+            configs = {"heal": self.config.to_dict(), "before_labels": self.before.to_dict()}
+            write_frame(self._child.stdin, orjson.dumps(configs))
             self.started += 1
         return self._child
 
@@ -190,7 +203,9 @@ def main() -> None:
     first = read_frame(sys.stdin.buffer)
     if first is None:
         return
-    serve(bundle, HealConfig(**orjson.loads(first)), sys.stdin.buffer, sys.stdout.buffer)
+    configs = orjson.loads(first)
+    heal, before = HealConfig(**configs["heal"]), LabelFreeConfig.from_dict(configs["before_labels"])
+    serve(bundle, heal, before, sys.stdin.buffer, sys.stdout.buffer)
 
 
 if __name__ == "__main__":

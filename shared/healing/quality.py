@@ -25,6 +25,7 @@ class LiveQuality:
         self.policy, self.costs, self.chunk = policy, costs, chunk
         self.watch = QualityWatch(policy)
         self._judged: list[tuple[float, bool]] = []  # (label, healed decision) not yet in a chunk
+        self.last_cost: float | None = None  # realised cost per transaction of the last chunk
 
     def add(self, label: float, fraud: bool) -> None:
         self._judged.append((label, fraud))
@@ -32,5 +33,6 @@ class LiveQuality:
             chunk, self._judged = self._judged[: self.chunk], self._judged[self.chunk :]
             m = metrics_from_predictions([y for y, _ in chunk], [f for _, f in chunk], self.costs)
             self.watch.update(m.accuracy, m.f1)
+            self.last_cost = m.cost
             if self.watch.baseline_f1 is None and self.watch.n >= self.policy.window:
                 self.watch.set_baseline(self.watch.rolling_accuracy, self.watch.rolling_f1)

@@ -24,6 +24,8 @@ the labels already describe (they come from the same regime as now) is untouched
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from shared.healing.cycle import HealBatch
@@ -48,3 +50,21 @@ def carry_labels(batch: HealBatch, reference_std: np.ndarray, limit: float) -> t
     rows = np.flatnonzero(labelled)
     X[np.ix_(rows, moved)] = (then[:, moved] - m_then[moved]) * scale + m_now[moved]
     return moved.tolist(), HealBatch(X.astype(np.float32), batch.y, batch.w)
+
+
+def stale_reason(
+    labelled: np.ndarray, now: np.ndarray, reference_std: np.ndarray, features: Sequence[str], limit: float
+) -> str | None:
+    """Why to wait for fresher labels: the labelled rows' feature means sit more than
+    ``limit`` training standard deviations from the newest rows' (None: they do not, or
+    either side has fewer than 100 rows)."""
+    if min(len(labelled), len(now)) < 100:
+        return None
+    shift = np.abs(labelled.mean(axis=0) - now.mean(axis=0)) / reference_std
+    k = int(np.argmax(shift))
+    if shift[k] <= limit:
+        return None
+    return (
+        f"the newest labels describe an older distribution ({features[k]} {shift[k]:.2f} sd from the "
+        f"newest rows, limit {limit}): waiting for fresher labels"
+    )

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
+from shared.healing.before_labels import Diagnosed
 from shared.healing.cycle import HealResult
 from shared.healing.events import HealerEvent, HealJob
 from shared.healing.healer import Healer
@@ -39,7 +40,7 @@ class HealWorker:
         self.executor = executor or InlineExecutor()
         self.running: tuple[HealJob, Future[HealResult]] | None = None
 
-    def step(self) -> list[HealerEvent]:
+    def step(self) -> list[HealerEvent | Diagnosed]:
         """What happened since the last step, in order."""
         events = self.healer.drain_events()
         self._collect(events)
@@ -53,15 +54,15 @@ class HealWorker:
             events.append(rollback)
         return events
 
-    def _collect(self, events: list[HealerEvent]) -> None:
+    def _collect(self, events: list[HealerEvent | Diagnosed]) -> None:
         if self.running is not None and self.running[1].done():
             job, future = self.running
             self.running = None
-            events.append(self.healer.finish(job, future.result()))
+            events.extend(self.healer.conclude(job, future.result()))
 
-    def close(self) -> list[HealerEvent]:
+    def close(self) -> list[HealerEvent | Diagnosed]:
         """Wait for a heal still running and record it (a clean stop loses no heal)."""
         self.executor.shutdown(wait=True)
-        events: list[HealerEvent] = []
+        events: list[HealerEvent | Diagnosed] = []
         self._collect(events)
         return events

@@ -13,7 +13,16 @@ detector      feature                 state                       more fields
 ``healer``    ``adapter``             ``rollback``                ``from_version``, ``to_version``,
                                                                   ``snapshot``, ``reason``
 ``healer``    ``labels``              ``suspect`` / ``trusted``   ``reason``, ``quarantined``
+``healer``    ``diagnosis``           the diagnosis's action      ``reason``, ``shifted``,
+                                      (see below)                 ``unexplained``, ``rows``,
+                                                                  ``fraud_rate_features``/``_bbse``,
+                                                                  ``flag_rate``, ``offset``,
+                                                                  ``accepted``, ``live_version``
 ============  ======================  ==========================  =================================
+
+A diagnosis (label-free healing, :mod:`shared.labelfree.diagnosis`) is published when its
+action changes: ``recalibrate``, ``prior``, ``both``, ``nothing``, ``unexplained`` or
+``unstable``; its statistic is the EM fraud rate, its threshold the training rate.
 
 The two summary alerts (feature ``fidi`` and ``conflicts``) open and close the healer's
 drift episodes; the monitor publishes state changes only, so the last summary alert of a
@@ -53,7 +62,7 @@ class Alert:
     feature: str  # fidi, conflicts, a feature name, adapter-weights, adapter, labels
     statistic: float
     threshold: float
-    state: str  # drift | recovered | rejected | rollback | suspect | trusted
+    state: str  # drift | recovered | rejected | rollback | suspect | trusted | a diagnosis's action
     ts: float = field(default_factory=now_ms)  # when it was raised, epoch ms
     onset_rows: int | None = None  # how many rows ago the drift began (summary alerts)
     onset_ts: float | None = None  # event time of the first row of that estimate (epoch ms)

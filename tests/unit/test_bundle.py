@@ -22,8 +22,13 @@ def test_save_load_round_trip(seed_bundle, seed_scenario, tmp_path):
         "adapter.safetensors",
         "base.safetensors",
         "bundle.json",
+        "reference.safetensors",
         "rules.toml",
     ]
+    ref, got = seed_bundle.reference_rows, loaded.reference_rows
+    assert ref is not None and got is not None
+    np.testing.assert_array_equal(got.X, ref.X)
+    assert got.validation.sum() == ref.validation.sum() > 0
 
 
 def test_bundle_carries_schema_reference_threshold_and_costs(seed_bundle):

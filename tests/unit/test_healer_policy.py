@@ -24,13 +24,14 @@ def drifted(covariate_scenario):
 
 def test_no_heal_outside_an_episode_or_before_enough_labels(covariate_bundle, drifted):
     ids, X, y = drifted
-    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id))
+    cfg = HealerConfig(heal_before_labels=False)
+    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), cfg)
     healer.add_transactions(ids, X, event_times(len(ids)))
     assert healer.ready() == "no drift episode" and healer.heal() is None
     assert healer.open_episode(onset_rows=1500) and not healer.open_episode(onset_rows=10)
-    assert healer.ready() == "waiting for labels (0/100)"
+    assert healer.ready() == "waiting for labels (0/100); healing before labels is off"
     healer.add_labels(ids[:50], y[:50].tolist())  # held until a chunk of 100 can be checked
-    assert healer.ready() == "waiting for labels (0/100; 50 more being checked)"
+    assert healer.ready() == "waiting for labels (0/100; 50 more being checked); healing before labels is off"
     healer.add_labels(ids[50:150], y[50:150].tolist())
     assert healer.ready() is None  # the first chunk of 100 is checked and in the training set
     healer.add_labels(ids[50:400], y[50:400].tolist())

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from shared.errors import ConfigError, WeightsError
-from shared.model import ModelConfig, SelfHealingModel
+from shared.model import CALIBRATION_KEYS, ModelConfig, SelfHealingModel
 from shared.registry import DirectoryStore, MemoryStore, QualityWatch, Registry, RollbackPolicy, Snapshot
 
 CFG = ModelConfig()
@@ -12,7 +12,7 @@ CFG = ModelConfig()
 
 def adapter(value: float) -> dict[str, torch.Tensor]:
     state = SelfHealingModel(CFG).adapter_state()
-    return {k: torch.full_like(v, value) for k, v in state.items()}
+    return {k: v if k in CALIBRATION_KEYS else torch.full_like(v, value) for k, v in state.items()}
 
 
 def fill(reg: Registry) -> None:

@@ -1,0 +1,177 @@
+"""The label-free heal cycle: a diagnosis, the candidate it implies, and a gate without labels.
+
+The candidate is the bundle's own adapter with the diagnosis's input calibration and logit
+offset (both are relative to the training reference, so it never stacks on an earlier
+heal). Without labels the gate cannot measure the candidate's cost, so it checks what can
+be checked (each refusal names the check):
+
+* **estimated cost** (CBPE, as NannyML does it): each row's expected cost given its
+  decision, from the candidate's calibrated probabilities (the diagnosis's belief about
+  today's rows); the candidate's decisions must not cost more than the live adapter's
+  under that belief. It assumes the belief is right, i.e. no concept drift, which is why
+  it only ever judges a diagnosis that found none; the realised cost, once labels come,
+  is what tells (``estimated_cost`` beside ``realised_cost`` in the registry and metrics);
+* **flag rate**: the candidate must flag what its own diagnosis predicts (the fraud rate
+  times the validation TPR plus the rest times the FPR) within ``rate_ratio``, and may
+  not move the live adapter's flag rate further than ``max_rate_change``;
+* **trusted rules**: of the rows a rule fires on (in training units), the candidate must
+  flag at least the share the model flagged on the validation rows, less ``rule_slack``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from shared.evaluation import CostMatrix
+from shared.healing.cycle import HealResult
+from shared.labelfree.diagnosis import Diagnosis, DiagnosisConfig, diagnose
+from shared.labelfree.reference import LabelFreeReference
+from shared.model import CALIBRATION_KEYS, ReflexiveLayer, SelfHealingModel
+
+
+@dataclass(frozen=True)
+class LabelFreeConfig:
+    diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
+    rate_ratio: float = 1.5  # the candidate's flag rate within this factor of its diagnosis's prediction
+    max_rate_change: float = 3.0  # ... and of the live adapter's flag rate
+    rule_slack: float = 0.1  # the share of rule-fired rows flagged may fall this far below the reference
+    same_scale: float = 0.05  # a calibration this close to the live one (relative) is the same
+    same_shift: float = 0.1  # ... (in training sd)
+    same_offset: float = 0.2  # ... and a logit offset this close
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LabelFreeConfig:
+        diag = dict(d.get("diagnosis", {}))
+        if "levels" in diag:
+            diag["levels"] = tuple(diag["levels"])
+        return cls(**{**d, "diagnosis": DiagnosisConfig(**diag)})
+
+
+def label_free_cycle(
+    model: SelfHealingModel,
+    X: np.ndarray,
+    ref: LabelFreeReference,
+    threshold: float,
+    costs: CostMatrix,
+    config: LabelFreeConfig | None = None,
+) -> HealResult:
+    """Diagnose the rows ``X`` and judge the candidate it implies against ``model``'s
+    adapter (the live one); ``model`` stays as it was."""
+    cfg = config or LabelFreeConfig()
+    t0 = time.perf_counter()
+    dg = diagnose(ref, X, cfg.diagnosis)
+    live = model.new_adapter()
+    details = dg.details()
+    if not dg.heals:
+        return _result(model, False, f"{dg.action}: {dg.reason}", {}, details, t0)
+    cand = model.new_adapter(ref.adapter)
+    cand.input_scale.copy_(torch.as_tensor(dg.scale, dtype=torch.float32))
+    cand.input_shift.copy_(torch.as_tensor(dg.shift, dtype=torch.float32))
+    cand.logit_offset.fill_(dg.offset)
+    if _same(live, cand, ref, cfg):
+        details["live_already"] = 1
+        return _result(
+            model, False, f"unchanged: the live adapter already does this ({dg.reason})", {}, details, t0
+        )
+    xt = torch.as_tensor(np.asarray(X, np.float32))
+    with torch.no_grad():
+        z_live, z_cand = model.logits(xt, live).numpy(), model.logits(xt, cand).numpy()
+    m = _gate_metrics(ref, dg, X, z_live, z_cand, threshold, costs)
+    accepted, why = _decide(m, cfg)
+    state = {k: v.detach().clone() for k, v in cand.state_dict().items()}
+    reason = f"{dg.action}: {dg.reason}; {why}"
+    return _result(model, accepted, reason, m, details, t0, state)
+
+
+def _result(
+    model: SelfHealingModel,
+    accepted: bool,
+    reason: str,
+    metrics: dict[str, float],
+    diagnosis: dict[str, Any],
+    t0: float,
+    state: dict[str, torch.Tensor] | None = None,
+) -> HealResult:
+    adapter = state if state is not None else model.adapter_state()
+    ms = (time.perf_counter() - t0) * 1e3
+    return HealResult(adapter, accepted, reason, {}, metrics, ms, diagnosis=diagnosis)
+
+
+def _same(live: ReflexiveLayer, cand: ReflexiveLayer, ref: LabelFreeReference, cfg: LabelFreeConfig) -> bool:
+    """True when the live adapter already is this candidate, up to estimation noise."""
+    a, b = live.state_dict(), cand.state_dict()
+    if not all(torch.equal(a[k], b[k]) for k in a if k not in CALIBRATION_KEYS):
+        return False
+    std = torch.as_tensor(ref.std, dtype=torch.float32)
+    d_scale = float((a["input_scale"] / b["input_scale"] - 1).abs().max())
+    d_shift = float(((a["input_shift"] - b["input_shift"]).abs() / std).max())
+    d_offset = abs(float(a["logit_offset"] - b["logit_offset"]))
+    return d_scale < cfg.same_scale and d_shift < cfg.same_shift and d_offset < cfg.same_offset
+
+
+def estimated_cost(p: np.ndarray, flags: np.ndarray, costs: CostMatrix) -> float:
+    """CBPE: the mean expected cost per row of decisions ``flags`` if ``p`` are the true
+    fraud probabilities.
+
+    >>> round(estimated_cost(np.array([0.9, 0.05]), np.array([True, False]), CostMatrix()), 3)
+    0.3
+    """
+    p = np.asarray(p, np.float64)
+    per_row = np.where(flags, (1 - p) * costs.fp, p * costs.fn)
+    return float(per_row.mean()) if len(per_row) else 0.0
+
+
+def _gate_metrics(
+    ref: LabelFreeReference,
+    dg: Diagnosis,
+    X: np.ndarray,
+    z_live: np.ndarray,
+    z_cand: np.ndarray,
+    threshold: float,
+    costs: CostMatrix,
+) -> dict[str, float]:
+    t = float(np.log(threshold / (1 - threshold)))
+    f_live, f_cand = z_live >= t, z_cand >= t
+    sc = ref.scores
+    belief = ref.calibrated(z_cand)  # what the diagnosis believes about today's rows
+    m = {
+        "estimated_cost_before": estimated_cost(belief, f_live, costs),
+        "estimated_cost_after": estimated_cost(belief, f_cand, costs),
+        "pos_rate_before": float(f_live.mean()),
+        "pos_rate_after": float(f_cand.mean()),
+        "pos_rate_expected": (1 - dg.prior_em) * sc.fpr + dg.prior_em * sc.tpr,
+        "fraud_rate_estimate": dg.prior_em,
+        "n_rows": float(len(X)),
+    }
+    fired = ref.rules.fires((np.asarray(X, np.float64) - dg.shift) / dg.scale).any(axis=1)
+    if sc.rule_flagged is not None and fired.sum() >= 20:
+        m["rule_flagged_after"] = float(f_cand[fired].mean())
+        m["rule_flagged_reference"] = sc.rule_flagged
+    return m
+
+
+def _decide(m: dict[str, float], cfg: LabelFreeConfig) -> tuple[bool, str]:
+    e_b, e_a = m["estimated_cost_before"], m["estimated_cost_after"]
+    r_b, r_a, r_e = m["pos_rate_before"], m["pos_rate_after"], m["pos_rate_expected"]
+    if e_a > e_b:
+        return False, f"refused: estimated cost would rise {e_b:.4f} -> {e_a:.4f}"
+    if not r_e / cfg.rate_ratio <= r_a <= r_e * cfg.rate_ratio:
+        return False, f"refused: it would flag {r_a:.3f}, its diagnosis predicts {r_e:.3f}"
+    k = cfg.max_rate_change
+    if not r_b / k <= r_a <= r_b * k:
+        return False, f"refused: the flag rate may not move from {r_b:.3f} to {r_a:.3f} without labels"
+    if "rule_flagged_after" in m and m["rule_flagged_after"] < m["rule_flagged_reference"] - cfg.rule_slack:
+        got, want = m["rule_flagged_after"], m["rule_flagged_reference"]
+        return False, f"refused: it flags {got:.2f} of the rows the rules flag (reference {want:.2f})"
+    return (
+        True,
+        f"estimated cost {e_b:.4f} -> {e_a:.4f}, flag rate {r_b:.3f} -> {r_a:.3f} (expected {r_e:.3f})",
+    )

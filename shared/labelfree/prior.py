@@ -1,0 +1,63 @@
+"""The fraud rate of unlabeled rows, from the model's calibrated scores.
+
+``em_prior``: Saerens, Latinne & Decaestecker (Neural Computation, 2002): reweight each
+posterior by the ratio of the new prior to the training one, take their mean as the new
+prior, repeat. Exact when only the prior moved and the scores are calibrated.
+``bbse_prior``: Lipton, Wang & Smola (ICML 2018), binary case: the flag rate is
+``FPR + prior * (TPR - FPR)`` when only the prior moved, so one division inverts it.
+``fit_calibration``: Platt scaling (a slope and a bias on the logit), which for two
+classes is bias-corrected temperature scaling (Alexandari et al., ICML 2020).
+
+>>> rng = np.random.default_rng(0)
+>>> y = (rng.random(4000) < 0.4).astype(float)        # 40% fraud now; the model learnt 15%
+>>> z = np.where(y == 1, 1.5, -1.5) + rng.normal(size=4000) + np.log(0.15 / 0.85)
+>>> round(em_prior(1 / (1 + np.exp(-z)), 0.15), 2)
+0.4
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def logit(p: float) -> float:
+    p = min(max(float(p), 1e-6), 1 - 1e-6)
+    return float(np.log(p / (1 - p)))
+
+
+def em_prior(p: np.ndarray, prior0: float, iters: int = 200, tol: float = 1e-7) -> float:
+    """The prior that makes the reweighted posteriors ``p`` (calibrated at ``prior0``) average to it."""
+    q = np.clip(np.asarray(p, dtype=np.float64), 1e-9, 1 - 1e-9)
+    pi = float(prior0)
+    for _ in range(iters):
+        a, b = pi / prior0, (1 - pi) / (1 - prior0)
+        post = a * q / (a * q + b * (1 - q))
+        new = float(post.mean())
+        if abs(new - pi) < tol:
+            return new
+        pi = new
+    return pi
+
+
+def bbse_prior(flag_rate: float, tpr: float, fpr: float) -> float | None:
+    """The prior a flag rate implies when only the prior moved (None: the model cannot tell
+    the classes apart, ``tpr - fpr`` < 0.05); clipped to [0, 1]."""
+    if tpr - fpr < 0.05:
+        return None
+    return float(np.clip((flag_rate - fpr) / (tpr - fpr), 0.0, 1.0))
+
+
+def fit_calibration(z: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 50) -> tuple[float, float]:
+    """(slope, bias) minimising the log loss of ``sigmoid(slope * z + bias)`` (Newton)."""
+    z64, y64 = np.asarray(z, np.float64), np.asarray(y, np.float64)
+    A = np.column_stack([z64, np.ones_like(z64)])
+    w = np.array([1.0, 0.0])
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-(A @ w)))
+        grad = A.T @ (p - y64) / len(y64) + l2 * (w - [1.0, 0.0])
+        hess = (A * (p * (1 - p))[:, None]).T @ A / len(y64) + l2 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        w -= np.clip(step, -2, 2)
+        if np.abs(step).max() < 1e-8:
+            break
+    return float(w[0]), float(w[1])

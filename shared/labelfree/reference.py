@@ -1,0 +1,122 @@
+"""What the training rows say, ready to compare the stream with: each feature's marginal at
+any fraud rate, and how the model's scores behave on rows it did not train on.
+
+A fraud-rate change moves every informative feature's marginal: at fraud rate ``pi`` it is
+``(1 - pi) F_normal + pi F_fraud``. The per-class CDFs are kept on a grid of the training
+quantiles, so the marginal, its quantiles and its effective sample size at any ``pi`` are a
+few array operations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from shared.bundle import Bundle
+from shared.errors import ConfigError
+from shared.labelfree.prior import fit_calibration
+
+
+@dataclass(frozen=True)
+class ScoreReference:
+    """The base model's scores on the validation rows (never trained on)."""
+
+    slope: float  # calibration: p = sigmoid(slope * logit + bias)
+    bias: float
+    tpr: float  # at the bundle's threshold
+    fpr: float
+    flag_rate: float
+    rows: int
+    rule_flagged: float | None  # of validation rows a rule fires on, the share the model flags
+
+
+class LabelFreeReference:
+    def __init__(self, bundle: Bundle, grid: int = 1024) -> None:
+        ref = bundle.reference_rows
+        if ref is None:
+            raise ConfigError(
+                f"bundle {bundle.id} has no reference rows (made before label-free healing existed): "
+                "retrain it with `selfheal train` to heal before labels arrive"
+            )
+        X, y = np.asarray(ref.X, np.float64), np.asarray(ref.y) > 0.5
+        if y.all() or not y.any():
+            raise ConfigError("the bundle's reference rows hold one class only")
+        self.features = bundle.features
+        self.prior0 = float(y.mean())
+        self.std = X.std(axis=0) + 1e-12
+        self.n = (int((~y).sum()), int(y.sum()))
+        levels = np.linspace(0.0, 1.0, grid)
+        self.grid = np.quantile(X, levels, axis=0).T  # (d, G)
+        self.grid += np.arange(grid) * 1e-9 * (1 + np.abs(self.grid).max(axis=1, keepdims=True))
+        self.cdf_class = np.stack([_ecdf(X[rows], self.grid) for rows in (~y, y)])  # (2, d, G): normal, fraud
+        self.rules = bundle.rules
+        self.adapter = bundle.adapter_state
+        self.model = bundle.new_model()  # the bundle's own adapter: what the scores below describe
+        self.threshold_logit = float(np.log(bundle.threshold / (1 - bundle.threshold)))
+        self.scores = _score_reference(self, ref.X[ref.validation], ref.y[ref.validation])
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        """The bundle's own model's logits for raw rows (no calibration)."""
+        with torch.no_grad():
+            out: np.ndarray = self.model(torch.as_tensor(np.asarray(X, np.float32))).numpy()
+        return out
+
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        """Probabilities from logits of the bundle's model (or of a candidate built on it)."""
+        p: np.ndarray = 1 / (
+            1 + np.exp(-(self.scores.slope * np.asarray(logits, np.float64) + self.scores.bias))
+        )
+        return p
+
+    def cdf(self, pi: float) -> np.ndarray:
+        """(d, G): each feature's training CDF at fraud rate ``pi``, on ``self.grid``."""
+        c: np.ndarray = (1 - pi) * self.cdf_class[0] + pi * self.cdf_class[1]
+        return c
+
+    def cdf_at(self, pi: float, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The training CDF at fraud rate ``pi`` at points ``x`` (d, k), and its variance as
+        an estimate (each class's binomial variance, weighted by its share)."""
+        cn, cf = (
+            np.stack([np.interp(x[j], self.grid[j], cc[j]) for j in range(len(cc))]) for cc in self.cdf_class
+        )
+        n_normal, n_fraud = self.n
+        var = (1 - pi) ** 2 * cn * (1 - cn) / n_normal + pi**2 * cf * (1 - cf) / n_fraud
+        return (1 - pi) * cn + pi * cf, var
+
+    def quantiles(self, pi: float, q: np.ndarray) -> np.ndarray:
+        """(d, len(q)): the marginal quantiles at fraud rate ``pi``."""
+        c = self.cdf(pi)
+        tiny = np.arange(c.shape[1]) * 1e-12  # strictly increasing, for np.interp
+        return np.stack([np.interp(q, c[j] + tiny, self.grid[j]) for j in range(len(c))])
+
+    def n_eff(self, pi: float) -> float:
+        """Kish's effective size of the reference at fraud rate ``pi`` (rows reweighted by class)."""
+        n_normal, n_fraud = self.n
+        return 1.0 / ((1 - pi) ** 2 / n_normal + pi**2 / n_fraud)
+
+
+def _ecdf(X: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """(d, G): the empirical CDF of each column of ``X`` at its grid points."""
+    s = np.sort(X, axis=0)
+    return np.stack([np.searchsorted(s[:, j], grid[j], side="right") / len(s) for j in range(len(grid))])
+
+
+def _score_reference(ref: LabelFreeReference, X: np.ndarray, y: np.ndarray) -> ScoreReference:
+    if len(y) < 50 or y.min() == y.max():
+        raise ConfigError("the bundle's reference holds too few validation rows of both classes to calibrate")
+    z = ref.logits(X)
+    slope, bias = fit_calibration(z, y)
+    flag = z >= ref.threshold_logit
+    pos = y > 0.5
+    fired = ref.rules.fires(X).any(axis=1)
+    return ScoreReference(
+        slope,
+        bias,
+        float(flag[pos].mean()),
+        float(flag[~pos].mean()),
+        float(flag.mean()),
+        len(y),
+        float(flag[fired].mean()) if fired.sum() >= 20 else None,
+    )

@@ -1,0 +1,160 @@
+"""Label-free healing: the diagnosis on each kind of drift, the adapter's calibration, the
+healer's confirmation and reset, and the heal process running a label-free job."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from shared.data import build
+from shared.healing.before_labels import Diagnosed
+from shared.healing.cycle import HealBatch
+from shared.healing.events import HealJob, HealOutcome, RolledBack
+from shared.healing.healer import Healer, HealerConfig
+from shared.healing.process import HealProcess
+from shared.labelfree import LabelFreeReference, diagnose, label_free_cycle
+from shared.model import adapter_from_bytes, adapter_to_bytes
+from shared.registry import MemoryStore, Registry
+from shared.scoring import ScoringCore
+from shared.training import build_bundle
+
+
+@pytest.fixture(scope="module")
+def ref(covariate_bundle):
+    return LabelFreeReference(covariate_bundle)
+
+
+def after_drift(name: str, rows: int = 2000, skip: int = 500) -> np.ndarray:
+    st = build(name, n_post=rows + skip).stream
+    d = st.drift_at if st.drift_at is not None else 2000
+    return st.X[d + skip : d + skip + rows]
+
+
+def test_a_unit_change_is_recalibrated_on_the_features_that_moved(ref):
+    dg = diagnose(ref, after_drift("covariate"))
+    assert dg.action == "recalibrate", dg.reason
+    moved = {s.feature: s for s in dg.shifted}
+    assert set(moved) == {"amount", "V4", "V12", "V14"}  # the scenario's recalibration, nothing else
+    assert moved["V12"].scale == pytest.approx(1.5, abs=0.1) and moved["V4"].shift == pytest.approx(
+        0.8, abs=0.15
+    )
+    assert dg.offset == 0.0
+
+
+def test_a_fraud_rate_surge_is_a_prior_shift_and_nothing_else(ref):
+    dg = diagnose(ref, after_drift("surge"))
+    assert dg.action == "prior" and dg.shifted == ()
+    assert dg.prior_em == pytest.approx(0.40, abs=0.05) and dg.offset > 0.5
+
+
+def test_a_new_pattern_is_unexplained_and_a_calm_stream_needs_nothing(ref):
+    new = diagnose(ref, after_drift("new-pattern"))
+    assert new.action == "unexplained" and [f for f, _ in new.unexplained] == ["V3"]
+    assert diagnose(ref, after_drift("control")).action == "nothing"
+    assert diagnose(ref, after_drift("covariate")[:100]).action == "nothing"  # too few rows
+
+
+def test_a_change_in_one_class_is_unexplained(seed_bundle):
+    dg = diagnose(LabelFreeReference(seed_bundle), after_drift("seed"))
+    assert dg.action == "unexplained" and dg.unexplained[0][0] == "V14"
+
+
+def test_the_candidate_undoes_the_unit_change_and_passes_the_gate(covariate_bundle, ref):
+    X = after_drift("covariate")
+    model = covariate_bundle.new_model()
+    result = label_free_cycle(model, X, ref, covariate_bundle.threshold, covariate_bundle.costs)
+    assert result.accepted, result.reason
+    m = result.metrics
+    assert m["estimated_cost_after"] < m["estimated_cost_before"]
+    assert result.diagnosis is not None and result.diagnosis["action"] == "recalibrate"
+    cand = model.new_adapter(result.adapter)
+    assert cand.calibrated and float(cand.logit_offset) == 0.0
+    # the same candidate again, from the adapter it would replace: nothing to change
+    again = label_free_cycle(
+        covariate_bundle.new_model(result.adapter), X, ref, covariate_bundle.threshold, covariate_bundle.costs
+    )
+    assert not again.accepted and again.reason.startswith("unchanged")
+
+
+def test_a_calibrated_adapter_travels_as_bytes_and_old_adapters_still_load(covariate_bundle):
+    state = covariate_bundle.new_model().adapter_state()
+    state["input_scale"][0], state["input_shift"][0], state["logit_offset"] = 1.35, 0.5, torch.tensor(0.7)
+    back, _ = adapter_from_bytes(adapter_to_bytes(state, {}), covariate_bundle.config)
+    assert float(back["input_scale"][0]) == pytest.approx(1.35) and float(
+        back["logit_offset"]
+    ) == pytest.approx(0.7)
+    old = {k: v for k, v in state.items() if k not in ("input_scale", "input_shift", "logit_offset")}
+    back, _ = adapter_from_bytes(adapter_to_bytes(old, {}), covariate_bundle.config)
+    assert bool((back["input_scale"] == 1).all()) and float(back["logit_offset"]) == 0.0
+
+
+def test_the_scorer_calibrates_the_live_adapter_only(covariate_bundle):
+    core = ScoringCore(covariate_bundle)
+    X = after_drift("covariate", 300)
+    _, shadow_before = core.score(X)
+    state = core.model.adapter_state()
+    state["logit_offset"] = torch.tensor(2.0)
+    state["input_shift"][8] = -1.0  # V14 one unit lower today
+    core.offer(state, 1)
+    core.swap_if_pending()
+    live, shadow = core.score(X)
+    np.testing.assert_array_equal(shadow, shadow_before)
+    model = covariate_bundle.new_model(state)
+    np.testing.assert_allclose(live, model.predict_proba(X), rtol=1e-5)
+
+
+def feed(healer: Healer, X: np.ndarray, start: int = 0) -> None:
+    ids = [f"t{start + i}" for i in range(len(X))]
+    healer.add_transactions(ids, X, [float(start + i) for i in range(len(X))])
+
+
+def test_a_label_free_heal_goes_live_once_confirmed_and_is_reset_when_it_no_longer_fits(covariate_bundle):
+    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), HealerConfig())
+    X = after_drift("covariate", 3000)
+    feed(healer, X[:1200])
+    healer.open_episode(onset_rows=1200)
+    job = healer.prepare()
+    assert job is not None and job.kind == "label_free" and np.isnan(job.batch.y).all()
+    first = healer.conclude(job, healer.run(job))
+    assert [type(e) for e in first] == [Diagnosed] and healer.version == 0  # not confirmed yet
+    feed(healer, X[1200:1500], 1200)
+    job = healer.prepare()
+    assert job is not None
+    second = healer.conclude(job, healer.run(job))
+    assert [type(e) for e in second] == [HealOutcome] and healer.version == 1
+    assert healer.labels_at_first_heal == 0 and healer.registry.snapshots()[-1].note.startswith("recalibrate")
+    # the drift turns into something no unit change explains: two verdicts, then the reset
+    odd = X[1500:].copy()
+    odd[: len(odd) // 2, 3] += 3.0  # a bump on V3 in half the rows
+    feed(healer, odd, 1500)
+    events = []
+    for _ in range(2):
+        job = healer.prepare()
+        assert job is not None
+        events += healer.conclude(job, healer.run(job))
+    assert isinstance(events[-1], RolledBack) and healer.version == 0
+    assert events[0].to_alert().state == "unexplained"
+
+
+def test_the_heal_process_runs_a_label_free_job(covariate_bundle):
+    X = after_drift("covariate")
+    job = HealJob(
+        1, covariate_bundle.new_model(), HealBatch(X, np.full(len(X), np.nan, np.float32)), 0, "label_free"
+    )
+    pool = HealProcess(covariate_bundle, Healer(covariate_bundle, Registry(MemoryStore(), "x")).cfg.heal)
+    try:
+        result = pool.submit(lambda j: None, job).result(timeout=120)
+    finally:
+        pool.shutdown()
+    assert result.accepted and result.diagnosis is not None and result.diagnosis["action"] == "recalibrate"
+
+
+def test_a_bundle_without_reference_rows_says_why_it_cannot_heal_before_labels(covariate_scenario):
+    s = covariate_scenario
+    bundle = build_bundle(s.train.X, s.train.y, s.features, s.rules_toml, label="Class")
+    bundle.reference_rows = None
+    healer = Healer(bundle, Registry(MemoryStore(), bundle.id))
+    feed(healer, after_drift("covariate", 1200))
+    healer.open_episode(onset_rows=1200)
+    assert "no reference rows" in (healer.ready() or "")
