@@ -134,7 +134,8 @@ def test_a_label_free_heal_goes_live_once_confirmed_and_is_reset_when_it_no_long
         assert job is not None
         events += healer.conclude(job, healer.run(job))
     assert isinstance(events[-1], RolledBack) and healer.version == 0
-    assert events[0].to_alert().state == "unexplained"
+    first_verdict = events[0]
+    assert isinstance(first_verdict, Diagnosed) and first_verdict.to_alert().state == "unexplained"
 
 
 def test_the_heal_process_runs_a_label_free_job(covariate_bundle):
@@ -144,7 +145,7 @@ def test_the_heal_process_runs_a_label_free_job(covariate_bundle):
     )
     pool = HealProcess(covariate_bundle, Healer(covariate_bundle, Registry(MemoryStore(), "x")).cfg.heal)
     try:
-        result = pool.submit(lambda j: None, job).result(timeout=120)
+        result = pool.submit(Healer.run, job).result(timeout=120)
     finally:
         pool.shutdown()
     assert result.accepted and result.diagnosis is not None and result.diagnosis["action"] == "recalibrate"
