@@ -106,9 +106,8 @@ def run_demo(
 
 
 def demo_stream(scenario: str, n_pre: int, n_post: int, delay_rows: int) -> Scenario:
-    """The scenario's stream, lengthened when too short for an after-labels window."""
-    if n_post < delay_rows + LABELS_SETTLE + 1000:
-        n_post = delay_rows + LABELS_SETTLE + 5000
+    """The scenario's stream, lengthened so that an after-labels window of 5,000 rows follows."""
+    n_post = max(n_post, delay_rows + LABELS_SETTLE + 5000)
     return build(scenario, n_pre=n_pre, n_post=n_post)
 
 
@@ -180,6 +179,12 @@ def print_summary(summary: dict[str, Any], out: Path, seconds: float) -> None:
             f"{name.replace('_', ' ')} (rows {w['from']:,} to {w['to']:,}): no-heal {w['noheal']:.3f}, "
             f"healed {w['healed']:.3f}, oracle {w['oracle']:.3f}; gap closed "
             + ("-" if g is None else f"{g:.2f}")
+        )
+    for a in summary.get("estimated_vs_realised", []):
+        realised = "n/a" if a["realised_cost"] is None else f"{a['realised_cost']:.3f}"
+        print(
+            f"label-free adapter v{a['version']}: estimated cost {a['estimated_cost']:.3f} before any label, "
+            f"realised {realised} per transaction on its {a['rows']:,} labelled decisions"
         )
     swaps = summary["swap_publish_to_first_use_ms"]
     print(f"adapter publish -> first decision using it (ms, by version): {swaps}")

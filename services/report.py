@@ -82,12 +82,37 @@ def write_stream_report(
         for m in read_topic(settings, topics.registry)
     ]
     write_json(out / "events.json", {"alerts": alerts, "snapshots": snapshots})
+    summary["estimated_vs_realised"] = estimated_vs_realised(snapshots, log)
     batches = log.batches()
     write_csv(out / "metrics.csv", batches)
     plot_metrics(out, f"{summary.get('scenario', 'stream')} · streaming stack", batches, None)
     write_json(out / "summary.json", summary)
     summary["table"] = format_table(summary)
     return summary
+
+
+def estimated_vs_realised(snapshots: list[dict[str, Any]], log: DecisionLog) -> list[dict[str, Any]]:
+    """Per label-free adapter that went live: the cost per transaction its gate estimated
+    without a label (CBPE), and the cost its own decisions realised once labels came."""
+    j = log.joined()
+    flags = j["score"] >= j["threshold"]
+    per_row = log.costs.per_row(j["y"], flags)
+    out = []
+    for snap in snapshots:
+        est = (snap.get("metrics") or {}).get("estimated_cost_after")
+        if snap.get("kind") != "post" or not snap.get("accepted") or est is None:
+            continue
+        mine = j["version"] == snap["version"]
+        realised = float(per_row[mine].mean()) if mine.any() else None
+        out.append(
+            {
+                "version": snap["version"],
+                "estimated_cost": est,
+                "realised_cost": realised,
+                "rows": int(mine.sum()),
+            }
+        )
+    return out
 
 
 def swap_times(settings: KafkaSettings, topics: Topics, bundle: Bundle, log: DecisionLog) -> dict[str, float]:

@@ -16,7 +16,16 @@ def register(sub: Any) -> None:
     e.add_argument("--scenario", dest="scenario_opt", help="same as the positional argument")
     e.add_argument("--protocol", choices=("delayed", "seed"), default="delayed")
     e.add_argument("--label-delay", type=int, default=500, help="transactions before a label arrives")
-    e.add_argument("--label-free", action="store_true", help="no labels ever arrive")
+    e.add_argument(
+        "--label-free",
+        action="store_true",
+        help="no label ever arrives: heal before labels only (input recalibration, fraud-rate correction)",
+    )
+    e.add_argument(
+        "--labels-only",
+        action="store_true",
+        help="no label-free healing before the labels arrive (a baseline)",
+    )
     e.add_argument("--seed", type=int, default=42)
     e.add_argument(
         "--poison",
@@ -57,10 +66,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     scenario = args.scenario_opt or args.scenario or "seed"
     say = Progress(args.quiet)
     healer = None
-    if args.label_free:
+    if args.label_free or args.labels_only:
         from shared.healing.healer import HealerConfig
 
-        healer = HealerConfig(label_free=True)
+        healer = HealerConfig(label_free=args.label_free, heal_before_labels=not args.labels_only)
     cfg = ExperimentConfig(
         scenario=scenario,
         protocol=args.protocol,
@@ -113,6 +122,12 @@ def _experiment_one(cfg: Any, out: Path, plots: bool, say: Progress) -> int:
         f"heals {s['heals_accepted']} accepted of {s['heals']} · rollbacks {s['rollbacks']} · "
         f"snapshots {s['snapshots']} · backbone and head unchanged: {s['base_unchanged']}"
     )
+    for a in s.get("estimated_vs_realised", []):
+        realised = "n/a" if a["realised_cost"] is None else f"{a['realised_cost']:.4f}"
+        print(
+            f"label-free v{a['version']} (live from batch {a['batch']}): estimated cost "
+            f"{a['estimated_cost']:.4f}, realised {realised} per transaction over {a['rows']:,} rows"
+        )
     t = s["timing"]
     if t["score_ms_per_100_rows"] is not None:
         heal = f"{t['heal_ms_mean']:.1f} ms per heal" if t["heal_ms_mean"] is not None else "no heal"

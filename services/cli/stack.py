@@ -68,7 +68,11 @@ def register_demo(sub: Any) -> None:
     d.add_argument("--scenario", default="covariate")
     d.add_argument("--out", default="runs/latest")
     d.add_argument("--rate", type=float, default=300.0, help="transactions per second")
-    d.add_argument("--label-delay", default="500", help="transactions (500) or event time (20s, 2h)")
+    d.add_argument(
+        "--label-delay",
+        default="5000",
+        help="transactions (5000) or event time (20s, 2h) before a label arrives",
+    )
     d.add_argument(
         "--event-rate",
         type=float,

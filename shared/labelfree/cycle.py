@@ -37,6 +37,7 @@ from shared.model import CALIBRATION_KEYS, ReflexiveLayer, SelfHealingModel
 @dataclass(frozen=True)
 class LabelFreeConfig:
     diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
+    gate: bool = True  # False: accept every candidate a healing diagnosis implies (ablation)
     rate_ratio: float = 1.5  # the candidate's flag rate within this factor of its diagnosis's prediction
     max_rate_change: float = 3.0  # ... and of the live adapter's flag rate
     rule_slack: float = 0.1  # the share of rule-fired rows flagged may fall this far below the reference
@@ -159,6 +160,8 @@ def _gate_metrics(
 
 
 def _decide(m: dict[str, float], cfg: LabelFreeConfig) -> tuple[bool, str]:
+    if not cfg.gate:
+        return True, "accepted without gate"
     e_b, e_a = m["estimated_cost_before"], m["estimated_cost_after"]
     r_b, r_a, r_e = m["pos_rate_before"], m["pos_rate_after"], m["pos_rate_expected"]
     if e_a > e_b:
