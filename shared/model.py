@@ -145,6 +145,20 @@ class SelfHealingModel(nn.Module):
         if missing or unexpected:
             raise WeightsError(f"base weights do not fit: missing {missing}, unexpected {unexpected}")
 
+    @torch.no_grad()
+    def shift_logit(self, layer: ReflexiveLayer, delta: float) -> None:
+        """Add ``delta`` to every logit the model computes through ``layer``, exactly, by moving
+        the adapter's output bias along the head's weight (where a labelled heal's next steps
+        can still move it; the ``logit_offset`` buffer is label-free healing's)."""
+        w = self.head.weight.detach().reshape(-1)
+        scale = float(layer.scale)
+        if abs(scale) < 1e-6 or float(w @ w) == 0.0:
+            layer.logit_offset.add_(delta)
+            return
+        out = layer.adapter[2]
+        assert isinstance(out, nn.Linear)
+        out.bias.add_(delta * w / (scale * float(w @ w)))
+
     def new_adapter(self, state: Mapping[str, torch.Tensor] | None = None) -> ReflexiveLayer:
         """A detached ReflexiveLayer of the right shape, loaded with ``state`` (or a copy of ours)."""
         c = self.config

@@ -293,6 +293,10 @@ class Healer:
             self.trusted = self.live
         if event is not None:
             self.events.append(event)
+        if isinstance(event, EpisodeClosed) and self.before.live_version == self.version:
+            why = "the drift is over: its label-free adapter is reset"  # a calibration for a drift gone
+            self.events.append(self._roll_back(self.trusted.adapter, self.trusted.version, why))
+            self.before.live_version = None
         return event is not None
 
     # -- healing

@@ -194,13 +194,17 @@ def test_non_finite_candidates_are_refused():
     assert not ok and "non-finite" in why
 
 
-def test_the_logit_offset_moves_every_logit_by_the_same_amount(covariate_bundle, covariate_scenario):
+@pytest.mark.parametrize("how", ["shift_logit", "logit_offset"])
+def test_both_offsets_move_every_logit_by_the_same_amount(covariate_bundle, covariate_scenario, how):
     model = covariate_bundle.new_model()
     X = torch.as_tensor(covariate_scenario.stream.X[:200])
     layer = model.new_adapter()
     with torch.no_grad():
         before = model.logits(X, layer)
-        layer.logit_offset.add_(1.25)
+        if how == "shift_logit":
+            model.shift_logit(layer, 1.25)
+        else:
+            layer.logit_offset.add_(1.25)
         after = model.logits(X, layer)
     assert torch.allclose(after - before, torch.full_like(before, 1.25), atol=1e-4)
 

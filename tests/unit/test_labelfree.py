@@ -159,3 +159,19 @@ def test_a_bundle_without_reference_rows_says_why_it_cannot_heal_before_labels(c
     feed(healer, after_drift("covariate", 1200))
     healer.open_episode(onset_rows=1200)
     assert "no reference rows" in (healer.ready() or "")
+
+
+def test_a_label_free_adapter_is_reset_when_its_drift_is_over(covariate_bundle):
+    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), HealerConfig())
+    X = after_drift("covariate", 1500)
+    feed(healer, X)
+    healer.open_episode(onset_rows=1500)
+    for _ in range(2):
+        job = healer.prepare()
+        assert job is not None
+        healer.conclude(job, healer.run(job))
+    assert healer.version == 1
+    healer.drain_events()
+    healer.close_episode()
+    closed, reset = healer.drain_events()
+    assert isinstance(reset, RolledBack) and healer.version == 0 and "drift is over" in reset.reason
