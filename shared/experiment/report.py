@@ -60,6 +60,10 @@ def gap_closed(rows: dict[str, dict[str, Any]], reference: str = "oracle") -> fl
     return float((nh - h) / (nh - ref))
 
 
+def _labels(n: int | None) -> str:
+    return "-" if n is None else str(n)
+
+
 def format_table(summary: dict[str, Any]) -> str:
     """The rows of an experiment as a text table; the seed protocol shows the published run beside."""
     rows = summary["rows"]
@@ -115,13 +119,12 @@ def format_library_table(summaries: dict[str, dict[str, Any]]) -> str:
             f"{'-' if g is None else f'{g:.2f}':>5} "
             f"{r['noheal']['f1']:>5.3f}->{r['healed']['f1']:.3f} "
             f"{r['noheal']['pr_auc']:>6.3f}->{r['healed']['pr_auc']:.3f} "
-            f"{s['heals_accepted']:>3}/{s['heals']:<3} {s.get('labels_at_first_heal') or '-'!s:>7} "
+            f"{s['heals_accepted']:>3}/{s['heals']:<3} {_labels(s.get('labels_at_first_heal'))!s:>7} "
             f"{'-' if det is None else det:>7} {_windows(s):>24}"
         )
     lines.append("costs are per transaction (FP 1, FN 10) over the stream after the adaptation window;")
-    lines.append(
-        "gap before labels: from the drift to the first post-drift label; after: from 2,000 rows later"
-    )
+    lines.append("gap before labels: from 2,000 rows after the drift to the first post-drift label;")
+    lines.append("after labels: from 2,000 rows after that label (a label-free heal shows in 'labels' as 0)")
     return "\n".join(lines)
 
 

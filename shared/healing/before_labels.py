@@ -45,6 +45,8 @@ class Diagnosed:
             "fraud_rate_features": rates.get("features"),
             "fraud_rate_bbse": rates.get("bbse"),
             "flag_rate": d.get("flag_rate"),
+            "flag_rate_raw": d.get("flag_rate_raw"),
+            "flag_rate_reference": d.get("flag_rate_reference"),
             "offset": d.get("offset"),
             "shifted": "; ".join(
                 f"{f} x{s['scale']:.3f} {s['shift']:+.3f}" for f, s in d.get("shifted", {}).items()

@@ -69,7 +69,9 @@ class Diagnosis:
     prior_features: float = float("nan")  # the fraud rate the features' marginals fit
     prior_em: float = float("nan")  # ... the calibrated scores imply (EM)
     prior_bbse: float | None = None  # ... the flag rate implies (BBSE)
-    flag_rate: float = float("nan")  # the bundle's model on the rows as they arrive
+    flag_rate: float = float("nan")  # the bundle's model on the rows, calibrated
+    flag_rate_raw: float = float("nan")  # ... on the rows as they arrive (how the scores moved)
+    flag_rate_reference: float = float("nan")  # ... on the validation rows
     shifted: tuple[Shift, ...] = ()
     unexplained: tuple[tuple[str, float], ...] = ()  # (feature, shape z)
     scale: np.ndarray = field(default_factory=lambda: np.ones(0))  # (d,) the calibration
@@ -90,6 +92,8 @@ class Diagnosis:
             "bbse": _r(self.prior_bbse),
         }
         d["flag_rate"] = _r(self.flag_rate)
+        d["flag_rate_raw"] = _r(self.flag_rate_raw)
+        d["flag_rate_reference"] = _r(self.flag_rate_reference)
         d["shifted"] = {
             s.feature: {"scale": _r(s.scale), "shift": _r(s.shift), "z": _r(s.z)} for s in self.shifted
         }
@@ -124,6 +128,8 @@ def diagnose(ref: LabelFreeReference, X: np.ndarray, cfg: DiagnosisConfig | None
             "(a new pattern, or a change in one class): nothing can be undone without labels"
         )
         return Diagnosis("unexplained", why, unexplained=bad, **base)  # type: ignore[arg-type]
+    base |= dict(flag_rate_raw=float((ref.logits(X) >= ref.threshold_logit).mean()))
+    base |= dict(flag_rate_reference=ref.scores.flag_rate)
     return _with_prior(ref, Xc, cfg, base)
 
 
@@ -158,6 +164,10 @@ def _with_prior(
     parts.append(f"fraud rate {pi_em:.3f} against {p0:.3f} in training ({rates})")
     if not prior:
         parts[-1] += ": unchanged within the margin"
+    parts.append(
+        f"the frozen model flags {base['flag_rate_raw']:.3f} of the rows ({flag_rate:.3f} calibrated; "
+        f"{base['flag_rate_reference']:.3f} on validation rows)"
+    )
     return Diagnosis(action, "; ".join(parts), offset=offset, **base)
 
 

@@ -16,7 +16,8 @@ detector      feature                 state                       more fields
 ``healer``    ``diagnosis``           the diagnosis's action      ``reason``, ``shifted``,
                                       (see below)                 ``unexplained``, ``rows``,
                                                                   ``fraud_rate_features``/``_bbse``,
-                                                                  ``flag_rate``, ``offset``,
+                                                                  ``flag_rate``(``_raw``,
+                                                                  ``_reference``), ``offset``,
                                                                   ``accepted``, ``live_version``
 ============  ======================  ==========================  =================================
 

@@ -10,7 +10,7 @@ import torch
 from shared.data import build
 from shared.healing.before_labels import Diagnosed
 from shared.healing.cycle import HealBatch
-from shared.healing.events import HealJob, HealOutcome, RolledBack
+from shared.healing.events import EpisodeClosed, HealJob, HealOutcome, RolledBack
 from shared.healing.healer import Healer, HealerConfig
 from shared.healing.process import HealProcess
 from shared.labelfree import LabelFreeReference, diagnose, label_free_cycle
@@ -174,4 +174,5 @@ def test_a_label_free_adapter_is_reset_when_its_drift_is_over(covariate_bundle):
     healer.drain_events()
     healer.close_episode()
     closed, reset = healer.drain_events()
-    assert isinstance(reset, RolledBack) and healer.version == 0 and "drift is over" in reset.reason
+    assert isinstance(closed, EpisodeClosed) and isinstance(reset, RolledBack)
+    assert healer.version == 0 and "drift is over" in reset.reason
