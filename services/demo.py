@@ -106,8 +106,9 @@ def run_demo(
 
 
 def demo_stream(scenario: str, n_pre: int, n_post: int, delay_rows: int) -> Scenario:
-    """The scenario's stream, lengthened so that an after-labels window of 5,000 rows follows."""
-    n_post = max(n_post, delay_rows + LABELS_SETTLE + 5000)
+    """The scenario's stream, lengthened when too short for an after-labels window."""
+    if n_post < delay_rows + LABELS_SETTLE + 1000:
+        n_post = delay_rows + LABELS_SETTLE + 5000
     return build(scenario, n_pre=n_pre, n_post=n_post)
 
 

@@ -83,7 +83,7 @@ def register_demo(sub: Any) -> None:
     d.add_argument("--label-horizon", default="30d", help="event time a transaction waits for its label")
     d.add_argument("--scorers", type=int, default=2)
     d.add_argument("--n-pre", type=int, default=2000)
-    d.add_argument("--n-post", type=int, default=8000)
+    d.add_argument("--n-post", type=int, default=12000)
     d.add_argument("--adapt-window", type=int, default=1000, help="rows after the drift left out of the gap")
     d.set_defaults(func=cmd_demo)
 

@@ -252,3 +252,40 @@ def test_a_poisoned_label_feed_is_held_back_and_reported_on_drift_alerts(
     states = [(a["detector"], a["feature"], a["state"]) for a in alerts]
     assert states == [("healer", "labels", "suspect")] * 3 + [("healer", "labels", "trusted")]
     assert all(a["statistic"] < -0.05 and "kappa" in a["reason"] for a in alerts[:3])
+
+
+def test_the_healer_heals_before_any_label_and_says_why_on_drift_alerts(
+    covariate_bundle, stream, kafka, topics, group, run_service
+):
+    """No label ever comes: the diagnosis goes on drift-alerts, the label-free adapter to
+    the scorers (with its input calibration) and into the registry with the diagnosis as
+    its note."""
+    from shared.messages import Alert, decode_alert
+
+    b = covariate_bundle
+    scorer = ScorerService(b, kafka, topics, ScorerConfig(group=f"{group}-s"), TEST_SIGNER)
+    monitor = MonitorService(b, kafka, topics, MonitorConfig(group=f"{group}-m"))
+    healer = HealerService(b, kafka, topics, HealerServiceConfig(group=f"{group}-h"), TEST_SIGNER)
+    for s in (scorer, monitor, healer):
+        run_service(s)
+    feeder = threading.Thread(
+        target=produce_stream,
+        args=(kafka, topics, stream, list(b.features)),
+        kwargs={"rate": 1500, "label_delay": None, "stop": lambda: bool(healer.published)},
+    )
+    feeder.start()
+    wait_until(lambda: bool(healer.published), timeout=90)
+    feeder.join()
+    version = healer.published[0]
+    wait_until(lambda: scorer.core.live.version >= version, timeout=30)
+    assert scorer.core.live.layer.calibrated  # the scorers undo the unit change
+    alerts = [decode_alert(value(m)) for m in read_topic(kafka, topics.alerts)]
+    diagnoses = [a for a in alerts if isinstance(a, Alert) and a.feature == "diagnosis"]
+    assert diagnoses and diagnoses[0].state == "recalibrate"
+    assert "V14" in str(diagnoses[0].details["shifted"]) and diagnoses[0].details["accepted"] == 1
+    snaps = [Snapshot.from_bytes(value(m), b.config) for m in read_topic(kafka, topics.registry)]
+    live = next(s for s in snaps if s.kind == "post" and s.version == version)
+    assert live.accepted and live.note.startswith("recalibrate") and "estimated_cost_after" in live.metrics
+    assert float(live.adapter["input_scale"].max()) > 1.1
+    health = healer.health()
+    assert health["diagnosis"]["action"] == "recalibrate"
