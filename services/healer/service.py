@@ -143,6 +143,8 @@ class HealerService(ConsumerService):
         self.registry = Registry(self.mirror or store, bundle.id)
         self.metrics.bad_snapshots.inc(len(store.rejected))
         self.healer = Healer(bundle, self.registry, config.healer, log)
+        if self.healer.before.unavailable is not None:
+            self.log.warning("no healing before labels", reason=self.healer.before.unavailable)
         self.rebuilt = len(self.registry)
         self.worker = HealWorker(
             self.healer, executor or HealProcess(bundle, config.healer.heal, config.healer.before_labels)
@@ -175,6 +177,7 @@ class HealerService(ConsumerService):
             "healing": self.worker.running is not None,
             "labels": self.healer.guard.hold or "trusted",
             "labels_join": self.healer.join.stats(),
+            "before_labels": self.healer.before.unavailable or "on",  # or why this bundle cannot
             "diagnosis": self.healer.before.last,  # the newest label-free diagnosis of the episode
         }
 
