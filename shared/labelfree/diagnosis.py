@@ -113,8 +113,9 @@ def diagnose(ref: LabelFreeReference, X: np.ndarray, cfg: DiagnosisConfig | None
     n, p0 = len(X), ref.prior0
     if n < cfg.min_rows:
         return Diagnosis("nothing", f"{n} rows, fewer than {cfg.min_rows}: too few to diagnose", n, p0)
-    pi_f = _fit_prior(ref, X, cfg)
-    z, scale, shift = _shifts(ref, X, pi_f, cfg)
+    R = np.quantile(X, QUARTILES, axis=0).T  # (d, 3): the rows' quartiles
+    pi_f = _fit_prior(ref, R, len(X), cfg)
+    z, scale, shift = _shifts(ref, X, R, pi_f, cfg)
     moved = np.flatnonzero((scale != 1) | (shift != 0))
     shifted = tuple(Shift(ref.features[j], float(scale[j]), float(shift[j]), float(z[j])) for j in moved)
     Xc = (X - shift) / scale
@@ -175,15 +176,14 @@ QUARTILES = np.array([0.25, 0.5, 0.75])
 FIT_LEVELS = np.array([0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95])  # where a shifted feature's map is fitted
 
 
-def _fit_prior(ref: LabelFreeReference, X: np.ndarray, cfg: DiagnosisConfig) -> float:
-    """The fraud rate whose training marginal fits the most features' quartiles."""
+def _fit_prior(ref: LabelFreeReference, R: np.ndarray, n: int, cfg: DiagnosisConfig) -> float:
+    """The fraud rate whose training marginal fits the most features' quartiles ``R`` of ``n`` rows."""
     l0 = logit(ref.prior0)
-    R = np.quantile(X, QUARTILES, axis=0).T  # (d, 3)
     cap = 3 * cfg.z_shift**2
     best, best_pi = np.inf, ref.prior0
     for lg in l0 + np.arange(-4.0, 4.0001, 0.05):
         pi = float(1 / (1 + np.exp(-lg)))
-        z = _z_levels(ref, R, QUARTILES, pi, len(X))
+        z = _z_levels(ref, R, QUARTILES, pi, n)
         score = float(np.minimum((z**2).sum(axis=1), cap).sum()) + cfg.prior_penalty * (lg - l0) ** 2
         if score < best:
             best, best_pi = score, pi
@@ -199,11 +199,10 @@ def _z_levels(ref: LabelFreeReference, Q: np.ndarray, levels: np.ndarray, pi: fl
 
 
 def _shifts(
-    ref: LabelFreeReference, X: np.ndarray, pi: float, cfg: DiagnosisConfig
+    ref: LabelFreeReference, X: np.ndarray, R: np.ndarray, pi: float, cfg: DiagnosisConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(z, scale, shift) per feature: the affine map that puts the quartiles of the
-    significantly shifted ones back (identity for the rest)."""
-    R = np.quantile(X, QUARTILES, axis=0).T
+    """(z, scale, shift) per feature: the affine map that puts the quantiles of the
+    significantly shifted ones back (identity for the rest); ``R``: the rows' quartiles."""
     Q = ref.quantiles(pi, QUARTILES)
     z = np.sqrt((_z_levels(ref, R, QUARTILES, pi, len(X)) ** 2).sum(axis=1))
     iqr_r, iqr_q = R[:, 2] - R[:, 0], np.maximum(Q[:, 2] - Q[:, 0], 1e-9)

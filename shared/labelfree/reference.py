@@ -3,8 +3,8 @@ any fraud rate, and how the model's scores behave on rows it did not train on.
 
 A fraud-rate change moves every informative feature's marginal: at fraud rate ``pi`` it is
 ``(1 - pi) F_normal + pi F_fraud``. The per-class CDFs are kept on a grid of the training
-quantiles, so the marginal, its quantiles and its effective sample size at any ``pi`` are a
-few array operations.
+quantiles, so the marginal, its quantiles and the variance of its CDF at any ``pi`` are a few array
+operations.
 """
 
 from __future__ import annotations
@@ -90,11 +90,6 @@ class LabelFreeReference:
         c = self.cdf(pi)
         tiny = np.arange(c.shape[1]) * 1e-12  # strictly increasing, for np.interp
         return np.stack([np.interp(q, c[j] + tiny, self.grid[j]) for j in range(len(c))])
-
-    def n_eff(self, pi: float) -> float:
-        """Kish's effective size of the reference at fraud rate ``pi`` (rows reweighted by class)."""
-        n_normal, n_fraud = self.n
-        return 1.0 / ((1 - pi) ** 2 / n_normal + pi**2 / n_fraud)
 
 
 def _ecdf(X: np.ndarray, grid: np.ndarray) -> np.ndarray:

@@ -23,15 +23,21 @@ def stream():
     return build("covariate", n_pre=1000, n_post=80000).stream
 
 
-def test_the_healer_heals_snapshots_publishes_and_rebuilds_on_restart(
-    covariate_bundle, stream, kafka, topics, group, run_service
-):
-    b = covariate_bundle
+def start_services(b, kafka, topics, group, run_service) -> tuple[ScorerService, HealerService]:
+    """A scorer, a monitor and a healer on the topics, running."""
     scorer = ScorerService(b, kafka, topics, ScorerConfig(group=f"{group}-s"), TEST_SIGNER)
     monitor = MonitorService(b, kafka, topics, MonitorConfig(group=f"{group}-m"))
     healer = HealerService(b, kafka, topics, HealerServiceConfig(group=f"{group}-h"), TEST_SIGNER)
     for s in (scorer, monitor, healer):
         run_service(s)
+    return scorer, healer
+
+
+def test_the_healer_heals_snapshots_publishes_and_rebuilds_on_restart(
+    covariate_bundle, stream, kafka, topics, group, run_service
+):
+    b = covariate_bundle
+    scorer, healer = start_services(b, kafka, topics, group, run_service)
     produced = [0]
     # the drifted stream flows until the healer has published an accepted heal (whether a
     # given cycle passes the gate depends on its held-out labels, so give it as many as it needs)
@@ -263,11 +269,7 @@ def test_the_healer_heals_before_any_label_and_says_why_on_drift_alerts(
     from shared.messages import Alert, decode_alert
 
     b = covariate_bundle
-    scorer = ScorerService(b, kafka, topics, ScorerConfig(group=f"{group}-s"), TEST_SIGNER)
-    monitor = MonitorService(b, kafka, topics, MonitorConfig(group=f"{group}-m"))
-    healer = HealerService(b, kafka, topics, HealerServiceConfig(group=f"{group}-h"), TEST_SIGNER)
-    for s in (scorer, monitor, healer):
-        run_service(s)
+    scorer, healer = start_services(b, kafka, topics, group, run_service)
     feeder = threading.Thread(
         target=produce_stream,
         args=(kafka, topics, stream, list(b.features)),
