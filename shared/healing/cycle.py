@@ -115,7 +115,7 @@ def heal_cycle(
     xt = torch.as_tensor(X)
     with torch.no_grad():
         H_before = model.hidden(xt)  # (N, hidden): the frozen part under the live calibration, once
-    found = _best_candidate(model, xt, y, w, targets, hold, train, cfg)
+    found = _best_candidate(model, xt, y, w, targets, train, cfg)
     if isinstance(found, dict):
         return HealResult(before_state, False, "non-finite loss", found, duration_ms=took())
     layer, H, sums = found
@@ -182,12 +182,11 @@ def _best_candidate(
     y: np.ndarray,
     w: np.ndarray,
     targets: _RuleTargets,
-    hold: np.ndarray,
     train: np.ndarray,
     cfg: HealConfig,
 ) -> tuple[ReflexiveLayer, torch.Tensor, dict[str, float]] | dict[str, float]:
-    """The trained candidate (with the frozen features it saw) that fits the labels best, of
-    one per start; the loss terms alone when a loss stopped being finite."""
+    """The trained candidate (with the frozen features it saw) that fits the training labels
+    best, of one per start; the loss terms alone when a loss stopped being finite."""
     best: tuple[float, ReflexiveLayer, torch.Tensor, dict[str, float]] | None = None
     for start in _starts(model):
         with torch.no_grad():
@@ -196,7 +195,7 @@ def _best_candidate(
         if layer is None:
             return sums
         _refit_offset(model, layer, H, y, train, cfg, sums)
-        fit = _fit_loss(model, layer, H, y, hold, train)
+        fit = _fit_loss(model, layer, H, y, train)
         if best is None or fit < best[0]:
             best = (fit, layer, H, sums | {"calibration_kept": float(start.calibrated)})
     assert best is not None
@@ -217,15 +216,11 @@ def _starts(model: SelfHealingModel) -> list[ReflexiveLayer]:
 
 
 def _fit_loss(
-    model: SelfHealingModel,
-    layer: ReflexiveLayer,
-    H: torch.Tensor,
-    y: np.ndarray,
-    hold: np.ndarray,
-    train: np.ndarray,
+    model: SelfHealingModel, layer: ReflexiveLayer, H: torch.Tensor, y: np.ndarray, train: np.ndarray
 ) -> float:
-    """Log loss on the held-out labels (the training labels when none are held out)."""
-    rows = hold if len(hold) else np.flatnonzero(train & ~np.isnan(y))
+    """Log loss on the labelled training rows: how the starts are compared (the held-out
+    labels stay the gate's alone, not spent twice)."""
+    rows = np.flatnonzero(train & ~np.isnan(y))
     if not len(rows):
         return 0.0
     with torch.no_grad():
