@@ -360,11 +360,7 @@ class Healer:
         if mode == "label_free":
             self.before.since = 0
             X = self.join.recent(self.episode.start, cfg.label_free_rows)
-            self.n_heals += 1
-            batch = HealBatch(X, np.full(len(X), np.nan, np.float32))
-            return HealJob(
-                self.n_heals, self.bundle.new_model(self.adapter), batch, self.version, "label_free"
-            )
+            return self.job_for(HealBatch(X, np.full(len(X), np.nan, np.float32)), "label_free")
         self._since_heal = 0
         batch = self.join.batch(self.episode.start, cfg.max_labelled, cfg.label_half_life)
         if cfg.stale_labels == "carry" and cfg.label_staleness is not None:
@@ -372,10 +368,10 @@ class Healer:
             self.carried = [self.bundle.features[k] for k in moved]
         return self.job_for(batch)
 
-    def job_for(self, batch: HealBatch) -> HealJob:
+    def job_for(self, batch: HealBatch, kind: str = "labels") -> HealJob:
         """A heal job on ``batch`` from the live adapter (the research protocol heals on its batch)."""
         self.n_heals += 1
-        return HealJob(self.n_heals, self.bundle.new_model(self.adapter), batch, self.version)
+        return HealJob(self.n_heals, self.bundle.new_model(self.adapter), batch, self.version, kind)
 
     def run(self, job: HealJob) -> HealResult:
         return self.runner(job)

@@ -234,9 +234,7 @@ class LabelJoin:
         """Features of the newest ``n`` labelled rows stamped from ``since_ts`` on, and of the
         newest ``n`` rows in memory: what the labels describe, and what the stream is now."""
         lab = np.flatnonzero(self._train_rows["ts"] >= since_ts)[-n:]
-        held = np.flatnonzero(np.array([i is not None for i in self._ids]))
-        recent = held[np.argsort(self._recent["ts"][held], kind="stable")][-n:]
-        return self._train_rows["x"][lab], self._recent["x"][recent]
+        return self._train_rows["x"][lab], self.recent(float("-inf"), n)
 
     def recent(self, since_ts: float, n: int) -> np.ndarray:
         """Features of the newest ``n`` rows in memory stamped from ``since_ts`` on, oldest first."""
