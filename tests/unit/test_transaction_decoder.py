@@ -118,10 +118,28 @@ def test_the_checks_name_their_reasons() -> None:
     assert reasons[4] == Reject(RejectCode.DUPLICATE, "duplicate id: already decided")
 
 
-def test_recent_ids_forget_the_oldest() -> None:
-    recent = RecentIds(3).add(["a", "b"]).add(["c", "d"])
-    assert "a" not in recent and all(x in recent for x in "bcd") and len(recent) == 3
+def test_recent_ids_remember_at_least_the_last_capacity_and_forget_older_ones() -> None:
+    recent = RecentIds(3)
+    for k in range(10):
+        recent.add([f"{k}a", f"{k}b"])
+        last3 = [f"{k}b", f"{k}a", f"{k - 1}b"][: min(3, 2 * (k + 1))]
+        assert all(x in recent for x in last3) and 3 <= len(recent) + (k == 0) <= 6
+        assert not recent.isdisjoint(last3) and recent.isdisjoint(["never"])
+    assert "0a" not in recent and "1b" not in recent
     assert "a" not in RecentIds(0).add(["a"])
+
+
+def test_a_good_batch_is_decoded_by_the_typed_path_like_the_reference() -> None:
+    from shared.messages.transactions import _decode_typed
+
+    values: list[bytes | None] = [
+        encode_transaction(Transaction.from_row(f"t{i}", FEATURES, [0.1 * i, -2.5, 7], ts))
+        for i, ts in enumerate([None, 5, 1.5e12])
+    ]
+    typed = _decode_typed(values, FEATURES, Checks([b"t0", b"t1", b"t2"], "ours", RecentIds(5)))
+    assert typed is not None and typed.ids == ["t0", "t1", "t2"] and typed.ts == [None, 5, 1.5e12]
+    assert_same_result(values, Checks([b"t0", b"t1", b"t2"], "ours", RecentIds(5)))
+    assert _decode_typed([*values, values[0]], FEATURES, NO_CHECKS) is None  # a duplicate id
 
 
 label_records = st.one_of(
@@ -155,7 +173,7 @@ def test_a_label_is_an_id_and_a_zero_or_one_or_a_reason(raw: bytes | None) -> No
 
 def test_good_batch_takes_the_fast_path_values() -> None:
     rows = [[0.5, -1.0, 3], [1e-3, 2.5, -7]]
-    values = [
+    values: list[bytes | None] = [
         encode_transaction(Transaction.from_row(f"t{i}", FEATURES, r, 1000.0 + i)) for i, r in enumerate(rows)
     ]
     d = decode_transactions(values, FEATURES)
