@@ -4,7 +4,10 @@ offsets stored only for delivered output."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import numpy as np
+import orjson
 from confluent_kafka import Consumer, TopicPartition
 
 from services.bench.loads import PassthroughService
@@ -12,6 +15,8 @@ from shared.kafka import KafkaSettings, Topics, read_topic
 from shared.kafka.clients import TrackedProducer, beginnings, group_consumer
 from shared.kafka.config import consumer_config
 from shared.kafka.runtime import OffsetCommitter, take_batch
+from shared.kafka.timeline import ENV as TIMELINE_ENV
+from shared.kafka.timeline import FIELDS
 
 from .conftest import wait_until
 
@@ -83,9 +88,10 @@ def test_offsets_are_stored_only_once_the_output_is_delivered(
     assert len(list(read_topic(kafka, topics.decisions))) == 20
 
 
-def test_passthrough_service_copies_every_message_once(
-    kafka: KafkaSettings, topics: Topics, group: str, run_service
+def test_passthrough_service_copies_every_message_once_and_keeps_a_loop_timeline(
+    kafka: KafkaSettings, topics: Topics, group: str, run_service, tmp_path: Path, monkeypatch
 ) -> None:
+    monkeypatch.setenv(TIMELINE_ENV, str(tmp_path))
     service = PassthroughService(kafka, topics.transactions, topics.decisions, group, port=0)
     running = run_service(service)
     _produce(kafka, topics.transactions, 300, prefix="p")
@@ -94,3 +100,11 @@ def test_passthrough_service_copies_every_message_once(
     out = sorted(m.value() or b"" for m in read_topic(kafka, topics.decisions))
     assert out == sorted(f"p{i}".encode() for i in range(300))
     assert committed(kafka, group, topics.transactions) == 300
+    # the timeline it wrote when it stopped: every message in one pass, and what each pass did
+    (written,) = tmp_path.glob("passthrough-*.json")
+    doc = orjson.loads(written.read_bytes())
+    passes = np.asarray(doc["passes"])
+    n = passes[:, FIELDS.index("n")]
+    assert n.sum() == 300 and (n > 0).sum() == doc["summary"]["batches"] >= 1
+    assert (passes[:, FIELDS.index("wait")] >= 0).all() and (passes[:, FIELDS.index("age_ms")] >= 0).all()
+    assert np.all(np.diff(passes[:, FIELDS.index("start")]) > 0)  # in order
