@@ -22,6 +22,7 @@ from shared.bundle import Bundle
 from shared.data import build
 from shared.errors import SelfhealError
 from shared.kafka import EmbeddedBroker, KafkaSettings, Topics, TrackedProducer, create_topics, read_topic
+from shared.kafka.timeline import ENV as TIMELINE_ENV
 from shared.messages import Transaction, encode_transaction
 from shared.signing import KEY_ENV, Signer, new_key
 from shared.training import scenario_bundle
@@ -34,6 +35,11 @@ class Harness:
         self.cfg, self.out, self.say = cfg, out, say
         self.logs = out / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
+        self.timelines = self.logs / "timeline"  # the loop timelines of the latency phase's children
+        self.windows: dict[str, list[tuple[float, float]]] = {}  # "role:phase" -> (monotonic start, end)s
+        self.cpu: dict[str, float] = {}  # cores used by the load generator in the current phase
+        self._cpu_runs: dict[str, list[dict[str, float]]] = {}
+        self.acked: list[float] = []  # the load generator's last run: produce -> broker ack (ms)
         self.settings = KafkaSettings.from_env()
         self.results: dict[str, Any] = {}
         self.rss: dict[str, float] = {}
@@ -74,24 +80,28 @@ class Harness:
         create_topics(self.settings, t.specs(self.settings.replication))
         return t
 
-    def env(self, topics: Topics) -> dict[str, str]:
+    def env(self, topics: Topics | None = None, timeline: bool = False) -> dict[str, str]:
+        """A child's environment: the broker, the signing key, the topics; with ``timeline``,
+        its loop timeline written to ``logs/timeline`` when it stops."""
         return {
             "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers or "",
             KEY_ENV: self.key,
-            **topics.to_env(),
+            **(topics.to_env() if topics is not None else {}),
+            **({TIMELINE_ENV: str(self.timelines)} if timeline else {}),
         }
 
-    def service(self, kind: str, topics: Topics, name: str, *extra: str) -> Child:
-        return Child.service(kind, self.bundle_path, self.env(topics), self.logs, name, *extra)
+    def service(self, kind: str, topics: Topics, name: str, *extra: str, timeline: bool = False) -> Child:
+        env = self.env(topics, timeline)
+        return Child.service(kind, self.bundle_path, env, self.logs, name, *extra)
 
-    def scorer(self, topics: Topics, name: str) -> Child:
+    def scorer(self, topics: Topics, name: str, timeline: bool = False) -> Child:
         """A scorer in a group of its own on ``topics``."""
-        return self.service("scorer", topics, name, "--group", f"{topics.transactions}.g")
+        return self.service("scorer", topics, name, "--group", f"{topics.transactions}.g", timeline=timeline)
 
-    def passthrough(self, t: Topics, name: str) -> Child:
+    def passthrough(self, t: Topics, name: str, timeline: bool = False) -> Child:
         """The passthrough as a child: ``t.transactions`` copied onto ``t.decisions``."""
         args = ["-m", "services.bench", "passthrough", t.transactions, t.decisions, f"{t.transactions}.g"]
-        return Child(name, args, self.env(t), self.logs)
+        return Child(name, args, self.env(t, timeline), self.logs)
 
     def note_rss(self, role: str, child: Child) -> None:
         mb = child.hwm_mb()
@@ -146,6 +156,26 @@ class Harness:
             if self.broker_pid:
                 used = (process_cpu_s(self.broker_pid) - broker_before) / max(1e-3, time.monotonic() - t0)
                 self.results.setdefault("broker_cpu_cores", {})[phase] = round(used, 2)
+
+    @contextmanager
+    def cpu_of(self, phase: str, pids: dict[str, int]) -> Iterator[None]:
+        """The cores' worth of CPU each process used during a phase: the broker, ``pids``,
+        this process (the instruments reading the outputs) and the load generator (which
+        reports its own into ``self.cpu``); into ``results["cpu_cores"][phase]``."""
+        pids = {**pids, "broker": self.broker_pid or 0}
+        before = {name: process_cpu_s(pid) for name, pid in pids.items()}
+        me, t0 = time.process_time(), time.monotonic()
+        self.cpu = {}
+        try:
+            yield
+        finally:
+            span = max(1e-3, time.monotonic() - t0)
+            used = {name: (process_cpu_s(pid) - before[name]) / span for name, pid in pids.items()}
+            used = {**used, "instruments": (time.process_time() - me) / span, **self.cpu}
+            self._cpu_runs.setdefault(phase, []).append(used)
+            runs = self._cpu_runs[phase]  # the mean over the phase's rounds
+            mean = {k: sum(u.get(k, 0.0) for u in runs) / len(runs) for k in used}
+            self.results.setdefault("cpu_cores", {})[phase] = {k: round(v, 2) for k, v in mean.items()}
 
     def heal_cycles(self) -> None:
         self.say(f"heal cycles: {self.cfg.heal_cycles} on the default buffer")

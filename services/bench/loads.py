@@ -1,16 +1,19 @@
 """The benchmark's children that are not services: the passthrough (the scorer's loop with
-no work) and the heal load (a healer healing back to back). ``python -m services.bench
-passthrough|heal-load ...`` runs one."""
+no work), the heal load (a healer healing back to back) and the offered load (transactions
+at a fixed rate). ``python -m services.bench passthrough|heal-load|offer ...`` runs one."""
 
 from __future__ import annotations
 
 import argparse
+import gc
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import orjson
 import torch
-from confluent_kafka import Message
+from confluent_kafka import Message, Producer
 from prometheus_client import CollectorRegistry, Counter
 
 from services.scorer.service import ScorerConfig
@@ -19,9 +22,10 @@ from shared.bundle import Bundle
 from shared.data import build
 from shared.healing.healer import Healer, HealerConfig
 from shared.kafka import KafkaSettings, TrackedProducer
-from shared.kafka.config import TopicSpec
+from shared.kafka.config import TopicSpec, producer_config
 from shared.kafka.runtime import ConsumerService, StopFlag
 from shared.log import get_logger
+from shared.messages import Transaction, encode_transaction
 from shared.observability import MetricsServer, lag_gauge
 from shared.registry import MemoryStore, Registry
 
@@ -113,6 +117,44 @@ def heal_load(bundle_path: str, scenario: str, port: int) -> None:
         server.stop()
 
 
+def offer(
+    bundle_path: str, scenario: str, topic: str, prefix: str, rate: int, seconds: float, out: str
+) -> None:
+    """Send ``rate`` transactions a second to ``topic`` for ``seconds``, each stamped (``ts``)
+    as it is sent, by a producer configured like librdkafka's defaults (linger 5 ms); then
+    write ``{"sent": {id: sent epoch ms}, "acked_ms": [produce -> broker ack, per message],
+    "cpu_s": CPU seconds while sending, "seconds": ...}`` to ``out``. A process of its own,
+    so the load costs the benchmark's instruments (the readers of the outputs) no GIL;
+    ``out + ".started"`` appears when the first transaction goes."""
+    sent: dict[str, float] = {}
+    acked: list[float] = []
+
+    def on_delivery(err: object, msg: Message) -> None:  # the broker acknowledged (or refused) it
+        if err is None:
+            acked.append(time.time() * 1e3 - sent[msg.key().decode()])  # type: ignore[union-attr]
+
+    producer = Producer(producer_config(KafkaSettings.from_env(), on_delivery=on_delivery))
+    features = list(Bundle.load(bundle_path).features)
+    rows = [row.tolist() for row in build(scenario).stream.X]
+    gc.freeze()  # start-up's objects (torch's among them): no full collection pauses the sender
+    Path(out + ".started").touch()
+    cpu0, start, i, tick = time.process_time(), time.monotonic(), 0, 0.002
+    while (elapsed := time.monotonic() - start) < seconds:
+        due = int(elapsed * rate)
+        while i < due:
+            tx_id = f"{prefix}-{i}"
+            now = time.time() * 1e3
+            sent[tx_id] = now
+            tx = Transaction.from_row(tx_id, features, rows[i % len(rows)], now)
+            producer.produce(topic, encode_transaction(tx), key=tx_id)
+            i += 1
+        producer.poll(0)
+        time.sleep(tick)
+    producer.flush(30)
+    cpu = time.process_time() - cpu0
+    Path(out).write_bytes(orjson.dumps({"sent": sent, "acked_ms": acked, "cpu_s": cpu, "seconds": seconds}))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m services.bench", description=__doc__)
     sub = p.add_subparsers(dest="child", required=True)
@@ -122,10 +164,18 @@ def main(argv: list[str] | None = None) -> int:
     hl = sub.add_parser("heal-load", help="heal back to back until SIGTERM")
     hl.add_argument("bundle")
     hl.add_argument("scenario")
-    for child in (pt, hl):
+    of = sub.add_parser("offer", help="send RATE transactions/s to TOPIC for SECONDS; sent times to OUT")
+    for name in ("bundle", "scenario", "topic", "prefix"):
+        of.add_argument(name)
+    of.add_argument("rate", type=int)
+    of.add_argument("seconds", type=float)
+    of.add_argument("out")
+    for child in (pt, hl, of):
         child.add_argument("--metrics-port", type=int, required=True)
     args = p.parse_args(argv)
-    if args.child == "passthrough":
+    if args.child == "offer":
+        offer(args.bundle, args.scenario, args.topic, args.prefix, args.rate, args.seconds, args.out)
+    elif args.child == "passthrough":
         service = PassthroughService(
             KafkaSettings.from_env(), args.source, args.sink, args.group, args.metrics_port
         )

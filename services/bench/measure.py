@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,21 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
         "p99": round(float(p99), 2),
         "n": int(a.size),
     }
+
+
+def median_rounds(rounds: Sequence[dict[str, float]]) -> dict[str, Any]:
+    """Several runs' percentiles as one: each figure the median of the rounds' (``n`` and
+    ``lost`` summed), and every round's p99 under ``rounds_p99``.
+
+    >>> median_rounds([{"p99": 10.0, "n": 5}, {"p99": 900.0, "n": 5}, {"p99": 12.0, "n": 5}])
+    {'p99': 12.0, 'n': 15, 'rounds_p99': [10.0, 900.0, 12.0]}
+    """
+    out: dict[str, Any] = {}
+    for key in rounds[0]:
+        values = [r[key] for r in rounds if key in r]
+        out[key] = int(sum(values)) if key in ("n", "lost") else round(float(np.median(values)), 2)
+    out["rounds_p99"] = [r.get("p99") for r in rounds]
+    return out
 
 
 def rate_after(timestamps_ms: Sequence[float], since_ms: float) -> tuple[float, int]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from services.bench.config import BenchConfig
+from services.bench.config import PHASES, BenchConfig
 from services.bench.harness import Harness
 from services.bench.latency import latency
 from services.bench.targets import check_targets, targets_of
@@ -22,19 +22,24 @@ def run_bench(out: str | Path, cfg: BenchConfig | None = None, quiet: bool = Fal
     say = Progress(quiet, stream=None)
     cfg = cfg or BenchConfig()
     h = Harness(cfg, out, say)
+    wanted = set(cfg.only or PHASES) - (set() if cfg.profile or cfg.only else {"profile"})
     with h.session():
-        h.heal_cycles()
-        from services.bench.featurelog import feature_log  # (a module also run as a child)
+        if "heal" in wanted:
+            h.heal_cycles()
+        if "featurelog" in wanted:
+            from services.bench.featurelog import feature_log  # (a module also run as a child)
 
-        h.results["feature_log"] = feature_log(cfg.log_rows, out / "feature-log", say)
-        with h.steal("throughput"):
-            throughput(h)
-        with h.steal("two_scorers"):
-            two_scorers(h)
-        latency(h)
-        with h.steal("monitor"):
-            monitor(h)
-        if cfg.profile:
+            h.results["feature_log"] = feature_log(cfg.log_rows, out / "feature-log", say)
+        for name, phase in (("throughput", throughput), ("two_scorers", two_scorers)):
+            if name in wanted:
+                with h.steal(name):
+                    phase(h)
+        if "latency" in wanted:
+            latency(h)
+        if "monitor" in wanted:
+            with h.steal("monitor"):
+                monitor(h)
+        if "profile" in wanted:
             profile(h)
     r = h.results
     r["rss_mb"] = h.rss
@@ -42,8 +47,10 @@ def run_bench(out: str | Path, cfg: BenchConfig | None = None, quiet: bool = Fal
     r["machine"] = {"cpus": os.cpu_count(), "broker": "embedded" if h.embedded else "external"}
     r["targets"] = check_targets(r)
     r["seconds"] = round(say.elapsed, 1)
-    (out / "bench.json").write_bytes(orjson.dumps(r, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-    (out / "bench.md").write_text(markdown_bench(r) + "\n")
+    name = "bench.json" if not cfg.only else f"bench-{'-'.join(cfg.only)}.json"
+    (out / name).write_bytes(orjson.dumps(r, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    if not cfg.only:
+        (out / "bench.md").write_text(markdown_bench(r) + "\n")
     return r
 
 
@@ -72,10 +79,10 @@ def bench_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         *[
             (
                 f"latency p50/p95/p99 at {int(k):,} tx/s",
-                ms(v),
-                f"passthrough {ms(base.get(k, {}))}" + ("; " + targets_of("latency") if k == "10000" else ""),
+                ms(v) + (f" ({v['p99'] / base[k]['p99']:.2f}x passthrough p99)" if base.get(k) else ""),
+                f"passthrough {ms(base.get(k, {}))}; " + targets_of(f"latency{k}"),
             )
-            for k, v in lat.items()
+            for k, v in sorted(lat.items(), key=lambda kv: int(kv[0]))
         ],
         (
             "publish -> first decision using it (worst)",
@@ -83,6 +90,7 @@ def bench_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             targets_of("swap"),
         ),
         ("batch gap in a swap / outside swaps / median", gaps, targets_of("gaps")),
+        *timeline_rows(r),
         (
             "heal cycle, median / max",
             f"{r['heal_cycle_ms']} / {r['heal_cycle_ms_max']} ms",
@@ -94,6 +102,31 @@ def bench_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("peak RSS", ", ".join(f"{k} {v:.0f} MB" for k, v in r["rss_mb"].items()), "-"),
         ("CPU steal by phase", ", ".join(f"{k} {v}%" for k, v in steal.items()), "0% on a quiet machine"),
     ]
+
+
+def timeline_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """What filled the widest gaps (the loop timelines): waiting for input or busy."""
+    tl = r.get("timeline", {})
+    rows = []
+    for phase in sorted(tl, key=lambda p: (p != "swap", p)):
+        s, p = tl[phase].get("scorer"), tl[phase].get("passthrough")
+        if not s or "gap_ms" not in s:
+            continue
+        widest = s["widest_gaps"][0]
+        base = (
+            f"passthrough: longest {p['gap_ms']['max']} ms, median {p['gap_ms']['median']} ms"
+            if p and "gap_ms" in p
+            else "-"
+        )
+        rows.append(
+            (
+                f"scorer loop, {phase}: longest gap (waiting / busy); busy p99; age on arrival p99",
+                f"{widest['gap_ms']} ms ({widest['waiting_ms']} / {widest['busy_ms']}); "
+                f"{s['busy_ms']['p99']} ms; {s['age_at_receipt_ms']['p99']} ms",
+                base,
+            )
+        )
+    return rows
 
 
 def feature_log_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -41,20 +41,38 @@ def _swap_gap_over_median(r: Results) -> float | None:
     return None if not median else float(r["swap_max_gap_ms"]) / float(median)
 
 
+def _p99_over_passthrough(rate: str) -> Callable[[Results], float | None]:
+    def ratio(r: Results) -> float | None:
+        scorer = r.get("latency_ms", {}).get(rate, {}).get("p99")
+        base = r.get("passthrough_latency_ms", {}).get(rate, {}).get("p99")
+        return None if not scorer or not base else float(scorer) / float(base)
+
+    return ratio
+
+
+def _outside_gap_over_median(r: Results) -> float | None:
+    median, outside = r.get("batch_median_gap_ms"), r.get("batch_max_gap_ms_outside_swaps")
+    return None if not median or outside is None else float(outside) / float(median)
+
+
 def _log_over_scorer(r: Results) -> float | None:
     writes = r.get("feature_log", {}).get("sqlite", {}).get("write_rows_per_s")
     scorer = r.get("scorer_tps_1")
     return None if not writes or not scorer else float(writes) / float(scorer)
 
 
-TARGETS = (  # issue 5; the feature log's, issue 13, for a 2-core machine and the embedded broker
+TARGETS = (  # issue 5; the feature log's, issue 13; issue 15's: 35% of passthrough, p99 and gap ratios
     Target(
         "scorer >= 50k tx/s per process", "scorer", lambda r: r.get("scorer_tps_1"), 50_000, at_least=True
     ),
+    Target("scorer >= 35% of passthrough", "scorer", lambda r: r.get("scorer_ratio"), 0.35, at_least=True),
     Target("scorer >= 50% of passthrough", "scorer", lambda r: r.get("scorer_ratio"), 0.5, at_least=True),
-    Target("p99 <= 50 ms at 10k tx/s", "latency", _p99_at_10k, 50.0),
+    Target("p99 <= 1.5x passthrough at 1k tx/s", "latency1000", _p99_over_passthrough("1000"), 1.5),
+    Target("p99 <= 1.5x passthrough at 3k tx/s", "latency3000", _p99_over_passthrough("3000"), 1.5),
+    Target("p99 <= 50 ms at 10k tx/s", "latency10000", _p99_at_10k, 50.0),
     Target("publish -> use <= 1 s", "swap", lambda r: r.get("swap_publish_to_use_ms"), 1000.0),
     Target("swap gap <= 2x median", "gaps", _swap_gap_over_median, 2.0),
+    Target("gap outside swaps <= 2x median", "gaps", _outside_gap_over_median, 2.0),
     Target("heal cycle <= 1 s", "heal", lambda r: r.get("heal_cycle_ms"), 1000.0),
     Target("healing costs scoring <= 10%", "healing", lambda r: r.get("healing_throughput_drop"), 0.10),
     Target("feature log writes >= scorer throughput", "log", _log_over_scorer, 1.0, at_least=True),

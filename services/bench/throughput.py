@@ -55,18 +55,34 @@ def _round(
     """One round's backlogs; returns when each was complete (epoch ms), by key prefix."""
     rows, marks = h.cfg.rows, {}
     h.quiet()
-    marks[f"pt{k}"] = h.fill(to_passthrough, f"pt{k}")
+    marks[f"pt{k}"] = backlog(h, [passthrough], to_passthrough, f"pt{k}")
     h.wait_count([passthrough], PASSED, (k + 1) * rows)
     h.quiet()
-    marks[f"idle{k}"] = h.fill(to_scorer, f"idle{k}")
+    marks[f"idle{k}"] = backlog(h, [scorer], to_scorer, f"idle{k}")
     h.wait_count([scorer], DECIDED, (2 * k + 1) * rows)
     h.quiet()
     loader.proc.send_signal(signal.SIGCONT)
     time.sleep(0.5)
-    marks[f"heal{k}"] = h.fill(to_scorer, f"heal{k}")
+    marks[f"heal{k}"] = backlog(h, [scorer], to_scorer, f"heal{k}")
     h.wait_count([scorer], DECIDED, (2 * k + 2) * rows)
     loader.proc.send_signal(signal.SIGSTOP)
     return marks
+
+
+def backlog(h: Harness, consumers: list[Child], topic: str, prefix: str) -> float:
+    """The whole backlog onto ``topic`` while its consumers are stopped (SIGSTOP), then
+    let them go; returns when (epoch ms). Every message waits before the clock starts, so
+    the rate is the consumers' own: a consumer that keeps up with the producer while the
+    backlog is written would be timed on the last few messages only."""
+    for c in consumers:
+        c.proc.send_signal(signal.SIGSTOP)
+    try:
+        h.fill(topic, prefix)
+    finally:
+        start = time.time() * 1e3
+        for c in consumers:
+            c.proc.send_signal(signal.SIGCONT)
+    return start
 
 
 def _rates(
@@ -99,7 +115,7 @@ def two_scorers(h: Harness) -> None:
         for k in range(cfg.rounds):
             h.say(f"round {k + 1}/{cfg.rounds}: {cfg.rows:,} transactions through two scorers")
             h.quiet()
-            marks[f"two{k}"] = h.fill(t.transactions, f"two{k}")
+            marks[f"two{k}"] = backlog(h, children, t.transactions, f"two{k}")
             h.wait_count(children, DECIDED, (k + 1) * cfg.rows)
         split = [metric(c.metrics(), "selfheal_scorer_transactions_total") for c in children]
         h.results["scorer_split_2"] = [int(x) for x in split]
@@ -117,7 +133,8 @@ def two_scorers(h: Harness) -> None:
 def monitor(h: Harness) -> None:
     """A backlog through the monitor (FIDI on every row) and the healer (its buffer)."""
     t = h.topics("monitor")
-    mon, healer = h.service("monitor", t, "monitor"), h.service("healer", t, "healer")
+    state = ["--state-dir", str(h.out / "healer-state")]  # not the working directory's .selfheal/
+    mon, healer = h.service("monitor", t, "monitor"), h.service("healer", t, "healer", *state)
     try:
         mon.wait(assigned, "partitions")
         healer.wait(assigned, "partitions")

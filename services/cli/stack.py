@@ -13,7 +13,7 @@ from shared.errors import SelfhealError
 
 
 def register(sub: Any) -> None:
-    from services.bench.config import BenchConfig
+    from services.bench.config import PHASES, BenchConfig
 
     for kind, text in (
         ("scorer", "score transactions into decisions"),
@@ -52,6 +52,8 @@ def register(sub: Any) -> None:
     bn.add_argument("--quick", action="store_true", help="a smoke run with small numbers")
     bn.add_argument("--profile", action="store_true", help="also sample a scorer with py-spy")
     bn.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    only = f"run only these phases (comma-separated: {', '.join(PHASES)}); writes bench-PHASES.json"
+    bn.add_argument("--only", default=None, help=only)
     bn.add_argument("--quiet", action="store_true")
     bn.set_defaults(func=cmd_bench)
 
@@ -198,16 +200,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    import orjson
+
     from services.bench import QUICK, BenchConfig, format_bench, run_bench
+    from services.bench.config import PHASES
 
     cfg = QUICK if args.quick else BenchConfig()
     if args.rows:
         cfg = replace(cfg, rows=args.rows)
     if args.profile:
         cfg = replace(cfg, profile=True)
+    if args.only:
+        cfg = replace(cfg, only=tuple(p.strip() for p in args.only.split(",")))
+        unknown = set(cfg.only) - set(PHASES)
+        if unknown:
+            raise SystemExit(f"unknown phase(s) {sorted(unknown)}: choose from {', '.join(PHASES)}")
     result = run_bench(args.out, cfg, quiet=args.quiet)
-    print(format_bench(result))
-    print(f"wrote {args.out}/bench.json ({result['seconds']:.0f} s)")
+    if cfg.only:
+        name = f"bench-{'-'.join(cfg.only)}.json"
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
+    else:
+        name = "bench.json"
+        print(format_bench(result))
+    print(f"wrote {args.out}/{name} ({result['seconds']:.0f} s)")
     return 0 if all(ok is not False for ok in result["targets"].values()) or not args.strict else 1
 
 

@@ -13,6 +13,7 @@ KEYS = {
     "passthrough_tps", "scorer_tps_1", "scorer_tps_2", "scorer_ratio", "latency_ms",
     "swap_publish_to_use_ms", "swap_max_gap_ms", "batch_median_gap_ms", "heal_cycle_ms",
     "monitor_tps", "rss_mb", "targets", "cpu_steal_pct", "passthrough_latency_ms",
+    "batch_max_gap_ms_outside_swaps", "timeline", "cpu_cores",
 }  # fmt: skip
 
 
@@ -28,9 +29,13 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     r = json.loads((out / "bench.json").read_text())
     assert KEYS <= set(r)
-    assert set(r["latency_ms"]) == {"1000", "10000"}
-    assert {"p50", "p95", "p99"} <= set(r["latency_ms"]["10000"])
-    assert r["latency_ms"]["1000"]["lost"] == 0 and r["latency_ms"]["10000"]["lost"] == 0
+    assert set(r["latency_ms"]) == set(r["passthrough_latency_ms"]) == {"1000", "3000"}
+    assert {"p50", "p95", "p99", "acked_p99", "rounds_p99"} <= set(r["latency_ms"]["3000"])
+    assert r["latency_ms"]["1000"]["lost"] == 0 and r["latency_ms"]["3000"]["lost"] == 0
+    # every phase's loop timeline: the scorer's batches, their gaps and what filled them
+    assert {"latency_1000", "latency_3000", "swap"} <= set(r["timeline"])
+    swap = r["timeline"]["swap"]["scorer"]
+    assert swap["batches"] > 10 and swap["widest_gaps"][0]["cause"] in ("waiting", "busy", "gc")
     assert {"scorer", "monitor", "healer"} <= set(r["rss_mb"])
     assert sum(r["scorer_split_2"]) == 20000 and min(r["scorer_split_2"]) > 0  # both scored
     assert r["passthrough_tps"] > 0 and r["scorer_tps_1"] > 0 and r["heal_cycle_ms"] > 0

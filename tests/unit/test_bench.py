@@ -65,9 +65,17 @@ def test_targets() -> None:
         "heal_cycle_ms": 120.0,
         "healing_throughput_drop": 0.02,
     }
+    r |= {
+        "latency_ms": {"10000": {"p99": 45.0}, "1000": {"p99": 14.0}, "3000": {"p99": 40.0}},
+        "passthrough_latency_ms": {"1000": {"p99": 10.0}, "3000": {"p99": 25.0}},
+        "batch_max_gap_ms_outside_swaps": 19.0,
+    }
     t = check_targets(r)
     assert t["scorer >= 50k tx/s per process"] and not t["scorer >= 50% of passthrough"]
+    assert t["scorer >= 35% of passthrough"]
+    assert t["p99 <= 1.5x passthrough at 1k tx/s"] and not t["p99 <= 1.5x passthrough at 3k tx/s"]
     assert t["p99 <= 50 ms at 10k tx/s"] and not t["swap gap <= 2x median"]
+    assert t["gap outside swaps <= 2x median"]
     assert t["heal cycle <= 1 s"] and t["healing costs scoring <= 10%"]
     assert check_targets({})["heal cycle <= 1 s"] is None  # not measured: neither met nor missed
 
@@ -80,9 +88,10 @@ def test_the_table_and_the_checks_come_from_one_list_of_targets() -> None:
         "scorer_tps_2": 90_000,
         "latency_ms": {
             "1000": {"p50": 5.0, "p95": 9.0, "p99": 12.0},
+            "3000": {"p50": 6.0, "p95": 19.0, "p99": 22.0},
             "10000": {"p50": 9.0, "p95": 40.0, "p99": 60.0},
         },
-        "passthrough_latency_ms": {},
+        "passthrough_latency_ms": {"1000": {"p50": 5.0, "p95": 9.0, "p99": 11.0}},
         "swap_publish_to_use_ms": 30.0,
         "swap_max_gap_ms": 15.0,
         "batch_max_gap_ms_outside_swaps": 20.0,
