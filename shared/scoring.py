@@ -97,16 +97,19 @@ class ScoringCore:
 
     # -- scoring
     def score(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(live, shadow) fraud probabilities for (N, d) rows; the backbone runs once unless
-        the live adapter calibrates its inputs. The same numbers as ``model.logits``."""
+        """(live, shadow) fraud probabilities for (N, d) rows (read-only; one array for both
+        while the bundle's own adapter is live); the backbone runs once unless the live
+        adapter calibrates its inputs. The same numbers as ``model.logits``."""
         live = self.live.plan
         with torch.inference_mode():
             x = torch.from_numpy(X)
             h = self._hidden(x)
+            p_shadow = torch.sigmoid(self._logits(h, self.shadow_plan)).numpy()
+            if live is self.shadow_plan:  # the bundle's own adapter is live: one score is both
+                return p_shadow, p_shadow
             h_live = self._hidden((x - live.input_shift) / live.input_scale) if live.calibrated else h
-            p_live = torch.sigmoid(self._logits(h_live, live))
-            p_shadow = torch.sigmoid(self._logits(h, self.shadow_plan))
-        return p_live.numpy(), p_shadow.numpy()
+            p_live = torch.sigmoid(self._logits(h_live, live)).numpy()
+        return p_live, p_shadow
 
     def _hidden(self, x: torch.Tensor) -> torch.Tensor:
         mean, std, w1, b1, w2, b2, _, _ = self._base

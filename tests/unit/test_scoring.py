@@ -74,3 +74,21 @@ def test_non_finite_scores_are_refused() -> None:
             b'"k":1',
         )
     assert encode_decisions([], np.array([]), np.array([]), [], np.array([]), np.array([]), 0.5, b"") == []
+
+
+def test_live_and_shadow_scores_are_the_models_whichever_adapter_is_live(core: ScoringCore) -> None:
+    import torch
+
+    X = np.random.default_rng(1).normal(size=(50, 3)).astype(np.float32)
+    core = ScoringCore(core.bundle)  # the bundle's own adapter live (version 0)
+    p, ps = core.score(X)
+    with torch.inference_mode():
+        own = torch.sigmoid(core.model.logits(torch.from_numpy(X), core.shadow)).numpy()
+    assert np.array_equal(p, own) and np.array_equal(ps, own)  # scored once, exactly the model's
+    moved = {k: v + 0.05 for k, v in core.bundle.adapter_state.items() if k != "input_scale"}
+    core.offer({**core.bundle.adapter_state, **moved}, 8)
+    core.swap_if_pending()
+    p, ps = core.score(X)
+    with torch.inference_mode():
+        live = torch.sigmoid(core.model.logits(torch.from_numpy(X), core.live.layer)).numpy()
+    assert np.array_equal(p, live) and np.array_equal(ps, own) and not np.array_equal(p, ps)
