@@ -24,7 +24,8 @@ from shared.errors import SelfhealError
 from shared.kafka import EmbeddedBroker, KafkaSettings, Topics, TrackedProducer, create_topics, read_topic
 from shared.kafka.timeline import ENV as TIMELINE_ENV
 from shared.messages import Transaction, encode_transaction
-from shared.signing import KEY_ENV, Signer, new_key
+from shared.messages.adapters import encode_adapter
+from shared.signing import ADAPTER, KEY_ENV, Signer, new_key
 from shared.training import scenario_bundle
 
 DECIDED = "selfheal_scorer_decisions_total"  # the counter that says a scorer has done its backlog
@@ -176,6 +177,16 @@ class Harness:
             runs = self._cpu_runs[phase]  # the mean over the phase's rounds
             mean = {k: sum(u.get(k, 0.0) for u in runs) / len(runs) for k in used}
             self.results.setdefault("cpu_cores", {})[phase] = {k: round(v, 2) for k, v in mean.items()}
+
+    def signed_adapter(self, version: int, seed: int = 0) -> tuple[bytes, list[tuple[str, bytes]]]:
+        """An adapter for the bundle (its own, moved a little), as the healer publishes it:
+        the payload and its signature headers."""
+        gen = torch.Generator().manual_seed(seed)
+        state = {
+            n: w + 0.01 * torch.randn(w.shape, generator=gen) for n, w in self.bundle.adapter_state.items()
+        }
+        data = encode_adapter(state, self.bundle.id, version, parent=version - 1)
+        return data, self.signer.headers(ADAPTER, self.bundle.id, data)
 
     def heal_cycles(self) -> None:
         self.say(f"heal cycles: {self.cfg.heal_cycles} on the default buffer")

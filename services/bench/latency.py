@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-import torch
 from confluent_kafka import Message
 
 from services.bench.harness import Harness
@@ -26,8 +25,6 @@ from shared.kafka import Topics, TrackedProducer
 from shared.kafka.tail import TopicTail
 from shared.kafka.timeline import FIELDS, summarise
 from shared.messages import Decision, decode_decision
-from shared.messages.adapters import encode_adapter
-from shared.signing import ADAPTER
 
 Received = dict[str, tuple[float, int, float]]  # id -> (received epoch ms, adapter version, latency_ms)
 
@@ -232,13 +229,7 @@ def no_gc() -> Iterator[None]:
 def _signed_adapters(h: Harness) -> dict[int, tuple[bytes, list[tuple[str, bytes]]]]:
     """Versions 1000, 1001, ...: payloads and signatures built before the clock runs (the
     sender must not pause at a swap)."""
-    gen = torch.Generator().manual_seed(0)
-    out = {}
-    for k in range(h.cfg.swaps):
-        state = {n: w + 0.01 * torch.randn(w.shape, generator=gen) for n, w in h.bundle.adapter_state.items()}
-        data = encode_adapter(state, h.bundle.id, 1000 + k, parent=999 + k)
-        out[1000 + k] = (data, h.signer.headers(ADAPTER, h.bundle.id, data))
-    return out
+    return {1000 + k: h.signed_adapter(1000 + k, seed=k) for k in range(h.cfg.swaps)}
 
 
 def swap(h: Harness, t: Topics, outputs: Outputs) -> None:

@@ -75,6 +75,11 @@ def bench_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"{r['scorer_tps_1']:,} tx/s ({r['scorer_ratio']:.0%} of passthrough)",
             targets_of("scorer"),
         ),
+        (
+            "scorer, 1 process, a healed adapter live",
+            f"{r.get('scorer_tps_healed', 0):,} tx/s",
+            "the rounds above score with the bundle's adapter (live = shadow: scored once)",
+        ),
         ("scorer, 2 processes", f"{r['scorer_tps_2']:,} tx/s", "-"),
         *[
             (

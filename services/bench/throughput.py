@@ -15,6 +15,7 @@ from services.bench.loads import PASSED
 from services.bench.measure import metric, profile_summary, rate_after
 from services.processes import Child, assigned
 from shared.errors import SelfhealError
+from shared.kafka import Topics, TrackedProducer
 
 
 def throughput(h: Harness) -> None:
@@ -41,12 +42,30 @@ def throughput(h: Harness) -> None:
         for k in range(cfg.rounds):
             h.say(f"round {k + 1}/{cfg.rounds}: passthrough, scorer, scorer beside a healer")
             rounds.append(_round(h, k, tp.transactions, ts.transactions, passthrough, scorer, loader))
+        healed = _healed(h, ts, scorer)
         h.note_rss("scorer", scorer)
     finally:
         loader.proc.send_signal(signal.SIGCONT)
         for c in (passthrough, scorer, loader):
             c.stop()
-    _rates(h, rounds, h.stamps_by_prefix(tp.decisions), h.stamps_by_prefix(ts.decisions))
+    out_s = h.stamps_by_prefix(ts.decisions)
+    _rates(h, rounds, h.stamps_by_prefix(tp.decisions), out_s)
+    h.results["scorer_tps_healed"] = round(rate_after(out_s["healed"], healed)[0])
+
+
+def _healed(h: Harness, t: Topics, scorer: Child) -> float:
+    """One more backlog with a healed adapter live (the rounds score with the bundle's own,
+    so the live and the shadow scores are one computation there; here they are two)."""
+    h.say("a healed adapter live: one more backlog through the scorer")
+    data, headers = h.signed_adapter(2000)
+    producer = TrackedProducer(h.settings)
+    producer.produce(t.weights, data, key=h.bundle.id, headers=headers)
+    producer.flush()
+    scorer.wait(lambda health: health.get("adapter_version") == 2000, "the healed adapter")
+    h.quiet()
+    mark = backlog(h, [scorer], t.transactions, "healed")
+    h.wait_count([scorer], DECIDED, (2 * h.cfg.rounds + 1) * h.cfg.rows)
+    return mark
 
 
 def _round(
