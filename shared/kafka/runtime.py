@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from confluent_kafka.admin import AdminClient
 
 from shared.kafka.broker import EmbeddedBroker
-from shared.kafka.clients import TrackedProducer, check, create_topics, group_consumer
+from shared.kafka.clients import KafkaClientError, TrackedProducer, check, create_topics, group_consumer
 from shared.kafka.config import KafkaSettings, Topics, TopicSpec
 from shared.kafka.timeline import ENV as TIMELINE_ENV
 from shared.kafka.timeline import LoopTimeline
@@ -185,11 +185,15 @@ def batch_loop(
             consumer.close()  # commits the stored offsets and leaves the group
 
 
-class TopicGuard:
-    """Every ``every`` seconds, checks that the service's topics exist and creates those that
-    do not: the embedded broker keeps nothing across a restart. ``on_recreated`` then runs
-    (the healer writes its registry and live adapter again). While the broker is away the
-    check waits at most ``timeout`` and tries again later; librdkafka reconnects by itself."""
+class TopicGuard(threading.Thread):
+    """Every ``every`` seconds, on a thread of its own, checks that the service's topics exist
+    and creates those that do not: the embedded broker keeps nothing across a restart. The
+    loop calls :meth:`maybe_check` between batches, which costs it no call to the broker
+    (a metadata request on the loop held a batch up for a round trip every two seconds, and
+    for up to ``timeout`` while the broker was away); ``on_recreated`` runs there, on the
+    loop's thread (the healer writes its registry and live adapter again). While the broker
+    is away the check waits at most ``timeout`` and tries again later; librdkafka reconnects
+    by itself."""
 
     def __init__(
         self,
@@ -199,17 +203,23 @@ class TopicGuard:
         every: float = 2.0,
         timeout: float = 2.0,
     ) -> None:
+        super().__init__(name="topic-guard", daemon=True)
         self.settings, self.specs, self.on_recreated = settings, specs, on_recreated
         self.every, self.timeout = every, timeout
         self._admin = AdminClient(settings.connection())
-        self._next = time.monotonic() + every
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._pending: list[str] = []  # recreated, not yet reported to the loop
         self.recreated = 0
 
-    def maybe_check(self) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            return
-        self._next = now + self.every
+    def run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self._check()
+            except (KafkaException, KafkaClientError) as exc:  # tried again, never fatal
+                get_logger("kafka").warning("topic check failed", error=str(exc))
+
+    def _check(self) -> None:
         try:
             names = set(self._admin.list_topics(timeout=self.timeout).topics)
         except KafkaException:
@@ -217,8 +227,20 @@ class TopicGuard:
         missing = [s for s in self.specs if s.name not in names]
         if missing:
             create_topics(self.settings, missing, timeout=10.0)
-            self.recreated += 1
-            self.on_recreated([s.name for s in missing])
+            with self._lock:
+                self._pending += [s.name for s in missing]
+                self.recreated += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def maybe_check(self) -> None:
+        """On the loop: report topics the thread recreated since the last call."""
+        if not self._pending:
+            return
+        with self._lock:
+            names, self._pending = self._pending, []
+        self.on_recreated(names)
 
 
 class ConsumerService:
@@ -295,6 +317,7 @@ class ConsumerService:
         self.on_start()
         inputs = self.inputs()
         self._guard = TopicGuard(self.settings, self.topic_specs(), self.on_topics_recreated)
+        self._guard.start()
         committer = self._committer = OffsetCommitter(self.producer, self.config.max_commit_wait)
         consumer = group_consumer(
             self.settings,
@@ -325,6 +348,7 @@ class ConsumerService:
                 timeline=timeline,
             )
         finally:
+            self._guard.stop()
             if timeline is not None:
                 timeline.detach()
                 written = timeline.write(os.environ[TIMELINE_ENV], self.health().get("service", "service"))
