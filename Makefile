@@ -52,7 +52,7 @@ experiment-all: $(STAMP)  ## every scenario with late labels, one table
 detectors: $(STAMP)  ## FIDI against River's ADWIN, PageHinkley and KSWIN per feature (about 2 min)
 	$(BIN)/selfheal detectors --out runs/detectors
 
-bench: $(STAMP)  ## throughput, latency, hot swap, healing, memory on the embedded broker: runs/bench.json (5-10 min)
+bench: $(STAMP)  ## throughput, latency, hot swap, loop timelines, healing, memory on the embedded broker: runs/bench.json (about 8 min)
 	$(BIN)/selfheal bench --profile --out runs
 
 clean:  ## remove the environment and outputs

@@ -4,6 +4,7 @@ services as children, a backlog, counters to wait on, and the machine's CPU stea
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +38,7 @@ class Harness:
         self.logs = out / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.timelines = self.logs / "timeline"  # the loop timelines of the latency phase's children
+        shutil.rmtree(self.timelines, ignore_errors=True)  # a run reads its own only
         self.windows: dict[str, list[tuple[float, float]]] = {}  # "role:phase" -> (monotonic start, end)s
         self.cpu: dict[str, float] = {}  # cores used by the load generator in the current phase
         self._cpu_runs: dict[str, list[dict[str, float]]] = {}
