@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
@@ -73,10 +74,33 @@ class ReflexiveLayer(nn.Module):
             return x
         return (x - self.input_shift) / self.input_scale
 
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """(w1, b1, w2, b2, scale, logit_offset): what :func:`adapted_logits` runs."""
+        first, last = self.adapter[0], self.adapter[2]
+        assert isinstance(first, nn.Linear) and isinstance(last, nn.Linear)
+        return first.weight, first.bias, last.weight, last.bias, self.scale, self.logit_offset
+
     @property
     def calibrated(self) -> bool:
         """True when the input calibration is not the identity."""
         return bool((self.input_scale != 1).any() or (self.input_shift != 0).any())
+
+
+def frozen_hidden(x: torch.Tensor, base: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Standardise, then the backbone, as the plain operations its modules run (``F.linear``
+    is what ``nn.Linear`` calls): ``base`` is (mean, std, w1, b1, w2, b2, head w, head b)."""
+    mean, std, w1, b1, w2, b2 = base[:6]
+    return torch.relu(F.linear(torch.relu(F.linear((x - mean) / std, w1, b1)), w2, b2))
+
+
+def adapted_logits(
+    h: torch.Tensor, adapter: tuple[torch.Tensor, ...], base: tuple[torch.Tensor, ...]
+) -> torch.Tensor:
+    """``h + scale·adapter(h)``, the head, the logit offset: ``adapter`` is (w1, b1, w2, b2,
+    scale, logit_offset) (:meth:`ReflexiveLayer.tensors`)."""
+    w1, b1, w2, b2, scale, offset = adapter
+    adapted = h + scale * F.linear(torch.tanh(F.linear(h, w1, b1)), w2, b2)
+    return F.linear(adapted, base[6], base[7]).squeeze(-1) + offset
 
 
 class SelfHealingModel(nn.Module):
@@ -97,16 +121,23 @@ class SelfHealingModel(nn.Module):
         self.head = nn.Linear(h, 1)
 
     # -- forward pieces, so a caller can run the frozen part once and adapters many times
+    def base_tensors(self) -> tuple[torch.Tensor, ...]:
+        """(mean, std, w1, b1, w2, b2, head w, head b): the frozen part, for :func:`frozen_hidden`."""
+        first, second = self.backbone[0], self.backbone[2]
+        assert isinstance(first, nn.Linear) and isinstance(second, nn.Linear)
+        return (
+            self.input_mean, self.input_std, first.weight, first.bias,
+            second.weight, second.bias, self.head.weight, self.head.bias,
+        )  # fmt: skip
+
     def hidden(self, x: torch.Tensor, layer: ReflexiveLayer | None = None) -> torch.Tensor:
-        """The frozen part, on ``x`` calibrated by ``layer`` (default: our own adapter)."""
+        """The frozen part, on ``x`` calibrated by ``layer`` (default: our own adapter): (N, hidden)."""
         x = (self.reflexive if layer is None else layer).calibrate(x)
-        h: torch.Tensor = self.backbone((x - self.input_mean) / self.input_std)  # (N, hidden)
-        return h
+        return frozen_hidden(x, self.base_tensors())
 
     def logits_from_hidden(self, h: torch.Tensor, layer: ReflexiveLayer | None = None) -> torch.Tensor:
         adapter = self.reflexive if layer is None else layer
-        logits: torch.Tensor = self.head(adapter(h)).squeeze(-1) + adapter.logit_offset  # (N,)
-        return logits
+        return adapted_logits(h, adapter.tensors(), self.base_tensors())  # (N,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits_from_hidden(self.hidden(x))
