@@ -140,6 +140,13 @@ def test_a_good_batch_is_decoded_by_the_typed_path_like_the_reference() -> None:
     assert typed is not None and typed.ids == ["t0", "t1", "t2"] and typed.ts == [None, 5, 1.5e12]
     assert_same_result(values, Checks([b"t0", b"t1", b"t2"], "ours", RecentIds(5)))
     assert _decode_typed([*values, values[0]], FEATURES, NO_CHECKS) is None  # a duplicate id
+    # a key given twice: the last one counts, on every path (as orjson reads it)
+    twice: list[bytes | None] = [
+        b'{"id":"a","id":"b","features":{"V1":1,"V2":2,"V3":3}}',
+        b'{"id":"c","features":{"V1":1,"V1":5,"V2":2,"V3":3}}',
+    ]
+    assert_same_result(twice)
+    assert decode_transactions(twice, FEATURES).ids == ["b", "c"]
 
 
 label_records = st.one_of(
