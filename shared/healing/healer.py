@@ -164,9 +164,12 @@ class Healer:
 
     # -- what the stream shows
     def add_transactions(self, ids: Sequence[str], X: np.ndarray, ts: Sequence[float]) -> None:
-        """Transactions with their event times (ms); a row a rule fires on is always logged."""
+        """Transactions with their event times (ms); a row a rule fires on is always logged.
+        An empty batch (every record of it dead-lettered) changes nothing."""
+        if len(ids) == 0:
+            return
         X = np.asarray(X, dtype=np.float32)
-        fired = np.asarray(self.bundle.rules.fires(X)).reshape(len(X), -1)
+        fired = self.bundle.rules.fires(X)  # (N, rules)
         flagged: list[bool] = [bool(f) for f in np.asarray(fired.any(axis=1))]
         early = self.join.add_transactions(ids, X, ts, flagged)
         if self.episode is not None:

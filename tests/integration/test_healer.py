@@ -291,3 +291,30 @@ def test_the_healer_heals_before_any_label_and_says_why_on_drift_alerts(
     assert float(live.adapter["input_scale"].max()) > 1.1
     health = healer.health()
     assert health["diagnosis"]["action"] == "recalibrate"
+
+
+def test_a_batch_of_only_malformed_transactions_leaves_the_healer_running(
+    covariate_bundle, kafka, topics, group, run_service
+):
+    """Found by pointing another client at the stack: a batch whose every transaction the
+    healer's decoder refuses (the scorer dead-letters them) stopped the healer, and with it
+    `selfheal up`."""
+    import time
+
+    from shared.kafka import TrackedProducer
+
+    b = covariate_bundle
+    service = HealerService(b, kafka, topics, HealerServiceConfig(group=group), TEST_SIGNER)
+    running = run_service(service)
+    wait_until(lambda: service.assigned > 0)
+    p = TrackedProducer(kafka)
+    for i in range(5):  # wrong feature names: not one good record in the batch
+        p.produce(
+            topics.transactions, orjson.dumps({"id": f"bad-{i}", "features": {"x": 1.0}}), key=f"bad-{i}"
+        )
+    p.flush()
+    time.sleep(3)  # its next batches have been taken
+    good = build("covariate", n_pre=0, n_post=3).stream
+    produce_rows(kafka, topics.transactions, [str(i) for i in good.ids], good.X, list(b.features))
+    wait_until(lambda: service.healer.join.seen == 3)
+    assert running.thread.is_alive()
