@@ -40,9 +40,7 @@ class Harness:
         self.timelines = self.logs / "timeline"  # the loop timelines of the latency phase's children
         shutil.rmtree(self.timelines, ignore_errors=True)  # a run reads its own only
         self.windows: dict[str, list[tuple[float, float]]] = {}  # "role:phase" -> (monotonic start, end)s
-        self.cpu: dict[str, float] = {}  # cores used by the load generator in the current phase
         self._cpu_runs: dict[str, list[dict[str, float]]] = {}
-        self.acked: list[float] = []  # the load generator's last run: produce -> broker ack (ms)
         self.settings = KafkaSettings.from_env()
         self.results: dict[str, Any] = {}
         self.rss: dict[str, float] = {}
@@ -53,10 +51,10 @@ class Harness:
         self.signer = Signer(self.key.encode())
         self.bundle_path = scenario_bundle(cfg.scenario)
         self.bundle = Bundle.load(self.bundle_path)
-        self.rows = [row.tolist() for row in build(cfg.scenario).stream.X]
+        rows = [row.tolist() for row in build(cfg.scenario).stream.X]
         features = list(self.bundle.features)
         self.payloads = [
-            encode_transaction(Transaction.from_row(f"{i}", features, self.rows[i % len(self.rows)]))
+            encode_transaction(Transaction.from_row(f"{i}", features, rows[i % len(rows)]))
             for i in range(cfg.rows)
         ]
 
@@ -161,22 +159,23 @@ class Harness:
                 self.results.setdefault("broker_cpu_cores", {})[phase] = round(used, 2)
 
     @contextmanager
-    def cpu_of(self, phase: str, pids: dict[str, int]) -> Iterator[None]:
-        """The cores' worth of CPU each process used during a phase: the broker, ``pids``,
-        this process (the instruments reading the outputs) and the load generator (which
-        reports its own into ``self.cpu``); into ``results["cpu_cores"][phase]``."""
+    def cpu_of(self, phase: str, pids: dict[str, int]) -> Iterator[dict[str, float]]:
+        """The cores' worth of CPU each process used during a phase: the broker, ``pids`` and
+        this process (the instruments reading the outputs); the caller adds what it measured
+        itself (the load generator) to the dict it gets. The mean over the phase's rounds
+        goes to ``results["cpu_cores"][phase]``."""
         pids = {**pids, "broker": self.broker_pid or 0}
         before = {name: process_cpu_s(pid) for name, pid in pids.items()}
         me, t0 = time.process_time(), time.monotonic()
-        self.cpu = {}
+        extra: dict[str, float] = {}
         try:
-            yield
+            yield extra
         finally:
             span = max(1e-3, time.monotonic() - t0)
             used = {name: (process_cpu_s(pid) - before[name]) / span for name, pid in pids.items()}
-            used = {**used, "instruments": (time.process_time() - me) / span, **self.cpu}
+            used = {**used, "instruments": (time.process_time() - me) / span, **extra}
             self._cpu_runs.setdefault(phase, []).append(used)
-            runs = self._cpu_runs[phase]  # the mean over the phase's rounds
+            runs = self._cpu_runs[phase]
             mean = {k: sum(u.get(k, 0.0) for u in runs) / len(runs) for k in used}
             self.results.setdefault("cpu_cores", {})[phase] = {k: round(v, 2) for k, v in mean.items()}
 

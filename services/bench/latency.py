@@ -9,6 +9,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -162,9 +163,11 @@ def _run(
     h.quiet()
     role = "passthrough" if prefix.startswith("p") else "scorer"
     phase = f"latency_{rate}"
-    with h.cpu_of(f"{role}:{phase}", {name: c.pid for name, c in children.items()}), no_gc():
+    with h.cpu_of(f"{role}:{phase}", {name: c.pid for name, c in children.items()}) as cores, no_gc():
         t0 = time.monotonic()
-        sent = offered(h, topic, prefix, rate, h.cfg.latency_seconds)
+        load = offered(h, topic, prefix, rate, h.cfg.latency_seconds)
+        cores["generator"] = load.cores
+        sent = load.sent
         got = outputs.wait_for(sent, timeout=30)
         h.windows.setdefault(f"{role}:{phase}", []).append((t0, time.monotonic()))
     warm = min(sent.values()) + h.cfg.warmup_seconds * 1e3
@@ -174,9 +177,19 @@ def _run(
     if made:  # sent -> decision made, on the scorer's clock: the rest is the way back
         made_p = percentiles(made)
         out["to_scorer_p50"], out["to_scorer_p99"] = made_p["p50"], made_p["p99"]
-    acked = percentiles(h.acked)  # sent -> the broker acknowledged it: the first leg's write
+    acked = percentiles(load.acked_ms)  # sent -> the broker acknowledged it: the first leg's write
     out["acked_p50"], out["acked_p99"] = acked["p50"], acked["p99"]
     return out
+
+
+@dataclass(frozen=True)
+class Offered:
+    """What the load generator did: when it sent each transaction (epoch ms), how long the
+    broker took to acknowledge each, and the cores' worth of CPU it used while sending."""
+
+    sent: dict[str, float]
+    acked_ms: list[float]
+    cores: float
 
 
 def offered(
@@ -186,10 +199,10 @@ def offered(
     rate: int,
     seconds: float,
     during: Callable[[float], None] | None = None,
-) -> dict[str, float]:
+) -> Offered:
     """Send at ``rate``/s for ``seconds`` from a child process (the load must not take the
     GIL from the readers timing the outputs), each transaction stamped as it is sent;
-    ``during`` gets the elapsed seconds every 2 ms meanwhile. Returns {id: sent epoch ms}."""
+    ``during`` gets the elapsed seconds every 2 ms meanwhile."""
     out = h.logs / f"offered-{prefix}.json"
     started = Path(f"{out}.started")
     for f in (out, started):
@@ -208,10 +221,7 @@ def offered(
     if child.join(10) != 0 or not out.is_file():
         raise SelfhealError(f"the load generator failed; see {child.log}")
     doc = orjson.loads(out.read_bytes())
-    h.cpu["generator"] = doc["cpu_s"] / max(1e-3, doc["seconds"])
-    h.acked = doc["acked_ms"]
-    sent: dict[str, float] = doc["sent"]
-    return sent
+    return Offered(doc["sent"], doc["acked_ms"], doc["cpu_s"] / max(1e-3, doc["seconds"]))
 
 
 @contextmanager
@@ -251,7 +261,7 @@ def swap(h: Harness, t: Topics, outputs: Outputs) -> None:
     t0 = time.monotonic()
     seconds = (cfg.swaps + 1) * cfg.swap_every
     with no_gc():
-        sent = offered(h, t.transactions, "swap", cfg.swap_rate, seconds, during=publish)
+        sent = offered(h, t.transactions, "swap", cfg.swap_rate, seconds, during=publish).sent
     producer.flush()
     h.windows["scorer:swap"] = [(t0, time.monotonic())]
     got = outputs.wait_for(sent, timeout=30)
