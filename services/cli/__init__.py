@@ -4,7 +4,7 @@ command group.
     data.py      train, bundle info, scenario list|export
     offline.py   experiment, detectors
     stack.py     scorer | monitor | healer, up, demo, bench, topics create, keygen
-    tools.py     produce, watch, registry list|rollback, report
+    tools.py     produce, watch, registry list|rollback, report, kcat
 """
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["kcat"]:  # everything after it is kcat's own (argparse would take its -flags)
+        args = argparse.Namespace(func=tools.cmd_kcat, kcat_args=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
     except SelfhealError as exc:

@@ -1,10 +1,15 @@
 """Working with a running stack: ``produce`` a scenario, ``watch`` alerts or decisions,
-``registry list|rollback``, and the stream ``report``."""
+``registry list|rollback``, the stream ``report``, and ``kcat`` pointed at the stack."""
 
 from __future__ import annotations
 
 import argparse
+import glob
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +54,13 @@ def register(sub: Any) -> None:
     rep = sub.add_parser("report", help="read decisions and labels from the topics; write a report")
     rep.add_argument("--out", default="runs/report")
     rep.set_defaults(func=cmd_report)
+
+    kc = sub.add_parser(
+        "kcat",
+        help="run kcat against the stack: its broker and security settings, confluent-kafka's librdkafka",
+    )
+    kc.add_argument("kcat_args", nargs=argparse.REMAINDER, help="kcat's own arguments (-P/-C/-G/-L ...)")
+    kc.set_defaults(func=cmd_kcat)
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
@@ -189,3 +201,34 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(summary["table"])
     print(f"wrote summary.json, metrics.csv, metrics.png to {args.out}/")
     return 0
+
+
+def cmd_kcat(args: argparse.Namespace) -> int:
+    """kcat with the stack's connection (``-F``, a private file: secrets stay off the command
+    line) and, where confluent-kafka's wheel carries one, its newer librdkafka: Debian's kcat
+    links librdkafka 2.0.2, which cannot parse the embedded broker's ApiVersion v3 answer."""
+    from services.stack import resolve_settings
+
+    kcat = shutil.which("kcat")
+    if kcat is None:
+        raise SelfhealError("kcat is not installed (Debian: apt-get install kcat)")
+    settings = resolve_settings()
+    with tempfile.TemporaryDirectory(prefix="selfheal-kcat-") as tmp:
+        config = Path(tmp, "kcat.conf")
+        config.touch(mode=0o600)
+        config.write_text("".join(f"{k}={v}\n" for k, v in settings.connection().items()))
+        env = dict(os.environ)
+        library = wheel_librdkafka()
+        if library is not None:
+            os.symlink(library, Path(tmp, "librdkafka.so.1"))
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, (tmp, env.get("LD_LIBRARY_PATH"))))
+        return subprocess.call([kcat, "-F", str(config), *args.kcat_args], env=env)
+
+
+def wheel_librdkafka() -> str | None:
+    """The librdkafka shipped inside the confluent-kafka wheel, if this install has one."""
+    import confluent_kafka
+
+    libs = Path(confluent_kafka.__file__).parent.parent / "confluent_kafka.libs"
+    found = sorted(glob.glob(str(libs / "librdkafka-*.so.1")))
+    return found[0] if found else None

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import time
+
+import orjson
+import pytest
+
 from services.cli import main
 from services.scorer.service import ScorerConfig, ScorerService
 
@@ -41,3 +49,26 @@ def test_produce_sends_a_scenario_with_its_labels(kafka, topics, monkeypatch, ca
     args = ["produce", "--scenario", "control", "--n-pre", "100", "--n-post", "200", "--rate", "0", "--quiet"]
     assert main(args) == 0
     assert "produced 300 transactions" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat not installed (Debian: apt-get install kcat)")
+def test_kcat_produces_transactions_and_reads_their_decisions(
+    seed_bundle, seed_scenario, kafka, topics, group, run_service, monkeypatch
+):
+    """README's kcat lines, as a user types them: Debian's kcat (librdkafka 2.0.2 alone cannot
+    talk to the embedded broker) produces a transaction and reads its lz4-compressed decision."""
+    use_topics(monkeypatch, kafka, topics)
+    run_service(ScorerService(seed_bundle, kafka, topics, ScorerConfig(group=group), TEST_SIGNER))
+    features = dict(zip(seed_bundle.features, map(float, seed_scenario.stream.X[0]), strict=True))
+    line = b"kc-1|" + orjson.dumps({"id": "kc-1", "features": features}) + b"\n"
+    selfheal = [sys.executable, "-m", "services.cli", "kcat"]
+    sent = subprocess.run([*selfheal, "-P", "-t", topics.transactions, "-K", "|"], input=line, timeout=60)
+    assert sent.returncode == 0
+    read = [*selfheal, "-C", "-t", topics.decisions, "-o", "beginning", "-e", "-q", "-f", "%k %s\\n"]
+    deadline = time.monotonic() + 60
+    out = b""
+    while b"kc-1 " not in out and time.monotonic() < deadline:
+        out = subprocess.run(read, capture_output=True, timeout=60).stdout
+    key, _, payload = out.decode().strip().partition(" ")
+    assert key == "kc-1"
+    assert orjson.loads(payload)["adapter_version"] == 0
