@@ -61,6 +61,11 @@ class DriftMonitor:
             self._alarmed = []
         return alerts
 
+    @property
+    def alarmed(self) -> list[str]:
+        """The features the current FIDI drift alarmed on (empty outside a drift)."""
+        return list(self._alarmed)
+
     def _fidi_alerts(self, state: str, **summary: Any) -> list[Alert]:
         """The summary alert (key ``fidi``) and one per feature that alarmed."""
         effect = dict(zip(self.fidi.features, self.fidi.effect, strict=True))

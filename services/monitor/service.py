@@ -49,6 +49,32 @@ class MonitorMetrics:
         self.conflict_rate = Gauge(
             "selfheal_monitor_conflict_rate", "Rule/model conflict rate (window)", registry=r
         )
+        per_feature = ["feature"]
+        self.feature_index = Gauge(
+            "selfheal_monitor_feature_index",
+            "FIDI index of one feature (>= 1: it drifts)",
+            per_feature,
+            registry=r,
+        )
+        self.feature_effect = Gauge(
+            "selfheal_monitor_feature_effect",
+            "Shift of a feature's mean, in reference standard deviations",
+            per_feature,
+            registry=r,
+        )
+        self.feature_drift = Gauge(
+            "selfheal_monitor_feature_drift",
+            "1 while the current drift names this feature",
+            per_feature,
+            registry=r,
+        )
+
+    def set_features(self, core: DriftMonitor) -> None:
+        fidi, alarmed = core.fidi, set(core.alarmed)
+        for f, index, effect in zip(fidi.features, fidi.feature_index, fidi.effect, strict=True):
+            self.feature_index.labels(f).set(float(index))
+            self.feature_effect.labels(f).set(float(effect))
+            self.feature_drift.labels(f).set(1 if f in alarmed else 0)
 
 
 class MonitorService(ConsumerService):
@@ -106,3 +132,5 @@ class MonitorService(ConsumerService):
         self.metrics.index.set(self.core.fidi.index)
         self.metrics.drift.set(1 if self.core.fidi.in_drift else 0)
         self.metrics.conflict_rate.set(self.core.conflicts.rate)
+        if tx:
+            self.metrics.set_features(self.core)

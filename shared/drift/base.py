@@ -77,5 +77,10 @@ class MeanShiftDetector:
         return self._z.copy()
 
     @property
+    def feature_index(self) -> np.ndarray:
+        """Per-feature index (the index is their maximum): a feature drifts at 1.0."""
+        return self._per_feature.copy()
+
+    @property
     def drifting_features(self) -> list[str]:
         return [f for f, s in zip(self.features, self._per_feature, strict=True) if s >= 1.0]

@@ -30,6 +30,13 @@ def test_alerts_on_a_drifted_stream(covariate_bundle, covariate_small, kafka, to
     assert per_feature <= {"amount", "V4", "V12", "V14"} and per_feature
     # one episode: no alert on every batch
     assert sum(a.state == "drift" and a.feature == "fidi" for a in service.published) == 1
+    # the dashboard's drift state per feature: the alerted features, and only those, at 1
+    assert not any(a.state == "recovered" for a in service.published)
+    sample = service.metrics.registry.get_sample_value
+    for f in covariate_bundle.features:
+        assert sample("selfheal_monitor_feature_drift", {"feature": f}) == (1 if f in per_feature else 0)
+        assert sample("selfheal_monitor_feature_index", {"feature": f}) is not None
+    assert all(sample("selfheal_monitor_feature_effect", {"feature": f}) > 0 for f in per_feature)
 
 
 def test_quiet_on_the_control(covariate_bundle, kafka, topics, group, run_service):
