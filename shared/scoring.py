@@ -59,6 +59,7 @@ class ScoringCore:
         self.threshold = bundle.threshold
         self._constants: tuple[int, bytes] | None = None  # (version, encoded shared fields)
         self._rule_json: dict[int, bytes] = {}  # bitmask of fired rules -> JSON list
+        self.worst_latency_ms = 0.0  # the last batch's longest ts (or receipt) -> decision
 
     # -- adapters (the follower thread calls offer; the loop calls swap_if_pending)
     def offer(self, state: AdapterState, version: int) -> None:
@@ -102,13 +103,15 @@ class ScoringCore:
         conflicts = self.bundle.rules.conflicts(X, p, fired)
         now_ms = time.time() * 1e3
         start = np.array([received_ms if t is None else t for t in ts], dtype=np.float64)
+        latency_ms = np.maximum(0.0, now_ms - start)
+        self.worst_latency_ms = float(latency_ms.max()) if len(latency_ms) else 0.0
         return encode_decisions(
             ids,
             p,
             ps,
             self._rule_lists(fired),
             conflicts,
-            np.maximum(0.0, now_ms - start),
+            latency_ms,
             self.threshold,
             self._constant_fields(),
         )

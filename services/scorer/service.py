@@ -55,6 +55,12 @@ class ScorerMetrics:
         self.swaps = Counter("selfheal_scorer_adapter_swaps", "Adapters swapped in", registry=r)
         self.rejected = Counter("selfheal_scorer_adapter_rejected", "Adapter payloads refused", registry=r)
         self.version = Gauge("selfheal_scorer_adapter_version", "Adapter version scoring now", registry=r)
+        self.decision_latency = Histogram(
+            "selfheal_scorer_decision_latency_seconds",
+            "Per batch, its slowest decision: transaction ts (or receipt) to decision queued",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=r,
+        )
         self.latency = Histogram(
             "selfheal_scorer_batch_seconds",
             "Time to decode, score and queue one batch",
@@ -149,6 +155,7 @@ class ScorerService(ConsumerService):
             producer.produce_many(self.topics.decisions, out, decoded.ids)
             self.recent.add(decoded.ids)
             self.metrics.decisions.inc(len(out))
+            self.metrics.decision_latency.observe(self.core.worst_latency_ms / 1e3)
         for i, reason in decoded.rejected:
             m = data[i]
             dead_letter(producer, self.topics.dlq, m, reason, "scorer")

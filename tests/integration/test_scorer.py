@@ -175,6 +175,12 @@ def test_every_input_offset_ends_as_a_decision_or_a_dead_letter(
         if line.startswith("selfheal_scorer_dlq_total")
     )
     assert dlq_total == len(dead)
+    batches = [
+        line
+        for line in text.splitlines()
+        if line.startswith("selfheal_scorer_decision_latency_seconds_count")
+    ]
+    assert batches and float(batches[0].rsplit(" ", 1)[1]) >= 1  # one observation per batch with decisions
 
 
 def test_only_signed_sound_adapters_for_this_bundle_are_taken(
