@@ -68,7 +68,7 @@ def prometheus(stack: Stack, tmp_path_factory) -> Iterator[Callable[[str, str], 
     cmd = ["prometheus", f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}"]
     cmd += [f"--web.listen-address=127.0.0.1:{port}"]
     with open(tmp / "prometheus.log", "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
     def api(path: str, query: str = "") -> Any:
         url = f"http://127.0.0.1:{port}/api/v1/{path}"
@@ -107,7 +107,7 @@ def drifted(stack: Stack, prometheus: Callable[[str, str], Any]) -> Stack:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": stack.settings.bootstrap_servers or ""}
     produce = [sys.executable, "-m", "services.cli", "produce", "--scenario", "covariate"]
     produce += ["--n-pre", "1000", "--n-post", "3000", "--rate", "0", "--label-delay", "300", "--quiet"]
-    subprocess.run(produce, env=env, check=True, timeout=120)  # noqa: S603
+    subprocess.run(produce, env=env, check=True, timeout=120)
     p = Producer(stack.settings.connection())
     for bad in (b"not json", b'{"id": "x-2", "features": {"amount": 1.0}}'):
         p.produce("transactions", bad)
@@ -155,7 +155,7 @@ def test_the_dashboard_queries_evaluate_on_live_series(drifted, prometheus, cova
 
     assert {s["metric"]["feature"] for s in eventually(per_feature)} == set(covariate_bundle.features)
     answered = {}
-    for title, expr in dashboard_queries():
+    for _title, expr in dashboard_queries():
         answered[expr] = prometheus("query", expr)  # a query Prometheus cannot evaluate raises here
     # the panels a running, drifting stack must already fill
     for expr in (
