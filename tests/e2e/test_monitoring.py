@@ -36,7 +36,7 @@ def free_port() -> int:
 
 def local_config(ports: dict[str, int]) -> dict[str, Any]:
     """deploy/prometheus/prometheus.yml with the stack's local ports, scraped every second."""
-    config = yaml.safe_load((PROM / "prometheus.yml").read_text())
+    config: dict[str, Any] = yaml.safe_load((PROM / "prometheus.yml").read_text())
     config["global"].update(scrape_interval="1s", evaluation_interval="1s")
     config["rule_files"] = [str(PROM / name) for name in config["rule_files"]]
     for group in config["scrape_configs"][0]["static_configs"]:
