@@ -122,7 +122,7 @@ class Stack:
         if not self.settings.bootstrap_servers:
             self.broker = EmbeddedBroker(log_path=self.log_dir / "broker.log").start()
             self.settings = self.settings.with_bootstrap(self.broker.bootstrap)
-        create_topics(self.settings, Topics.from_env().specs(self.settings.replication))
+        create_topics(self.settings, self.settings.specs(Topics.from_env()))
         env = {"KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers or ""}
         if not (os.environ.get(KEY_ENV) or os.environ.get(KEY_FILE_ENV)):
             env[KEY_ENV] = self.adapter_key = new_key()  # one machine, one run: a fresh key

@@ -78,7 +78,7 @@ class Harness:
         self.runs += 1
         p = f"bench{os.getpid()}.{self.runs}.{phase}"
         t = Topics(**{name: f"{p}.{name}" for name in Topics().__dict__})
-        create_topics(self.settings, t.specs(self.settings.replication))
+        create_topics(self.settings, self.settings.specs(t))
         return t
 
     def env(self, topics: Topics | None = None, timeline: bool = False) -> dict[str, str]:

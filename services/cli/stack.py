@@ -233,8 +233,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
     if not settings.bootstrap_servers:
         raise SelfhealError("set KAFKA_BOOTSTRAP_SERVERS (the embedded broker creates its topics itself)")
     topics = Topics.from_env()
-    created = create_topics(settings, topics.specs(settings.replication))
-    for spec in topics.specs(settings.replication):
+    created = create_topics(settings, settings.specs(topics))
+    for spec in settings.specs(topics):
         state = "created" if spec.name in created else "exists"
         config = ", ".join(f"{k}={v}" for k, v in spec.config.items())
         print(f"{spec.name:<22} {spec.partitions} partitions  {state}  {config}")

@@ -72,7 +72,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
     settings = resolve_settings()
     topics = Topics.from_env()
-    create_topics(settings, topics.specs(settings.replication))
+    create_topics(settings, settings.specs(topics))
     sc = build(args.scenario, seed=args.seed, n_pre=args.n_pre, n_post=args.n_post)
     say = Progress(args.quiet)
     delay = None if args.label_delay in ("none", "-1") else Delay.parse(args.label_delay)

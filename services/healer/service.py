@@ -215,7 +215,7 @@ class HealerService(ConsumerService):
         self.healer.join.log.close()
 
     def topic_specs(self) -> list[TopicSpec]:
-        return self.topics.specs(self.settings.replication)  # the adapter topics included
+        return self.settings.specs(self.topics)  # the adapter topics included
 
     def on_topics_recreated(self, names: list[str]) -> None:
         """The broker lost its topics (the memory-only embedded broker restarted): write the

@@ -13,6 +13,8 @@ Environment (all optional):
                                    sets ``ssl.key.password``
 ``SELFHEAL_TOPIC_<NAME>``          topic names: ``SELFHEAL_TOPIC_DECISIONS=fraud.decisions``
 ``SELFHEAL_TOPIC_REPLICATION``     replication factor for created topics (default 1)
+``SELFHEAL_TOPIC_PARTITIONS``      partitions of created transactions, decisions and labels
+                                   topics (default 4): the most scorers that share the work
 =================================  =======================================
 
 Client configuration is merged in layers: selfheal's defaults, then the role's
@@ -70,12 +72,14 @@ class Topics:
         """The environment that makes ``from_env`` return these topics (for child processes)."""
         return {self.env_var(f.name): getattr(self, f.name) for f in fields(self)}
 
-    def specs(self, replication: int = 1) -> list[TopicSpec]:
+    def specs(self, replication: int = 1, partitions: int = 4) -> list[TopicSpec]:
+        """Every topic with its config; ``partitions`` for the three keyed streams (the scorer
+        group can use at most that many scorers), one for the rest."""
         compact = {"cleanup.policy": "compact", "max.message.bytes": str(MAX_MESSAGE_BYTES)}
         return [
-            TopicSpec(self.transactions, 4, replication),
-            TopicSpec(self.decisions, 4, replication),
-            TopicSpec(self.labels, 4, replication),
+            TopicSpec(self.transactions, partitions, replication),
+            TopicSpec(self.decisions, partitions, replication),
+            TopicSpec(self.labels, partitions, replication),
             TopicSpec(self.alerts, 1, replication),
             TopicSpec(self.weights, 1, replication, compact),
             TopicSpec(self.registry, 1, replication, compact),
@@ -96,6 +100,7 @@ class KafkaSettings:
     bootstrap_servers: str | None = None  # None: start the embedded broker
     client: dict[str, str] = field(default_factory=dict)  # security and other librdkafka settings
     replication: int = 1
+    partitions: int = 4  # of the transactions, decisions and labels topics it creates
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> KafkaSettings:
@@ -111,10 +116,15 @@ class KafkaSettings:
             bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             client=client,
             replication=int(env.get("SELFHEAL_TOPIC_REPLICATION", "1")),
+            partitions=int(env.get("SELFHEAL_TOPIC_PARTITIONS", "4")),
         )
 
     def with_bootstrap(self, bootstrap: str) -> KafkaSettings:
-        return KafkaSettings(bootstrap, dict(self.client), self.replication)
+        return KafkaSettings(bootstrap, dict(self.client), self.replication, self.partitions)
+
+    def specs(self, topics: Topics) -> list[TopicSpec]:
+        """The topics to create on this cluster: its replication factor and partition count."""
+        return topics.specs(self.replication, self.partitions)
 
     def connection(self) -> dict[str, str | int | float | bool]:
         if not self.bootstrap_servers:

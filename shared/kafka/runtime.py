@@ -34,7 +34,7 @@ def kafka_session(settings: KafkaSettings, topics: Topics, log: Any) -> Iterator
         settings = settings.with_bootstrap(broker.bootstrap)
         log.info("embedded broker started", bootstrap=broker.bootstrap, pid=broker.pid)
     try:
-        created = create_topics(settings, topics.specs(settings.replication))
+        created = create_topics(settings, settings.specs(topics))
         log.info("connected", kafka=settings.redacted(), topics_created=created)
         yield settings
     finally:
@@ -304,7 +304,7 @@ class ConsumerService:
         the two the healer writes (``adapter-weights``, ``adapter-registry``): the healer alone
         recreates those, so that it knows to write its registry and live adapter again."""
         t: Topics = self.topics
-        return [s for s in t.specs(self.settings.replication) if s.name not in (t.weights, t.registry)]
+        return [s for s in self.settings.specs(t) if s.name not in (t.weights, t.registry)]
 
     def _tick(self) -> None:
         self._guard.maybe_check()

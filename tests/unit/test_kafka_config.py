@@ -44,6 +44,19 @@ def test_topic_names_and_configs():
     assert specs["transactions"].partitions == 4
 
 
+def test_a_cluster_sets_the_partitions_and_replication_of_what_it_creates():
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": "k:9092",
+        "SELFHEAL_TOPIC_PARTITIONS": "12",
+        "SELFHEAL_TOPIC_REPLICATION": "3",
+    }
+    settings = KafkaSettings.from_env(env).with_bootstrap("other:9092")  # kept through a new address
+    specs = {s.name: s for s in settings.specs(Topics())}
+    assert [specs[n].partitions for n in ("transactions", "decisions", "labels")] == [12, 12, 12]
+    assert specs["adapter-weights"].partitions == 1 and specs["drift-alerts"].partitions == 1
+    assert {s.replication for s in specs.values()} == {3}
+
+
 def test_topics_round_trip_through_the_environment():
     t = Topics(alerts="fraud.alerts", dlq="fraud.dlq")
     env = t.to_env()
