@@ -263,6 +263,8 @@ class ConsumerService:
     server: MetricsServer | None = None
     fill_batches: bool = True  # consume(n, timeout); the scorer takes what is there (latency)
     assigned: int = 0  # partitions this instance owns now
+    stall_after: float = 60.0  # seconds without a pass of the loop before /health says "stalled"
+    _passed_at: float | None = None  # monotonic time of the loop's last pass (None: not started)
     _committer: OffsetCommitter
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -307,12 +309,28 @@ class ConsumerService:
         return [s for s in self.settings.specs(t) if s.name not in (t.weights, t.registry)]
 
     def _tick(self) -> None:
+        self._passed_at = time.monotonic()
         self._guard.maybe_check()
         self.tick()
 
+    def served_health(self) -> dict[str, Any]:
+        """``/health``: the service's own state, with ``status`` ``starting`` until its loop
+        makes a first pass and ``stalled`` once it has made none for ``stall_after`` seconds
+        (both answered 503: Kubernetes' readiness and liveness probes read it)."""
+        state = self.health()
+        if self._passed_at is None:
+            return {**state, "status": "starting"}
+        age = time.monotonic() - self._passed_at
+        state["loop_age_s"] = round(age, 3)
+        if age > self.stall_after:
+            state["status"] = "stalled"
+        return state
+
     def run(self, stop: StopFlag) -> None:
         if self.config.metrics_port is not None:
-            self.server = MetricsServer(self.metrics.registry, self.health, self.config.metrics_port).start()
+            self.server = MetricsServer(
+                self.metrics.registry, self.served_health, self.config.metrics_port
+            ).start()
             self.log.info("metrics served", port=self.server.port)
         self.on_start()
         inputs = self.inputs()

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import json
+import time
+from typing import Any
 
 from shared.kafka.clients import lag_from_stats
 from shared.kafka.config import KafkaSettings, Topics, consumer_config, producer_config
+from shared.kafka.runtime import ConsumerService
 
 
 def test_settings_from_the_environment_pass_security_through_and_redact_secrets():
@@ -80,3 +83,17 @@ def test_lag_is_summed_from_librdkafka_statistics():
     assert lag_from_stats(json.dumps(stats)) == 12
     assert lag_from_stats(json.dumps({"topics": {}})) is None
     assert lag_from_stats("not json") is None
+
+
+def test_health_says_starting_until_the_loop_passes_and_stalled_when_it_stops_passing():
+    class Idle(ConsumerService):
+        def health(self) -> dict[str, Any]:
+            return {"status": "ok", "service": "idle"}
+
+    service = Idle()
+    assert service.served_health()["status"] == "starting"  # 503: not ready yet
+    service._passed_at = time.monotonic()
+    assert service.served_health()["status"] == "ok"
+    service._passed_at = time.monotonic() - service.stall_after - 1
+    stalled = service.served_health()
+    assert stalled["status"] == "stalled" and stalled["loop_age_s"] > service.stall_after
