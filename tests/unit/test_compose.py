@@ -45,6 +45,7 @@ def test_every_service_command_exists_in_the_cli():
 def test_the_stack_has_what_the_design_says():
     services = load()["services"]
     assert {"kafka", "topics", "scorer-1", "scorer-2", "monitor", "healer", "producer"} <= services.keys()
+    assert {"prometheus", "grafana"} <= services.keys()  # monitoring, deploy/prometheus and deploy/grafana
     kafka = services["kafka"]
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert "kafka-broker-api-versions.sh" in " ".join(kafka["healthcheck"]["test"])
@@ -65,3 +66,7 @@ def test_docker_compose_validates_the_file():
         ["docker-compose", "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+    listed = subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE), "config", "--services"], capture_output=True, text=True
+    )
+    assert {"prometheus", "grafana"} <= set(listed.stdout.split())
