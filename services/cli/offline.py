@@ -1,4 +1,5 @@
-"""``selfheal experiment`` and ``selfheal detectors``: the offline measurements."""
+"""``selfheal experiment``, ``selfheal detectors`` and ``selfheal peers``: the offline
+measurements."""
 
 from __future__ import annotations
 
@@ -48,6 +49,22 @@ def register(sub: Any) -> None:
     dt.add_argument("--out", default="runs/detectors")
     dt.add_argument("--quiet", action="store_true")
     dt.set_defaults(func=cmd_detectors)
+
+    pe = sub.add_parser(
+        "peers", help="selfheal beside River's online learners (HAT, ARF) on one stream (dev extra)"
+    )
+    pe.add_argument("scenarios", nargs="*", help="library scenarios (default: every drift scenario)")
+    pe.add_argument("--label-delay", type=int, nargs="+", default=[500, 5000], help="transactions late")
+    pe.add_argument("--peers", nargs="+", default=None, help="river_hat, river_arf (default: both)")
+    pe.add_argument("--train", help="your own scenario: clean labelled rows (CSV/Parquet) ...")
+    pe.add_argument("--stream", help="... and the labelled stream in arrival order")
+    pe.add_argument("--label", default="Class", help="the label column of --train/--stream")
+    pe.add_argument("--rules", help="rules.toml for --train/--stream (default: none)")
+    pe.add_argument("--drift-at", type=int, default=0, help="--stream's first drifted row (default 0)")
+    pe.add_argument("--seed", type=int, default=42)
+    pe.add_argument("--out", default="runs/peers")
+    pe.add_argument("--quiet", action="store_true")
+    pe.set_defaults(func=cmd_peers)
 
 
 def _span(text: str) -> tuple[int, int]:
@@ -156,4 +173,34 @@ def cmd_detectors(args: argparse.Namespace) -> int:
     print("detection delay in transactions after the drift point (alarm episodes before it in brackets)")
     print(table)
     print(f"wrote detectors.json and detectors.md to {out}/ ({result['seconds']:.0f} s)")
+    return 0
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from shared.data import build, from_tables, names
+    from shared.experiment import ExperimentConfig
+    from shared.experiment.peers import compare, format_peers
+    from shared.experiment.report import write_json
+
+    say = Progress(args.quiet)
+    if bool(args.train) != bool(args.stream):
+        raise SelfhealError("give --train and --stream together (your own scenario), or neither")
+    results = []
+    for delay in args.label_delay:
+        cfg = ExperimentConfig(label_delay=delay, seed=args.seed)
+        if args.train:
+            rules = Path(args.rules).read_text() if args.rules else ""
+            scenarios = [from_tables(args.train, args.stream, args.label, rules, args.drift_at)]
+        else:
+            wanted = args.scenarios or [n for n in names() if n != "control"]
+            scenarios = [build(n, seed=args.seed, n_pre=cfg.n_pre, n_post=cfg.stream_post) for n in wanted]
+        for sc in scenarios:
+            say(f"== {sc.name}, labels {delay:,} transactions late")
+            results.append(compare(replace(cfg, scenario=sc.name), sc, say, args.peers))
+    out = Path(args.out)
+    write_json(out / "peers.json", {"results": results})
+    print(format_peers(results))
+    print(f"\ncost / error / PR-AUC after the drift; wrote {out}/peers.json")
     return 0
