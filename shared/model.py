@@ -1,11 +1,14 @@
 """The selfheal model: a frozen backbone and head, with a small trainable adapter between.
 
-    x ─ calibrate ─ standardise ─ backbone ─ h ─ ReflexiveLayer ─ h' ─ head ─ + offset ─ logit
-        (x-shift)/scale           (frozen)       h + scale·adapter(h)   (frozen)
+    x ─ calibrate ─ standardise ─ z ─ backbone ─ h ─ ReflexiveLayer ─ h' ─ head ─ + offset ─ logit
+        (x-shift)/scale                (frozen)     h + scale·adapter(h, z)  (frozen)
 
 The backbone and head are trained once on clean data and never change again; healing
-moves only the adapter state: the ReflexiveLayer (8,321 parameters at the default sizes),
-a per-feature input calibration and a logit offset. The calibration undoes a unit change
+moves only the adapter state: the ReflexiveLayer (8,961 parameters at the default sizes),
+a per-feature input calibration and a logit offset. The adapter sees the standardised
+inputs ``z`` beside the hidden units, through an input path that is zero until a heal moves
+it: what the backbone learned to ignore before a drift (a feature that did not matter then)
+a heal can still bring in. The calibration undoes a unit change
 upstream and the offset a change of the fraud rate; both start as the identity and are
 what label-free healing sets (:mod:`shared.labelfree`). The adapter state is read and
 written on its own, as safetensors bytes, so it can travel on its own.
@@ -47,10 +50,22 @@ class ModelConfig:
 CALIBRATION_KEYS = ("input_scale", "input_shift", "logit_offset")
 
 
+class InputPath(nn.Module):
+    """The adapter's view of the standardised inputs: ``weight`` (inner, n_features), zero at
+    the start (made without drawing from the random generator, so a bundle trains exactly as
+    it did before the path existed)."""
+
+    def __init__(self, n_features: int, inner: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(inner, n_features))
+
+
 class ReflexiveLayer(nn.Module):
-    """Residual adapter ``h + scale * adapter(h)``, with the adapter state's calibration:
-    ``input_scale``/``input_shift`` (raw feature units, identity 1/0) and ``logit_offset``.
-    Gradient steps move the residual path only; the calibration is set, not trained."""
+    """Residual adapter ``h + scale * adapter(h, z)``: ``W2 tanh(W1 h + Win z + b1) + b2``,
+    where ``z`` is the standardised input and ``Win`` (``input_path``) starts at zero; with
+    the adapter state's calibration: ``input_scale``/``input_shift`` (raw feature units,
+    identity 1/0) and ``logit_offset``. Gradient steps move the residual path only; the
+    calibration is set, not trained."""
 
     input_scale: torch.Tensor
     input_shift: torch.Tensor
@@ -59,14 +74,11 @@ class ReflexiveLayer(nn.Module):
     def __init__(self, dim: int, inner: int, scale: float, n_features: int) -> None:
         super().__init__()
         self.adapter = nn.Sequential(nn.Linear(dim, inner), nn.Tanh(), nn.Linear(inner, dim))
+        self.input_path = InputPath(n_features, inner)
         self.scale = nn.Parameter(torch.tensor(float(scale)))
         self.register_buffer("input_scale", torch.ones(n_features))
         self.register_buffer("input_shift", torch.zeros(n_features))
         self.register_buffer("logit_offset", torch.zeros(()))
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = h + self.scale * self.adapter(h)  # (N, hidden)
-        return out
 
     def calibrate(self, x: torch.Tensor) -> torch.Tensor:
         """Raw features in today's units -> the training's units."""
@@ -75,10 +87,11 @@ class ReflexiveLayer(nn.Module):
         return (x - self.input_shift) / self.input_scale
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
-        """(w1, b1, w2, b2, scale, logit_offset): what :func:`adapted_logits` runs."""
+        """(w1, b1, w2, b2, scale, logit_offset, w_in): what :func:`adapted_logits` runs."""
         first, last = self.adapter[0], self.adapter[2]
         assert isinstance(first, nn.Linear) and isinstance(last, nn.Linear)
-        return first.weight, first.bias, last.weight, last.bias, self.scale, self.logit_offset
+        w_in = self.input_path.weight
+        return first.weight, first.bias, last.weight, last.bias, self.scale, self.logit_offset, w_in
 
     @property
     def calibrated(self) -> bool:
@@ -88,18 +101,25 @@ class ReflexiveLayer(nn.Module):
 
 def frozen_hidden(x: torch.Tensor, base: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """Standardise, then the backbone, as the plain operations its modules run (``F.linear``
-    is what ``nn.Linear`` calls): ``base`` is (mean, std, w1, b1, w2, b2, head w, head b)."""
+    is what ``nn.Linear`` calls): ``base`` is (mean, std, w1, b1, w2, b2, head w, head b).
+    Returns what the adapter sees: the hidden units and the standardised inputs side by
+    side, (N, hidden + n_features)."""
     mean, std, w1, b1, w2, b2 = base[:6]
-    return torch.relu(F.linear(torch.relu(F.linear((x - mean) / std, w1, b1)), w2, b2))
+    z = (x - mean) / std
+    return torch.cat((torch.relu(F.linear(torch.relu(F.linear(z, w1, b1)), w2, b2)), z), dim=1)
 
 
 def adapted_logits(
-    h: torch.Tensor, adapter: tuple[torch.Tensor, ...], base: tuple[torch.Tensor, ...]
+    hz: torch.Tensor, adapter: tuple[torch.Tensor, ...], base: tuple[torch.Tensor, ...]
 ) -> torch.Tensor:
-    """``h + scale·adapter(h)``, the head, the logit offset: ``adapter`` is (w1, b1, w2, b2,
-    scale, logit_offset) (:meth:`ReflexiveLayer.tensors`)."""
-    w1, b1, w2, b2, scale, offset = adapter
-    adapted = h + scale * F.linear(torch.tanh(F.linear(h, w1, b1)), w2, b2)
+    """``h + scale·adapter(h, z)``, the head, the logit offset, on ``hz`` from
+    :func:`frozen_hidden`: ``adapter`` is (w1, b1, w2, b2, scale, logit_offset, w_in)
+    (:meth:`ReflexiveLayer.tensors`)."""
+    w1, b1, w2, b2, scale, offset, w_in = adapter
+    width = w2.shape[0]
+    h, z = hz[:, :width], hz[:, width:]
+    inner = torch.tanh(torch.addmm(F.linear(h, w1, b1), z, w_in.t()))
+    adapted = h + scale * F.linear(inner, w2, b2)
     return F.linear(adapted, base[6], base[7]).squeeze(-1) + offset
 
 
@@ -131,7 +151,8 @@ class SelfHealingModel(nn.Module):
         )  # fmt: skip
 
     def hidden(self, x: torch.Tensor, layer: ReflexiveLayer | None = None) -> torch.Tensor:
-        """The frozen part, on ``x`` calibrated by ``layer`` (default: our own adapter): (N, hidden)."""
+        """The frozen part, on ``x`` calibrated by ``layer`` (default: our own adapter): the
+        hidden units and the standardised inputs, (N, hidden + n_features)."""
         x = (self.reflexive if layer is None else layer).calibrate(x)
         return frozen_hidden(x, self.base_tensors())
 
@@ -152,6 +173,12 @@ class SelfHealingModel(nn.Module):
         for p in self.base_parameters():
             p.requires_grad_(False)
         return [p for p in self.reflexive.parameters() if p.requires_grad]
+
+    def trained_with_base(self) -> list[nn.Parameter]:
+        """What a bundle's training moves: everything but the adapter's input path, which
+        stays zero until a heal moves it."""
+        skip = {id(p) for p in self.reflexive.input_path.parameters()}
+        return [p for p in self.parameters() if p.requires_grad and id(p) not in skip]
 
     def base_parameters(self) -> Iterator[nn.Parameter]:
         yield from self.backbone.parameters()
@@ -212,6 +239,7 @@ def adapter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
         "adapter.0.bias": (inner,),
         "adapter.2.weight": (h, inner),
         "adapter.2.bias": (h,),
+        "input_path.weight": (inner, d),
         "input_scale": (d,),
         "input_shift": (d,),
         "logit_offset": (),
@@ -219,11 +247,16 @@ def adapter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 
 def with_calibration(state: Mapping[str, torch.Tensor], config: ModelConfig) -> AdapterState:
-    """``state`` with the identity calibration where it has none (adapters written before the
-    calibration existed stay readable, and mean what they meant)."""
+    """``state`` with the identity calibration and a zero input path where it has none
+    (adapters written before either existed stay readable, and mean what they meant)."""
     out = dict(state)
     d = config.n_features
-    identity = {"input_scale": torch.ones(d), "input_shift": torch.zeros(d), "logit_offset": torch.zeros(())}
+    identity = {
+        "input_scale": torch.ones(d),
+        "input_shift": torch.zeros(d),
+        "logit_offset": torch.zeros(()),
+        "input_path.weight": torch.zeros(config.adapter_hidden, d),
+    }
     for k, v in identity.items():
         out.setdefault(k, v)
     return out

@@ -47,7 +47,8 @@ def train_model(
     model_config: ModelConfig | None = None,
     config: TrainConfig | None = None,
 ) -> tuple[SelfHealingModel, list[float]]:
-    """Train backbone, adapter and head together on clean rows; returns the model and epoch losses.
+    """Train backbone, adapter and head together on clean rows (the adapter's input path
+    stays zero); returns the model and epoch losses.
 
     Inputs are standardised inside the model with the training mean and std.
     """
@@ -63,7 +64,7 @@ def train_model(
         model.input_std.copy_(torch.as_tensor(np.where(std > 0, std, 1.0), dtype=torch.float32))
         xt = torch.as_tensor(np.asarray(X, dtype=np.float32))
         yt = torch.as_tensor(np.asarray(y, dtype=np.float32))
-        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+        opt = torch.optim.Adam(model.trained_with_base(), lr=cfg.lr)
         loss_fn = nn.BCEWithLogitsLoss()
         losses: list[float] = []
         model.train()

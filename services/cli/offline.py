@@ -187,6 +187,8 @@ def cmd_peers(args: argparse.Namespace) -> int:
     say = Progress(args.quiet)
     if bool(args.train) != bool(args.stream):
         raise SelfhealError("give --train and --stream together (your own scenario), or neither")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)  # before the runs: a bad --out fails now, not after them
     results = []
     for delay in args.label_delay:
         cfg = ExperimentConfig(label_delay=delay, seed=args.seed)
@@ -199,7 +201,6 @@ def cmd_peers(args: argparse.Namespace) -> int:
         for sc in scenarios:
             say(f"== {sc.name}, labels {delay:,} transactions late")
             results.append(compare(replace(cfg, scenario=sc.name), sc, say, args.peers))
-    out = Path(args.out)
     write_json(out / "peers.json", {"results": results})
     print(format_peers(results))
     print(f"\ncost / error / PR-AUC after the drift; wrote {out}/peers.json")

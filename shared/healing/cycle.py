@@ -34,7 +34,14 @@ from shared.rules import RuleSet
 
 @dataclass(frozen=True)
 class HealConfig:
-    steps: int = 20  # optimiser steps per cycle (the research system: 5)
+    steps: int = 20  # optimiser steps per cycle (the research system: 5); with converge, the least
+    input_path: bool = True  # a heal may move the adapter's view of the standardised inputs
+    converge: bool = True  # with enough labels: train until held-back labels stop improving
+    max_steps: int = 300  # ... but at most this many steps
+    check_every: int = 10  # ... judged every this many steps
+    patience: int = 3  # ... stopping after this many judgements without a better loss
+    stop_fraction: float = 0.2  # training labels held back from the gradient to judge that
+    min_stop_labels: int = 40  # fewer held-back labels than this: a fixed ``steps``
     lr: float = 3e-3  # Adam learning rate on the adapter
     w_label: float = 0.70  # weight of BCE on arrived labels
     w_rule: float = 0.24  # weight of BCE against rule weak labels (0.3 * 0.8 in the research code)
@@ -238,15 +245,23 @@ def _train_candidate(
     train: np.ndarray,
     cfg: HealConfig,
 ) -> tuple[ReflexiveLayer | None, dict[str, float]]:
-    """``layer`` (a copy of the adapter) trained ``cfg.steps`` Adam steps on the composite
-    loss; None if the loss stopped being finite. Returns it with the loss terms (mean over steps)."""
-    tr = torch.as_tensor(train)
+    """``layer`` (a copy of the adapter) trained with Adam on the composite loss: to
+    convergence (:func:`_stopping_rows`), else ``cfg.steps`` steps; None if the loss stopped
+    being finite. Returns it with the loss terms (mean over steps) and the steps taken."""
+    fit, judge = _stopping_rows(y, train, cfg)
+    tr = torch.as_tensor(fit)
     yt, wt, rl, rc = (torch.as_tensor(a)[tr] for a in (y, w, targets.label, targets.conf))
     layer.train()
-    params = [p for p in layer.parameters() if p.requires_grad]
+    params = [
+        p
+        for name, p in layer.named_parameters()
+        if p.requires_grad and (cfg.input_path or not name.startswith("input_path."))
+    ]
     opt = torch.optim.Adam(params, lr=cfg.lr)
-    sums: dict[str, float] = {}
-    for _ in range(cfg.steps):
+    totals: dict[str, float] = {}
+    stopper = _Stopper(model, layer, H, y, judge, cfg)
+    steps = 0
+    while steps < (cfg.max_steps if judge is not None else cfg.steps):
         logits = model.logits_from_hidden(H[tr], layer)
         loss, terms = composite_loss(
             logits,
@@ -266,10 +281,64 @@ def _train_candidate(
         loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
+        steps += 1
         for k, v in terms.items():
-            sums[k] = sums.get(k, 0.0) + v / cfg.steps
+            totals[k] = totals.get(k, 0.0) + v
+        if stopper.done(steps):
+            break
+    stopper.restore_best()
     layer.eval()
-    return layer, sums
+    return layer, {k: v / steps for k, v in totals.items()} | {"steps": float(steps)}
+
+
+def _stopping_rows(y: np.ndarray, train: np.ndarray, cfg: HealConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """(rows the gradient sees, labelled rows held back to stop on, or None for fixed steps):
+    every ``1/stop_fraction``-th labelled training row, so old and new labels both judge."""
+    labelled = np.flatnonzero(train & ~np.isnan(y))
+    every = max(2, round(1 / cfg.stop_fraction)) if cfg.stop_fraction > 0 else 0
+    judge = labelled[every - 1 :: every] if cfg.converge and every else labelled[:0]
+    if len(judge) < cfg.min_stop_labels or len(np.unique(y[judge])) < 2:
+        return train, None
+    fit = train.copy()
+    fit[judge] = False
+    return fit, judge
+
+
+class _Stopper:
+    """Early stopping on held-back labels: the log loss every ``check_every`` steps, the
+    best state kept, done after ``patience`` judgements without a better one."""
+
+    def __init__(
+        self,
+        model: SelfHealingModel,
+        layer: ReflexiveLayer,
+        H: torch.Tensor,
+        y: np.ndarray,
+        judge: np.ndarray | None,
+        cfg: HealConfig,
+    ) -> None:
+        self.model, self.layer, self.cfg = model, layer, cfg
+        self.judge = judge
+        self.H = H[torch.as_tensor(judge)] if judge is not None else None
+        self.y = y[judge] if judge is not None else None
+        self.best: tuple[float, dict[str, torch.Tensor]] | None = None
+        self.misses = 0
+
+    def done(self, steps: int) -> bool:
+        if self.H is None or self.y is None or steps < self.cfg.steps or steps % self.cfg.check_every:
+            return False
+        with torch.no_grad():
+            loss = _log_loss(self.y, torch.sigmoid(self.model.logits_from_hidden(self.H, self.layer)).numpy())
+        if self.best is None or loss < self.best[0] - 1e-5:
+            self.best = (loss, {k: v.detach().clone() for k, v in self.layer.state_dict().items()})
+            self.misses = 0
+            return False
+        self.misses += 1
+        return self.misses >= self.cfg.patience
+
+    def restore_best(self) -> None:
+        if self.best is not None:
+            self.layer.load_state_dict(self.best[1])
 
 
 def _refit_offset(

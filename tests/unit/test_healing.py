@@ -96,9 +96,16 @@ def test_a_candidate_that_flags_no_fraud_is_refused_as_collapse(covariate_bundle
 
 
 def test_a_candidate_that_flags_everything_is_refused_as_collapse(covariate_bundle, covariate_scenario):
+    """A label feed that calls nearly everything fraud, the normals it leaves outweighed
+    10,000 to 1 (with the adapter's input path a heal separates the true classes, so the
+    class weight alone no longer makes it flag all)."""
     b = covariate_bundle
     cfg = HealConfig(steps=60, lr=0.05, pos_weight=1e4, gate=False, refit_offset=False)
-    result = heal_cycle(b.new_model(), drifted_batch(covariate_scenario), b.rules, b.threshold, b.costs, cfg)
+    batch = drifted_batch(covariate_scenario)
+    y = np.ones_like(batch.y)
+    y[np.flatnonzero(batch.y == 0)[:40]] = 0.0  # 2% normals: the evidence still shows them
+    batch = HealBatch(batch.X, y)
+    result = heal_cycle(b.new_model(), batch, b.rules, b.threshold, b.costs, cfg)
     assert result.metrics["pos_rate_after"] > 1 - cfg.collapse_rate
     assert not result.accepted and result.reason.startswith("collapse: the candidate flags everything")
 

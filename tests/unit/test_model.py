@@ -15,9 +15,11 @@ from shared.model import (
 
 
 def test_sizes_match_the_research_model():
+    """The research model's sizes, and the input path beside its adapter (64 x 10, zero)."""
     model = SelfHealingModel(ModelConfig())
-    assert count_parameters(model) == 13_250
-    assert count_parameters(model.reflexive) == 8_321
+    assert count_parameters(model) == 13_250 + 640
+    assert count_parameters(model.reflexive) - count_parameters(model.reflexive.input_path) == 8_321
+    assert not model.reflexive.input_path.weight.any()
     assert model.reflexive.scale.item() == pytest.approx(0.1)
 
 
