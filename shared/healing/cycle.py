@@ -192,9 +192,12 @@ def _best_candidate(
     train: np.ndarray,
     cfg: HealConfig,
 ) -> tuple[ReflexiveLayer, torch.Tensor, dict[str, float]] | dict[str, float]:
-    """The trained candidate (with the frozen features it saw) that fits the training labels
-    best, of one per start; the loss terms alone when a loss stopped being finite."""
+    """The trained candidate (with the frozen features it saw) of one per start that fits
+    best the labels held back from its gradient (:func:`_stopping_rows`; without them, the
+    training labels); the loss terms alone when a loss stopped being finite."""
     best: tuple[float, ReflexiveLayer, torch.Tensor, dict[str, float]] | None = None
+    fit_rows, judge = _stopping_rows(y, train, cfg)
+    compare_on = train if judge is None else ~fit_rows & train
     for start in _starts(model):
         with torch.no_grad():
             H = model.hidden(xt, start)
@@ -202,7 +205,7 @@ def _best_candidate(
         if layer is None:
             return sums
         _refit_offset(model, layer, H, y, train, cfg, sums)
-        fit = _fit_loss(model, layer, H, y, train)
+        fit = _fit_loss(model, layer, H, y, compare_on)
         if best is None or fit < best[0]:
             best = (fit, layer, H, sums | {"calibration_kept": float(start.calibrated)})
     assert best is not None
@@ -225,7 +228,7 @@ def _starts(model: SelfHealingModel) -> list[ReflexiveLayer]:
 def _fit_loss(
     model: SelfHealingModel, layer: ReflexiveLayer, H: torch.Tensor, y: np.ndarray, train: np.ndarray
 ) -> float:
-    """Log loss on the labelled training rows: how the starts are compared (the held-out
+    """Log loss on the labelled rows of ``train``: how the starts are compared (the held-out
     labels stay the gate's alone, not spent twice)."""
     rows = np.flatnonzero(train & ~np.isnan(y))
     if not len(rows):

@@ -78,10 +78,10 @@ class Degraded:
 
 @dataclass(frozen=True)
 class LabelsJudged:
-    """The label feed turned suspect (a chunk disagrees with the shadow beyond chance) or is
-    trusted again."""
+    """The label feed turned suspect (a chunk disagrees with the shadow beyond chance), is
+    trusted again, or its long disagreement is read as a concept change."""
 
-    state: str  # suspect | trusted
+    state: str  # suspect | trusted | concept
     kappa: float
     threshold: float
     reason: str

@@ -21,6 +21,7 @@ offline, in a child process in the service); ``prepare`` and ``conclude`` bracke
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -87,6 +88,7 @@ class HealerConfig:
     label_kappa_min: float = -0.05  # the frozen shadow's agreement with a chunk's labels below this: suspect
     label_guard_min: int = 50  # labels with a known shadow verdict needed to judge a chunk
     label_resume_chunks: int = 2  # clean chunks after a suspect one before healing resumes
+    label_concept_chunks: int | None = 15  # a hold this long that still disagrees: a concept change
 
     def __post_init__(self) -> None:
         if self.stale_labels not in ("carry", "wait"):
@@ -107,8 +109,13 @@ class Healer:
         log = log or FeatureLog(None, len(bundle.features), cfg.label_horizon_ms, cfg.log_budget_bytes)
         self.join = LabelJoin(log, cfg.recent_rows)
         self._held: dict[str, tuple[float, np.void]] = {}  # joined labels the guard has not judged yet
+        self._suspects: deque[Joined] = deque(maxlen=cfg.label_concept_chunks or 1)  # quarantined chunks
         self.guard = LabelGuard(
-            cfg.quality_rows, cfg.label_kappa_min, cfg.label_guard_min, cfg.label_resume_chunks
+            cfg.quality_rows,
+            cfg.label_kappa_min,
+            cfg.label_guard_min,
+            cfg.label_resume_chunks,
+            cfg.label_concept_chunks,
         )
         self.episodes = Episodes(self.join, cfg.default_onset)
         self.events: list[HealerEvent | Diagnosed] = []
@@ -210,13 +217,20 @@ class Healer:
         for judged in self.guard.add(list(zip(joined.ids, joined.labels.tolist(), strict=True)), shadow.get):
             rows = self._take_held([i for i, _ in judged.labels])
             if judged.suspect:
+                self._suspects.append(rows)  # kept: a long enough hold may turn out a concept change
                 self._quarantine(judged)
-            else:
-                if judged.trusted_again:
-                    self.events.append(
-                        LabelsJudged("trusted", self.guard.kappa, self.cfg.label_kappa_min, judged.reason)
-                    )
-                self._release(rows)
+                continue
+            if judged.trusted_again:
+                state = "concept" if judged.concept else "trusted"
+                self.events.append(
+                    LabelsJudged(state, self.guard.kappa, self.cfg.label_kappa_min, judged.reason)
+                )
+            if judged.concept:
+                for kept in self._suspects:
+                    self._release(kept)
+            if judged.trusted_again:
+                self._suspects.clear()
+            self._release(rows)
 
     def _take_held(self, ids: list[str]) -> Joined:
         got = [(i, self._held.pop(i)) for i in ids if i in self._held]

@@ -7,6 +7,16 @@ the shadow's verdicts on the same transactions below ``kappa_min``. Drift does n
 -0.7). A suspect chunk never reaches the buffer; healing waits until ``resume_chunks``
 clean chunks have followed.
 
+A burst ends; a change of concept does not. When healing has waited ``concept_chunks``
+chunks and the labels of those chunks still disagree with the frozen model on average
+(mean kappa below ``kappa_min``), they are read as a concept change (what the frozen model
+learned no longer holds: a new fraud pattern, a rule of the game that flipped) instead of
+a broken feed: the guard stops judging against the frozen model, every label is used
+again (the healer releases the suspect chunks it kept; its gate and shadow guard judge
+what it trains on them), until the mean kappa of the last ``concept_chunks`` chunks is
+back above ``kappa_min``. A feed broken for that long is indistinguishable from a concept
+change by labels alone; the suspect alert has been out all that time.
+
 >>> guard = LabelGuard(chunk=4, min_known=4)
 >>> shadow = {"a": True, "b": False, "c": True, "d": False}.get
 >>> [j.suspect for j in guard.add([("a", 0.0), ("b", 1.0), ("c", 0.0), ("d", 1.0)], shadow)]
@@ -17,8 +27,11 @@ True
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from shared.evaluation import cohen_kappa
 
@@ -36,11 +49,17 @@ class Judged:
     first_suspect: bool  # the first suspect chunk since the labels were last trusted
     trusted_again: bool  # a clean chunk that ends a hold
     reason: str
+    concept: bool = False  # this chunk made the guard read the hold's labels as a concept change
 
 
 class LabelGuard:
     def __init__(
-        self, chunk: int = 100, kappa_min: float = -0.05, min_known: int = 50, resume_chunks: int = 2
+        self,
+        chunk: int = 100,
+        kappa_min: float = -0.05,
+        min_known: int = 50,
+        resume_chunks: int = 2,
+        concept_chunks: int | None = 15,
     ) -> None:
         self.chunk, self.kappa_min, self.min_known, self.resume_chunks = (
             chunk,
@@ -48,6 +67,9 @@ class LabelGuard:
             min_known,
             resume_chunks,
         )
+        self.concept_chunks = concept_chunks  # chunks of a hold before its labels can mean a concept change
+        self.concept = False  # labels are used although they disagree with the frozen model
+        self._recent: deque[float] = deque(maxlen=concept_chunks or 1)  # kappas during a hold / the concept
         self.held: LabelRows = []  # labels waiting for their chunk to fill
         self.hold: str | None = None  # why healing waits for trustworthy labels
         self.kappa = float("nan")  # the shadow's agreement with the last judged chunk
@@ -70,14 +92,45 @@ class LabelGuard:
         kappa = float("nan")
         if len(pairs) >= self.min_known:
             kappa = self.kappa = cohen_kappa([y for y, _ in pairs], [sf for _, sf in pairs])
+            if self.hold is not None or self.concept:
+                self._recent.append(kappa)
+            if self.concept:
+                return self._in_concept(chunk, kappa, len(pairs))
+            if self._concept_now():
+                return self._to_concept(chunk, kappa, len(pairs))
             if kappa < self.kappa_min:
                 return self._suspect(chunk, kappa, len(pairs))
         self._clean += 1
         again = self.hold is not None and self._clean >= self.resume_chunks
         if again:
             self.hold = None
+            self._recent.clear()
         reason = "labels agree with the shadow again" if again else ""
         return Judged(chunk, kappa, len(pairs), False, False, again, reason)
+
+    def _concept_now(self) -> bool:
+        """A hold as long as ``concept_chunks`` whose labels disagree on average."""
+        n = self.concept_chunks
+        return n is not None and len(self._recent) >= n and float(np.mean(self._recent)) < self.kappa_min
+
+    def _to_concept(self, chunk: LabelRows, kappa: float, known: int) -> Judged:
+        self.concept, self.hold = True, None
+        mean = float(np.mean(self._recent))
+        reason = (
+            f"labels have disagreed with the bundle's own model for {len(self._recent)} chunks "
+            f"(mean kappa {mean:.2f} < {self.kappa_min}): a concept change, not a burst; "
+            "labels are used again"
+        )
+        return Judged(chunk, kappa, known, False, False, True, reason, concept=True)
+
+    def _in_concept(self, chunk: LabelRows, kappa: float, known: int) -> Judged:
+        """Every chunk is used; the concept ends when the recent chunks agree again on average."""
+        back = len(self._recent) == self._recent.maxlen and float(np.mean(self._recent)) >= self.kappa_min
+        if back:
+            self.concept = False
+            self._recent.clear()
+        reason = "labels agree with the bundle's own model again" if back else ""
+        return Judged(chunk, kappa, known, False, False, back, reason)
 
     def _suspect(self, chunk: LabelRows, kappa: float, known: int) -> Judged:
         self.quarantined += len(chunk)
