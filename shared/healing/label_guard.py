@@ -92,8 +92,8 @@ class LabelGuard:
         kappa = float("nan")
         if len(pairs) >= self.min_known:
             kappa = self.kappa = cohen_kappa([y for y, _ in pairs], [sf for _, sf in pairs])
-            if self.hold is not None or self.concept:
-                self._recent.append(kappa)
+            if self.hold is not None or self.concept or kappa < self.kappa_min:
+                self._recent.append(kappa)  # the chunks of a hold (from its first) or of a concept
             if self.concept:
                 return self._in_concept(chunk, kappa, len(pairs))
             if self._concept_now():

@@ -61,6 +61,24 @@ def test_a_suspect_feed_pauses_healing_until_clean_chunks_follow() -> None:
     assert not once.trusted_again and twice.trusted_again and guard.hold is None
 
 
+def test_a_hold_that_keeps_disagreeing_is_read_as_a_concept_change_and_a_burst_is_not() -> None:
+    shadow = shadow_says({k: k in "ac" for k in "abcd"})
+    flipped = [(k, 0.0 if k in "ac" else 1.0) for k in "abcd"]
+    clean = [(k, 1.0 if k in "ac" else 0.0) for k in "abcd"]
+    burst = LabelGuard(chunk=4, min_known=4, resume_chunks=2, concept_chunks=4)
+    verdicts = burst.add(flipped * 2 + clean * 2 + flipped, shadow)
+    assert [j.suspect for j in verdicts] == [True, True, False, False, True]  # a new hold, no concept
+    assert not any(j.concept for j in verdicts) and not burst.concept
+    change = LabelGuard(chunk=4, min_known=4, resume_chunks=2, concept_chunks=4)
+    verdicts = change.add(flipped * 6, shadow)
+    assert [j.suspect for j in verdicts] == [True, True, True, False, False, False]
+    assert verdicts[3].concept and verdicts[3].trusted_again and change.concept and change.hold is None
+    assert change.quarantined == 12  # the three chunks before the verdict (the healer keeps them)
+    back = change.add(clean * 4, shadow)  # the old concept returns: the mean of the last 4 agrees at the 2nd
+    assert [j.trusted_again for j in back] == [False, True, False, False] and not change.concept
+    assert change.add(flipped, shadow)[0].suspect  # and the guard judges again
+
+
 def test_the_shadow_guard_needs_its_rows_judges_one_version_and_forgets_on_clear() -> None:
     guard = ShadowGuard(rows=10, min_rows=5, z=2.0)
     for _ in range(4):
