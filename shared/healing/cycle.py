@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from shared.evaluation import CostMatrix, metrics_from_predictions, paired_z
-from shared.healing.loss import composite_loss
+from shared.healing.fit import log_loss, row_log_loss, stopping_rows, train_candidate
 from shared.model import AdapterState, ReflexiveLayer, SelfHealingModel
 from shared.rules import RuleSet
 
@@ -193,15 +193,15 @@ def _best_candidate(
     cfg: HealConfig,
 ) -> tuple[ReflexiveLayer, torch.Tensor, dict[str, float]] | dict[str, float]:
     """The trained candidate (with the frozen features it saw) of one per start that fits
-    best the labels held back from its gradient (:func:`_stopping_rows`; without them, the
+    best the labels held back from its gradient (:func:`stopping_rows`; without them, the
     training labels); the loss terms alone when a loss stopped being finite."""
     best: tuple[float, ReflexiveLayer, torch.Tensor, dict[str, float]] | None = None
-    fit_rows, judge = _stopping_rows(y, train, cfg)
+    fit_rows, judge = stopping_rows(y, train, cfg)
     compare_on = train if judge is None else ~fit_rows & train
     for start in _starts(model):
         with torch.no_grad():
             H = model.hidden(xt, start)
-        layer, sums = _train_candidate(model, start, H, y, w, targets, train, cfg)
+        layer, sums = train_candidate(model, start, H, y, w, targets, train, cfg)
         if layer is None:
             return sums
         _refit_offset(model, layer, H, y, train, cfg, sums)
@@ -235,113 +235,7 @@ def _fit_loss(
         return 0.0
     with torch.no_grad():
         p = torch.sigmoid(model.logits_from_hidden(H[torch.as_tensor(rows)], layer)).numpy()
-    return _log_loss(y[rows], p)
-
-
-def _train_candidate(
-    model: SelfHealingModel,
-    layer: ReflexiveLayer,
-    H: torch.Tensor,
-    y: np.ndarray,
-    w: np.ndarray,
-    targets: _RuleTargets,
-    train: np.ndarray,
-    cfg: HealConfig,
-) -> tuple[ReflexiveLayer | None, dict[str, float]]:
-    """``layer`` (a copy of the adapter) trained with Adam on the composite loss: to
-    convergence (:func:`_stopping_rows`), else ``cfg.steps`` steps; None if the loss stopped
-    being finite. Returns it with the loss terms (mean over steps) and the steps taken."""
-    fit, judge = _stopping_rows(y, train, cfg)
-    tr = torch.as_tensor(fit)
-    yt, wt, rl, rc = (torch.as_tensor(a)[tr] for a in (y, w, targets.label, targets.conf))
-    layer.train()
-    params = [
-        p
-        for name, p in layer.named_parameters()
-        if p.requires_grad and (cfg.input_path or not name.startswith("input_path."))
-    ]
-    opt = torch.optim.Adam(params, lr=cfg.lr)
-    totals: dict[str, float] = {}
-    stopper = _Stopper(model, layer, H, y, judge, cfg)
-    steps = 0
-    while steps < (cfg.max_steps if judge is not None else cfg.steps):
-        logits = model.logits_from_hidden(H[tr], layer)
-        loss, terms = composite_loss(
-            logits,
-            yt,
-            rl,
-            rc,
-            w_label=cfg.w_label,
-            w_rule=cfg.w_rule,
-            w_entropy=cfg.w_entropy,
-            pos_weight=cfg.pos_weight,
-            entropy_max_share=cfg.entropy_max_share,
-            label_weight=wt,
-        )
-        if not torch.isfinite(loss):
-            return None, terms
-        opt.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        steps += 1
-        for k, v in terms.items():
-            totals[k] = totals.get(k, 0.0) + v
-        if stopper.done(steps):
-            break
-    stopper.restore_best()
-    layer.eval()
-    return layer, {k: v / steps for k, v in totals.items()} | {"steps": float(steps)}
-
-
-def _stopping_rows(y: np.ndarray, train: np.ndarray, cfg: HealConfig) -> tuple[np.ndarray, np.ndarray | None]:
-    """(rows the gradient sees, labelled rows held back to stop on, or None for fixed steps):
-    every ``1/stop_fraction``-th labelled training row, so old and new labels both judge."""
-    labelled = np.flatnonzero(train & ~np.isnan(y))
-    every = max(2, round(1 / cfg.stop_fraction)) if cfg.stop_fraction > 0 else 0
-    judge = labelled[every - 1 :: every] if cfg.converge and every else labelled[:0]
-    if len(judge) < cfg.min_stop_labels or len(np.unique(y[judge])) < 2:
-        return train, None
-    fit = train.copy()
-    fit[judge] = False
-    return fit, judge
-
-
-class _Stopper:
-    """Early stopping on held-back labels: the log loss every ``check_every`` steps, the
-    best state kept, done after ``patience`` judgements without a better one."""
-
-    def __init__(
-        self,
-        model: SelfHealingModel,
-        layer: ReflexiveLayer,
-        H: torch.Tensor,
-        y: np.ndarray,
-        judge: np.ndarray | None,
-        cfg: HealConfig,
-    ) -> None:
-        self.model, self.layer, self.cfg = model, layer, cfg
-        self.judge = judge
-        self.H = H[torch.as_tensor(judge)] if judge is not None else None
-        self.y = y[judge] if judge is not None else None
-        self.best: tuple[float, dict[str, torch.Tensor]] | None = None
-        self.misses = 0
-
-    def done(self, steps: int) -> bool:
-        if self.H is None or self.y is None or steps < self.cfg.steps or steps % self.cfg.check_every:
-            return False
-        with torch.no_grad():
-            loss = _log_loss(self.y, torch.sigmoid(self.model.logits_from_hidden(self.H, self.layer)).numpy())
-        if self.best is None or loss < self.best[0] - 1e-5:
-            self.best = (loss, {k: v.detach().clone() for k, v in self.layer.state_dict().items()})
-            self.misses = 0
-            return False
-        self.misses += 1
-        return self.misses >= self.cfg.patience
-
-    def restore_best(self) -> None:
-        if self.best is not None:
-            self.layer.load_state_dict(self.best[1])
+    return log_loss(y[rows], p)
 
 
 def _refit_offset(
@@ -378,7 +272,7 @@ def _candidate_metrics(
     metrics = _judge_metrics(y, hold, train, targets.label, targets.conf, p_before, p_after, threshold, costs)
     if p_shadow is not None:
         sm = metrics_from_predictions(y[hold], p_shadow >= threshold, costs)
-        metrics.update(holdout_cost_shadow=sm.cost, holdout_logloss_shadow=_log_loss(y[hold], p_shadow))
+        metrics.update(holdout_cost_shadow=sm.cost, holdout_logloss_shadow=log_loss(y[hold], p_shadow))
     metrics.update(
         n_rows=len(y),
         n_labelled=int((~np.isnan(y)).sum()),
@@ -414,15 +308,6 @@ def fit_logit_offset(z: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int 
     return delta
 
 
-def _row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    q = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
-    return -(y * np.log(q) + (1 - y) * np.log1p(-q))  # type: ignore[no-any-return]
-
-
-def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    return float(_row_log_loss(y, p).mean())
-
-
 def _judge_metrics(
     y: np.ndarray,
     hold: np.ndarray,
@@ -447,8 +332,8 @@ def _judge_metrics(
             m[f"holdout_cost_{tag}"] = hm.cost
             m[f"holdout_f1_{tag}"] = hm.f1
             m[f"holdout_accuracy_{tag}"] = hm.accuracy
-            m[f"holdout_logloss_{tag}"] = _log_loss(y[hold], p)
-        d = _row_log_loss(y[hold], p_after[hold]) - _row_log_loss(y[hold], p_before[hold])
+            m[f"holdout_logloss_{tag}"] = log_loss(y[hold], p)
+        d = row_log_loss(y[hold], p_after[hold]) - row_log_loss(y[hold], p_before[hold])
         m["holdout_logloss_gain_z"] = paired_z(-d)
         dc = costs.per_row(y[hold], p_after[hold] >= threshold) - costs.per_row(
             y[hold], p_before[hold] >= threshold

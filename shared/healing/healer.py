@@ -110,13 +110,8 @@ class Healer:
         self.join = LabelJoin(log, cfg.recent_rows)
         self._held: dict[str, tuple[float, np.void]] = {}  # joined labels the guard has not judged yet
         self._suspects: deque[Joined] = deque(maxlen=cfg.label_concept_chunks or 1)  # quarantined chunks
-        self.guard = LabelGuard(
-            cfg.quality_rows,
-            cfg.label_kappa_min,
-            cfg.label_guard_min,
-            cfg.label_resume_chunks,
-            cfg.label_concept_chunks,
-        )
+        guard = (cfg.quality_rows, cfg.label_kappa_min, cfg.label_guard_min, cfg.label_resume_chunks)
+        self.guard = LabelGuard(*guard, cfg.label_concept_chunks)
         self.episodes = Episodes(self.join, cfg.default_onset)
         self.events: list[HealerEvent | Diagnosed] = []
         self.runner = JobRunner(bundle, cfg.heal, cfg.before_labels)
@@ -220,15 +215,13 @@ class Healer:
                 self._suspects.append(rows)  # kept: a long enough hold may turn out a concept change
                 self._quarantine(judged)
                 continue
-            if judged.trusted_again:
+            if judged.trusted_again:  # on a concept change, the kept chunks first
                 state = "concept" if judged.concept else "trusted"
                 self.events.append(
                     LabelsJudged(state, self.guard.kappa, self.cfg.label_kappa_min, judged.reason)
                 )
-            if judged.concept:
-                for kept in self._suspects:
+                for kept in self._suspects if judged.concept else ():
                     self._release(kept)
-            if judged.trusted_again:
                 self._suspects.clear()
             self._release(rows)
 
