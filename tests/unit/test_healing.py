@@ -249,3 +249,18 @@ def test_the_gate_refuses_a_candidate_that_costs_more_than_the_shadow():
     assert not ok and "more than the shadow" in reason
     ok, _ = _decide({}, {**m, "holdout_cost_shadow": 0.45}, HealConfig())
     assert ok
+
+
+def test_a_heal_with_enough_labels_trains_to_convergence_and_keeps_its_best_state(
+    covariate_bundle, covariate_scenario
+):
+    b = covariate_bundle
+    batch = drifted_batch(covariate_scenario)
+    cfg = HealConfig(gate=False)
+    converged = heal_cycle(b.new_model(), batch, b.rules, b.threshold, b.costs, cfg)
+    fixed = heal_cycle(b.new_model(), batch, b.rules, b.threshold, b.costs, replace(cfg, converge=False))
+    assert fixed.terms["steps"] == cfg.steps
+    assert cfg.steps + cfg.check_every * cfg.patience <= converged.terms["steps"] <= cfg.max_steps
+    assert converged.adapter["input_path.weight"].any()  # the heal moved the inputs' path
+    few = HealBatch(batch.X, np.where(np.arange(len(batch.y)) < 100, batch.y, np.nan).astype(np.float32))
+    assert heal_cycle(b.new_model(), few, b.rules, b.threshold, b.costs, cfg).terms["steps"] == cfg.steps

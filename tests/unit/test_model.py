@@ -74,3 +74,21 @@ def test_bad_adapters_are_rejected(mutate, message):
 def test_garbage_bytes_are_a_weights_error():
     with pytest.raises(WeightsError, match="not valid safetensors"):
         adapter_from_bytes(b"\x80\x04not a tensor file", ModelConfig())
+
+
+def test_an_adapter_without_an_input_path_reads_as_zero_and_means_what_it_meant():
+    """Adapters written before the input path (registries, compacted topics) load with a
+    zero path and score exactly as the research formula ``h + scale * adapter(h)`` did."""
+    model = SelfHealingModel(ModelConfig(n_features=3, hidden=8, adapter_hidden=4))
+    old = {k: v for k, v in model.adapter_state().items() if not k.startswith("input_path.")}
+    state, _ = adapter_from_bytes(adapter_to_bytes(old, {}), model.config)
+    assert not state["input_path.weight"].any()
+    model.load_adapter(state)
+    x = torch.randn(5, 3)
+    with torch.no_grad():
+        h = model.hidden(x)[:, :8]
+        r = model.reflexive
+        research = model.head(h + r.scale * r.adapter(h)).squeeze(-1) + r.logit_offset
+        assert torch.equal(model(x), research)
+        r.input_path.weight.fill_(0.5)  # a healed path: the inputs now reach the adapter
+        assert not torch.allclose(model(x), research)

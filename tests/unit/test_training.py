@@ -21,6 +21,7 @@ def test_training_learns_the_seed_signal(seed_scenario):
     assert losses[-1] < losses[0]
     m = evaluate_scores(s.clean_test.y, model.predict_proba(s.clean_test.X), 0.5, CostMatrix())
     assert m.accuracy > 0.9
+    assert not model.reflexive.input_path.weight.any()  # kept out of training: zero until a heal
 
 
 def test_training_is_reproducible(seed_scenario):
