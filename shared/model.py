@@ -99,27 +99,38 @@ class ReflexiveLayer(nn.Module):
         return bool((self.input_scale != 1).any() or (self.input_shift != 0).any())
 
 
-def frozen_hidden(x: torch.Tensor, base: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def frozen_parts(x: torch.Tensor, base: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """Standardise, then the backbone, as the plain operations its modules run (``F.linear``
     is what ``nn.Linear`` calls): ``base`` is (mean, std, w1, b1, w2, b2, head w, head b).
-    Returns what the adapter sees: the hidden units and the standardised inputs side by
-    side, (N, hidden + n_features)."""
+    Returns the hidden units (N, hidden) and the standardised inputs (N, n_features)."""
     mean, std, w1, b1, w2, b2 = base[:6]
     z = (x - mean) / std
-    return torch.cat((torch.relu(F.linear(torch.relu(F.linear(z, w1, b1)), w2, b2)), z), dim=1)
+    return torch.relu(F.linear(torch.relu(F.linear(z, w1, b1)), w2, b2)), z
+
+
+def frozen_hidden(x: torch.Tensor, base: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """What the adapter sees, in one tensor (a heal computes it once and trains on it): the
+    hidden units and the standardised inputs side by side, (N, hidden + n_features)."""
+    return torch.cat(frozen_parts(x, base), dim=1)
 
 
 def adapted_logits(
     hz: torch.Tensor, adapter: tuple[torch.Tensor, ...], base: tuple[torch.Tensor, ...]
 ) -> torch.Tensor:
-    """``h + scale·adapter(h, z)``, the head, the logit offset, on ``hz`` from
-    :func:`frozen_hidden`: ``adapter`` is (w1, b1, w2, b2, scale, logit_offset, w_in)
-    (:meth:`ReflexiveLayer.tensors`)."""
+    """:func:`logits_of_parts` on ``hz`` from :func:`frozen_hidden`."""
+    width = adapter[2].shape[0]
+    return logits_of_parts(hz[:, :width], hz[:, width:], adapter, base)
+
+
+def logits_of_parts(
+    h: torch.Tensor, z: torch.Tensor | None, adapter: tuple[torch.Tensor, ...], base: tuple[torch.Tensor, ...]
+) -> torch.Tensor:
+    """``h + scale·adapter(h, z)``, the head, the logit offset: ``adapter`` is (w1, b1, w2,
+    b2, scale, logit_offset, w_in) (:meth:`ReflexiveLayer.tensors`). ``z`` None: the input
+    path is zero (the scorer skips it then; the same numbers)."""
     w1, b1, w2, b2, scale, offset, w_in = adapter
-    width = w2.shape[0]
-    h, z = hz[:, :width], hz[:, width:]
-    inner = torch.tanh(torch.addmm(F.linear(h, w1, b1), z, w_in.t()))
-    adapted = h + scale * F.linear(inner, w2, b2)
+    pre = F.linear(h, w1, b1) if z is None else torch.addmm(F.linear(h, w1, b1), z, w_in.t())
+    adapted = h + scale * F.linear(torch.tanh(pre), w2, b2)
     return F.linear(adapted, base[6], base[7]).squeeze(-1) + offset
 
 

@@ -17,7 +17,12 @@ import torch
 
 from shared.bundle import Bundle
 from shared.messages.decisions import encode_decisions, shared_fields
-from shared.model import AdapterState, ReflexiveLayer, adapted_logits, frozen_hidden
+from shared.model import (
+    AdapterState,
+    ReflexiveLayer,
+    frozen_parts,
+    logits_of_parts,
+)
 
 
 @dataclass(frozen=True)
@@ -30,10 +35,15 @@ class Plan:
     input_shift: torch.Tensor
     input_scale: torch.Tensor
     calibrated: bool
+    reads_inputs: bool  # the input path is not zero (a zero one is skipped: 12 rows 33 -> 27 us)
 
     @classmethod
     def of(cls, layer: ReflexiveLayer) -> Plan:
-        return cls(layer.tensors(), layer.input_shift, layer.input_scale, layer.calibrated)
+        path = bool(layer.input_path.weight.any())
+        return cls(layer.tensors(), layer.input_shift, layer.input_scale, layer.calibrated, path)
+
+    def logits(self, h: torch.Tensor, z: torch.Tensor, base: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return logits_of_parts(h, z if self.reads_inputs else None, self.tensors, base)
 
 
 @dataclass(frozen=True)
@@ -82,15 +92,16 @@ class ScoringCore:
         """(live, shadow) fraud probabilities for (N, d) rows (read-only; one array for both
         while the bundle's own adapter is live); the backbone runs once unless the live
         adapter calibrates its inputs. The same numbers as ``model.logits``."""
-        live, base = self.live.plan, self._base
+        live, shadow, base = self.live.plan, self.shadow_plan, self._base
         with torch.inference_mode():
             x = torch.from_numpy(X)
-            h = frozen_hidden(x, base)
-            p_shadow = torch.sigmoid(adapted_logits(h, self.shadow_plan.tensors, base)).numpy()
-            if live is self.shadow_plan:  # the bundle's own adapter is live: one score is both
+            h, z = frozen_parts(x, base)
+            p_shadow = torch.sigmoid(shadow.logits(h, z, base)).numpy()
+            if live is shadow:  # the bundle's own adapter is live: one score is both
                 return p_shadow, p_shadow
-            h_live = frozen_hidden((x - live.input_shift) / live.input_scale, base) if live.calibrated else h
-            p_live = torch.sigmoid(adapted_logits(h_live, live.tensors, base)).numpy()
+            if live.calibrated:
+                h, z = frozen_parts((x - live.input_shift) / live.input_scale, base)
+            p_live = torch.sigmoid(live.logits(h, z, base)).numpy()
         return p_live, p_shadow
 
     def decisions(
