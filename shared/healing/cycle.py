@@ -196,12 +196,12 @@ def _best_candidate(
     best the labels held back from its gradient (:func:`stopping_rows`; without them, the
     training labels); the loss terms alone when a loss stopped being finite."""
     best: tuple[float, ReflexiveLayer, torch.Tensor, dict[str, float]] | None = None
-    fit_rows, judge = stopping_rows(y, train, cfg)
-    compare_on = train if judge is None else ~fit_rows & train
+    split = stopping_rows(y, train, cfg)
+    compare_on = train if split[1] is None else ~split[0] & train
     for start in _starts(model):
         with torch.no_grad():
             H = model.hidden(xt, start)
-        layer, sums = train_candidate(model, start, H, y, w, targets, train, cfg)
+        layer, sums = train_candidate(model, start, H, y, w, targets, split, cfg)
         if layer is None:
             return sums
         _refit_offset(model, layer, H, y, train, cfg, sums)

@@ -23,13 +23,14 @@ def train_candidate(
     y: np.ndarray,
     w: np.ndarray,
     targets: _RuleTargets,
-    train: np.ndarray,
+    split: tuple[np.ndarray, np.ndarray | None],
     cfg: HealConfig,
 ) -> tuple[ReflexiveLayer | None, dict[str, float]]:
-    """``layer`` (a copy of the adapter) trained with Adam on the composite loss: to
-    convergence (:func:`stopping_rows`), else ``cfg.steps`` steps; None if the loss stopped
-    being finite. Returns it with the loss terms (mean over steps) and the steps taken."""
-    fit, judge = stopping_rows(y, train, cfg)
+    """``layer`` (a copy of the adapter) trained with Adam on the composite loss over the
+    rows ``split`` (:func:`stopping_rows`) lets the gradient see: to convergence on the rows
+    it holds back, else ``cfg.steps`` steps; None if the loss stopped being finite. Returns
+    it with the loss terms (mean over steps) and the steps taken."""
+    fit, judge = split
     tr = torch.as_tensor(fit)
     yt, wt, rl, rc = (torch.as_tensor(a)[tr] for a in (y, w, targets.label, targets.conf))
     layer.train()
@@ -99,7 +100,6 @@ class Stopper:
         cfg: HealConfig,
     ) -> None:
         self.model, self.layer, self.cfg = model, layer, cfg
-        self.judge = judge
         self.H = H[torch.as_tensor(judge)] if judge is not None else None
         self.y = y[judge] if judge is not None else None
         self.best: tuple[float, dict[str, torch.Tensor]] | None = None
