@@ -91,7 +91,9 @@ class HealerMetrics:
         self.heals = Counter("selfheal_healer_heals", "Heal cycles", ["result"], registry=r)
         self.rollbacks = Counter("selfheal_healer_rollbacks", "Rollbacks", registry=r)
         self.quarantined = Gauge(
-            "selfheal_healer_labels_quarantined", "Labels held back as suspect (poisoned bursts)", registry=r
+            "selfheal_healer_labels_quarantined",
+            "Labels quarantined as suspect so far (poisoned bursts)",
+            registry=r,
         )
         self.bad_snapshots = Counter(
             "selfheal_healer_refused_snapshots", "Registry records refused (signature or payload)", registry=r
