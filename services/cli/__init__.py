@@ -26,11 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["kcat"]:  # everything after it is kcat's own (argparse would take its -flags)
-        args = argparse.Namespace(func=tools.cmd_kcat, kcat_args=argv[1:])
-    else:
-        args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
     except SelfhealError as exc:

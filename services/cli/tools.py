@@ -58,6 +58,7 @@ def register(sub: Any) -> None:
     kc = sub.add_parser(
         "kcat",
         help="run kcat against the stack: its broker and security settings, confluent-kafka's librdkafka",
+        prefix_chars="+",  # no options of its own: every -flag after `kcat` is kcat's
     )
     kc.add_argument("kcat_args", nargs=argparse.REMAINDER, help="kcat's own arguments (-P/-C/-G/-L ...)")
     kc.set_defaults(func=cmd_kcat)
