@@ -16,6 +16,7 @@ from shared.registry import Registry
 SEED_HEAL = HealConfig(
     steps=5,
     converge=False,
+    class_balance=False,
     rule_abstain_label=0.0,
     rule_reliability=False,
     gate=False,

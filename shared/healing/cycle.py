@@ -1,15 +1,18 @@
 """One heal cycle (``heal_cycle``): a candidate adapter from a buffer of recent rows, and whether to trust it.
 
 The live model is never touched: the cycle trains a copy of the adapter on the frozen
-backbone's features (computed once), then judges the candidate against the current
-adapter:
+backbone's features (computed once), with both classes weighing the same in the label
+loss (``class_balance``; the logit-offset refit then restores the arrived fraud rate),
+then judges the candidate against the current adapter:
 
 * with enough arrived labels, the newest ``holdout_fraction`` of them are held out of
   training; on them the candidate must lower log loss against the current adapter (a
   paired z-test over the rows, ``min_gain_z``) without raising expected cost, and must
-  not cost more than the *shadow* (the bundle's own adapter, "never healed") on the same
-  rows (a heal that loses to never healing on live decisions is undone by the healer's
-  shadow guard, see :mod:`shared.healing.healer`);
+  cost less than the *shadow* (the bundle's own adapter, "never healed") on the same rows
+  by ``min_shadow_gain_z`` standard errors of the paired cost difference: a fixed bar in
+  standard errors, so the gain it asks for shrinks as arrived labels grow the held-out
+  set (a heal that still loses to never healing on live decisions is undone by the
+  healer's shadow guard, see :mod:`shared.healing.healer`);
 * without them, it must agree better with the rules' weak labels while its flag rate
   stays within ``label_free_rate_ratio`` of the current one (rules are mostly one-sided,
   "this is fraud", so agreeing with them alone would flag everything);
@@ -48,6 +51,7 @@ class HealConfig:
     w_entropy: float = 0.03  # weight of entropy minimisation, before the cap below
     entropy_max_share: float = 0.5  # the entropy term never exceeds this share of the loss
     pos_weight: float = 1.0  # BCE weight on fraud rows; 1 keeps probabilities calibrated
+    class_balance: bool = True  # both classes weigh the same in the label loss (the offset refit: calibrated)
     rule_abstain_label: float | None = None  # label where no rule fires (research code: 0.0)
     rule_reliability: bool = True  # scale each rule by how well arrived labels back it
     grad_clip: float = 1.0  # max gradient norm per step
@@ -56,6 +60,7 @@ class HealConfig:
     gate: bool = True  # judge the candidate; False accepts every finite candidate
     min_gain_z: float = 0.0  # held-out log-loss gain must be this many standard errors (paired)
     compare_shadow: bool = True  # the gate also compares with the never-healed adapter
+    min_shadow_gain_z: float = 1.5  # held-out cost gain over the shadow must be this many standard errors
     refit_offset: bool = True  # after the steps, refit the logit offset on arrived labels (prior shift)
     min_offset_labels: int = 50  # labelled training rows (of both classes) needed to refit it
     guard_collapse: bool = True  # refuse candidates that predict one class only
@@ -119,6 +124,8 @@ def heal_cycle(
             before_state, False, "no evidence: no arrived label and no rule fired", duration_ms=took()
         )
     w = np.ones(len(y), np.float32) if batch.w is None else np.asarray(batch.w, dtype=np.float32)
+    if cfg.class_balance and cfg.refit_offset and (train & ~np.isnan(y)).sum() >= cfg.min_offset_labels:
+        w = class_balanced(w, y, train)  # the offset refit then takes the training prior back out
     xt = torch.as_tensor(X)
     with torch.no_grad():
         H_before = model.hidden(xt)  # (N, hidden): the frozen part under the live calibration, once
@@ -164,6 +171,24 @@ def _holdout(y: np.ndarray, cfg: HealConfig) -> tuple[np.ndarray, np.ndarray]:
     train = np.ones(len(y), dtype=bool)
     train[hold] = False
     return hold, train
+
+
+def class_balanced(w: np.ndarray, y: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """``w`` scaled so that each class's labelled training rows carry half the weight.
+
+    >>> y = np.array([1, 0, 0, 0, np.nan], np.float32)
+    >>> [round(float(v), 3) for v in class_balanced(np.ones(5, np.float32), y, np.ones(5, bool))]
+    [2.0, 0.667, 0.667, 0.667, 1.0]
+    """
+    out = w.astype(np.float32, copy=True)
+    lab = train & ~np.isnan(y)
+    total = float(w[lab].sum())
+    for c in (0.0, 1.0):
+        rows = lab & (y == c)
+        mass = float(w[rows].sum())
+        if mass > 0 and mass < total:
+            out[rows] *= 0.5 * total / mass
+    return out
 
 
 def _rule_targets(
@@ -272,7 +297,13 @@ def _candidate_metrics(
     metrics = _judge_metrics(y, hold, train, targets.label, targets.conf, p_before, p_after, threshold, costs)
     if p_shadow is not None:
         sm = metrics_from_predictions(y[hold], p_shadow >= threshold, costs)
-        metrics.update(holdout_cost_shadow=sm.cost, holdout_logloss_shadow=log_loss(y[hold], p_shadow))
+        yh = y[hold]
+        dc = costs.per_row(yh, p_after[hold] >= threshold) - costs.per_row(yh, p_shadow >= threshold)
+        metrics.update(
+            holdout_cost_shadow=sm.cost,
+            holdout_logloss_shadow=log_loss(y[hold], p_shadow),
+            holdout_cost_gain_z_shadow=paired_z(-dc),
+        )
     metrics.update(
         n_rows=len(y),
         n_labelled=int((~np.isnan(y)).sum()),
@@ -374,6 +405,10 @@ def _decide(candidate: AdapterState, m: dict[str, float], cfg: HealConfig) -> tu
         c_s = m.get("holdout_cost_shadow")
         if c_s is not None and c_a > c_s:
             return False, f"costs more than the shadow on held-out labels: {c_a:.4f} > {c_s:.4f} ({change})"
+        z_s = m.get("holdout_cost_gain_z_shadow")
+        if z_s is not None and z_s < cfg.min_shadow_gain_z:
+            over = f"{c_s:.4f} -> {c_a:.4f} (z={z_s:.2f}; {change})"
+            return False, f"no clear gain over the shadow on held-out labels: {over}"
         if c_a <= c_b and ll_a < ll_b and z >= cfg.min_gain_z:
             return True, f"held-out {change}"
         return False, f"no clear gain on held-out labels: {change}"

@@ -41,7 +41,7 @@ def train_candidate(
     ]
     opt = torch.optim.Adam(params, lr=cfg.lr)
     totals: dict[str, float] = {}
-    stopper = Stopper(model, layer, H, y, judge, cfg)
+    stopper = Stopper(model, layer, H, y, judge, cfg, w if cfg.class_balance else None)
     steps = 0
     while steps < (cfg.max_steps if judge is not None else cfg.steps):
         logits = model.logits_from_hidden(H[tr], layer)
@@ -98,10 +98,12 @@ class Stopper:
         y: np.ndarray,
         judge: np.ndarray | None,
         cfg: HealConfig,
+        w: np.ndarray | None = None,  # row weights (class balance): the loss it stops on is weighted too
     ) -> None:
         self.model, self.layer, self.cfg = model, layer, cfg
         self.H = H[torch.as_tensor(judge)] if judge is not None else None
         self.y = y[judge] if judge is not None else None
+        self.w = w[judge] if judge is not None and w is not None else None
         self.best: tuple[float, dict[str, torch.Tensor]] | None = None
         self.misses = 0
 
@@ -109,7 +111,8 @@ class Stopper:
         if self.H is None or self.y is None or steps < self.cfg.steps or steps % self.cfg.check_every:
             return False
         with torch.no_grad():
-            loss = log_loss(self.y, torch.sigmoid(self.model.logits_from_hidden(self.H, self.layer)).numpy())
+            p = torch.sigmoid(self.model.logits_from_hidden(self.H, self.layer)).numpy()
+        loss = log_loss(self.y, p, self.w)
         if self.best is None or loss < self.best[0] - 1e-5:
             self.best = (loss, {k: v.detach().clone() for k, v in self.layer.state_dict().items()})
             self.misses = 0
@@ -127,5 +130,5 @@ def row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return -(y * np.log(q) + (1 - y) * np.log1p(-q))  # type: ignore[no-any-return]
 
 
-def log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    return float(row_log_loss(y, p).mean())
+def log_loss(y: np.ndarray, p: np.ndarray, w: np.ndarray | None = None) -> float:
+    return float(np.average(row_log_loss(y, p), weights=w))

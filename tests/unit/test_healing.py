@@ -264,3 +264,39 @@ def test_a_heal_with_enough_labels_trains_to_convergence_and_keeps_its_best_stat
     assert converged.adapter["input_path.weight"].any()  # the heal moved the inputs' path
     few = HealBatch(batch.X, np.where(np.arange(len(batch.y)) < 100, batch.y, np.nan).astype(np.float32))
     assert heal_cycle(b.new_model(), few, b.rules, b.threshold, b.costs, cfg).terms["steps"] == cfg.steps
+
+
+def test_leaving_the_shadow_needs_a_gain_beyond_noise():
+    """The bar is in standard errors: the same gain passes once enough labels back it."""
+    m = {
+        "evidence_fraud_rate": 0.2,
+        "pos_rate_after": 0.2,
+        "holdout_cost_before": 0.8,
+        "holdout_cost_after": 0.7,
+        "holdout_cost_shadow": 0.8,
+        "holdout_logloss_before": 0.5,
+        "holdout_logloss_after": 0.4,
+        "holdout_logloss_gain_z": 2.0,
+        "holdout_cost_gain_z_shadow": 0.6,  # 0.1 per row over few held-out labels
+    }
+    cfg = HealConfig(min_shadow_gain_z=1.0)
+    ok, reason = _decide({}, m, cfg)
+    assert not ok and "no clear gain over the shadow" in reason
+    ok, _ = _decide({}, {**m, "holdout_cost_gain_z_shadow": 1.7}, cfg)  # the same gain, 8x the labels
+    assert ok
+
+
+def test_class_balanced_training_is_recalibrated_by_the_offset_refit(covariate_bundle, covariate_scenario):
+    b = covariate_bundle
+    batch = drifted_batch(covariate_scenario)
+    cfg = HealConfig(gate=False, class_balance=True)
+    r = heal_cycle(b.new_model(), batch, b.rules, b.threshold, b.costs, cfg)
+    model = b.new_model()
+    model.load_adapter(r.adapter)
+    with torch.no_grad():
+        p = torch.sigmoid(model.logits(torch.as_tensor(batch.X))).numpy()
+    assert r.terms["logit_offset"] < -0.5  # trained as if half were fraud, then moved back
+    assert abs(p.mean() - batch.y.mean()) < 0.03  # calibrated to the arrived fraud rate again
+    plain = replace(cfg, class_balance=False)
+    unbalanced = heal_cycle(b.new_model(), batch, b.rules, b.threshold, b.costs, plain)
+    assert abs(unbalanced.terms["logit_offset"]) < abs(r.terms["logit_offset"])
