@@ -60,7 +60,7 @@ class HealConfig:
     gate: bool = True  # judge the candidate; False accepts every finite candidate
     min_gain_z: float = 0.0  # held-out log-loss gain must be this many standard errors (paired)
     compare_shadow: bool = True  # the gate also compares with the never-healed adapter
-    min_shadow_gain_z: float = 1.5  # held-out cost gain over the shadow must be this many standard errors
+    min_shadow_gain_z: float = 1.0  # held-out cost gain over the shadow must be this many standard errors
     refit_offset: bool = True  # after the steps, refit the logit offset on arrived labels (prior shift)
     min_offset_labels: int = 50  # labelled training rows (of both classes) needed to refit it
     guard_collapse: bool = True  # refuse candidates that predict one class only
