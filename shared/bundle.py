@@ -3,7 +3,9 @@
     BUNDLE/
       bundle.json          manifest: format, id, model config, ordered features, reference
                            statistics (mean, std, quantiles for FIDI), threshold, costs,
-                           label column, training report
+                           label column, training report; the input schema when the
+                           training table had categories or missing values
+                           (:mod:`shared.schema`; ``features`` are then its encoded inputs)
       base.safetensors     backbone + head + input standardisation (frozen forever)
       adapter.safetensors  the adapter as trained: version 0, what "no heal" means
       rules.toml           domain rules (may hold no rule)
@@ -44,6 +46,7 @@ from shared.model import (
     adapter_to_bytes,
 )
 from shared.rules import RuleSet
+from shared.schema import Schema
 
 FORMAT = 1
 FILES = ("bundle.json", "base.safetensors", "adapter.safetensors", "rules.toml")
@@ -90,12 +93,27 @@ class Bundle:
     reference_quantiles: np.ndarray | None = None  # (d, k) training quantiles, for FIDI's normal scores
     reference_rows: ReferenceRows | None = None  # labelled rows from before drift (label-free healing)
     info: dict[str, Any] = field(default_factory=dict)  # training report; not part of the id
+    schema: Schema | None = None  # raw fields -> ``features`` (None: a transaction carries ``features``)
     id: str = ""
 
     def __post_init__(self) -> None:
+        if self.schema is not None and self.schema.columns != self.features:
+            raise BundleError("the schema's encoded inputs are not the bundle's features")
         if not self.id:
             self.id = self._content_id()
-        self.rules = RuleSet.from_toml(self.rules_toml, self.features, origin="bundle rules.toml")
+        self.rules = RuleSet.from_toml(
+            self.rules_toml, self.features, origin="bundle rules.toml", schema=self.schema
+        )
+
+    @property
+    def transaction_format(self) -> tuple[str, ...] | Schema:
+        """What decodes a transaction for this bundle: its features, or its schema."""
+        return self.features if self.schema is None else self.schema
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The fields a transaction carries: the schema's raw fields, else the features."""
+        return self.features if self.schema is None else self.schema.names
 
     # -- building
     @classmethod
@@ -110,6 +128,7 @@ class Bundle:
         label: str = "label",
         info: dict[str, Any] | None = None,
         reference_rows: ReferenceRows | None = None,
+        schema: Schema | None = None,
     ) -> Bundle:
         return cls(
             config=model.config,
@@ -125,6 +144,7 @@ class Bundle:
             reference_quantiles=None if len(reference) < 3 else np.asarray(reference[2], dtype=np.float64),
             info=dict(info or {}),
             reference_rows=reference_rows,
+            schema=schema,
         )
 
     def new_model(self, adapter: AdapterState | None = None) -> SelfHealingModel:
@@ -143,12 +163,13 @@ class Bundle:
             self.reference_std,
             quantiles=self.reference_quantiles,
             features=self.features,
+            indicators=None if self.schema is None else self.schema.indicators,
             **overrides,
         )
 
     # -- content
     def _core(self) -> dict[str, Any]:
-        return {
+        core = {
             "format": FORMAT,
             "model": self.config.to_dict(),
             "features": list(self.features),
@@ -157,6 +178,9 @@ class Bundle:
             "costs": self.costs.to_dict(),
             "label": self.label,
         }
+        if self.schema is not None:  # absent otherwise: older bundles keep their ids
+            core["schema"] = self.schema.to_dict()
+        return core
 
     def _reference(self) -> dict[str, Any]:
         ref: dict[str, Any] = {"mean": self.reference_mean.tolist(), "std": self.reference_std.tolist()}
@@ -221,6 +245,7 @@ class Bundle:
                     else None
                 ),
                 info=m.get("info", {}),
+                schema=Schema.from_dict(m["schema"]) if "schema" in m else None,
                 reference_rows=(
                     ReferenceRows.from_bytes((src / REFERENCE_FILE).read_bytes(), config.n_features)
                     if (src / REFERENCE_FILE).is_file()

@@ -17,6 +17,7 @@ from shared.errors import SelfhealError
 from shared.evaluation import CostMatrix, cost_optimal_threshold, evaluate_scores
 from shared.model import ModelConfig, SelfHealingModel
 from shared.rules import RuleSet
+from shared.schema import Schema
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,10 @@ def train_model(
     """Train backbone, adapter and head together on clean rows (the adapter's input path
     stays zero); returns the model and epoch losses.
 
-    Inputs are standardised inside the model with the training mean and std.
+    Inputs are standardised inside the model with the training mean and std. An input
+    constant in training (a category named by a rule but not seen yet) gets no weight in
+    the backbone: the frozen model ignores it; rules, the monitor and the adapter's input
+    path do not.
     """
     cfg = config or TrainConfig()
     mcfg = model_config or ModelConfig(n_features=X.shape[1])
@@ -79,6 +83,10 @@ def train_model(
                 opt.step()
                 total += loss.item() * len(idx)
             losses.append(total / len(xt))
+        first = model.backbone[0]
+        assert isinstance(first, nn.Linear)
+        with torch.no_grad():  # an input constant in training was 0 after standardising: its
+            first.weight[:, torch.as_tensor(std == 0)] = 0.0  # weights never mattered; now they never will
     model.eval()
     return model, losses
 
@@ -118,6 +126,7 @@ def build_bundle(
     train_config: TrainConfig | None = None,
     threshold: float | None = None,
     source: str = "",
+    schema: Schema | None = None,
 ) -> Bundle:
     """Train on ``1 - val_fraction`` of the rows; pick the cost-optimal threshold on the rest.
 
@@ -125,7 +134,7 @@ def build_bundle(
     """
     costs = costs or CostMatrix()
     tcfg = train_config or TrainConfig()
-    RuleSet.from_toml(rules_toml, features)  # fail early, naming the rule
+    RuleSet.from_toml(rules_toml, features, schema=schema)  # fail early, naming the rule
     if val_fraction > 0:
         tr, va = split_validation(len(y), y, val_fraction, tcfg.seed)
     else:
@@ -144,7 +153,7 @@ def build_bundle(
         chosen, val_metrics = choose_threshold(model, X[va], y[va], costs)
         info["validation"] = val_metrics
         threshold = chosen if threshold is None else threshold
-        rules = RuleSet.from_toml(rules_toml, features)
+        rules = RuleSet.from_toml(rules_toml, features, schema=schema)
         conflicts = rules.conflicts(X[va], model.predict_proba(X[va]))
         info["reference_conflict_rate"] = float(conflicts.mean())
     assert threshold is not None
@@ -158,6 +167,7 @@ def build_bundle(
         label=label,
         info=info,
         reference_rows=reference_rows(X, y, tr, va, tcfg.seed),
+        schema=schema,
     )
 
 

@@ -16,6 +16,9 @@ def register(sub: Any) -> None:
     t.add_argument("--data", required=True, help="a .csv or .parquet file")
     t.add_argument("--label", required=True, help="the 0/1 label column (1 = fraud)")
     t.add_argument("--features", nargs="*", help="feature columns (default: all but label and id)")
+    t.add_argument(
+        "--categorical", nargs="*", default=[], help="columns that are categories (text columns always are)"
+    )
     t.add_argument("--rules", help="a rules.toml file")
     t.add_argument("--out", required=True, help="bundle directory to write")
     t.add_argument("--fp-cost", type=float, default=1.0, help="cost of a false alarm (default 1)")
@@ -47,11 +50,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     say = Progress(args.quiet)
     features = _split_features(args.features)
-    table = load_table(args.data, args.label, features)
-    rules_text = ""
+    rules_text = _read_rules(args.rules)
+    named = _rule_categories(rules_text, args.rules)
+    table = load_table(args.data, args.label, features, _split_features(args.categorical) or (), named)
     if args.rules:
-        RuleSet.from_file(args.rules, table.features)  # names the bad rule, if any
-        rules_text = Path(args.rules).read_text()
+        RuleSet.from_toml(rules_text, table.features, origin=args.rules, schema=table.schema)
     n_pos = int(table.y.sum())
     share = n_pos / len(table.y)
     say(f"{args.data}: {len(table.y):,} rows, {len(table.features)} features, {n_pos:,} fraud ({share:.1%})")
@@ -66,11 +69,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         train_config=TrainConfig(epochs=args.epochs, seed=args.seed),
         source=str(args.data),
+        schema=table.schema,
     )
     bundle.save(args.out)
     v = bundle.info.get("validation", {})
     print(f"bundle {bundle.id} written to {args.out}")
-    print(f"features ({len(bundle.features)}): {', '.join(bundle.features)}")
+    _print_inputs(bundle)
     print(f"rules: {', '.join(bundle.rules.names) or 'none'}")
     print(
         f"threshold {bundle.threshold:.4f} minimises expected cost "
@@ -85,6 +89,43 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         print(f"  flagging nothing would cost {args.fn_cost * n_pos / len(table.y):.4f} per transaction")
     return 0
+
+
+def _read_rules(path: str | None) -> str:
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise SelfhealError(f"cannot read rules file {path}: {exc.strerror}") from exc
+
+
+def _rule_categories(text: str, origin: str | None) -> dict[str, set[str]]:
+    """Field -> the strings the rules compare it with (each gets its own input)."""
+    import tomllib
+
+    from shared.rules.condition import ConditionError, categories_named
+
+    if not text:
+        return {}
+    try:
+        entries = tomllib.loads(text).get("rule", [])
+        named: dict[str, set[str]] = {}
+        for e in entries if isinstance(entries, list) else []:
+            for f, values in categories_named(str(e.get("when", ""))).items():
+                named.setdefault(f, set()).update(values)
+        return named
+    except (tomllib.TOMLDecodeError, ConditionError, AttributeError):
+        return {}  # the rules' own parse names the problem
+
+
+def _print_inputs(bundle: Any) -> None:
+    if bundle.schema is None:
+        print(f"features ({len(bundle.features)}): {', '.join(bundle.features)}")
+        return
+    print(f"schema: {len(bundle.schema.fields)} fields -> {len(bundle.features)} model inputs")
+    for line in bundle.schema.describe():
+        print(f"  {line}")
 
 
 def _split_features(values: Sequence[str] | None) -> list[str] | None:
@@ -117,7 +158,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 
     b = Bundle.load(args.path)
     print(f"bundle {b.id}  ({args.path})")
-    print(f"features ({len(b.features)}): {', '.join(b.features)}")
+    _print_inputs(b)
     print(
         f"label column: {b.label} · threshold {b.threshold:.4f} · costs FP {b.costs.fp:g} FN {b.costs.fn:g}"
     )

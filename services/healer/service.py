@@ -236,7 +236,7 @@ class HealerService(ConsumerService):
         for m in data:
             by_topic.setdefault(m.topic() or "", []).append(m)
         if tx := by_topic.get(t.transactions):
-            decoded = decode_transactions([m.value() for m in tx], self.bundle.features)
+            decoded = decode_transactions([m.value() for m in tx], self.bundle.transaction_format)
             ts = [
                 t if t is not None else record_ts(tx[i])
                 for t, i in zip(decoded.ts, decoded.index, strict=True)

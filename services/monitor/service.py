@@ -108,7 +108,7 @@ class MonitorService(ConsumerService):
         dec = [m.value() for m in data if m.topic() == self.topics.decisions]
         alerts: list[Alert] = []
         if tx:
-            decoded = decode_transactions(tx, self.bundle.features)
+            decoded = decode_transactions(tx, self.bundle.transaction_format)
             self.metrics.transactions.inc(len(decoded.ids))
             self.metrics.skipped.inc(len(decoded.rejected))
             alerts += self.core.add_transactions(decoded.X, decoded.ts)

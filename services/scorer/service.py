@@ -148,7 +148,7 @@ class ScorerService(ConsumerService):
         t0 = time.perf_counter()
         received_ms = time.time() * 1e3
         checks = Checks([m.key() for m in data], self.bundle.id, self.recent)
-        decoded = decode_transactions([m.value() for m in data], self.core.features, checks)
+        decoded = decode_transactions([m.value() for m in data], self.bundle.transaction_format, checks)
         self.metrics.transactions.inc(len(data))
         if decoded.ids:
             out = self.core.decisions(decoded.ids, decoded.X, decoded.ts, received_ms)

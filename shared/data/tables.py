@@ -1,20 +1,24 @@
 """Reading a user's labelled table (CSV or Parquet) into features and labels, with clear errors.
 
 Every problem raises :class:`DataError` naming the file, the column and, for CSV, the
-line: a missing label column, a non-numeric or missing value in a feature, a label that
-is not 0/1, a table with no rows or with one class only.
+line: a missing label column, a label that is not 0/1, a table with no rows or with one
+class only. A table whose features are complete numbers is read as it is; one with a
+text column, a column named in ``categorical`` or an empty cell gets a
+:class:`~shared.schema.Schema` (categories one-hot, missing values imputed and flagged),
+and ``X`` holds the encoded inputs.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from shared.errors import DataError
+from shared.schema import Schema, needs_schema
 
 ID_COLUMNS = ("id", "transaction_id")
 
@@ -23,12 +27,20 @@ ID_COLUMNS = ("id", "transaction_id")
 class Table:
     X: np.ndarray  # (n, d) float32
     y: np.ndarray  # (n,) float32
-    features: tuple[str, ...]
+    features: tuple[str, ...]  # the columns of X: the model's inputs
     label: str
+    schema: Schema | None = None  # how raw fields became X (None: they are X)
 
 
-def load_table(path: str | Path, label: str, features: Sequence[str] | None = None) -> Table:
-    """Read ``path`` (.csv or .parquet); features default to every column but the label and ids."""
+def load_table(
+    path: str | Path,
+    label: str,
+    features: Sequence[str] | None = None,
+    categorical: Sequence[str] = (),
+    named: Mapping[str, Iterable[str]] | None = None,
+) -> Table:
+    """Read ``path`` (.csv or .parquet); features default to every column but the label and ids.
+    ``categorical`` and ``named`` (the rules' category strings) as in :meth:`Schema.infer`."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: no such file")
@@ -54,7 +66,10 @@ def load_table(path: str | Path, label: str, features: Sequence[str] | None = No
     n = len(columns[label])
     if n == 0:
         raise DataError(f"{p}: the table has no rows")
-    X = np.column_stack([_numeric(p, name, columns[name], lines) for name in features])
+    categorical = [*categorical, *(f for f in named or {} if f in features)]
+    unknown = [c for c in categorical if c not in features]
+    if unknown:
+        raise DataError(f"{p}: --categorical names no feature column: {', '.join(unknown)}")
     y = _numeric(p, label, columns[label], lines)
     bad = np.flatnonzero((y != 0) & (y != 1))
     if bad.size:
@@ -62,6 +77,14 @@ def load_table(path: str | Path, label: str, features: Sequence[str] | None = No
         raise DataError(f"{p}: label {label!r} must be 0 or 1; {_where(lines, i)} has {columns[label][i]!r}")
     if y.min() == y.max():
         raise DataError(f"{p}: label {label!r} has only class {int(y[0])}; training needs both 0 and 1")
+    raw = {name: columns[name] for name in features}
+    if needs_schema(raw, categorical):
+        try:
+            schema = Schema.infer(raw, categorical, named=named)
+        except DataError as exc:
+            raise DataError(f"{p}: {exc}") from None
+        return Table(schema.encode_columns(raw), y.astype(np.float32), schema.columns, label, schema)
+    X = np.column_stack([_numeric(p, name, columns[name], lines) for name in features])
     return Table(X.astype(np.float32), y.astype(np.float32), tuple(features), label)
 
 

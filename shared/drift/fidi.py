@@ -17,6 +17,13 @@ it reaches 1. Short windows catch a large shift within tens of rows; long ones c
 small shift without waiting for a fixed window to fill. Consecutive rows share most of
 their windows, so alarms come in runs and one run is one alarm.
 
+A 0/1 **indicator** (a one-hot category or a missing flag of a bundle's schema) is
+standardised by its training rate ``p`` instead, with ``p`` taken as at least
+``INDICATOR_MIN_RATE`` (a category never seen in training may appear a few times without
+alarm), and judged only on windows holding at least ``INDICATOR_MIN_COUNT`` expected rare
+values (``n * min(p, 1 - p)``): on shorter ones a rare flag's mean is too skewed for the
+normal quantile, and a few flags in 16 rows would read as a drift.
+
 Recovery uses the longest window only: once in drift, FIDI reports recovery after the
 longest window's index stays below ``recovery`` for ``recovery_rows`` rows in a row.
 
@@ -48,6 +55,8 @@ from shared.drift.scores import NormalScores
 from shared.errors import ConfigError
 
 SCALES = (16, 32, 64, 128, 256, 512, 1024, 2048)
+INDICATOR_MIN_RATE = 0.02  # an indicator's training rate is taken as at least this (and at most 1 - this)
+INDICATOR_MIN_COUNT = 25  # expected rare values in a window before an indicator is judged on it
 
 
 class FIDI(MeanShiftDetector):
@@ -82,6 +91,7 @@ class FIDI(MeanShiftDetector):
         min_effect: float = 0.15,
         recovery: float = 0.5,
         recovery_rows: int = 500,
+        indicators: Sequence[bool] | None = None,
     ) -> None:
         super().__init__(mean, std, features)
         d = self.mean.size
@@ -101,14 +111,24 @@ class FIDI(MeanShiftDetector):
         # the reference of the transformed values
         self._mu = np.zeros(d) if self.scores is None else np.full(d, self.scores.mean)
         self._sigma = np.ones(d) if self.scores is None else np.full(d, self.scores.std)
+        self.indicators = np.zeros(d, bool) if indicators is None else np.asarray(indicators, bool)
+        if self.indicators.shape != (d,):
+            raise ConfigError(f"indicators for {self.indicators.size} features, reference has {d}")
+        rate = np.clip(self.mean, INDICATOR_MIN_RATE, 1 - INDICATOR_MIN_RATE)
+        self._rate_sd = np.sqrt(rate * (1 - rate))
+        # the shortest window each feature is judged on (indicators: enough rare values expected)
+        self._min_n = np.where(self.indicators, INDICATOR_MIN_COUNT / np.minimum(rate, 1 - rate), 0.0)
+        self._mu[self.indicators], self._sigma[self.indicators] = 0.0, 1.0
         self._history = np.zeros((0, d))  # the last max(scales) transformed rows
         self._detected_at: int | None = None
         self._n_rows = 0
 
     def _transform(self, x: np.ndarray) -> np.ndarray:
-        if self.scores is not None:
-            return self.scores.transform(x)
-        return (x - self.mean) / self.std
+        out = self.scores.transform(x) if self.scores is not None else (x - self.mean) / self.std
+        ind = self.indicators
+        if ind.any():
+            out[:, ind] = (x[:, ind] - self.mean[ind]) / self._rate_sd[ind]
+        return out
 
     def update(self, batch: ArrayLike) -> FIDI:
         """Add a batch of rows (N, d), judged row by row; returns self."""
@@ -136,6 +156,7 @@ class FIDI(MeanShiftDetector):
             z = e * np.sqrt(n)
             score = np.minimum(e / self.min_effect, z / self.z_crit)
             score[~ok] = 0.0
+            score[:, n < self._min_n] = 0.0
             better = score > best
             best = np.where(better, score, best)
             best_e, best_z = np.where(better, e, best_e), np.where(better, z, best_z)

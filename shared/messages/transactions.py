@@ -1,7 +1,8 @@
 """``transactions`` (key: the id): what users send to be scored.
 
 ``{"id": str, "features": {name: number}, "ts": epoch ms (optional), "bundle": str
-(optional: refused unless it is the reader's)}``
+(optional: refused unless it is the reader's)}``; for a bundle with a schema
+(:mod:`shared.schema`) a feature may be ``null`` and a category is a string.
 
 The scorer decodes a whole batch at once (:func:`decode_transactions`): good records become
 rows of a float32 matrix, every other record a :class:`Reject` with its position, so each
@@ -28,6 +29,7 @@ import orjson
 
 from shared.messages.record import MAX_RECORD_BYTES, load_object, size_reject
 from shared.messages.reject import Reject, RejectCode
+from shared.schema import Schema
 
 ABSURD = 1e12  # larger feature values are rejected as corrupt
 
@@ -41,6 +43,7 @@ __all__ = [
     "TransactionBatch",
     "decode_transactions",
     "decode_transactions_checked",
+    "decode_with_schema",
     "encode_transaction",
 ]
 
@@ -48,13 +51,13 @@ __all__ = [
 @dataclass(frozen=True)
 class Transaction:
     id: str
-    features: Mapping[str, float]
+    features: Mapping[str, float | str | None]  # str and None: fields of a bundle with a schema
     ts: float | None = None  # event time, epoch ms
     bundle: str | None = None  # the bundle it is meant for, when the sender says
 
     @classmethod
     def from_row(
-        cls, tx_id: str, names: Sequence[str], row: Sequence[float], ts: float | None = None
+        cls, tx_id: str, names: Sequence[str], row: Sequence[float | str | None], ts: float | None = None
     ) -> Transaction:
         return cls(tx_id, dict(zip(names, row, strict=True)), ts)
 
@@ -214,6 +217,43 @@ def decode_transactions_checked(
     return out
 
 
+def decode_with_schema(
+    values: Sequence[bytes | None], schema: Schema, checks: Checks = NO_CHECKS
+) -> TransactionBatch:
+    """A bundle with a schema: record by record, the raw fields checked against it (``null``
+    anywhere, a string for a category) and encoded into the model's inputs."""
+    out = TransactionBatch([], np.zeros((0, len(schema.columns)), dtype=np.float32), [], [], [])
+    good: list[Mapping[str, Any]] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(values):
+        rec = _raw_reject(raw, checks.keys[i] if checks.keys is not None else None) or load_object(raw)
+        if not isinstance(rec, Reject):
+            rec = _id_reject(rec, seen, checks) or _schema_reject(rec, schema) or rec
+        if isinstance(rec, Reject):
+            out.rejected.append((i, rec))
+            continue
+        seen.add(rec["id"])
+        out.ids.append(rec["id"])
+        good.append(rec["features"])
+        out.ts.append(rec.get("ts"))
+        out.index.append(i)
+    out.X = schema.encode_records(good)
+    return out
+
+
+def _schema_reject(rec: dict[str, Any], schema: Schema) -> Reject | None:
+    feats = rec.get("features")
+    if not isinstance(feats, dict):
+        return Reject(RejectCode.SCHEMA, "missing 'features' object")
+    problem = schema.problem(feats)
+    if problem is not None:
+        return Reject(RejectCode.SCHEMA if problem[0] == "schema" else RejectCode.VALUE, problem[1])
+    ts = rec.get("ts")
+    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float)):
+        return Reject(RejectCode.VALUE, "'ts' is not a number")
+    return None
+
+
 # -- the fast path ---------------------------------------------------------------------------
 
 _NUMBER = {float, int}
@@ -278,13 +318,16 @@ def _decode_typed(
 
 
 def decode_transactions(
-    values: Sequence[bytes | None], features: Sequence[str], checks: Checks = NO_CHECKS
+    values: Sequence[bytes | None], features: Sequence[str] | Schema, checks: Checks = NO_CHECKS
 ) -> TransactionBatch:
     """Decode a batch: good rows into ``X``; every other record into ``rejected`` with a reason.
 
     Three paths, each held to the next: msgspec on a batch of good records; on any other
     batch orjson record by record, with the values checked at once; on a batch with a bad
-    value, the reference (:func:`decode_transactions_checked`)."""
+    value, the reference (:func:`decode_transactions_checked`). A bundle's schema
+    (``features`` a :class:`~shared.schema.Schema`) takes :func:`decode_with_schema`."""
+    if isinstance(features, Schema):
+        return decode_with_schema(values, features, checks)
     early = _early_rejects(values, checks.keys)
     typed = None if early or not values else _decode_typed(values, features, checks)
     if typed is not None:

@@ -28,6 +28,7 @@ import numpy as np
 
 from shared.errors import RulesError
 from shared.rules.condition import ConditionError, Predicate, compile_condition
+from shared.schema import Schema
 
 _LABELS: dict[Any, int] = {"fraud": 1, "normal": 0, 1: 1, 0: 0}
 
@@ -54,16 +55,18 @@ class RuleSet:
         return cls((), tuple(features))
 
     @classmethod
-    def from_file(cls, path: str | Path, features: Sequence[str]) -> RuleSet:
+    def from_file(cls, path: str | Path, features: Sequence[str], schema: Schema | None = None) -> RuleSet:
         p = Path(path)
         try:
             text = p.read_text()
         except OSError as exc:
             raise RulesError(f"cannot read rules file {p}: {exc.strerror}") from exc
-        return cls.from_toml(text, features, origin=str(p))
+        return cls.from_toml(text, features, origin=str(p), schema=schema)
 
     @classmethod
-    def from_toml(cls, text: str, features: Sequence[str], origin: str = "rules") -> RuleSet:
+    def from_toml(
+        cls, text: str, features: Sequence[str], origin: str = "rules", schema: Schema | None = None
+    ) -> RuleSet:
         try:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -82,7 +85,7 @@ class RuleSet:
         rules: list[Rule] = []
         seen: set[str] = set()
         for k, entry in enumerate(entries):
-            rules.append(_parse_rule(entry, k, features, origin, seen))
+            rules.append(_parse_rule(entry, k, features, origin, seen, schema))
         return cls(tuple(rules), tuple(features), fraud_below, normal_above, text)
 
     def __len__(self) -> int:
@@ -151,7 +154,9 @@ class RuleSet:
         return [r.name for r, on in zip(self.rules, fired_row, strict=True) if on]
 
 
-def _parse_rule(entry: Any, k: int, features: Sequence[str], origin: str, seen: set[str]) -> Rule:
+def _parse_rule(
+    entry: Any, k: int, features: Sequence[str], origin: str, seen: set[str], schema: Schema | None = None
+) -> Rule:
     if not isinstance(entry, dict):
         raise RulesError(f"{origin}: rule #{k + 1} is not a table")
     name = entry.get("name")
@@ -168,7 +173,7 @@ def _parse_rule(entry: Any, k: int, features: Sequence[str], origin: str, seen: 
     if not isinstance(when, str):
         raise RulesError(f"{where}: needs a 'when' condition string")
     try:
-        predicate = compile_condition(when, features)
+        predicate = compile_condition(when, features, schema)
     except ConditionError as exc:
         raise RulesError(f"{where}: bad condition {when!r}: {exc}") from exc
     raw_label = entry.get("label", "fraud")

@@ -26,27 +26,26 @@ def test_feature_subset_in_given_order(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "text, label, features, message",
+    "text, label, features, message, categorical",
     [
-        ("a,b\n1,0\n2,1\n", "Class", None, "no label column 'Class'; columns are a, b"),
-        ("a,Class\n1,0\nfoo,1\n", "Class", None, "column 'a' is not numeric: 'foo' at line 3"),
-        ("a,Class\n1,0\n,1\n", "Class", None, "column 'a' is empty at line 3"),
-        ("a,Class\n1,0\nnan,1\n", "Class", None, "column 'a' has NaN or infinite value 'nan' at line 3"),
-        ("a,Class\n1,0\ninf,1\n", "Class", None, "NaN or infinite"),
-        ("a,Class\n1,0\n2,2\n", "Class", None, "must be 0 or 1; line 3 has '2'"),
-        ("a,Class\n1,1\n2,1\n", "Class", None, "only class 1"),
-        ("a,Class\n", "Class", None, "no rows"),
-        ("", "Class", None, "the file is empty"),
-        ("a,Class\n1,0,5\n", "Class", None, "line 2 has 3 fields, the header has 2"),
-        ("a,a,Class\n1,1,0\n", "Class", None, "duplicate column name"),
-        ("a,Class\n1,0\n2,1\n", "Class", ["zz"], "feature column(s) not found: zz"),
-        ("a,Class\n1,0\n2,1\n", "Class", ["Class"], "cannot also be a feature"),
-        ("id,Class\nx,0\ny,1\n", "Class", None, "no feature columns"),
+        ("a,b\n1,0\n2,1\n", "Class", None, "no label column 'Class'; columns are a, b", ()),
+        ("a,Class\n1,0\ninf,1\n", "Class", None, "column 'a' has NaN or infinite value 'inf' at line 3", ()),
+        ("a,Class\n,0\nnull,1\n", "Class", None, "column 'a' has no value at all", ()),
+        ("a,Class\n1,0\n2,1\n", "Class", None, "--categorical names no feature column: b", ["b"]),
+        ("a,Class\n1,0\n2,2\n", "Class", None, "must be 0 or 1; line 3 has '2'", ()),
+        ("a,Class\n1,1\n2,1\n", "Class", None, "only class 1", ()),
+        ("a,Class\n", "Class", None, "no rows", ()),
+        ("", "Class", None, "the file is empty", ()),
+        ("a,Class\n1,0,5\n", "Class", None, "line 2 has 3 fields, the header has 2", ()),
+        ("a,a,Class\n1,1,0\n", "Class", None, "duplicate column name", ()),
+        ("a,Class\n1,0\n2,1\n", "Class", ["zz"], "feature column(s) not found: zz", ()),
+        ("a,Class\n1,0\n2,1\n", "Class", ["Class"], "cannot also be a feature", ()),
+        ("id,Class\nx,0\ny,1\n", "Class", None, "no feature columns", ()),
     ],
 )
-def test_bad_tables_get_a_clear_error(tmp_path, text, label, features, message):
+def test_bad_tables_get_a_clear_error(tmp_path, text, label, features, message, categorical):
     with pytest.raises(DataError) as info:
-        load_table(write(tmp_path, text), label, features)
+        load_table(write(tmp_path, text), label, features, categorical)
     assert message in str(info.value)
     assert "t.csv" in str(info.value)
 
@@ -72,11 +71,31 @@ def test_parquet(tmp_path):
     path = tmp_path / "t.parquet"
     pq.write_table(pa.table({"a": [1.0, 2.0], "s": ["x", "y"], "Class": [0, 1]}), path)
     assert load_table(path, "Class", ["a"]).X.tolist() == [[1.0], [2.0]]
-    with pytest.raises(DataError, match="column 's' is not numeric: 'x' at row 0"):
-        load_table(path, "Class")
+    t = load_table(path, "Class")  # a text column: a category (too rare here for its own input)
+    assert t.features == ("a", "a:missing", "s=<other>", "s:missing")
     pq.write_table(pa.table({"a": [1.0, None], "Class": [0, 1]}), path)
-    with pytest.raises(DataError, match="column 'a' is empty at row 1"):
-        load_table(path, "Class")
+    assert load_table(path, "Class").X.tolist() == [[1.0, 0.0], [1.0, 1.0]]
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 nope")
     with pytest.raises(DataError, match="cannot read Parquet"):
         load_table(tmp_path / "bad.parquet", "Class")
+
+
+def test_categories_and_missing_values_get_a_schema(tmp_path):
+    rows = ["country,amount,mcc,Class"]
+    for i in range(200):
+        rows.append(f"{'FR' if i % 3 else 'DE'},{'' if i % 10 == 0 else i},{5411 if i % 2 else 7995},{i % 2}")
+    rows.append("XX,1,5411,0")  # a country seen once: the <other> bucket
+    t = load_table(write(tmp_path, "\n".join(rows) + "\n"), "Class", categorical=["mcc"])
+    assert t.schema is not None and t.schema.names == ("country", "amount", "mcc")
+    assert t.features == (
+        "country=DE", "country=FR", "country=<other>", "country:missing",
+        "amount", "amount:missing",
+        "mcc=5411", "mcc=7995", "mcc=<other>", "mcc:missing",
+    )  # fmt: skip
+    assert t.X[0].tolist() == [1, 0, 0, 0, 99, 1, 0, 1, 0, 0]  # row 0: DE, amount missing (the median), 7995
+    assert t.X[-1].tolist() == [0, 0, 1, 0, 1, 0, 1, 0, 0, 0]
+    assert (t.X[:, 5] == 1).sum() == 20
+
+
+def test_a_complete_numeric_table_has_no_schema(tmp_path):
+    assert load_table(write(tmp_path, "a,Class\n1,0\n2,1\n"), "Class").schema is None

@@ -1,0 +1,228 @@
+"""The input schema: how a transaction's raw fields become the model's numeric inputs.
+
+A bundle trained on a table with only complete numeric columns has no schema: a
+transaction's features are the model's inputs, as they always were. A table with a text
+column, a column named categorical, or an empty cell gets one, and it is part of the
+frozen base (and of the bundle id):
+
+* a **number** field is one input, its missing values replaced by the training median,
+  plus an input ``name:missing`` (1 where the value is missing);
+* a **category** field is one input ``name=value`` per frequent training category
+  (0/1), one ``name=<other>`` for the rest (rare in training, or never seen), plus
+  ``name:missing``.
+
+Every input is a number, so the monitor's detector, the rules, the healer and the
+adapter work on the encoded row as on any other: the mean of ``country=<other>`` is the
+share of rare or unseen countries, the mean of ``distance:missing`` the missing rate.
+
+>>> s = Schema.infer({"amount": [1.0, None, 3.0, 5.0], "country": ["FR", "FR", "DE", None]}, min_count=2)
+>>> s.columns
+('amount', 'amount:missing', 'country=FR', 'country=<other>', 'country:missing')
+>>> s.encode_records([{"amount": None, "country": "US"}]).tolist()
+[[3.0, 1.0, 0.0, 1.0, 0.0]]
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from shared.errors import DataError
+
+OTHER = "<other>"  # the category column of rare and unseen values
+MISSING = ":missing"  # suffix of a field's missing indicator
+
+
+@dataclass(frozen=True)
+class NumberField:
+    name: str
+    impute: float  # the training median: what a missing value becomes
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.name, self.name + MISSING)
+
+
+@dataclass(frozen=True)
+class CategoryField:
+    name: str
+    vocabulary: tuple[str, ...]  # the frequent training categories, each its own input
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*(f"{self.name}={v}" for v in self.vocabulary), f"{self.name}={OTHER}", self.name + MISSING)
+
+
+Field = NumberField | CategoryField
+
+
+@dataclass(frozen=True)
+class Schema:
+    fields: tuple[Field, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The raw field names a transaction carries."""
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The model's inputs, in order."""
+        return tuple(c for f in self.fields for c in f.columns)
+
+    @property
+    def indicators(self) -> tuple[bool, ...]:
+        """Per input: a 0/1 flag (a category or a missing flag), not a number."""
+        return tuple(not (isinstance(f, NumberField) and c == f.name) for f in self.fields for c in f.columns)
+
+    def field(self, name: str) -> Field | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+    # -- building
+    @classmethod
+    def infer(
+        cls,
+        columns: Mapping[str, Sequence[object]],
+        categorical: Iterable[str] = (),
+        max_categories: int = 20,
+        min_count: int = 30,
+        named: Mapping[str, Iterable[str]] | None = None,
+    ) -> Schema:
+        """A schema from training columns: text columns (and those in ``categorical``) are
+        categories; a category is frequent with ``min_count`` rows, at most ``max_categories``
+        of them per field. ``named`` (field -> values, the rules' strings) makes those fields
+        categories and gives each value its own input, however rare (the frozen model gives
+        an input it never saw set no weight; rules, the monitor and healing can use it)."""
+        named = named or {}
+        forced = set(categorical) | set(named)
+        fields: list[Field] = []
+        for name, values in columns.items():
+            present = [v for v in values if not _missing(v)]
+            if name in forced or any(isinstance(v, str) and not _is_number(v) for v in present):
+                counts = Counter(str(v).strip() for v in present)
+                frequent = {c for c, k in counts.most_common(max_categories) if k >= min_count}
+                fields.append(CategoryField(name, tuple(sorted(frequent | set(named.get(name, ()))))))
+            else:
+                nums = np.asarray([float(v) for v in present], dtype=np.float64)  # type: ignore[arg-type]
+                if len(nums) == 0:
+                    raise DataError(f"column {name!r} has no value at all")
+                if not np.isfinite(nums).all():
+                    raise DataError(f"column {name!r} has a NaN or infinite value")
+                fields.append(NumberField(name, float(np.median(nums))))
+        return cls(tuple(fields))
+
+    # -- encoding
+    def encode_columns(self, columns: Mapping[str, Sequence[object]]) -> np.ndarray:
+        """(n, len(columns)) float32 from a table's raw columns."""
+        n = len(next(iter(columns.values()))) if columns else 0
+        return self.encode_records([{k: columns[k][i] for k in self.names} for i in range(n)])
+
+    def encode_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """(n, len(columns)) float32 from records already checked (:meth:`problem` is None)."""
+        out = np.zeros((len(records), len(self.columns)), dtype=np.float32)
+        j = 0
+        for f in self.fields:
+            if isinstance(f, NumberField):
+                for i, r in enumerate(records):
+                    v = r[f.name]
+                    if _missing(v):
+                        out[i, j], out[i, j + 1] = f.impute, 1.0
+                    else:
+                        out[i, j] = float(v)
+                j += 2
+            else:
+                at = {v: k for k, v in enumerate(f.vocabulary)}
+                other, miss = len(f.vocabulary), len(f.vocabulary) + 1
+                for i, r in enumerate(records):
+                    v = r[f.name]
+                    out[i, j + (miss if _missing(v) else at.get(str(v).strip(), other))] = 1.0
+                j += len(f.vocabulary) + 2
+        return out
+
+    def problem(self, features: Mapping[str, Any]) -> tuple[str, str] | None:
+        """Why a transaction's ``features`` cannot be encoded: ("schema" or "value", text)."""
+        missing = [n for n in self.names if n not in features]
+        if missing:
+            return "schema", f"missing feature(s): {', '.join(missing[:5])}"
+        if len(features) != len(self.fields):
+            extra = sorted(set(features) - set(self.names))
+            return "schema", f"unknown feature(s): {', '.join(map(str, extra[:5]))}"
+        for f in self.fields:
+            v = features[f.name]
+            if v is None:
+                continue
+            if isinstance(f, CategoryField):
+                if not isinstance(v, str):
+                    return "value", f"feature {f.name!r} is a category: expected a string or null"
+            elif isinstance(v, bool) or not isinstance(v, int | float):
+                return "value", f"feature {f.name!r} is not a number or null"
+            elif not np.isfinite(v) or abs(v) > 1e12:
+                return "value", f"feature {f.name!r} is not finite or absurd: {v!r}"
+        return None
+
+    # -- the manifest
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fields": [
+                {"name": f.name, "kind": "number", "impute": f.impute}
+                if isinstance(f, NumberField)
+                else {"name": f.name, "kind": "category", "vocabulary": list(f.vocabulary)}
+                for f in self.fields
+            ]
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Schema:
+        fields: list[Field] = []
+        for f in d["fields"]:
+            if f["kind"] == "number":
+                fields.append(NumberField(str(f["name"]), float(f["impute"])))
+            elif f["kind"] == "category":
+                fields.append(CategoryField(str(f["name"]), tuple(map(str, f["vocabulary"]))))
+            else:
+                raise ValueError(f"unknown field kind {f['kind']!r}")
+        return cls(tuple(fields))
+
+    def describe(self) -> list[str]:
+        """One line per field, for ``selfheal train`` and ``bundle info``."""
+        lines = []
+        for f in self.fields:
+            if isinstance(f, NumberField):
+                lines.append(f"{f.name}: number, missing -> {f.impute:g} (+ {f.name}{MISSING})")
+            else:
+                vocab = ", ".join(f.vocabulary[:8]) + (" ..." if len(f.vocabulary) > 8 else "")
+                lines.append(
+                    f"{f.name}: category, {len(f.vocabulary)} one-hot ({vocab}) + {OTHER} + {f.name}{MISSING}"
+                )
+        return lines
+
+
+_MISSING_TEXT = {"", "nan", "null"}  # after strip, lower case: what table writers put for "no value"
+
+
+def _missing(v: object) -> bool:
+    """An empty cell: None, NaN, or blank text (or "nan", "null")."""
+    if v is None:
+        return True
+    if isinstance(v, float):
+        return v != v
+    return isinstance(v, str) and v.strip().lower() in _MISSING_TEXT
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def needs_schema(columns: Mapping[str, Sequence[object]], categorical: Iterable[str] = ()) -> bool:
+    """Whether a table needs a schema: a column named categorical, a text value or an empty cell."""
+    if any(c in columns for c in categorical):
+        return True
+    return any(_missing(v) or (isinstance(v, str) and not _is_number(v)) for c in columns.values() for v in c)

@@ -1,0 +1,188 @@
+"""Categories and missing values: training, the bundle, decoding, rules (issue 18)."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+import torch
+
+from shared.bundle import Bundle
+from shared.data.tables import load_table
+from shared.messages import decode_transactions
+from shared.messages.reject import RejectCode
+from shared.rules import RuleSet
+from shared.rules.condition import ConditionError, compile_condition
+from shared.schema import Schema
+from shared.training import TrainConfig, build_bundle
+
+RULES = """
+[[rule]]
+name = "ring"
+when = 'country == "XX"'
+label = "fraud"
+
+[[rule]]
+name = "no_device"
+when = 'is_missing(device_age) and channel in ["web", "app"]'
+label = "fraud"
+"""
+
+
+def payments(n: int = 3000, seed: int = 0, missing: float = 0.05) -> dict[str, list[object]]:
+    """3 categorical and 4 numeric columns, ``missing`` of the cells empty, fraud ~10%."""
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < 0.1
+    cols: dict[str, list[object]] = {
+        "country": list(rng.choice(["FR", "DE", "ES", "IT", "PT"], n)),
+        "channel": list(rng.choice(["web", "app", "pos"], n, p=[0.3, 0.3, 0.4])),
+        "mcc": list(rng.choice(["grocery", "dining", "gaming"], n)),
+        "amount": list(np.round(rng.lognormal(3 + 1.5 * y, 1.0), 2)),
+        "device_age": list(np.round(rng.exponential(300, n) * np.where(y, 0.1, 1.0), 1)),
+        "distance": list(np.round(rng.exponential(10, n) * np.where(y, 5, 1.0), 2)),
+        "hour": list(rng.integers(0, 24, n).astype(float)),
+    }
+    for values in cols.values():
+        for i in np.flatnonzero(rng.random(n) < missing):
+            values[i] = None
+    cols["Class"] = list(y.astype(int))
+    return cols
+
+
+def write_csv(path, cols):
+    names = list(cols)
+    lines = [",".join(names)]
+    for i in range(len(cols[names[0]])):
+        lines.append(",".join("" if cols[c][i] is None else str(cols[c][i]) for c in names))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Bundle:
+    path = write_csv(tmp_path_factory.mktemp("t") / "payments.csv", payments(20_000))
+    named = {"country": {"XX"}, "channel": {"web", "app"}}
+    t = load_table(path, "Class", named=named)
+    b = build_bundle(t.X, t.y, t.features, RULES, schema=t.schema, train_config=TrainConfig(epochs=5))
+    return Bundle.load(b.save(tmp_path_factory.mktemp("b") / "bundle"))
+
+
+def test_the_schema_is_inferred_and_travels_in_the_bundle(bundle):
+    s = bundle.schema
+    assert s is not None
+    assert s.names == ("country", "channel", "mcc", "amount", "device_age", "distance", "hour")
+    assert "country=XX" in bundle.features  # named by a rule, never seen: its own input
+    assert {"mcc=grocery", "mcc=<other>", "mcc:missing", "amount", "amount:missing"} <= set(bundle.features)
+    assert bundle.transaction_format is s and bundle.inputs == s.names
+    assert Schema.from_dict(s.to_dict()) == s
+
+
+def test_an_input_never_seen_in_training_has_no_weight_in_the_frozen_model(bundle):
+    j = bundle.features.index("country=XX")
+    w1 = bundle.base_state["backbone.0.weight"]
+    assert torch.count_nonzero(w1[:, j]) == 0
+    assert torch.count_nonzero(w1[:, bundle.features.index("country=FR")]) > 0
+
+
+def tx(i, **features):
+    base = {
+        "country": "FR", "channel": "web", "mcc": "grocery",
+        "amount": 12.5, "device_age": 30.0, "distance": 2.0, "hour": 13,
+    }  # fmt: skip
+    return orjson.dumps({"id": f"t{i}", "features": {**base, **features}})
+
+
+def test_every_valid_transaction_is_decided_and_malformed_ones_say_why(bundle):
+    good = [
+        tx(0),
+        tx(1, amount=None, country=None),  # nulls anywhere
+        tx(2, country="ZZ"),  # an unseen category: <other>
+        tx(3, country="XX"),  # the rule's category
+    ]
+    bad = [
+        (tx(4, country=7), RejectCode.VALUE, "'country' is a category"),
+        (tx(5, amount="12"), RejectCode.VALUE, "'amount' is not a number"),
+        (orjson.dumps({"id": "t6", "features": {"country": "FR"}}), RejectCode.SCHEMA, "missing feature(s)"),
+        (tx(7, amount=1e13), RejectCode.VALUE, "absurd"),
+    ]
+    out = decode_transactions(good + [b for b, _, _ in bad], bundle.transaction_format)
+    assert out.ids == ["t0", "t1", "t2", "t3"] and out.X.shape == (4, len(bundle.features))
+    f = bundle.features.index
+    assert out.X[1, f("amount:missing")] == 1 and out.X[1, f("country:missing")] == 1
+    assert out.X[1, f("amount")] == bundle.schema.field("amount").impute
+    assert out.X[2, f("country=<other>")] == 1 and out.X[3, f("country=XX")] == 1
+    for (i, reject), (_, code, text) in zip(out.rejected, bad, strict=True):
+        assert reject.code == code and text in reject.text, (i, reject)
+    p = bundle.new_model().predict_proba(out.X)
+    assert np.isfinite(p).all()
+    fired = bundle.rules.fires(out.X)
+    assert fired[:, 0].tolist() == [False, False, False, True]  # ring: country == "XX"
+
+
+def test_rules_test_categories_and_missingness():
+    s = Schema.infer(
+        {"country": ["FR"] * 40 + ["DE"] * 40, "age": [1.0, None] * 40}, named={"country": {"XX"}}
+    )
+    X = s.encode_records(
+        [{"country": "XX", "age": None}, {"country": "FR", "age": 5.0}, {"country": None, "age": 50.0}]
+    )
+
+    def run(text):
+        return compile_condition(text, s.columns, s)(X).tolist()
+
+    assert run('country == "XX"') == [True, False, False]
+    assert run('country != "FR"') == [True, False, False]  # a missing category compares false
+    assert run('country in ["FR", "DE"]') == [False, True, False]
+    assert run("is_missing(age)") == [True, False, False]
+    assert run("is_missing(country) or age > 10") == [False, False, True]
+    assert run("age < 100") == [False, True, True]  # a missing number compares false
+    with pytest.raises(ConditionError, match="'US' is not a category of 'country'"):
+        run('country == "US"')
+    with pytest.raises(ConditionError, match="compared with == or !="):
+        run("country < 3")
+    with pytest.raises(ConditionError, match="'in' needs a category"):
+        run('age in ["a"]')
+    toml = '[[rule]]\nname="r"\nwhen=\'country == "XX"\'\nlabel="fraud"'
+    assert len(RuleSet.from_toml(toml, s.columns, schema=s)) == 1
+
+
+def first_alarm(bundle, cols, drift_at):
+    """(rows after ``drift_at`` of the first FIDI alarm, the features it names), or None."""
+    from shared.monitoring import DriftMonitor
+
+    monitor = DriftMonitor(bundle)
+    X = bundle.schema.encode_columns(cols)
+    for i in range(0, len(X), 100):
+        alerts = monitor.add_transactions(X[i : i + 100])
+        if any(a.state == "drift" for a in alerts):
+            return i + 100 - drift_at, [a.feature for a in alerts if a.feature != "fidi"]
+    return None
+
+
+def test_no_drift_raises_no_alert_in_100000_transactions(bundle):
+    clean = payments(100_000, seed=1)
+    clean.pop("Class")
+    assert first_alarm(bundle, clean, 0) is None
+
+
+@pytest.mark.parametrize(
+    "change, feature",
+    [
+        ("XX", "country=XX"),  # a category a rule names, never seen in training, carrying the fraud
+        ("YY", "country=<other>"),  # one nobody named: the share of rare and unseen values
+        ("missing", "distance:missing"),  # an upstream outage: 5% -> 30% missing
+    ],
+)
+def test_a_new_category_or_a_missing_rate_raises_an_alert_naming_the_feature(bundle, change, feature):
+    pre, post = payments(3000, seed=2), payments(3000, seed=3)
+    pre.pop("Class")
+    fraud = post.pop("Class")
+    rng = np.random.default_rng(4)
+    for i in range(3000):
+        if change == "missing":
+            if rng.random() < 0.25:
+                post["distance"][i] = None
+        elif fraud[i] or rng.random() < 0.02:
+            post["country"][i] = change
+    found = first_alarm(bundle, {k: pre[k] + post[k] for k in pre}, 3000)
+    assert found is not None and 0 < found[0] <= 2000 and feature in found[1], found
