@@ -30,7 +30,14 @@ import numpy as np
 import torch
 
 from shared.evaluation import CostMatrix, metrics_from_predictions, paired_z
-from shared.healing.fit import log_loss, row_log_loss, stopping_rows, train_candidate
+from shared.healing.fit import (
+    log_loss,
+    refit_offset,
+    row_log_loss,
+    starts,
+    stopping_rows,
+    train_candidate,
+)
 from shared.model import AdapterState, ReflexiveLayer, SelfHealingModel
 from shared.rules import RuleSet
 
@@ -61,6 +68,7 @@ class HealConfig:
     min_gain_z: float = 0.0  # held-out log-loss gain must be this many standard errors (paired)
     compare_shadow: bool = True  # the gate also compares with the never-healed adapter
     min_shadow_gain_z: float = 1.0  # held-out cost gain over the shadow must be this many standard errors
+    cross_folds: int = 1  # >1: the gain over the shadow is judged out of fold on every arrived label
     refit_offset: bool = True  # after the steps, refit the logit offset on arrived labels (prior shift)
     min_offset_labels: int = 50  # labelled training rows (of both classes) needed to refit it
     guard_collapse: bool = True  # refuse candidates that predict one class only
@@ -123,24 +131,22 @@ def heal_cycle(
         return HealResult(
             before_state, False, "no evidence: no arrived label and no rule fired", duration_ms=took()
         )
-    w = np.ones(len(y), np.float32) if batch.w is None else np.asarray(batch.w, dtype=np.float32)
-    if cfg.class_balance and cfg.refit_offset and (train & ~np.isnan(y)).sum() >= cfg.min_offset_labels:
-        w = class_balanced(w, y, train)  # the offset refit then takes the training prior back out
     xt = torch.as_tensor(X)
     with torch.no_grad():
         H_before = model.hidden(xt)  # (N, hidden): the frozen part under the live calibration, once
-    found = _best_candidate(model, xt, y, w, targets, train, cfg)
+    data = _Rows(xt, y, batch.w, targets)
+    found = _best_candidate(model, data, train, cfg)
     if isinstance(found, dict):
         return HealResult(before_state, False, "non-finite loss", found, duration_ms=took())
-    layer, H, sums = found
+    layer, H, sums, start = found
     candidate = {k: v.detach().clone() for k, v in layer.state_dict().items()}
     with torch.no_grad():
         p_before = torch.sigmoid(model.logits_from_hidden(H_before)).numpy()
         p_after = torch.sigmoid(model.logits_from_hidden(H, layer)).numpy()
-        p_shadow = None  # on the held-out rows only: that is where the gate compares
-        if shadow is not None and len(hold):
-            p_shadow = torch.sigmoid(model.logits(xt[hold], model.new_adapter(shadow))).numpy()
-    metrics = _candidate_metrics(y, hold, train, targets, p_before, p_after, p_shadow, threshold, costs)
+    vs_shadow = None
+    if shadow is not None and cfg.compare_shadow and len(hold):
+        vs_shadow = _shadow_evidence(model, data, train, hold, p_after, start, cfg, shadow)
+    metrics = _candidate_metrics(y, hold, train, targets, p_before, p_after, vs_shadow, threshold, costs)
     if targets.reliability is not None:
         metrics.update(
             {
@@ -152,6 +158,25 @@ def heal_cycle(
     if not _finite(candidate):  # refused; the registry records the adapter it started from
         candidate = before_state
     return HealResult(candidate, accepted, reason, sums, metrics, took())
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """A heal's rows as training sees them."""
+
+    xt: torch.Tensor  # (N, d) inputs
+    y: np.ndarray  # (N,) labels, NaN where none arrived
+    w: np.ndarray | None  # (N,) label weights as the batch gives them (recency), None: equal
+    targets: _RuleTargets
+
+    def weights(self, train: np.ndarray, cfg: HealConfig) -> np.ndarray:
+        """Label weights for training on ``train``: class-balanced there when the offset refit
+        can take the training prior back out."""
+        y = self.y
+        w = np.ones(len(y), np.float32) if self.w is None else np.asarray(self.w, dtype=np.float32)
+        if cfg.class_balance and cfg.refit_offset and (train & ~np.isnan(y)).sum() >= cfg.min_offset_labels:
+            w = class_balanced(w, y, train)
+        return w
 
 
 @dataclass(frozen=True)
@@ -209,45 +234,74 @@ def _evidence(y: np.ndarray, targets: _RuleTargets, train: np.ndarray) -> int:
 
 
 def _best_candidate(
-    model: SelfHealingModel,
-    xt: torch.Tensor,
-    y: np.ndarray,
-    w: np.ndarray,
-    targets: _RuleTargets,
-    train: np.ndarray,
-    cfg: HealConfig,
-) -> tuple[ReflexiveLayer, torch.Tensor, dict[str, float]] | dict[str, float]:
-    """The trained candidate (with the frozen features it saw) of one per start that fits
-    best the labels held back from its gradient (:func:`stopping_rows`; without them, the
-    training labels); the loss terms alone when a loss stopped being finite."""
-    best: tuple[float, ReflexiveLayer, torch.Tensor, dict[str, float]] | None = None
+    model: SelfHealingModel, data: _Rows, train: np.ndarray, cfg: HealConfig
+) -> tuple[ReflexiveLayer, torch.Tensor, dict[str, float], int] | dict[str, float]:
+    """The trained candidate (with the frozen features it saw, and which start it came from)
+    of one per start that fits best the labels held back from its gradient
+    (:func:`stopping_rows`; without them, the training labels); the loss terms alone when a
+    loss stopped being finite."""
+    best: tuple[float, ReflexiveLayer, torch.Tensor, dict[str, float], int] | None = None
+    y = data.y
     split = stopping_rows(y, train, cfg)
     compare_on = train if split[1] is None else ~split[0] & train
-    for start in _starts(model):
+    w = data.weights(train, cfg)
+    for k, start in enumerate(starts(model)):
         with torch.no_grad():
-            H = model.hidden(xt, start)
-        layer, sums = train_candidate(model, start, H, y, w, targets, split, cfg)
+            H = model.hidden(data.xt, start)
+        layer, sums = train_candidate(model, start, H, y, w, data.targets, split, cfg)
         if layer is None:
             return sums
-        _refit_offset(model, layer, H, y, train, cfg, sums)
+        refit_offset(model, layer, H, y, train, cfg, sums)
         fit = _fit_loss(model, layer, H, y, compare_on)
         if best is None or fit < best[0]:
-            best = (fit, layer, H, sums | {"calibration_kept": float(start.calibrated)})
+            best = (fit, layer, H, sums | {"calibration_kept": float(start.calibrated)}, k)
     assert best is not None
-    return best[1], best[2], best[3]
+    return best[1], best[2], best[3], best[4]
 
 
-def _starts(model: SelfHealingModel) -> list[ReflexiveLayer]:
-    """Where a labelled cycle starts: the live adapter; when it calibrates its inputs (a
-    label-free heal), also the live adapter with that calibration undone, so that labels
-    can refine it or take it back."""
-    live = model.new_adapter()
-    if not live.calibrated:
-        return [live]
-    undone = model.new_adapter()
-    undone.input_scale.fill_(1.0)
-    undone.input_shift.zero_()
-    return [live, undone]
+def _shadow_evidence(
+    model: SelfHealingModel,
+    data: _Rows,
+    train: np.ndarray,
+    hold: np.ndarray,
+    p_after: np.ndarray,
+    start: int,
+    cfg: HealConfig,
+    shadow: AdapterState,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, candidate probabilities, shadow probabilities) the gate compares with the shadow
+    on: the held-out rows and, with ``cross_folds`` > 1, every labelled training row too, each
+    predicted by a candidate trained the same way without its fold (out of fold: evidence that
+    grows with all the labels that have arrived, not a fraction of them)."""
+    rows, probs = [hold], [p_after[hold]]
+    labelled = np.flatnonzero(train & ~np.isnan(data.y))
+    folds = cfg.cross_folds - 1
+    if folds > 0 and len(labelled) >= folds * cfg.min_holdout:
+        for chunk in np.array_split(labelled, folds):
+            fit = train.copy()
+            fit[chunk], fit[hold] = False, True
+            layer = starts(model)[start]
+            with torch.no_grad():
+                H = model.hidden(data.xt, layer)
+            w = data.weights(fit, cfg)
+            trained, sums = train_candidate(
+                model, layer, H, data.y, w, data.targets, stopping_rows(data.y, fit, cfg), cfg
+            )
+            if trained is None:
+                return hold, p_after[hold], _probs(model, data.xt[hold], shadow)
+            refit_offset(model, trained, H, data.y, fit, cfg, sums)
+            with torch.no_grad():
+                probs.append(
+                    torch.sigmoid(model.logits_from_hidden(H[torch.as_tensor(chunk)], trained)).numpy()
+                )
+            rows.append(chunk)
+    idx = np.concatenate(rows)
+    return idx, np.concatenate(probs), _probs(model, data.xt[idx], shadow)
+
+
+def _probs(model: SelfHealingModel, x: torch.Tensor, state: AdapterState) -> np.ndarray:
+    with torch.no_grad():
+        return torch.sigmoid(model.logits(x, model.new_adapter(state))).numpy()
 
 
 def _fit_loss(
@@ -263,25 +317,6 @@ def _fit_loss(
     return log_loss(y[rows], p)
 
 
-def _refit_offset(
-    model: SelfHealingModel,
-    layer: ReflexiveLayer,
-    H: torch.Tensor,
-    y: np.ndarray,
-    train: np.ndarray,
-    cfg: HealConfig,
-    sums: dict[str, float],
-) -> None:
-    """Refit the candidate's logit offset on its labelled training rows (a prior shift)."""
-    lab = train & ~np.isnan(y)
-    if cfg.refit_offset and lab.sum() >= cfg.min_offset_labels and 0 < y[lab].mean() < 1:
-        with torch.no_grad():
-            z = model.logits_from_hidden(H[torch.as_tensor(lab)], layer).numpy()
-        delta = fit_logit_offset(z, y[lab])
-        model.shift_logit(layer, delta)  # into the bias: a fixed offset healed covariate less (1.15 vs 1.31)
-        sums["logit_offset"] = delta
-
-
 def _candidate_metrics(
     y: np.ndarray,
     hold: np.ndarray,
@@ -289,19 +324,22 @@ def _candidate_metrics(
     targets: _RuleTargets,
     p_before: np.ndarray,
     p_after: np.ndarray,
-    p_shadow: np.ndarray | None,
+    vs_shadow: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     threshold: float,
     costs: CostMatrix,
 ) -> dict[str, float]:
-    """What the gate judges on: current vs candidate (and the shadow on the held-out rows)."""
+    """What the gate judges on: current vs candidate on the held-out rows, and candidate vs
+    shadow on the rows of :func:`_shadow_evidence`."""
     metrics = _judge_metrics(y, hold, train, targets.label, targets.conf, p_before, p_after, threshold, costs)
-    if p_shadow is not None:
-        sm = metrics_from_predictions(y[hold], p_shadow >= threshold, costs)
-        yh = y[hold]
-        dc = costs.per_row(yh, p_after[hold] >= threshold) - costs.per_row(yh, p_shadow >= threshold)
+    if vs_shadow is not None:
+        rows, p_c, p_s = vs_shadow
+        ye = y[rows]
+        dc = costs.per_row(ye, p_c >= threshold) - costs.per_row(ye, p_s >= threshold)
         metrics.update(
-            holdout_cost_shadow=sm.cost,
-            holdout_logloss_shadow=log_loss(y[hold], p_shadow),
+            shadow_evidence_rows=len(rows),
+            shadow_evidence_cost_after=metrics_from_predictions(ye, p_c >= threshold, costs).cost,
+            holdout_cost_shadow=metrics_from_predictions(ye, p_s >= threshold, costs).cost,
+            holdout_logloss_shadow=log_loss(ye, p_s),
             holdout_cost_gain_z_shadow=paired_z(-dc),
         )
     metrics.update(
@@ -315,28 +353,6 @@ def _candidate_metrics(
 
 def _finite(state: AdapterState) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in state.values())
-
-
-def fit_logit_offset(z: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 25) -> float:
-    """The constant ``delta`` minimising mean log loss of ``sigmoid(z + delta)`` against ``y``
-    (Newton's method; ``l2`` keeps it finite on one-class data). A fraud-rate surge moves
-    every log-odds by the same amount, so this one number corrects a prior shift.
-
-    >>> z = np.zeros(1000); y = (np.arange(1000) < 400).astype(float)   # 40% positives
-    >>> round(fit_logit_offset(z, y), 2)                       # log(0.4 / 0.6) = -0.405, less the l2 pull
-    -0.4
-    """
-    z64, y64 = np.asarray(z, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    delta = 0.0
-    for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-(z64 + delta)))
-        grad = float((p - y64).mean()) + l2 * delta
-        hess = float((p * (1 - p)).mean()) + l2
-        step = grad / hess
-        delta -= float(np.clip(step, -2.0, 2.0))
-        if abs(step) < 1e-6:
-            break
-    return delta
 
 
 def _judge_metrics(
@@ -402,12 +418,13 @@ def _decide(candidate: AdapterState, m: dict[str, float], cfg: HealConfig) -> tu
         ll_b, ll_a = m["holdout_logloss_before"], m["holdout_logloss_after"]
         z = m["holdout_logloss_gain_z"]
         change = f"cost {c_b:.4f} -> {c_a:.4f}, log loss {ll_b:.4f} -> {ll_a:.4f} (z={z:.2f})"
-        c_s = m.get("holdout_cost_shadow")
-        if c_s is not None and c_a > c_s:
-            return False, f"costs more than the shadow on held-out labels: {c_a:.4f} > {c_s:.4f} ({change})"
+        c_s, c_e = m.get("holdout_cost_shadow"), m.get("shadow_evidence_cost_after", c_a)
+        if c_s is not None and c_e > c_s:
+            return False, f"costs more than the shadow on held-out labels: {c_e:.4f} > {c_s:.4f} ({change})"
         z_s = m.get("holdout_cost_gain_z_shadow")
         if z_s is not None and z_s < cfg.min_shadow_gain_z:
-            over = f"{c_s:.4f} -> {c_a:.4f} (z={z_s:.2f}; {change})"
+            n_e = m.get("shadow_evidence_rows", 0)
+            over = f"{c_s:.4f} -> {c_e:.4f} over {n_e:.0f} rows (z={z_s:.2f}; {change})"
             return False, f"no clear gain over the shadow on held-out labels: {over}"
         if c_a <= c_b and ll_a < ll_b and z >= cfg.min_gain_z:
             return True, f"held-out {change}"

@@ -132,3 +132,57 @@ def row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 def log_loss(y: np.ndarray, p: np.ndarray, w: np.ndarray | None = None) -> float:
     return float(np.average(row_log_loss(y, p), weights=w))
+
+
+def starts(model: SelfHealingModel) -> list[ReflexiveLayer]:
+    """Where a labelled cycle starts: the live adapter; when it calibrates its inputs (a
+    label-free heal), also the live adapter with that calibration undone, so that labels
+    can refine it or take it back."""
+    live = model.new_adapter()
+    if not live.calibrated:
+        return [live]
+    undone = model.new_adapter()
+    undone.input_scale.fill_(1.0)
+    undone.input_shift.zero_()
+    return [live, undone]
+
+
+def refit_offset(
+    model: SelfHealingModel,
+    layer: ReflexiveLayer,
+    H: torch.Tensor,
+    y: np.ndarray,
+    train: np.ndarray,
+    cfg: HealConfig,
+    sums: dict[str, float],
+) -> None:
+    """Refit the candidate's logit offset on its labelled training rows (a prior shift)."""
+    lab = train & ~np.isnan(y)
+    if cfg.refit_offset and lab.sum() >= cfg.min_offset_labels and 0 < y[lab].mean() < 1:
+        with torch.no_grad():
+            z = model.logits_from_hidden(H[torch.as_tensor(lab)], layer).numpy()
+        delta = fit_logit_offset(z, y[lab])
+        model.shift_logit(layer, delta)  # into the bias: a fixed offset healed covariate less (1.15 vs 1.31)
+        sums["logit_offset"] = delta
+
+
+def fit_logit_offset(z: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 25) -> float:
+    """The constant ``delta`` minimising mean log loss of ``sigmoid(z + delta)`` against ``y``
+    (Newton's method; ``l2`` keeps it finite on one-class data). A fraud-rate surge moves
+    every log-odds by the same amount, so this one number corrects a prior shift.
+
+    >>> z = np.zeros(1000); y = (np.arange(1000) < 400).astype(float)   # 40% positives
+    >>> round(fit_logit_offset(z, y), 2)                       # log(0.4 / 0.6) = -0.405, less the l2 pull
+    -0.4
+    """
+    z64, y64 = np.asarray(z, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    delta = 0.0
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-(z64 + delta)))
+        grad = float((p - y64).mean()) + l2 * delta
+        hess = float((p * (1 - p)).mean()) + l2
+        step = grad / hess
+        delta -= float(np.clip(step, -2.0, 2.0))
+        if abs(step) < 1e-6:
+            break
+    return delta

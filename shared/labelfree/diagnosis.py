@@ -208,7 +208,7 @@ def _shifts(
     iqr_r, iqr_q = R[:, 2] - R[:, 0], np.maximum(Q[:, 2] - Q[:, 0], 1e-9)
     s = iqr_q / 1.349
     effect = np.maximum(np.abs(R[:, 1] - Q[:, 1]) / s, np.abs(np.log(np.maximum(iqr_r, 1e-9) / iqr_q)))
-    moved = (z > cfg.z_shift) & (effect > cfg.min_effect) & (iqr_r > 0)
+    moved = (z > cfg.z_shift) & (effect > cfg.min_effect) & (iqr_r > 0) & ref.numeric
     a, b = _affine_fit(ref, np.quantile(X, FIT_LEVELS, axis=0).T, pi)
     scale = np.where(moved & (a > 0), a, 1.0)
     shift = np.where(moved & (a > 0), b, 0.0)

@@ -44,6 +44,11 @@ class LabelFreeReference:
         if y.all() or not y.any():
             raise ConfigError("the bundle's reference rows hold one class only")
         self.features = bundle.features
+        # what a unit change may recalibrate: numbers, never a schema's 0/1 inputs (a category's
+        # or a missing flag's share that moves is a change of shape: unexplained)
+        self.numeric = np.ones(len(bundle.features), bool)
+        if bundle.schema is not None:
+            self.numeric = ~np.asarray(bundle.schema.indicators, bool)
         self.prior0 = float(y.mean())
         self.std = X.std(axis=0) + 1e-12
         self.n = (int((~y).sum()), int(y.sum()))

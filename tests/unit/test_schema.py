@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from shared.bundle import Bundle
+from shared.data.payments import payments_table
+from shared.data.payments import write_csv as save_csv
 from shared.data.tables import load_table
 from shared.messages import decode_transactions
 from shared.messages.reject import RejectCode
@@ -30,31 +32,11 @@ label = "fraud"
 
 
 def payments(n: int = 3000, seed: int = 0, missing: float = 0.05) -> dict[str, list[object]]:
-    """3 categorical and 4 numeric columns, ``missing`` of the cells empty, fraud ~10%."""
-    rng = np.random.default_rng(seed)
-    y = rng.random(n) < 0.1
-    cols: dict[str, list[object]] = {
-        "country": list(rng.choice(["FR", "DE", "ES", "IT", "PT"], n)),
-        "channel": list(rng.choice(["web", "app", "pos"], n, p=[0.3, 0.3, 0.4])),
-        "mcc": list(rng.choice(["grocery", "dining", "gaming"], n)),
-        "amount": list(np.round(rng.lognormal(3 + 1.5 * y, 1.0), 2)),
-        "device_age": list(np.round(rng.exponential(300, n) * np.where(y, 0.1, 1.0), 1)),
-        "distance": list(np.round(rng.exponential(10, n) * np.where(y, 5, 1.0), 2)),
-        "hour": list(rng.integers(0, 24, n).astype(float)),
-    }
-    for values in cols.values():
-        for i in np.flatnonzero(rng.random(n) < missing):
-            values[i] = None
-    cols["Class"] = list(y.astype(int))
-    return cols
+    return payments_table(n, seed, missing)
 
 
 def write_csv(path, cols):
-    names = list(cols)
-    lines = [",".join(names)]
-    for i in range(len(cols[names[0]])):
-        lines.append(",".join("" if cols[c][i] is None else str(cols[c][i]) for c in names))
-    path.write_text("\n".join(lines) + "\n")
+    save_csv(str(path), cols)
     return path
 
 
@@ -186,3 +168,38 @@ def test_a_new_category_or_a_missing_rate_raises_an_alert_naming_the_feature(bun
             post["country"][i] = change
     found = first_alarm(bundle, {k: pre[k] + post[k] for k in pre}, 3000)
     assert found is not None and 0 < found[0] <= 2000 and feature in found[1], found
+
+
+def test_selfheal_train_takes_the_table_without_flags_and_reports_the_schema(tmp_path, capsys):
+    from services.cli import main
+
+    data = write_csv(tmp_path / "payments.csv", payments(2000))
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    out = tmp_path / "bundle"
+    args = ["train", "--data", str(data), "--label", "Class", "--rules", str(rules), "--out", str(out)]
+    assert main([*args, "--epochs", "2", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "schema: 7 fields -> 26 model inputs" in text
+    assert "country: category, 6 one-hot (DE, ES, FR, IT, PT, XX) + <other> + country:missing" in text
+    assert "amount: number, missing -> " in text
+    assert main(["bundle", "info", str(out)]) == 0
+    assert "schema: 7 fields" in capsys.readouterr().out
+    assert Bundle.load(out).rules.names == ["ring", "no_device"]
+
+
+def test_label_free_recalibration_moves_numbers_only(bundle):
+    from shared.labelfree.diagnosis import diagnose
+    from shared.labelfree.reference import LabelFreeReference
+
+    ref = LabelFreeReference(bundle)
+    assert ref.numeric.tolist() == [not flag for flag in bundle.schema.indicators]
+    cols = payments(3000, seed=5)
+    cols.pop("Class")
+    cols["hour"] = [None if v is None else v * 60 for v in cols["hour"]]  # hours sent as minutes
+    cols["channel"] = ["web" if v == "pos" else v for v in cols["channel"]]  # a channel's share moves
+    d = diagnose(ref, bundle.schema.encode_columns(cols))
+    assert all(s.feature in ("hour", "amount", "device_age", "distance") for s in d.shifted), d.why
+    assert d.scale[[j for j, num in enumerate(ref.numeric) if not num]].tolist() == [1.0] * int(
+        (~ref.numeric).sum()
+    )
