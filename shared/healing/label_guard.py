@@ -14,7 +14,10 @@ learned no longer holds: a new fraud pattern, a rule of the game that flipped) i
 a broken feed: the guard stops judging against the frozen model, every label is used
 again (the healer releases the suspect chunks it kept; its gate and shadow guard judge
 what it trains on them), until the mean kappa of the last ``concept_chunks`` chunks is
-back above ``kappa_min``. A feed broken for that long is indistinguishable from a concept
+back above ``concept_exit`` (above ``kappa_min`` by a margin: after a concept switch the
+frozen model's kappa wanders around chance, and a mean that crosses ``kappa_min`` now and
+then read as "agree again" let a later chunk trip the burst logic and roll a good
+adapter back). A feed broken for that long is indistinguishable from a concept
 change by labels alone; the suspect alert has been out all that time.
 
 >>> guard = LabelGuard(chunk=4, min_known=4)
@@ -60,6 +63,7 @@ class LabelGuard:
         min_known: int = 50,
         resume_chunks: int = 2,
         concept_chunks: int | None = 15,
+        concept_exit: float = 0.05,
     ) -> None:
         self.chunk, self.kappa_min, self.min_known, self.resume_chunks = (
             chunk,
@@ -68,6 +72,7 @@ class LabelGuard:
             resume_chunks,
         )
         self.concept_chunks = concept_chunks  # chunks of a hold before its labels can mean a concept change
+        self.concept_exit = concept_exit  # the mean kappa of as many chunks that ends the concept
         self.concept = False  # labels are used although they disagree with the frozen model
         self._recent: deque[float] = deque(maxlen=concept_chunks or 1)  # kappas during a hold / the concept
         self.held: LabelRows = []  # labels waiting for their chunk to fill
@@ -125,7 +130,7 @@ class LabelGuard:
 
     def _in_concept(self, chunk: LabelRows, kappa: float, known: int) -> Judged:
         """Every chunk is used; the concept ends when the recent chunks agree again on average."""
-        back = len(self._recent) == self._recent.maxlen and float(np.mean(self._recent)) >= self.kappa_min
+        back = len(self._recent) == self._recent.maxlen and float(np.mean(self._recent)) >= self.concept_exit
         if back:
             self.concept = False
             self._recent.clear()

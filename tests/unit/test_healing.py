@@ -300,3 +300,15 @@ def test_class_balanced_training_is_recalibrated_by_the_offset_refit(covariate_b
     plain = replace(cfg, class_balance=False)
     unbalanced = heal_cycle(b.new_model(), batch, b.rules, b.threshold, b.costs, plain)
     assert abs(unbalanced.terms["logit_offset"]) < abs(r.terms["logit_offset"])
+
+
+def test_cross_folds_judge_the_shadow_on_every_arrived_label(covariate_bundle, covariate_scenario):
+    b = covariate_bundle
+    batch = drifted_batch(covariate_scenario, n=1000)
+    cfg = HealConfig(converge=False)
+    args = (b.new_model(), batch, b.rules, b.threshold, b.costs)
+    held_out = heal_cycle(*args, cfg, shadow=b.adapter_state)
+    crossed = heal_cycle(*args, replace(cfg, cross_folds=3), shadow=b.adapter_state)
+    assert held_out.metrics["shadow_evidence_rows"] == held_out.metrics["n_holdout"] == 300
+    assert crossed.metrics["shadow_evidence_rows"] == 1000  # every label, each out of its fold
+    assert crossed.metrics["holdout_cost_gain_z_shadow"] > held_out.metrics["holdout_cost_gain_z_shadow"] > 0
