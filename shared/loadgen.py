@@ -56,7 +56,11 @@ def produce_stream(
         for i in range(lo, hi):
             tx_id = str(stream.ids[i])
             ts[i] = t0 + i * 1e3 / event_rate if event_rate else wall
-            row = Transaction.from_row(tx_id, features, stream.X[i].tolist(), float(ts[i]))
+            row = (
+                Transaction(tx_id, stream.raw[i], float(ts[i]))  # a schema scenario: its raw fields
+                if stream.raw is not None
+                else Transaction.from_row(tx_id, features, stream.X[i].tolist(), float(ts[i]))
+            )
             producer.produce(topics.transactions, encode_transaction(row), key=tx_id)
         if delay is not None:
             now = float(ts[hi - 1]) if event_rate else time.time() * 1e3

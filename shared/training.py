@@ -199,6 +199,12 @@ def scenario_bundle(scenario: str, root: str | Path = "runs/bundles", seed: int 
         pass
     sc = build(scenario, seed=seed)
     build_bundle(
-        sc.train.X, sc.train.y, sc.features, sc.rules_toml, label="Class", source=f"scenario:{scenario}"
+        sc.train.X,
+        sc.train.y,
+        sc.features,
+        sc.rules_toml,
+        label="Class",
+        source=f"scenario:{scenario}",
+        schema=sc.schema,
     ).save(path)
     return path

@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from shared.data.payments import PAYMENTS_RULES, drifted_rows, write_csv
 from shared.data.regime import Component, Regime
 from shared.errors import ConfigError
+from shared.schema import Schema
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Stream:
     y: np.ndarray  # (n,) float32
     drift_at: int | None  # index of the first drifted transaction; None: no drift
     posterior: np.ndarray  # (n,) Bayes p(fraud | x) under the generator at that time
+    raw: tuple[Mapping[str, Any], ...] | None = None  # a schema scenario: each row's raw fields, as sent
 
     def __len__(self) -> int:
         return len(self.y)
@@ -60,21 +64,30 @@ class Scenario:
     stream: Stream
     drift_test: Dataset | None = None  # seed only: the 1,000 drifted rows
     seed_batches: tuple[np.ndarray, ...] = field(default=())  # seed only: 25 x 100 row indices
+    schema: Schema | None = None  # raw fields -> ``features`` (X holds the encoded inputs)
+    raw_tables: dict[str, dict[str, list[object]]] | None = None  # train/test/stream as raw columns
 
     def write_csv(self, out_dir: str | Path) -> Path:
         """Write train.csv, test.csv, stream.csv, rules.toml and scenario.json to ``out_dir``."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        if self.raw_tables is not None:
+            for name, cols in self.raw_tables.items():
+                write_csv(str(out / f"{name}.csv"), cols)
+            return self._write_meta(out)
         n_tr, n_te = len(self.train.y), len(self.clean_test.y)
         _write_table(out / "train.csv", [f"train-{i}" for i in range(n_tr)], self.train, self.features)
         _write_table(out / "test.csv", [f"test-{i}" for i in range(n_te)], self.clean_test, self.features)
         stream_ds = Dataset(self.stream.X, self.stream.y)
         _write_table(out / "stream.csv", list(self.stream.ids), stream_ds, self.features)
+        return self._write_meta(out)
+
+    def _write_meta(self, out: Path) -> Path:
         (out / "rules.toml").write_text(self.rules_toml)
         meta = {
             "name": self.name,
             "description": self.description,
-            "features": list(self.features),
+            "features": list(self.features if self.schema is None else self.schema.names),
             "label": LABEL,
             "drift_at": self.stream.drift_at,
             "stream_rows": len(self.stream),
@@ -319,11 +332,58 @@ SCENARIOS: dict[str, tuple[str, Callable[[int, int, int], Scenario]]] = {
             _surge,
         ),
     ),
+    "payments": (
+        "categories and missing values: a fraud ring from a new country, distance 5% -> 30% missing",
+        lambda seed, n_pre, n_post: _build_payments(seed, n_pre, n_post),
+    ),
     "control": (
         "no drift at all",
         _build_card("control", "No drift: the training regime throughout.", lambda r: r, drift=False),
     ),
 }
+
+
+# --------------------------------------------------------------------------- payments
+def _build_payments(seed: int, n_pre: int, n_post: int) -> Scenario:
+    """The payments table (:mod:`shared.data.payments`): 20,000 training rows, 5,000 clean
+    test rows, and a stream whose rows from ``n_pre`` on carry the ring and the outage."""
+    rng = np.random.default_rng(seed)
+    parts = [
+        drifted_rows(rng, n, drifted)
+        for n, drifted in ((20_000, False), (5_000, False), (n_pre, False), (n_post, True))
+    ]
+    schema = Schema.infer(parts[0][0])
+    stream_cols = {k: parts[2][0][k] + parts[3][0][k] for k in parts[0][0]}
+    y_stream = np.concatenate([parts[2][1], parts[3][1]])
+    ids = np.array([f"tx-{i}" for i in range(len(y_stream))])
+    raw = tuple({k: stream_cols[k][i] for k in stream_cols} for i in range(len(y_stream)))
+    tables = {
+        name: {"id": [f"{name}-{i}" for i in range(len(y))], **cols, LABEL: y.astype(int).tolist()}
+        for name, (cols, y, _) in (("train", parts[0]), ("test", parts[1]))
+    }
+    tables["stream"] = {"id": list(ids), **stream_cols, LABEL: y_stream.astype(int).tolist()}
+    return Scenario(
+        name="payments",
+        description=(
+            "Categories and missing values: from the drift a fraud ring from a new country (XX, 6% "
+            "of rows, legitimate-looking numbers; 3% legitimate XX traffic) and distance 30% missing "
+            "(5% before)."
+        ),
+        features=schema.columns,
+        rules_toml=PAYMENTS_RULES,
+        train=Dataset(schema.encode_columns(parts[0][0]), parts[0][1]),
+        clean_test=Dataset(schema.encode_columns(parts[1][0]), parts[1][1]),
+        stream=Stream(
+            ids,
+            schema.encode_columns(stream_cols),
+            y_stream,
+            n_pre,
+            np.concatenate([parts[2][2], parts[3][2]]),
+            raw,
+        ),
+        schema=schema,
+        raw_tables=tables,
+    )
 
 
 def names() -> list[str]:

@@ -86,6 +86,7 @@ class Run:
             threshold=self.fixed_threshold,
             train_config=TrainConfig(seed=self.cfg.seed),
             source=f"scenario:{sc.name}",
+            schema=sc.schema,
         )
 
     def _monitor(self) -> DriftMonitor:

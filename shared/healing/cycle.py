@@ -8,11 +8,12 @@ then judges the candidate against the current adapter:
 * with enough arrived labels, the newest ``holdout_fraction`` of them are held out of
   training; on them the candidate must lower log loss against the current adapter (a
   paired z-test over the rows, ``min_gain_z``) without raising expected cost, and must
-  cost less than the *shadow* (the bundle's own adapter, "never healed") on the same rows
-  by ``min_shadow_gain_z`` standard errors of the paired cost difference: a fixed bar in
-  standard errors, so the gain it asks for shrinks as arrived labels grow the held-out
-  set (a heal that still loses to never healing on live decisions is undone by the
-  healer's shadow guard, see :mod:`shared.healing.healer`);
+  not cost more than the *shadow* (the bundle's own adapter, "never healed") on the same
+  rows; ``min_shadow_gain_z`` > 0 asks for a gain of that many standard errors of the
+  paired cost difference (a bar in standard errors: the gain it asks for shrinks as
+  labels grow the held-out set), and ``cross_folds`` > 1 judges that on every arrived
+  label out of fold (a heal that still loses to never healing on live decisions is
+  undone by the healer's shadow guard, see :mod:`shared.healing.healer`);
 * without them, it must agree better with the rules' weak labels while its flag rate
   stays within ``label_free_rate_ratio`` of the current one (rules are mostly one-sided,
   "this is fraud", so agreeing with them alone would flag everything);
@@ -67,7 +68,7 @@ class HealConfig:
     gate: bool = True  # judge the candidate; False accepts every finite candidate
     min_gain_z: float = 0.0  # held-out log-loss gain must be this many standard errors (paired)
     compare_shadow: bool = True  # the gate also compares with the never-healed adapter
-    min_shadow_gain_z: float = 1.0  # held-out cost gain over the shadow must be this many standard errors
+    min_shadow_gain_z: float = 0.0  # held-out cost gain over the shadow must be this many standard errors
     cross_folds: int = 1  # >1: the gain over the shadow is judged out of fold on every arrived label
     refit_offset: bool = True  # after the steps, refit the logit offset on arrived labels (prior shift)
     min_offset_labels: int = 50  # labelled training rows (of both classes) needed to refit it

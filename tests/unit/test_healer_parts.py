@@ -76,7 +76,7 @@ def test_a_hold_that_keeps_disagreeing_is_read_as_a_concept_change_and_a_burst_i
     assert change.quarantined == 12  # the three chunks before the verdict (the healer keeps them)
     chance = [(k, 1.0) for k in "abcd"]  # kappa 0: no better than chance, as after a concept switch
     assert not any(j.trusted_again for j in change.add(chance * 4, shadow)) and change.concept
-    back = change.add(clean * 4, shadow)  # the old concept returns: the mean of the last 4 clears 0.05 at the 1st
+    back = change.add(clean * 4, shadow)  # the old concept is back: the mean of 4 clears 0.05 at once
     assert [j.trusted_again for j in back] == [True, False, False, False] and not change.concept
     assert change.add(flipped, shadow)[0].suspect  # and the guard judges again
 
