@@ -111,6 +111,16 @@ class Bundle:
         return self.features if self.schema is None else self.schema
 
     @property
+    def staleness_std(self) -> np.ndarray:
+        """Per input, the training standard deviation late labels are compared in (how far
+        they moved, whether to carry them to the present); infinite for a schema's 0/1
+        inputs, which are never carried."""
+        std: np.ndarray = np.maximum(self.reference_std, 1e-12)
+        if self.schema is not None:
+            std = np.where(np.asarray(self.schema.indicators, bool), np.inf, std)
+        return std
+
+    @property
     def inputs(self) -> tuple[str, ...]:
         """The fields a transaction carries: the schema's raw fields, else the features."""
         return self.features if self.schema is None else self.schema.names

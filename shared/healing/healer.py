@@ -351,7 +351,7 @@ class Healer:
         if limit is None or self.episode is None:
             return None
         labelled, now = self.join.newest(self.episode.start, n)
-        return stale_reason(labelled, now, self.bundle.reference_std, self.bundle.features, limit)
+        return stale_reason(labelled, now, self.bundle.staleness_std, self.bundle.features, limit)
 
     def due(self) -> bool:
         """``heal_every`` new labels of the episode since the last labelled heal, or
@@ -374,7 +374,7 @@ class Healer:
         self._since_heal = 0
         batch = self.join.batch(self.episode.start, cfg.max_labelled, cfg.label_half_life)
         if cfg.stale_labels == "carry" and cfg.label_staleness is not None:
-            moved, batch = carry_labels(batch, self.bundle.reference_std, cfg.label_staleness)
+            moved, batch = carry_labels(batch, self.bundle.staleness_std, cfg.label_staleness)
             self.carried = [self.bundle.features[k] for k in moved]
         return self.job_for(batch)
 

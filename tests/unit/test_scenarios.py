@@ -5,6 +5,7 @@ import pytest
 
 from shared.data import build, names
 from shared.data.tables import load_table
+from shared.rules import RuleSet
 from shared.errors import ConfigError
 
 
@@ -89,3 +90,21 @@ def test_export_writes_tables_a_user_can_train_on(tmp_path):
 def test_unknown_scenario_lists_the_known_ones():
     with pytest.raises(ConfigError, match="covariate"):
         build("nope")
+
+
+def test_the_payments_scenario_exports_raw_categories_and_empty_cells(tmp_path):
+    s = build("payments", n_pre=200, n_post=800)
+    assert s.schema is not None and s.features == s.schema.columns
+    post = slice(s.stream.drift_at, None)
+    other = s.features.index("country=<other>")
+    assert s.train.X[:, other].max() == 0 and 0.05 < s.stream.X[post, other].mean() < 0.13  # the ring's XX
+    assert s.stream.raw is not None and s.stream.raw[-1].keys() == set(s.schema.names)
+    out = s.write_csv(tmp_path / "payments")
+    text = (out / "stream.csv").read_text()
+    assert ",XX," in text and ",," in text  # a category never seen in training, an empty cell
+    table = load_table(out / "train.csv", "Class")
+    assert table.schema == s.schema  # the exported table trains to the same schema
+    np.testing.assert_allclose(table.X, s.train.X, rtol=1e-5)
+    assert RuleSet.from_toml(s.rules_toml, table.features, schema=table.schema).names == [
+        "new_device_big_amount"
+    ]
