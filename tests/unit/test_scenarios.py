@@ -5,8 +5,8 @@ import pytest
 
 from shared.data import build, names
 from shared.data.tables import load_table
-from shared.rules import RuleSet
 from shared.errors import ConfigError
+from shared.rules import RuleSet
 
 
 def test_seed_matches_the_published_facts(seed_scenario):
