@@ -114,7 +114,7 @@ def diagnose(ref: LabelFreeReference, X: np.ndarray, cfg: DiagnosisConfig | None
     if n < cfg.min_rows:
         return Diagnosis("nothing", f"{n} rows, fewer than {cfg.min_rows}: too few to diagnose", n, p0)
     R = np.quantile(X, QUARTILES, axis=0).T  # (d, 3): the rows' quartiles
-    pi_f = _fit_prior(ref, R, len(X), cfg)
+    pi_f = _fit_prior(ref, R, X, cfg)
     z, scale, shift = _shifts(ref, X, R, pi_f, cfg)
     moved = np.flatnonzero((scale != 1) | (shift != 0))
     shifted = tuple(Shift(ref.features[j], float(scale[j]), float(shift[j]), float(z[j])) for j in moved)
@@ -176,26 +176,38 @@ QUARTILES = np.array([0.25, 0.5, 0.75])
 FIT_LEVELS = np.array([0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95])  # where a shifted feature's map is fitted
 
 
-def _fit_prior(ref: LabelFreeReference, R: np.ndarray, n: int, cfg: DiagnosisConfig) -> float:
-    """The fraud rate whose training marginal fits the most features' quartiles ``R`` of ``n`` rows."""
+def _fit_prior(ref: LabelFreeReference, R: np.ndarray, X: np.ndarray, cfg: DiagnosisConfig) -> float:
+    """The fraud rate whose training marginal fits the most features' quartiles ``R`` of the
+    rows ``X`` (a 0/1 input: its share)."""
+    n, at = len(X), _rows_cdf(X, R)
     l0 = logit(ref.prior0)
     cap = 3 * cfg.z_shift**2
     best, best_pi = np.inf, ref.prior0
     for lg in l0 + np.arange(-4.0, 4.0001, 0.05):
         pi = float(1 / (1 + np.exp(-lg)))
-        z = _z_levels(ref, R, QUARTILES, pi, n)
-        score = float(np.minimum((z**2).sum(axis=1), cap).sum()) + cfg.prior_penalty * (lg - l0) ** 2
+        z2 = np.where(
+            ref.numeric, (_z_levels(ref, R, at, pi, n) ** 2).sum(axis=1), ref.rate_z(X, pi) ** 2
+        )
+        score = float(np.minimum(z2, cap).sum()) + cfg.prior_penalty * (lg - l0) ** 2
         if score < best:
             best, best_pi = score, pi
     return best_pi
 
 
-def _z_levels(ref: LabelFreeReference, Q: np.ndarray, levels: np.ndarray, pi: float, n: int) -> np.ndarray:
-    """(d, L): how far the rows' quantiles ``Q`` at ``levels`` sit from the training marginal at
-    fraud rate ``pi``, in standard errors of probability (no assumption on the shape)."""
+def _z_levels(ref: LabelFreeReference, Q: np.ndarray, at: np.ndarray, pi: float, n: int) -> np.ndarray:
+    """(d, L): how far the training marginal at fraud rate ``pi`` sits from the rows' own CDF
+    ``at`` (:func:`_rows_cdf`) at the rows' quantiles ``Q``, in standard errors of
+    probability (no assumption on the shape). Both CDFs are taken at the same points, so a
+    value many rows share (an integer feature, an imputed median) jumps in both alike."""
     F, var_ref = ref.cdf_at(pi, Q)
-    z: np.ndarray = (F - levels) / np.sqrt(levels * (1 - levels) / n + var_ref)
+    z: np.ndarray = (F - at) / np.sqrt(np.maximum(at * (1 - at), 1 / n) / n + var_ref)
     return z
+
+
+def _rows_cdf(X: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """(d, L): the share of the rows ``X`` at or below each of their quantiles ``Q`` (d, L)."""
+    s = np.sort(X, axis=0)
+    return np.stack([np.searchsorted(s[:, j], Q[j], side="right") / len(X) for j in range(len(Q))])
 
 
 def _shifts(
@@ -204,7 +216,7 @@ def _shifts(
     """(z, scale, shift) per feature: the affine map that puts the quantiles of the
     significantly shifted ones back (identity for the rest); ``R``: the rows' quartiles."""
     Q = ref.quantiles(pi, QUARTILES)
-    z = np.sqrt((_z_levels(ref, R, QUARTILES, pi, len(X)) ** 2).sum(axis=1))
+    z = np.sqrt((_z_levels(ref, R, _rows_cdf(X, R), pi, len(X)) ** 2).sum(axis=1))
     iqr_r, iqr_q = R[:, 2] - R[:, 0], np.maximum(Q[:, 2] - Q[:, 0], 1e-9)
     s = iqr_q / 1.349
     effect = np.maximum(np.abs(R[:, 1] - Q[:, 1]) / s, np.abs(np.log(np.maximum(iqr_r, 1e-9) / iqr_q)))
@@ -233,5 +245,5 @@ def _shape_z(ref: LabelFreeReference, Xc: np.ndarray, pi: float, cfg: DiagnosisC
     the training CDF at the rows' quantile of that level."""
     lv = np.asarray(cfg.levels)
     Qc = np.quantile(Xc, lv, axis=0).T  # (d, L)
-    out: np.ndarray = np.abs(_z_levels(ref, Qc, lv, pi, len(Xc))).max(axis=1)
-    return out
+    out: np.ndarray = np.abs(_z_levels(ref, Qc, _rows_cdf(Xc, Qc), pi, len(Xc))).max(axis=1)
+    return np.where(ref.numeric, out, ref.rate_z(Xc, pi))  # a 0/1 input: its share

@@ -49,6 +49,7 @@ class LabelFreeReference:
         self.numeric = np.ones(len(bundle.features), bool)
         if bundle.schema is not None:
             self.numeric = ~np.asarray(bundle.schema.indicators, bool)
+        self.rate_class = np.stack([X[~y].mean(axis=0), X[y].mean(axis=0)])  # (2, d): a 0/1 input's rates
         self.prior0 = float(y.mean())
         self.std = X.std(axis=0) + 1e-12
         self.n = (int((~y).sum()), int(y.sum()))
@@ -89,6 +90,19 @@ class LabelFreeReference:
         n_normal, n_fraud = self.n
         var = (1 - pi) ** 2 * cn * (1 - cn) / n_normal + pi**2 * cf * (1 - cf) / n_fraud
         return (1 - pi) * cn + pi * cf, var
+
+    def rate_z(self, X: np.ndarray, pi: float) -> np.ndarray:
+        """(d,): how far each 0/1 input's share in ``X`` sits from its training share at fraud
+        rate ``pi``, in standard errors (0 for numbers: quantiles judge those; ties make
+        quantiles meaningless for a 0/1 input)."""
+        n = len(X)
+        r0, r1 = self.rate_class
+        p = (1 - pi) * r0 + pi * r1
+        n_normal, n_fraud = self.n
+        var = p * (1 - p) / n + (1 - pi) ** 2 * r0 * (1 - r0) / n_normal + pi**2 * r1 * (1 - r1) / n_fraud
+        z = np.abs(X.mean(axis=0) - p) / np.sqrt(np.maximum(var, 0.25 / max(n, 1) ** 2))
+        z[self.numeric] = 0.0
+        return z  # type: ignore[no-any-return]
 
     def quantiles(self, pi: float, q: np.ndarray) -> np.ndarray:
         """(d, len(q)): the marginal quantiles at fraud rate ``pi``."""

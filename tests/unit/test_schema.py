@@ -196,10 +196,19 @@ def test_label_free_recalibration_moves_numbers_only(bundle):
     assert ref.numeric.tolist() == [not flag for flag in bundle.schema.indicators]
     cols = payments(3000, seed=5)
     cols.pop("Class")
-    cols["hour"] = [None if v is None else v * 60 for v in cols["hour"]]  # hours sent as minutes
-    cols["channel"] = ["web" if v == "pos" else v for v in cols["channel"]]  # a channel's share moves
-    d = diagnose(ref, bundle.schema.encode_columns(cols))
-    assert all(s.feature in ("hour", "amount", "device_age", "distance") for s in d.shifted), d.why
-    assert d.scale[[j for j, num in enumerate(ref.numeric) if not num]].tolist() == [1.0] * int(
-        (~ref.numeric).sum()
-    )
+    assert diagnose(ref, bundle.schema.encode_columns(cols)).action == "nothing"  # no drift: shares agree
+    moved = {**cols, "channel": ["web" if v == "pos" else v for v in cols["channel"]]}  # a share moves
+    d = diagnose(ref, bundle.schema.encode_columns(moved))
+    assert d.action == "unexplained" and {f for f, _ in d.unexplained} == {"channel=pos", "channel=web"}
+    minutes = {**cols, "hour": [None if v is None else v * 60 for v in cols["hour"]]}
+    d = diagnose(ref, bundle.schema.encode_columns(minutes))  # the imputed median does not move with it
+    assert d.action == "unexplained" and [f for f, _ in d.unexplained] == ["hour"]
+    complete = payments(6000, seed=6, missing=0.0)  # a table without missing values: a unit change is one
+    y = np.asarray(complete.pop("Class"), np.float32)
+    s = Schema.infer(complete)
+    b = build_bundle(s.encode_columns(complete), y, s.columns, schema=s, train_config=TrainConfig(epochs=2))
+    stream = payments(3000, seed=7, missing=0.0)
+    stream.pop("Class")
+    stream["amount"] = [v * 1.35 for v in stream["amount"]]  # a currency change
+    d = diagnose(LabelFreeReference(b), s.encode_columns(stream))
+    assert d.action == "recalibrate" and [x.feature for x in d.shifted] == ["amount"], d.reason
