@@ -185,9 +185,7 @@ def _fit_prior(ref: LabelFreeReference, R: np.ndarray, X: np.ndarray, cfg: Diagn
     best, best_pi = np.inf, ref.prior0
     for lg in l0 + np.arange(-4.0, 4.0001, 0.05):
         pi = float(1 / (1 + np.exp(-lg)))
-        z2 = np.where(
-            ref.numeric, (_z_levels(ref, R, at, pi, n) ** 2).sum(axis=1), ref.rate_z(X, pi) ** 2
-        )
+        z2 = np.where(ref.numeric, (_z_levels(ref, R, at, pi, n) ** 2).sum(axis=1), ref.rate_z(X, pi) ** 2)
         score = float(np.minimum(z2, cap).sum()) + cfg.prior_penalty * (lg - l0) ** 2
         if score < best:
             best, best_pi = score, pi
