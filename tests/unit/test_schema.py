@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import orjson
 import pytest
@@ -200,7 +202,7 @@ def test_label_free_recalibration_moves_numbers_only(bundle):
     moved = {**cols, "channel": ["web" if v == "pos" else v for v in cols["channel"]]}  # a share moves
     d = diagnose(ref, bundle.schema.encode_columns(moved))
     assert d.action == "unexplained" and {f for f, _ in d.unexplained} == {"channel=pos", "channel=web"}
-    minutes = {**cols, "hour": [None if v is None else v * 60 for v in cols["hour"]]}
+    minutes = {**cols, "hour": [None if v is None else cast(float, v) * 60 for v in cols["hour"]]}
     d = diagnose(ref, bundle.schema.encode_columns(minutes))  # the imputed median does not move with it
     assert d.action == "unexplained" and [f for f, _ in d.unexplained] == ["hour"]
     complete = payments(6000, seed=6, missing=0.0)  # a table without missing values: a unit change is one
@@ -209,6 +211,6 @@ def test_label_free_recalibration_moves_numbers_only(bundle):
     b = build_bundle(s.encode_columns(complete), y, s.columns, schema=s, train_config=TrainConfig(epochs=2))
     stream = payments(3000, seed=7, missing=0.0)
     stream.pop("Class")
-    stream["amount"] = [v * 1.35 for v in stream["amount"]]  # a currency change
+    stream["amount"] = [cast(float, v) * 1.35 for v in stream["amount"]]  # a currency change
     d = diagnose(LabelFreeReference(b), s.encode_columns(stream))
     assert d.action == "recalibrate" and [x.feature for x in d.shifted] == ["amount"], d.reason
