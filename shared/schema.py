@@ -33,6 +33,7 @@ import numpy as np
 
 from shared.errors import DataError
 
+ABSURD = 1e12  # larger feature values are rejected as corrupt (here and on the numeric path)
 OTHER = "<other>"  # the category column of rare and unseen values
 MISSING = ":missing"  # suffix of a field's missing indicator
 
@@ -160,7 +161,7 @@ class Schema:
                     return "value", f"feature {f.name!r} is a category: expected a string or null"
             elif isinstance(v, bool) or not isinstance(v, int | float):
                 return "value", f"feature {f.name!r} is not a number or null"
-            elif not np.isfinite(v) or abs(v) > 1e12:
+            elif not np.isfinite(v) or abs(v) > ABSURD:
                 return "value", f"feature {f.name!r} is not finite or absurd: {v!r}"
         return None
 

@@ -29,9 +29,7 @@ import orjson
 
 from shared.messages.record import MAX_RECORD_BYTES, load_object, size_reject
 from shared.messages.reject import Reject, RejectCode
-from shared.schema import Schema
-
-ABSURD = 1e12  # larger feature values are rejected as corrupt
+from shared.schema import ABSURD, Schema
 
 __all__ = [
     "ABSURD",
