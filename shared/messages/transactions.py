@@ -41,7 +41,6 @@ __all__ = [
     "TransactionBatch",
     "decode_transactions",
     "decode_transactions_checked",
-    "decode_with_schema",
     "encode_transaction",
 ]
 
@@ -184,21 +183,31 @@ def _features_reject(rec: dict[str, Any], features: Sequence[str]) -> Reject | N
 
 
 def _checked_record(
-    raw: bytes | None, features: Sequence[str], seen: set[str], checks: Checks
+    raw: bytes | None, features: Sequence[str] | Schema, seen: set[str], checks: Checks
 ) -> dict[str, Any] | Reject:
     """The record, or why it is refused: every check, in Python."""
     rec = load_object(raw)
     if isinstance(rec, Reject):
         return rec
-    return _id_reject(rec, seen, checks) or _features_reject(rec, features) or rec
+    bad_id = _id_reject(rec, seen, checks)
+    if bad_id is not None:
+        return bad_id
+    if isinstance(features, Schema):
+        return _schema_reject(rec, features) or rec
+    return _features_reject(rec, features) or rec
 
 
 def decode_transactions_checked(
-    values: Sequence[bytes | None], features: Sequence[str], checks: Checks = NO_CHECKS
+    values: Sequence[bytes | None], features: Sequence[str] | Schema, checks: Checks = NO_CHECKS
 ) -> TransactionBatch:
-    """Record by record, every check in Python: the slow reference for the fast path."""
-    out = TransactionBatch([], np.zeros((0, len(features)), dtype=np.float32), [], [], [])
-    rows: list[list[float]] = []
+    """Record by record, every check in Python: the slow reference for the fast path, and
+    the path of a bundle with a schema (``features`` a :class:`~shared.schema.Schema`:
+    ``null`` anywhere and strings for categories, encoded into the model's inputs)."""
+    schema = features if isinstance(features, Schema) else None
+    names = () if isinstance(features, Schema) else tuple(features)
+    width = len(schema.columns) if schema is not None else len(names)
+    out = TransactionBatch([], np.zeros((0, width), dtype=np.float32), [], [], [])
+    good: list[Mapping[str, Any]] = []
     seen: set[str] = set()
     for i, raw in enumerate(values):
         early = _raw_reject(raw, checks.keys[i] if checks.keys is not None else None)
@@ -208,34 +217,13 @@ def decode_transactions_checked(
             continue
         seen.add(rec["id"])
         out.ids.append(rec["id"])
-        rows.append([rec["features"][f] for f in features])
-        out.ts.append(rec.get("ts"))
-        out.index.append(i)
-    out.X = np.array(rows, dtype=np.float32).reshape(len(rows), len(features))
-    return out
-
-
-def decode_with_schema(
-    values: Sequence[bytes | None], schema: Schema, checks: Checks = NO_CHECKS
-) -> TransactionBatch:
-    """A bundle with a schema: record by record, the raw fields checked against it (``null``
-    anywhere, a string for a category) and encoded into the model's inputs."""
-    out = TransactionBatch([], np.zeros((0, len(schema.columns)), dtype=np.float32), [], [], [])
-    good: list[Mapping[str, Any]] = []
-    seen: set[str] = set()
-    for i, raw in enumerate(values):
-        rec = _raw_reject(raw, checks.keys[i] if checks.keys is not None else None) or load_object(raw)
-        if not isinstance(rec, Reject):
-            rec = _id_reject(rec, seen, checks) or _schema_reject(rec, schema) or rec
-        if isinstance(rec, Reject):
-            out.rejected.append((i, rec))
-            continue
-        seen.add(rec["id"])
-        out.ids.append(rec["id"])
         good.append(rec["features"])
         out.ts.append(rec.get("ts"))
         out.index.append(i)
-    out.X = schema.encode_records(good)
+    if schema is not None:
+        out.X = schema.encode_records(good)
+    else:
+        out.X = np.array([[f[n] for n in names] for f in good], dtype=np.float32).reshape(len(good), width)
     return out
 
 
@@ -323,9 +311,9 @@ def decode_transactions(
     Three paths, each held to the next: msgspec on a batch of good records; on any other
     batch orjson record by record, with the values checked at once; on a batch with a bad
     value, the reference (:func:`decode_transactions_checked`). A bundle's schema
-    (``features`` a :class:`~shared.schema.Schema`) takes :func:`decode_with_schema`."""
+    (``features`` a :class:`~shared.schema.Schema`) takes the reference."""
     if isinstance(features, Schema):
-        return decode_with_schema(values, features, checks)
+        return decode_transactions_checked(values, features, checks)
     early = _early_rejects(values, checks.keys)
     typed = None if early or not values else _decode_typed(values, features, checks)
     if typed is not None:
