@@ -102,7 +102,7 @@ class Schema:
         forced = set(categorical) | set(named)
         fields: list[Field] = []
         for name, values in columns.items():
-            present = [v for v in values if not _missing(v)]
+            present = [v for v in values if not is_missing(v)]
             if name in forced or any(isinstance(v, str) and not _is_number(v) for v in present):
                 counts = Counter(str(v).strip() for v in present)
                 frequent = {c for c, k in counts.most_common(max_categories) if k >= min_count}
@@ -130,7 +130,7 @@ class Schema:
             if isinstance(f, NumberField):
                 for i, r in enumerate(records):
                     v = r[f.name]
-                    if _missing(v):
+                    if is_missing(v):
                         out[i, j], out[i, j + 1] = f.impute, 1.0
                     else:
                         out[i, j] = float(v)
@@ -140,7 +140,7 @@ class Schema:
                 other, miss = len(f.vocabulary), len(f.vocabulary) + 1
                 for i, r in enumerate(records):
                     v = r[f.name]
-                    out[i, j + (miss if _missing(v) else at.get(str(v).strip(), other))] = 1.0
+                    out[i, j + (miss if is_missing(v) else at.get(str(v).strip(), other))] = 1.0
                 j += len(f.vocabulary) + 2
         return out
 
@@ -205,7 +205,7 @@ class Schema:
 _MISSING_TEXT = {"", "nan", "null"}  # after strip, lower case: what table writers put for "no value"
 
 
-def _missing(v: object) -> bool:
+def is_missing(v: object) -> bool:
     """An empty cell: None, NaN, or blank text (or "nan", "null")."""
     if v is None:
         return True
@@ -226,4 +226,6 @@ def needs_schema(columns: Mapping[str, Sequence[object]], categorical: Iterable[
     """Whether a table needs a schema: a column named categorical, a text value or an empty cell."""
     if any(c in columns for c in categorical):
         return True
-    return any(_missing(v) or (isinstance(v, str) and not _is_number(v)) for c in columns.values() for v in c)
+    return any(
+        is_missing(v) or (isinstance(v, str) and not _is_number(v)) for c in columns.values() for v in c
+    )

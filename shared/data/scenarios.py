@@ -408,7 +408,7 @@ def from_tables(
     from shared.data.tables import load_table
 
     tr = load_table(train, label)
-    st = load_table(stream, label, tr.features)
+    st = load_table(stream, label, tr.features, schema=tr.schema)
     if drift_at is not None and not 0 <= drift_at < len(st.y):
         raise ConfigError(f"drift_at {drift_at} is outside the stream's {len(st.y)} rows")
     cut = len(tr.y) * 4 // 5
@@ -421,4 +421,5 @@ def from_tables(
         train=Dataset(tr.X, tr.y),
         clean_test=Dataset(tr.X[cut:], tr.y[cut:]),
         stream=Stream(ids, st.X, st.y, drift_at, np.full(len(st.y), np.nan)),
+        schema=tr.schema,
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.errors import DataError
-from shared.schema import Schema, needs_schema
+from shared.schema import NumberField, Schema, is_missing, needs_schema
 
 ID_COLUMNS = ("id", "transaction_id")
 
@@ -38,9 +38,12 @@ def load_table(
     features: Sequence[str] | None = None,
     categorical: Sequence[str] = (),
     named: Mapping[str, Iterable[str]] | None = None,
+    schema: Schema | None = None,
 ) -> Table:
     """Read ``path`` (.csv or .parquet); features default to every column but the label and ids.
-    ``categorical`` and ``named`` (the rules' category strings) as in :meth:`Schema.infer`."""
+    ``categorical`` and ``named`` (the rules' category strings) as in :meth:`Schema.infer`;
+    with ``schema`` (a stream for a bundle trained on another table) its fields are read and
+    encoded as it says."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: no such file")
@@ -54,6 +57,8 @@ def load_table(
         raise DataError(f"{p}: unknown table type {suffix!r}; use .csv or .parquet")
     if label not in columns:
         raise DataError(f"{p}: no label column {label!r}; columns are {', '.join(columns) or 'none'}")
+    if schema is not None:
+        features = list(schema.names)
     if features is None or len(features) == 0:
         features = [c for c in columns if c != label and c.lower() not in ID_COLUMNS]
     absent = [f for f in features if f not in columns]
@@ -70,22 +75,47 @@ def load_table(
     unknown = [c for c in categorical if c not in features]
     if unknown:
         raise DataError(f"{p}: --categorical names no feature column: {', '.join(unknown)}")
-    y = _numeric(p, label, columns[label], lines)
-    bad = np.flatnonzero((y != 0) & (y != 1))
-    if bad.size:
-        i = int(bad[0])
-        raise DataError(f"{p}: label {label!r} must be 0 or 1; {_where(lines, i)} has {columns[label][i]!r}")
-    if y.min() == y.max():
-        raise DataError(f"{p}: label {label!r} has only class {int(y[0])}; training needs both 0 and 1")
+    y = _labels(p, label, columns[label], lines)
     raw = {name: columns[name] for name in features}
+    if schema is not None:
+        _check_numbers(p, schema, raw, lines)
+        return Table(schema.encode_columns(raw), y, schema.columns, label, schema)
     if needs_schema(raw, categorical):
         try:
             schema = Schema.infer(raw, categorical, named=named)
         except DataError as exc:
             raise DataError(f"{p}: {exc}") from None
-        return Table(schema.encode_columns(raw), y.astype(np.float32), schema.columns, label, schema)
+        return Table(schema.encode_columns(raw), y, schema.columns, label, schema)
     X = np.column_stack([_numeric(p, name, columns[name], lines) for name in features])
-    return Table(X.astype(np.float32), y.astype(np.float32), tuple(features), label)
+    return Table(X.astype(np.float32), y, tuple(features), label)
+
+
+def _labels(path: Path, label: str, values: Sequence[object], lines: list[int] | None) -> np.ndarray:
+    """The label column as 0/1 float32; DataError for another value or one class only."""
+    y = _numeric(path, label, values, lines)
+    bad = np.flatnonzero((y != 0) & (y != 1))
+    if bad.size:
+        i = int(bad[0])
+        raise DataError(f"{path}: label {label!r} must be 0 or 1; {_where(lines, i)} has {values[i]!r}")
+    if y.min() == y.max():
+        raise DataError(f"{path}: label {label!r} has only class {int(y[0])}; training needs both 0 and 1")
+    return y.astype(np.float32)
+
+
+def _check_numbers(
+    path: Path, schema: Schema, raw: Mapping[str, Sequence[object]], lines: list[int] | None
+) -> None:
+    """DataError naming the first value of a number field that is not a number (nor empty)."""
+    for f in schema.fields:
+        if isinstance(f, NumberField):
+            for i, v in enumerate(raw[f.name]):
+                if not is_missing(v):
+                    try:
+                        float(v)  # type: ignore[arg-type]
+                    except (TypeError, ValueError):
+                        raise DataError(
+                            f"{path}: column {f.name!r} is not numeric: {v!r} at {_where(lines, i)}"
+                        ) from None
 
 
 def _where(lines: list[int] | None, i: int) -> str:

@@ -5,7 +5,7 @@ import pytest
 
 from shared.data import build, names
 from shared.data.tables import load_table
-from shared.errors import ConfigError
+from shared.errors import ConfigError, DataError
 from shared.rules import RuleSet
 
 
@@ -108,3 +108,17 @@ def test_the_payments_scenario_exports_raw_categories_and_empty_cells(tmp_path):
     assert RuleSet.from_toml(s.rules_toml, table.features, schema=table.schema).names == [
         "new_device_big_amount"
     ]
+
+
+def test_your_own_tables_with_categories_read_the_stream_through_the_training_schema(tmp_path):
+    from shared.data import from_tables
+
+    s = build("payments", n_pre=200, n_post=300)
+    out = s.write_csv(tmp_path / "payments")
+    own = from_tables(out / "train.csv", out / "stream.csv", "Class", drift_at=200)
+    assert own.schema == s.schema and own.features == s.features
+    np.testing.assert_allclose(own.stream.X, s.stream.X, rtol=1e-5)
+    bad = tmp_path / "bad.csv"
+    bad.write_text((out / "stream.csv").read_text().replace("\n", "\ntx-x,FR,web,grocery,lots,1,1,1,0\n", 1))
+    with pytest.raises(DataError, match="column 'amount' is not numeric: 'lots' at line 2"):
+        from_tables(out / "train.csv", bad, "Class")
