@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -70,6 +71,7 @@ class HealConfig:
     compare_shadow: bool = True  # the gate also compares with the never-healed adapter
     min_shadow_gain_z: float = 0.0  # held-out cost gain over the shadow must be this many standard errors
     cross_folds: int = 1  # >1: the gain over the shadow is judged out of fold on every arrived label
+    look_labels: int | None = None  # the gate looks again every this many labels: the bar rises with looks
     refit_offset: bool = True  # after the steps, refit the logit offset on arrived labels (prior shift)
     min_offset_labels: int = 50  # labelled training rows (of both classes) needed to refit it
     guard_collapse: bool = True  # refuse candidates that predict one class only
@@ -396,6 +398,23 @@ def _judge_metrics(
     return m
 
 
+def shadow_bar(cfg: HealConfig, n_labelled: int) -> float:
+    """The z a candidate's gain over the shadow must reach: ``min_shadow_gain_z``, or with
+    ``look_labels`` the bar that keeps the chance of a false pass over all the looks so far
+    (one per ``look_labels`` arrived labels) at what one look at ``min_shadow_gain_z`` had
+    (Bonferroni).
+
+    >>> cfg = HealConfig(min_shadow_gain_z=1.0, look_labels=100)
+    >>> [round(shadow_bar(cfg, n), 2) for n in (100, 300, 1000, 2000)]
+    [1.0, 1.62, 2.15, 2.41]
+    """
+    if not cfg.look_labels:
+        return cfg.min_shadow_gain_z
+    looks = max(1, n_labelled // cfg.look_labels)
+    alpha = 1 - NormalDist().cdf(cfg.min_shadow_gain_z)
+    return NormalDist().inv_cdf(1 - alpha / looks)
+
+
 def _decide(candidate: AdapterState, m: dict[str, float], cfg: HealConfig) -> tuple[bool, str]:
     if not _finite(candidate):
         return False, "candidate has non-finite weights"
@@ -422,8 +441,8 @@ def _decide(candidate: AdapterState, m: dict[str, float], cfg: HealConfig) -> tu
         c_s, c_e = m.get("holdout_cost_shadow"), m.get("shadow_evidence_cost_after", c_a)
         if c_s is not None and c_e > c_s:
             return False, f"costs more than the shadow on held-out labels: {c_e:.4f} > {c_s:.4f} ({change})"
-        z_s = m.get("holdout_cost_gain_z_shadow")
-        if z_s is not None and z_s < cfg.min_shadow_gain_z:
+        z_s, bar = m.get("holdout_cost_gain_z_shadow"), shadow_bar(cfg, int(m.get("n_labelled", 0)))
+        if z_s is not None and z_s < bar:
             n_e = m.get("shadow_evidence_rows", 0)
             over = f"{c_s:.4f} -> {c_e:.4f} over {n_e:.0f} rows (z={z_s:.2f}; {change})"
             return False, f"no clear gain over the shadow on held-out labels: {over}"

@@ -14,7 +14,7 @@ from shared.loadgen import produce_stream
 from shared.messages import Transaction, encode_transaction
 from shared.registry import Snapshot
 
-from .conftest import TEST_SIGNER, wait_until
+from .conftest import TEST_SIGNER, Running, wait_until
 from .helpers import decision, produce_rows, read_n, value
 
 
@@ -23,21 +23,20 @@ def stream():
     return build("covariate", n_pre=1000, n_post=80000).stream
 
 
-def start_services(b, kafka, topics, group, run_service) -> tuple[ScorerService, HealerService]:
-    """A scorer, a monitor and a healer on the topics, running."""
+def start_services(b, kafka, topics, group, run_service) -> tuple[ScorerService, HealerService, Running]:
+    """A scorer, a monitor and a healer on the topics, running (and the healer's handle)."""
     scorer = ScorerService(b, kafka, topics, ScorerConfig(group=f"{group}-s"), TEST_SIGNER)
     monitor = MonitorService(b, kafka, topics, MonitorConfig(group=f"{group}-m"))
     healer = HealerService(b, kafka, topics, HealerServiceConfig(group=f"{group}-h"), TEST_SIGNER)
-    for s in (scorer, monitor, healer):
-        run_service(s)
-    return scorer, healer
+    running = [run_service(s) for s in (scorer, monitor, healer)]
+    return scorer, healer, running[-1]
 
 
 def test_the_healer_heals_snapshots_publishes_and_rebuilds_on_restart(
     covariate_bundle, stream, kafka, topics, group, run_service
 ):
     b = covariate_bundle
-    scorer, healer = start_services(b, kafka, topics, group, run_service)
+    scorer, healer, healing = start_services(b, kafka, topics, group, run_service)
     produced = [0]
     # the drifted stream flows until the healer has published an accepted heal (whether a
     # given cycle passes the gate depends on its held-out labels, so give it as many as it needs)
@@ -79,7 +78,9 @@ def test_the_healer_heals_snapshots_publishes_and_rebuilds_on_restart(
     # backbone and head never move: the scorer's base equals the bundle's
     for k, v in scorer.core.model.base_state().items():
         assert v.equal(b.base_state[k])
-    # a restarted healer rebuilds its state from the registry topic
+    # a restarted healer rebuilds its state from the registry topic (the first one stopped: labels
+    # still in flight would let it heal on while the second reads the topic)
+    healing.halt()
     live = healer.healer.version
     n_snaps = len(healer.registry)
     again = HealerService(b, kafka, topics, HealerServiceConfig(group=f"{group}-h2"), TEST_SIGNER)
@@ -247,7 +248,7 @@ def test_a_poisoned_label_feed_is_held_back_and_reported_on_drift_alerts(
     for i in range(300):  # a broken feed: every label inverted
         p.produce(topics.labels, encode_label(Label(st.ids[i], 1 - int(st.y[i]))), key=st.ids[i])
     p.flush()
-    wait_until(lambda: service.healer.labels_quarantined == 300)
+    wait_until(lambda: service.healer.labels_quarantined == 300, timeout=60)
     assert service.healer.join.stats()["labelled"] == 0  # none reached the training set
     assert service.health()["labels"].startswith("healing paused")
     for i in range(300, 500):  # the feed is mended
@@ -269,7 +270,7 @@ def test_the_healer_heals_before_any_label_and_says_why_on_drift_alerts(
     from shared.messages import Alert, decode_alert
 
     b = covariate_bundle
-    scorer, healer = start_services(b, kafka, topics, group, run_service)
+    scorer, healer, _ = start_services(b, kafka, topics, group, run_service)
     feeder = threading.Thread(
         target=produce_stream,
         args=(kafka, topics, stream, list(b.features)),
