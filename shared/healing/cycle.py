@@ -69,9 +69,9 @@ class HealConfig:
     gate: bool = True  # judge the candidate; False accepts every finite candidate
     min_gain_z: float = 0.0  # held-out log-loss gain must be this many standard errors (paired)
     compare_shadow: bool = True  # the gate also compares with the never-healed adapter
-    min_shadow_gain_z: float = 0.0  # held-out cost gain over the shadow must be this many standard errors
-    cross_folds: int = 1  # >1: the gain over the shadow is judged out of fold on every arrived label
-    look_labels: int | None = None  # the gate looks again every this many labels: the bar rises with looks
+    min_shadow_gain_z: float = 0.5  # held-out cost gain over the shadow must be this many standard errors
+    cross_folds: int = 3  # >1: the gain over the shadow is judged out of fold on every arrived label
+    look_labels: int | None = 100  # the gate looks again every this many labels: the bar rises with looks
     refit_offset: bool = True  # after the steps, refit the logit offset on arrived labels (prior shift)
     min_offset_labels: int = 50  # labelled training rows (of both classes) needed to refit it
     guard_collapse: bool = True  # refuse candidates that predict one class only

@@ -305,7 +305,7 @@ def test_class_balanced_training_is_recalibrated_by_the_offset_refit(covariate_b
 def test_cross_folds_judge_the_shadow_on_every_arrived_label(covariate_bundle, covariate_scenario):
     b = covariate_bundle
     batch = drifted_batch(covariate_scenario, n=1000)
-    cfg = HealConfig(converge=False)
+    cfg = HealConfig(converge=False, cross_folds=1)
     args = (b.new_model(), batch, b.rules, b.threshold, b.costs)
     held_out = heal_cycle(*args, cfg, shadow=b.adapter_state)
     crossed = heal_cycle(*args, replace(cfg, cross_folds=3), shadow=b.adapter_state)
