@@ -110,12 +110,14 @@ def _check_numbers(
         if isinstance(f, NumberField):
             for i, v in enumerate(raw[f.name]):
                 if not is_missing(v):
-                    try:
-                        float(v)  # type: ignore[arg-type]
-                    except (TypeError, ValueError):
-                        raise DataError(
-                            f"{path}: column {f.name!r} is not numeric: {v!r} at {_where(lines, i)}"
-                        ) from None
+                    _require_number(path, f.name, v, lines, i)
+
+
+def _require_number(path: Path, name: str, v: object, lines: list[int] | None, i: int) -> None:
+    try:
+        float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: column {name!r} is not numeric: {v!r} at {_where(lines, i)}") from None
 
 
 def _where(lines: list[int] | None, i: int) -> str:
@@ -132,12 +134,7 @@ def _numeric(path: Path, name: str, values: Sequence[object], lines: list[int] |
         for i, v in enumerate(values):
             if v is None or (isinstance(v, str) and v.strip() == ""):
                 raise DataError(f"{path}: column {name!r} is empty at {_where(lines, i)}") from None
-            try:
-                float(v)  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                raise DataError(
-                    f"{path}: column {name!r} is not numeric: {v!r} at {_where(lines, i)}"
-                ) from None
+            _require_number(path, name, v, lines, i)
         raise DataError(f"{path}: column {name!r} is not numeric")
     bad = np.flatnonzero(~np.isfinite(arr))
     if bad.size:
