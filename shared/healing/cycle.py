@@ -148,7 +148,7 @@ def heal_cycle(
         p_after = torch.sigmoid(model.logits_from_hidden(H, layer)).numpy()
     vs_shadow = None
     if shadow is not None and cfg.compare_shadow and len(hold):
-        vs_shadow = _shadow_evidence(model, data, train, hold, p_after, start, cfg, shadow)
+        vs_shadow = _shadow_evidence(model, data, H, train, hold, p_after, start, cfg, shadow)
     metrics = _candidate_metrics(y, hold, train, targets, p_before, p_after, vs_shadow, threshold, costs)
     if targets.reliability is not None:
         metrics.update(
@@ -265,6 +265,7 @@ def _best_candidate(
 def _shadow_evidence(
     model: SelfHealingModel,
     data: _Rows,
+    H: torch.Tensor,
     train: np.ndarray,
     hold: np.ndarray,
     p_after: np.ndarray,
@@ -275,7 +276,9 @@ def _shadow_evidence(
     """(rows, candidate probabilities, shadow probabilities) the gate compares with the shadow
     on: the held-out rows and, with ``cross_folds`` > 1, every labelled training row too, each
     predicted by a candidate trained the same way without its fold (out of fold: evidence that
-    grows with all the labels that have arrived, not a fraction of them)."""
+    grows with all the labels that have arrived, not a fraction of them). ``H``: the frozen
+    features under start ``start``, as the candidate saw them; each fold trains from a fresh
+    copy of that start on the same features."""
     rows, probs = [hold], [p_after[hold]]
     labelled = np.flatnonzero(train & ~np.isnan(data.y))
     folds = cfg.cross_folds - 1
@@ -284,8 +287,6 @@ def _shadow_evidence(
             fit = train.copy()
             fit[chunk], fit[hold] = False, True
             layer = starts(model)[start]
-            with torch.no_grad():
-                H = model.hidden(data.xt, layer)
             w = data.weights(fit, cfg)
             trained, sums = train_candidate(
                 model, layer, H, data.y, w, data.targets, stopping_rows(data.y, fit, cfg), cfg
