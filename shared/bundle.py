@@ -35,6 +35,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from shared.drift import FIDI
+from shared.drift.categories import CategoryGroup, CategoryShift
 from shared.errors import BundleError, SelfhealError
 from shared.evaluation import CostMatrix
 from shared.model import (
@@ -46,7 +47,7 @@ from shared.model import (
     adapter_to_bytes,
 )
 from shared.rules import RuleSet
-from shared.schema import Schema
+from shared.schema import OTHER, CategoryField, Schema
 
 FORMAT = 1
 FILES = ("bundle.json", "base.safetensors", "adapter.safetensors", "rules.toml")
@@ -176,6 +177,23 @@ class Bundle:
             indicators=None if self.schema is None else self.schema.indicators,
             **overrides,
         )
+
+    def new_category_shift(self, **overrides: Any) -> CategoryShift | None:
+        """A chi-square detector on this bundle's category fields (None: it has none)."""
+        if self.schema is None:
+            return None
+        at = {c: j for j, c in enumerate(self.features)}
+        groups = [
+            CategoryGroup(
+                f.name,
+                tuple(at[c] for c in f.partition),
+                (*f.vocabulary, OTHER, "<missing>"),
+                tuple(float(self.reference_mean[at[c]]) for c in f.partition),
+            )
+            for f in self.schema.fields
+            if isinstance(f, CategoryField)
+        ]
+        return CategoryShift(groups, **overrides) if groups else None
 
     # -- content
     def _core(self) -> dict[str, Any]:

@@ -9,10 +9,15 @@ Alerts (values for ``drift-alerts``, keyed by feature or detector):
 * FIDI recovers: the same keys with ``state = "recovered"``;
 * the conflict rate becomes elevated / normal again: key ``conflicts``; the ``drift`` one
   says the drift began ``onset_rows`` back: the rows of the fewest batches the conflict
-  rate alarms on (``min_batches`` x ``batch_rows``).
+  rate alarms on (``min_batches`` x ``batch_rows``);
+* a bundle with category fields: the chi-square test of their frequencies
+  (:class:`~shared.drift.categories.CategoryShift`) enters drift / recovers: one alert
+  keyed ``categories`` (its index, threshold 1.0; ``onset_rows``: the most telling
+  window) and one per field that moved (statistic: Cohen's w; ``category``, ``share``
+  and ``reference_share`` name the category that moved most).
 
-The healer opens and closes its episodes on the two summary alerts (``fidi``,
-``conflicts``): :mod:`shared.healing.episodes`.
+The healer opens and closes its episodes on the summary alerts (``fidi``, ``conflicts``,
+``categories``): :mod:`shared.healing.episodes`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from shared.bundle import Bundle
 from shared.drift import FIDI, ConflictRate, WindowFIDI
 from shared.drift.fidi import SCALES
 from shared.messages import Alert
+from shared.messages.alerts import Detail
 
 
 class DriftMonitor:
@@ -35,6 +41,7 @@ class DriftMonitor:
         self.batch_rows = batch_rows  # decisions per conflict-rate update
         self.fidi = detector if detector is not None else bundle.new_fidi(**fidi)
         self.conflicts = ConflictRate(float(bundle.info.get("reference_conflict_rate", 0.0)))
+        self.categories = bundle.new_category_shift()
         longest = self.fidi.scales[-1] if isinstance(self.fidi, FIDI) else SCALES[-1]
         self._ts: deque[float | None] = deque(maxlen=longest)  # event times of the rows an onset can name
         self.alarm_rows: list[int] = []  # the row (counted from the first one seen) of each FIDI alarm
@@ -59,6 +66,27 @@ class DriftMonitor:
         elif self.fidi.recovered:
             alerts += self._fidi_alerts("recovered")
             self._alarmed = []
+        if self.categories is not None:
+            alerts += self._category_alerts(X, ts)
+        return alerts
+
+    def _category_alerts(self, X: np.ndarray, ts: list[float | None] | None) -> list[Alert]:
+        cat = self.categories
+        assert cat is not None
+        cat.update(X)
+        if not (cat.drift_detected or cat.recovered):
+            return []
+        if cat.recovered:
+            return [Alert("categories", "categories", cat.index, 1.0, "recovered")]
+        onset = cat.onset_rows()
+        onset_ts = self._ts[-min(onset, len(self._ts))]
+        alerts = [
+            Alert("categories", "categories", cat.index, 1.0, "drift", onset_rows=onset, onset_ts=onset_ts)
+        ]
+        effect = dict(zip(cat.fields, cat.effect, strict=True))
+        for field, (category, share, reference) in cat.moved.items():
+            details: dict[str, Detail] = {"category": category, "share": share, "reference_share": reference}
+            alerts.append(Alert("categories", field, effect[field], cat.min_effect, "drift", details=details))
         return alerts
 
     @property

@@ -9,7 +9,9 @@ frozen base (and of the bundle id):
   plus an input ``name:missing`` (1 where the value is missing);
 * a **category** field is one input ``name=value`` per frequent training category
   (0/1), one ``name=<other>`` for the rest (rare in training, or never seen), plus
-  ``name:missing``.
+  ``name:missing``, plus ``name=<unseen>``: 1 where the value was never seen in training
+  (``<other>`` is 1 there as well, so the frozen model scores it as any rare value; the
+  monitor watches the share, and a heal can learn it apart).
 
 Every input is a number, so the monitor's detector, the rules, the healer and the
 adapter work on the encoded row as on any other: the mean of ``country=<other>`` is the
@@ -17,9 +19,9 @@ share of rare or unseen countries, the mean of ``distance:missing`` the missing 
 
 >>> s = Schema.infer({"amount": [1.0, None, 3.0, 5.0], "country": ["FR", "FR", "DE", None]}, min_count=2)
 >>> s.columns
-('amount', 'amount:missing', 'country=FR', 'country=<other>', 'country:missing')
->>> s.encode_records([{"amount": None, "country": "US"}]).tolist()
-[[3.0, 1.0, 0.0, 1.0, 0.0]]
+('amount', 'amount:missing', 'country=FR', 'country=<other>', 'country:missing', 'country=<unseen>')
+>>> s.encode_records([{"amount": None, "country": "DE"}, {"amount": 4, "country": "US"}]).tolist()
+[[3.0, 1.0, 0.0, 1.0, 0.0, 0.0], [4.0, 0.0, 0.0, 1.0, 0.0, 1.0]]
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from shared.errors import DataError
 
 ABSURD = 1e12  # larger feature values are rejected as corrupt (here and on the numeric path)
 OTHER = "<other>"  # the category column of rare and unseen values
+UNSEEN = "<unseen>"  # the category column of values never seen in training
+MAX_RARE = 10_000  # rare training values a field keeps (to tell them from unseen ones)
 MISSING = ":missing"  # suffix of a field's missing indicator
 
 
@@ -52,10 +56,19 @@ class NumberField:
 class CategoryField:
     name: str
     vocabulary: tuple[str, ...]  # the frequent training categories, each its own input
+    # the other training values (the MAX_RARE most frequent); None: a bundle from before
+    # unseen values had their own input (it has no ``<unseen>`` input)
+    rare: tuple[str, ...] | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return (*(f"{self.name}={v}" for v in self.vocabulary), f"{self.name}={OTHER}", self.name + MISSING)
+        cols = (*(f"{self.name}={v}" for v in self.vocabulary), f"{self.name}={OTHER}", self.name + MISSING)
+        return cols if self.rare is None else (*cols, f"{self.name}={UNSEEN}")
+
+    @property
+    def partition(self) -> tuple[str, ...]:
+        """The inputs of which exactly one is 1 in every row (``<unseen>`` overlaps ``<other>``)."""
+        return self.columns[: len(self.vocabulary) + 2]
 
 
 Field = NumberField | CategoryField
@@ -106,7 +119,9 @@ class Schema:
             if name in forced or any(isinstance(v, str) and not _is_number(v) for v in present):
                 counts = Counter(str(v).strip() for v in present)
                 frequent = {c for c, k in counts.most_common(max_categories) if k >= min_count}
-                fields.append(CategoryField(name, tuple(sorted(frequent | set(named.get(name, ()))))))
+                vocabulary = tuple(sorted(frequent | set(named.get(name, ()))))
+                rare = [c for c, _ in counts.most_common() if c not in vocabulary][:MAX_RARE]
+                fields.append(CategoryField(name, vocabulary, tuple(sorted(rare))))
             else:
                 nums = np.asarray([float(v) for v in present], dtype=np.float64)  # type: ignore[arg-type]
                 if len(nums) == 0:
@@ -138,10 +153,14 @@ class Schema:
             else:
                 at = {v: k for k, v in enumerate(f.vocabulary)}
                 other, miss = len(f.vocabulary), len(f.vocabulary) + 1
+                rare = frozenset(f.rare or ())
                 for i, r in enumerate(records):
                     v = r[f.name]
-                    out[i, j + (miss if is_missing(v) else at.get(str(v).strip(), other))] = 1.0
-                j += len(f.vocabulary) + 2
+                    k = miss if is_missing(v) else at.get(str(v).strip(), other)
+                    out[i, j + k] = 1.0
+                    if k == other and f.rare is not None and str(v).strip() not in rare:
+                        out[i, j + miss + 1] = 1.0
+                j += len(f.columns)
         return out
 
     def problem(self, features: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -172,6 +191,7 @@ class Schema:
                 {"name": f.name, "kind": "number", "impute": f.impute}
                 if isinstance(f, NumberField)
                 else {"name": f.name, "kind": "category", "vocabulary": list(f.vocabulary)}
+                | ({} if f.rare is None else {"rare": list(f.rare)})
                 for f in self.fields
             ]
         }
@@ -183,7 +203,8 @@ class Schema:
             if f["kind"] == "number":
                 fields.append(NumberField(str(f["name"]), float(f["impute"])))
             elif f["kind"] == "category":
-                fields.append(CategoryField(str(f["name"]), tuple(map(str, f["vocabulary"]))))
+                rare = None if "rare" not in f else tuple(map(str, f["rare"]))
+                fields.append(CategoryField(str(f["name"]), tuple(map(str, f["vocabulary"])), rare))
             else:
                 raise ValueError(f"unknown field kind {f['kind']!r}")
         return cls(tuple(fields))
@@ -196,9 +217,10 @@ class Schema:
                 lines.append(f"{f.name}: number, missing -> {f.impute:g} (+ {f.name}{MISSING})")
             else:
                 vocab = ", ".join(f.vocabulary[:8]) + (" ..." if len(f.vocabulary) > 8 else "")
-                lines.append(
-                    f"{f.name}: category, {len(f.vocabulary)} one-hot ({vocab}) + {OTHER} + {f.name}{MISSING}"
-                )
+                unseen = "" if f.rare is None else f" + {UNSEEN}"
+                unseen += f" ({len(f.rare)} rare training values in {OTHER} only)" if f.rare else ""
+                head = f"{f.name}: category, {len(f.vocabulary)} one-hot ({vocab})"
+                lines.append(f"{head} + {OTHER} + {f.name}{MISSING}{unseen}")
         return lines
 
 

@@ -46,6 +46,11 @@ class MonitorMetrics:
         )
         self.index = Gauge("selfheal_monitor_fidi_index", "FIDI index (>= 1: drift)", registry=r)
         self.drift = Gauge("selfheal_monitor_drift_state", "1 while FIDI is in drift", registry=r)
+        self.category_index = Gauge(
+            "selfheal_monitor_category_index",
+            "Chi-square index of the category fields' frequencies (>= 1: drift; 0 without categories)",
+            registry=r,
+        )
         self.conflict_rate = Gauge(
             "selfheal_monitor_conflict_rate", "Rule/model conflict rate (window)", registry=r
         )
@@ -98,6 +103,7 @@ class MonitorService(ConsumerService):
             "rows": self.core.rows,
             "in_drift": fidi.in_drift,
             "fidi_index": fidi.index,
+            "category_index": None if self.core.categories is None else self.core.categories.index,
         }
 
     def inputs(self) -> list[str]:
@@ -131,6 +137,8 @@ class MonitorService(ConsumerService):
         self.published += alerts
         self.metrics.index.set(self.core.fidi.index)
         self.metrics.drift.set(1 if self.core.fidi.in_drift else 0)
+        if self.core.categories is not None:
+            self.metrics.category_index.set(self.core.categories.index)
         self.metrics.conflict_rate.set(self.core.conflicts.rate)
         if tx:
             self.metrics.set_features(self.core)

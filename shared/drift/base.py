@@ -4,11 +4,39 @@ read-only state a caller reads after ``update`` (River's detector style)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from shared.errors import ConfigError
+
+
+class Step(NamedTuple):
+    at: int  # the row of the batch whose state the detector reports
+    entered: bool  # drift began at that row
+    left: bool  # drift ended at that row
+    calm: int  # rows in a row below the recovery level after the batch
+
+
+def row_states(
+    in_drift: bool, calm: int, index: np.ndarray, longest: np.ndarray, recovery: float, recovery_rows: int
+) -> Step:
+    """One batch of a row-level detector's hysteresis: outside drift, the first row whose
+    ``index`` reaches 1 enters it; in drift, it ends after ``recovery_rows`` rows in a row
+    whose ``longest`` (the longest full window's index) stays below ``recovery``."""
+    b = len(index)
+    if not in_drift:
+        hits = np.flatnonzero(index >= 1.0)
+        return Step(int(hits[0]), True, False, 0) if hits.size else Step(b - 1, False, False, calm)
+    quiet = longest < recovery
+    # the calm run after each row: rows since the last non-calm one
+    last_break = np.maximum.accumulate(np.where(~quiet, np.arange(b), -1))
+    run = np.where(last_break >= 0, np.arange(b) - last_break, calm + np.arange(1, b + 1))
+    done = np.flatnonzero(run >= recovery_rows)
+    if done.size:
+        return Step(int(done[0]), False, True, 0)
+    return Step(b - 1, False, False, int(run[-1]))
 
 
 class MeanShiftDetector:

@@ -50,7 +50,7 @@ from statistics import NormalDist
 import numpy as np
 from numpy.typing import ArrayLike
 
-from shared.drift.base import MeanShiftDetector
+from shared.drift.base import MeanShiftDetector, row_states
 from shared.drift.scores import NormalScores
 from shared.errors import ConfigError
 
@@ -164,25 +164,13 @@ class FIDI(MeanShiftDetector):
         index = best.max(axis=1)
         self._history = rows[-self.scales[-1] :]
         self._n_rows += b
-        at = b - 1
-        if not self._in_drift:
-            hits = np.flatnonzero(index >= 1.0)
-            if hits.size:
-                at = int(hits[0])
-                self._in_drift = self._drift_detected = True
-                self._detected_at, self._calm = at, 0
-        else:
-            calm = longest < self.recovery
-            # the calm run after each row: rows since the last non-calm one
-            last_break = np.maximum.accumulate(np.where(~calm, np.arange(b), -1))
-            run = np.where(last_break >= 0, np.arange(b) - last_break, self._calm + np.arange(1, b + 1))
-            done = np.flatnonzero(run >= self.recovery_rows)
-            if done.size:
-                at = int(done[0])
-                self._in_drift, self._recovered = False, True
-                self._calm = 0
-            else:
-                self._calm = int(run[-1])
+        step = row_states(self._in_drift, self._calm, index, longest, self.recovery, self.recovery_rows)
+        at, self._calm = step.at, step.calm
+        if step.entered:
+            self._in_drift = self._drift_detected = True
+            self._detected_at = at
+        elif step.left:
+            self._in_drift, self._recovered = False, True
         self._per_feature, self._effect, self._z = best[at], best_e[at], best_z[at]
         self._index = float(index[at])
         return self

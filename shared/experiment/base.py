@@ -122,6 +122,13 @@ class Run:
                 self.say(f"batch {b:3d}: recovered (FIDI {a.statistic:.2f})")
             elif a.feature == "conflicts":
                 self.event(f"conflicts_{a.state}", b, rate=a.statistic, reference=a.threshold)
+            elif a.feature == "categories" and a.state == "drift":
+                cats = self.monitor.categories.moved if self.monitor.categories else {}
+                self.event("categories_drift", b, fields=cats, index=a.statistic)
+                moved = ", ".join(f"{f} ({c} {s:.1%} vs {r:.1%})" for f, (c, s, r) in cats.items())
+                self.say(f"batch {b:3d}: category shift on {moved}")
+            elif a.feature == "categories":
+                self.event("categories_recovered", b, index=a.statistic)
 
     def record(
         self, b: int, events: Sequence[HealerEvent | Diagnosed]

@@ -1,6 +1,6 @@
 """Drift episodes, decided from the detectors' summary alerts in one place.
 
-An episode is open while any detector (FIDI, the conflict rate) is in drift: it opens on
+An episode is open while any detector (FIDI, the category test, the conflict rate) is in drift: it opens on
 the first ``drift`` summary alert and closes when the last alarmed detector has
 ``recovered``. The opening alert names the onset (the event time ``onset_ts`` of the first
 drifted row, or ``onset_rows`` back); healing then uses only rows stamped from the onset on.

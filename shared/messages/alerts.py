@@ -3,29 +3,33 @@
 ``{"detector", "feature", "statistic", "threshold", "state", "ts", ...}``; what each
 detector says:
 
-============  ======================  ==========================  =================================
-detector      feature                 state                       more fields
-============  ======================  ==========================  =================================
-``fidi``      ``fidi`` (the summary)  ``drift`` / ``recovered``   ``onset_rows``, ``onset_ts``
-``fidi``      a feature name          ``drift`` / ``recovered``   (statistic: its shift in sd)
-``conflicts`` ``conflicts``           ``drift`` / ``recovered``   ``onset_rows``
-``scorer``    ``adapter-weights``     ``rejected``                ``reason``, ``offset``, ``live_version``
-``healer``    ``adapter``             ``rollback``                ``from_version``, ``to_version``,
-                                                                  ``snapshot``, ``reason``
-``healer``    ``labels``              ``suspect`` / ``trusted``   ``reason``, ``quarantined``
-``healer``    ``diagnosis``           the diagnosis's action      ``reason``, ``shifted``,
-                                      (see below)                 ``unexplained``, ``rows``,
-                                                                  ``fraud_rate_features``/``_bbse``,
-                                                                  ``flag_rate``(``_raw``,
-                                                                  ``_reference``), ``offset``,
-                                                                  ``accepted``, ``live_version``
-============  ======================  ==========================  =================================
+==============  ========================  ==========================  =================================
+detector        feature                   state                       more fields
+==============  ========================  ==========================  =================================
+``fidi``        ``fidi`` (the summary)    ``drift`` / ``recovered``   ``onset_rows``, ``onset_ts``
+``fidi``        a feature name            ``drift`` / ``recovered``   (statistic: its shift in sd)
+``conflicts``   ``conflicts``             ``drift`` / ``recovered``   ``onset_rows``
+``categories``  ``categories`` (summary)  ``drift`` / ``recovered``   ``onset_rows``, ``onset_ts``
+``categories``  a category field          ``drift``                   ``category``, ``share``,
+                                                                      ``reference_share`` (statistic:
+                                                                      Cohen's w)
+``scorer``      ``adapter-weights``       ``rejected``                ``reason``, ``offset``, ``live_version``
+``healer``      ``adapter``               ``rollback``                ``from_version``, ``to_version``,
+                                                                      ``snapshot``, ``reason``
+``healer``      ``labels``                ``suspect`` / ``trusted``   ``reason``, ``quarantined``
+``healer``      ``diagnosis``             the diagnosis's action      ``reason``, ``shifted``,
+                                          (see below)                 ``unexplained``, ``rows``,
+                                                                      ``fraud_rate_features``/``_bbse``,
+                                                                      ``flag_rate``(``_raw``,
+                                                                      ``_reference``), ``offset``,
+                                                                      ``accepted``, ``live_version``
+==============  ========================  ==========================  =================================
 
 A diagnosis (label-free healing, :mod:`shared.labelfree.diagnosis`) is published when its
 action changes: ``recalibrate``, ``prior``, ``both``, ``nothing``, ``unexplained`` or
 ``unstable``; its statistic is the EM fraud rate, its threshold the training rate.
 
-The two summary alerts (feature ``fidi`` and ``conflicts``) open and close the healer's
+The summary alerts (feature ``fidi``, ``conflicts``, ``categories``) open and close the healer's
 drift episodes; the monitor publishes state changes only, so the last summary alert of a
 detector is its state.
 
@@ -49,7 +53,7 @@ from shared.messages.record import from_fields, load_object
 from shared.messages.reject import Reject
 
 Detail = str | int | float | None
-SUMMARY = ("fidi", "conflicts")  # the features whose alerts open and close drift episodes
+SUMMARY = ("fidi", "conflicts", "categories")  # the features whose alerts open and close drift episodes
 _FIELDS = ("detector", "feature", "statistic", "threshold", "state", "ts", "onset_rows", "onset_ts")
 
 
@@ -59,7 +63,7 @@ def now_ms() -> float:
 
 @dataclass(frozen=True)
 class Alert:
-    detector: str  # fidi | conflicts | scorer | healer
+    detector: str  # fidi | conflicts | categories | scorer | healer
     feature: str  # fidi, conflicts, a feature name, adapter-weights, adapter, labels
     statistic: float
     threshold: float

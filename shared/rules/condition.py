@@ -225,7 +225,7 @@ class _Parser:
         return lambda X: (X[:, j] == 0) & (X[:, m] == 0)
 
     def category_column(self, field: CategoryField, value: str) -> int:
-        if value not in field.vocabulary and value != OTHER:
+        if value not in field.vocabulary and f"{field.name}={value}" not in self.index:
             vocab = ", ".join(field.vocabulary[:10]) or "none"
             raise ConditionError(
                 f"{value!r} is not a category of {field.name!r} in this bundle (its categories: {vocab}; "

@@ -13,7 +13,7 @@ from shared.bundle import Bundle
 from shared.data.payments import payments_table
 from shared.data.payments import write_csv as save_csv
 from shared.data.tables import load_table
-from shared.messages import decode_transactions
+from shared.messages import Alert, decode_transactions
 from shared.messages.reject import RejectCode
 from shared.rules import RuleSet
 from shared.rules.condition import ConditionError, compile_condition
@@ -130,46 +130,59 @@ def test_rules_test_categories_and_missingness():
     assert len(RuleSet.from_toml(toml, s.columns, schema=s)) == 1
 
 
-def first_alarm(bundle, cols, drift_at):
-    """(rows after ``drift_at`` of the first FIDI alarm, the features it names), or None."""
+def alarms(bundle, cols, drift_at):
+    """Per detector, its first drift: (rows after ``drift_at``, its alerts)."""
     from shared.monitoring import DriftMonitor
 
     monitor = DriftMonitor(bundle)
     X = bundle.schema.encode_columns(cols)
+    first: dict[str, tuple[int, list[Alert]]] = {}
     for i in range(0, len(X), 100):
-        alerts = monitor.add_transactions(X[i : i + 100])
-        if any(a.state == "drift" for a in alerts):
-            return i + 100 - drift_at, [a.feature for a in alerts if a.feature != "fidi"]
-    return None
+        for a in monitor.add_transactions(X[i : i + 100]):
+            if a.state == "drift" and a.detector not in first:
+                first[a.detector] = (i + 100 - drift_at, [])
+            if a.state == "drift" and first[a.detector][0] == i + 100 - drift_at:
+                first[a.detector][1].append(a)
+    return first
 
 
 def test_no_drift_raises_no_alert_in_100000_transactions(bundle):
     clean = payments(100_000, seed=1)
     clean.pop("Class")
-    assert first_alarm(bundle, clean, 0) is None
+    assert alarms(bundle, clean, 0) == {}
 
 
 @pytest.mark.parametrize(
-    "change, feature",
+    "change, feature, category",
     [
-        ("XX", "country=XX"),  # a category a rule names, never seen in training, carrying the fraud
-        ("YY", "country=<other>"),  # one nobody named: the share of rare and unseen values
-        ("missing", "distance:missing"),  # an upstream outage: 5% -> 30% missing
+        ("XX", "country=XX", "XX"),  # a category a rule names, never seen in training, carrying the fraud
+        ("YY", "country=<unseen>", "<other>"),  # one nobody named: the share of unseen values
+        ("missing", "distance:missing", None),  # an upstream outage: 5% -> 30% missing (a number)
+        ("blank", "channel:missing", "<missing>"),  # ... of a category field
     ],
 )
-def test_a_new_category_or_a_missing_rate_raises_an_alert_naming_the_feature(bundle, change, feature):
+def test_a_new_category_or_a_missing_rate_raises_an_alert_naming_it(bundle, change, feature, category):
     pre, post = payments(3000, seed=2), payments(3000, seed=3)
     pre.pop("Class")
     fraud = post.pop("Class")
     rng = np.random.default_rng(4)
     for i in range(3000):
-        if change == "missing":
+        if change in ("missing", "blank"):
             if rng.random() < 0.25:
-                post["distance"][i] = None
+                post["distance" if change == "missing" else "channel"][i] = None
         elif fraud[i] or rng.random() < 0.02:
             post["country"][i] = change
-    found = first_alarm(bundle, {k: pre[k] + post[k] for k in pre}, 3000)
-    assert found is not None and 0 < found[0] <= 2000 and feature in found[1], found
+    found = alarms(bundle, {k: pre[k] + post[k] for k in pre}, 3000)
+    rows, fidi = found["fidi"]
+    assert 0 < rows <= 2000 and feature in [a.feature for a in fidi], found
+    if category is None:  # no category field moved
+        assert "categories" not in found
+        return
+    rows, cats = found["categories"]  # the chi-square test of the field's frequencies
+    assert 0 < rows <= 2000 and cats[0].feature == "categories" and cats[0].onset_rows >= 256
+    (field,) = cats[1:]
+    assert field.feature == feature.split("=")[0].split(":")[0] and field.details["category"] == category
+    assert field.statistic >= 0.1 and field.details["share"] > field.details["reference_share"]
 
 
 def test_selfheal_train_takes_the_table_without_flags_and_reports_the_schema(tmp_path, capsys):
@@ -182,7 +195,7 @@ def test_selfheal_train_takes_the_table_without_flags_and_reports_the_schema(tmp
     args = ["train", "--data", str(data), "--label", "Class", "--rules", str(rules), "--out", str(out)]
     assert main([*args, "--epochs", "2", "--quiet"]) == 0
     text = capsys.readouterr().out
-    assert "schema: 7 fields -> 26 model inputs" in text
+    assert "schema: 7 fields -> 29 model inputs" in text
     assert "country: category, 6 one-hot (DE, ES, FR, IT, PT, XX) + <other> + country:missing" in text
     assert "amount: number, missing -> " in text
     assert main(["bundle", "info", str(out)]) == 0

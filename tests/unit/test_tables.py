@@ -72,7 +72,7 @@ def test_parquet(tmp_path):
     pq.write_table(pa.table({"a": [1.0, 2.0], "s": ["x", "y"], "Class": [0, 1]}), path)
     assert load_table(path, "Class", ["a"]).X.tolist() == [[1.0], [2.0]]
     t = load_table(path, "Class")  # a text column: a category (too rare here for its own input)
-    assert t.features == ("a", "a:missing", "s=<other>", "s:missing")
+    assert t.features == ("a", "a:missing", "s=<other>", "s:missing", "s=<unseen>")
     pq.write_table(pa.table({"a": [1.0, None], "Class": [0, 1]}), path)
     assert load_table(path, "Class").X.tolist() == [[1.0, 0.0], [1.0, 1.0]]
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 nope")
@@ -88,13 +88,15 @@ def test_categories_and_missing_values_get_a_schema(tmp_path):
     t = load_table(write(tmp_path, "\n".join(rows) + "\n"), "Class", categorical=["mcc"])
     assert t.schema is not None and t.schema.names == ("country", "amount", "mcc")
     assert t.features == (
-        "country=DE", "country=FR", "country=<other>", "country:missing",
+        "country=DE", "country=FR", "country=<other>", "country:missing", "country=<unseen>",
         "amount", "amount:missing",
-        "mcc=5411", "mcc=7995", "mcc=<other>", "mcc:missing",
+        "mcc=5411", "mcc=7995", "mcc=<other>", "mcc:missing", "mcc=<unseen>",
     )  # fmt: skip
-    assert t.X[0].tolist() == [1, 0, 0, 0, 99, 1, 0, 1, 0, 0]  # row 0: DE, amount missing (the median), 7995
-    assert t.X[-1].tolist() == [0, 0, 1, 0, 1, 0, 1, 0, 0, 0]
-    assert (t.X[:, 5] == 1).sum() == 20
+    assert t.X[0].tolist() == [1, 0, 0, 0, 0, 99, 1, 0, 1, 0, 0, 0]  # DE, amount missing (the median), 7995
+    assert t.X[-1].tolist() == [0, 0, 1, 0, 0, 1, 0, 1, 0, 0, 0, 0]  # XX: rare in training, not unseen
+    assert (t.X[:, 6] == 1).sum() == 20
+    unseen = t.schema.encode_records([{"country": "US", "amount": 3, "mcc": None}])
+    assert unseen.tolist() == [[0, 0, 1, 0, 1, 3, 0, 0, 0, 0, 1, 0]]  # <other> and <unseen>; mcc missing
 
 
 def test_a_complete_numeric_table_has_no_schema(tmp_path):
