@@ -38,7 +38,9 @@ from shared.errors import DataError
 ABSURD = 1e12  # larger feature values are rejected as corrupt (here and on the numeric path)
 OTHER = "<other>"  # the category column of rare and unseen values
 UNSEEN = "<unseen>"  # the category column of values never seen in training
+MAX_CATEGORIES = 100  # frequent values of a field with their own input, at most
 MAX_RARE = 10_000  # rare training values a field keeps (to tell them from unseen ones)
+ENCODINGS = ("onehot", "embedding")  # how a category field's block trains (see CategoryField)
 MISSING = ":missing"  # suffix of a field's missing indicator
 
 
@@ -59,6 +61,9 @@ class CategoryField:
     # the other training values (the MAX_RARE most frequent); None: a bundle from before
     # unseen values had their own input (it has no ``<unseen>`` input)
     rare: tuple[str, ...] | None = None
+    # 0: one-hot; d > 0: trained through a d-dimensional embedding, folded into the first
+    # layer after training (shared.training.Embeddings): the encoded inputs are the same
+    embedding: int = 0
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -96,13 +101,37 @@ class Schema:
     def field(self, name: str) -> Field | None:
         return next((f for f in self.fields if f.name == name), None)
 
+    def encoded(self, encoding: str) -> Schema:
+        """This schema with every category field trained one-hot, or through an embedding of
+        ``round(1.6 k^0.56)`` dimensions (fast.ai's rule; at most ``k - 1``), ``k`` its
+        frequent values plus ``<other>`` and missing."""
+        if encoding not in ENCODINGS:
+            raise ValueError(f"unknown encoding {encoding!r}: choose from {', '.join(ENCODINGS)}")
+        fields: list[Field] = []
+        for f in self.fields:
+            if isinstance(f, CategoryField):
+                k = len(f.partition)
+                dim = max(1, min(k - 1, round(1.6 * k**0.56))) if encoding == "embedding" else 0
+                f = CategoryField(f.name, f.vocabulary, f.rare, dim)
+            fields.append(f)
+        return Schema(tuple(fields))
+
+    def embeddings(self) -> list[tuple[list[int], int]]:
+        """(input columns, dim) of each field trained through an embedding."""
+        out, j = [], 0
+        for f in self.fields:
+            if isinstance(f, CategoryField) and f.embedding:
+                out.append((list(range(j, j + len(f.partition))), f.embedding))
+            j += len(f.columns)
+        return out
+
     # -- building
     @classmethod
     def infer(
         cls,
         columns: Mapping[str, Sequence[object]],
         categorical: Iterable[str] = (),
-        max_categories: int = 20,
+        max_categories: int = MAX_CATEGORIES,
         min_count: int = 30,
         named: Mapping[str, Iterable[str]] | None = None,
     ) -> Schema:
@@ -192,6 +221,7 @@ class Schema:
                 if isinstance(f, NumberField)
                 else {"name": f.name, "kind": "category", "vocabulary": list(f.vocabulary)}
                 | ({} if f.rare is None else {"rare": list(f.rare)})
+                | ({"embedding": f.embedding} if f.embedding else {})
                 for f in self.fields
             ]
         }
@@ -204,7 +234,8 @@ class Schema:
                 fields.append(NumberField(str(f["name"]), float(f["impute"])))
             elif f["kind"] == "category":
                 rare = None if "rare" not in f else tuple(map(str, f["rare"]))
-                fields.append(CategoryField(str(f["name"]), tuple(map(str, f["vocabulary"])), rare))
+                vocabulary = tuple(map(str, f["vocabulary"]))
+                fields.append(CategoryField(str(f["name"]), vocabulary, rare, int(f.get("embedding", 0))))
             else:
                 raise ValueError(f"unknown field kind {f['kind']!r}")
         return cls(tuple(fields))
@@ -219,7 +250,8 @@ class Schema:
                 vocab = ", ".join(f.vocabulary[:8]) + (" ..." if len(f.vocabulary) > 8 else "")
                 unseen = "" if f.rare is None else f" + {UNSEEN}"
                 unseen += f" ({len(f.rare)} rare training values in {OTHER} only)" if f.rare else ""
-                head = f"{f.name}: category, {len(f.vocabulary)} one-hot ({vocab})"
+                how = f"embedded in {f.embedding} dims" if f.embedding else "one-hot"
+                head = f"{f.name}: category, {len(f.vocabulary)} {how} ({vocab})"
                 lines.append(f"{head} + {OTHER} + {f.name}{MISSING}{unseen}")
         return lines
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -9,12 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from shared.bundle import Bundle, ReferenceRows
 from shared.data import build
 from shared.drift.scores import reference_quantiles
 from shared.errors import SelfhealError
 from shared.evaluation import CostMatrix, cost_optimal_threshold, evaluate_scores
+from shared.healing.fit import row_log_loss
 from shared.model import ModelConfig, SelfHealingModel
 from shared.rules import RuleSet
 from shared.schema import Schema
@@ -42,11 +46,35 @@ def reference(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (*reference_stats(X), reference_quantiles(X))
 
 
+class Embeddings(nn.Module):
+    """The first layer's weights with each embedded category field's block factored,
+    ``W[:, block] = A E``: the field's categories embedded in ``dim`` dimensions (``E``),
+    then the layer (``A``). An embedding lookup followed by a linear layer is exactly this
+    product on the one-hot inputs, so once trained it folds into an ordinary first layer
+    (``torch.nn.utils.parametrize``, ``leave_parametrized``): the frozen model, the
+    scorer and the adapter do not know which encoding trained it."""
+
+    def __init__(self, hidden: int, n_features: int, blocks: Sequence[tuple[Sequence[int], int]]) -> None:
+        super().__init__()
+        self.cols = [torch.as_tensor(list(c)) for c, _ in blocks]
+        # Var(A E) = dim Var(A) Var(E): the spread nn.Linear starts with, 1 / (3 n_features)
+        self.a = nn.ParameterList(
+            nn.Parameter(torch.randn(hidden, d) / math.sqrt(3 * n_features * d)) for _, d in blocks
+        )
+        self.e = nn.ParameterList(nn.Parameter(torch.randn(d, len(c))) for c, d in blocks)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        for cols, a, e in zip(self.cols, self.a, self.e, strict=True):
+            w = w.index_copy(1, cols, a @ e)
+        return w
+
+
 def train_model(
     X: np.ndarray,
     y: np.ndarray,
     model_config: ModelConfig | None = None,
     config: TrainConfig | None = None,
+    embed: Sequence[tuple[Sequence[int], int]] = (),
 ) -> tuple[SelfHealingModel, list[float]]:
     """Train backbone, adapter and head together on clean rows (the adapter's input path
     stays zero); returns the model and epoch losses.
@@ -54,7 +82,8 @@ def train_model(
     Inputs are standardised inside the model with the training mean and std. An input
     constant in training (a category named by a rule but not seen yet) gets no weight in
     the backbone: the frozen model ignores it; rules, the monitor and the adapter's input
-    path do not.
+    path do not. ``embed``: (input columns, dim) of each category field trained through an
+    embedding (:class:`Embeddings`) instead of one-hot.
     """
     cfg = config or TrainConfig()
     mcfg = model_config or ModelConfig(n_features=X.shape[1])
@@ -66,6 +95,10 @@ def train_model(
         mean, std = reference_stats(X)
         model.input_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         model.input_std.copy_(torch.as_tensor(np.where(std > 0, std, 1.0), dtype=torch.float32))
+        first = model.backbone[0]
+        assert isinstance(first, nn.Linear)
+        if embed:
+            parametrize.register_parametrization(first, "weight", Embeddings(mcfg.hidden, X.shape[1], embed))
         xt = torch.as_tensor(np.asarray(X, dtype=np.float32))
         yt = torch.as_tensor(np.asarray(y, dtype=np.float32))
         opt = torch.optim.Adam(model.trained_with_base(), lr=cfg.lr)
@@ -83,8 +116,8 @@ def train_model(
                 opt.step()
                 total += loss.item() * len(idx)
             losses.append(total / len(xt))
-        first = model.backbone[0]
-        assert isinstance(first, nn.Linear)
+        if embed:
+            parametrize.remove_parametrizations(first, "weight", leave_parametrized=True)
         with torch.no_grad():  # an input constant in training was 0 after standardising: its
             first.weight[:, torch.as_tensor(std == 0)] = 0.0  # weights never mattered; now they never will
     model.eval()
@@ -127,10 +160,13 @@ def build_bundle(
     threshold: float | None = None,
     source: str = "",
     schema: Schema | None = None,
+    encoding: str | None = None,
 ) -> Bundle:
     """Train on ``1 - val_fraction`` of the rows; pick the cost-optimal threshold on the rest.
 
-    With ``val_fraction=0`` every row trains and ``threshold`` must be given.
+    With ``val_fraction=0`` every row trains and ``threshold`` must be given. ``encoding``:
+    how category fields train (``onehot``, ``embedding``, ``auto``: :func:`_train`; None:
+    as ``schema`` says).
     """
     costs = costs or CostMatrix()
     tcfg = train_config or TrainConfig()
@@ -141,14 +177,14 @@ def build_bundle(
         if threshold is None:
             raise ValueError("with no validation rows a threshold must be given")
         tr, va = np.arange(len(y)), np.arange(0)
-    model, losses = train_model(X[tr], y[tr], model_config, tcfg)
+    model, losses, schema, measured = _train(X, y, tr, va, schema, encoding, model_config, tcfg)
     info: dict[str, Any] = {
         "source": source,
         "rows": {"train": len(tr), "validation": len(va)},
         "fraud_rate": float(y.mean()),
         "train_config": tcfg.to_dict(),
         "final_loss": losses[-1],
-    }
+    } | ({"encodings": measured} if measured else {})
     if len(va):
         chosen, val_metrics = choose_threshold(model, X[va], y[va], costs)
         info["validation"] = val_metrics
@@ -169,6 +205,44 @@ def build_bundle(
         reference_rows=reference_rows(X, y, tr, va, tcfg.seed),
         schema=schema,
     )
+
+
+AUTO_Z = 2.0  # ``auto`` keeps embeddings when they beat one-hot by this many standard errors
+
+
+def _train(
+    X: np.ndarray,
+    y: np.ndarray,
+    tr: np.ndarray,
+    va: np.ndarray,
+    schema: Schema | None,
+    encoding: str | None,
+    mcfg: ModelConfig | None,
+    tcfg: TrainConfig,
+) -> tuple[SelfHealingModel, list[float], Schema | None, dict[str, Any]]:
+    """The model (and the schema it was trained with): one encoding as asked, or with
+    ``auto`` both, measured by log loss on the validation rows: the simpler one-hot unless
+    embeddings predict them better by ``AUTO_Z`` standard errors of the paired per-row
+    difference; returns the measurements too."""
+    if schema is None or encoding is None:
+        embed = schema.embeddings() if schema is not None else []
+        return (*train_model(X[tr], y[tr], mcfg, tcfg, embed), schema, {})
+    if encoding != "auto":
+        schema = schema.encoded(encoding)
+        return (*train_model(X[tr], y[tr], mcfg, tcfg, schema.embeddings()), schema, {})
+    if not len(va):
+        raise ValueError("encoding 'auto' measures on validation rows: val_fraction must be > 0")
+    tried: dict[str, tuple[np.ndarray, SelfHealingModel, list[float], Schema]] = {}
+    for name in ("onehot", "embedding"):
+        s = schema.encoded(name)
+        model, losses = train_model(X[tr], y[tr], mcfg, tcfg, s.embeddings())
+        tried[name] = (row_log_loss(y[va], model.predict_proba(X[va])), model, losses, s)
+    gain = tried["onehot"][0] - tried["embedding"][0]  # per validation row: what embeddings save
+    z = float(gain.mean() / max(gain.std() / np.sqrt(len(gain)), 1e-12))
+    best = "embedding" if z >= AUTO_Z else "onehot"
+    _, model, losses, s = tried[best]
+    measured = {f"validation_log_loss_{k}": round(float(v[0].mean()), 6) for k, v in tried.items()}
+    return model, losses, s, {"kept": best, "embedding_gain_z": round(z, 2), **measured}
 
 
 REFERENCE_TRAIN_ROWS = 4000  # training rows a bundle keeps as its reference (a sample past this)

@@ -19,6 +19,19 @@ def register(sub: Any) -> None:
     t.add_argument(
         "--categorical", nargs="*", default=[], help="columns that are categories (text columns always are)"
     )
+    t.add_argument(
+        "--max-categories",
+        type=int,
+        default=100,
+        help="frequent values of a category field (>= 30 rows) with their own input, at most (default 100)",
+    )
+    t.add_argument(
+        "--encoding",
+        choices=("onehot", "embedding", "auto"),
+        default="onehot",
+        help="how category fields train: one-hot (default), through embeddings, or both and keep "
+        "the better on the validation rows (auto)",
+    )
     t.add_argument("--rules", help="a rules.toml file")
     t.add_argument("--out", required=True, help="bundle directory to write")
     t.add_argument("--fp-cost", type=float, default=1.0, help="cost of a false alarm (default 1)")
@@ -52,7 +65,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     features = _split_features(args.features)
     rules_text = _read_rules(args.rules)
     named = _rule_categories(rules_text, args.rules)
-    table = load_table(args.data, args.label, features, _split_features(args.categorical) or (), named)
+    if args.max_categories < 1:
+        raise SelfhealError("--max-categories must be at least 1")
+    categorical = _split_features(args.categorical) or ()
+    cap = args.max_categories
+    table = load_table(args.data, args.label, features, categorical, named, max_categories=cap)
     if args.rules:
         RuleSet.from_toml(rules_text, table.features, origin=args.rules, schema=table.schema)
     n_pos = int(table.y.sum())
@@ -70,11 +87,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_config=TrainConfig(epochs=args.epochs, seed=args.seed),
         source=str(args.data),
         schema=table.schema,
+        encoding=args.encoding if table.schema is not None else None,
     )
     bundle.save(args.out)
     v = bundle.info.get("validation", {})
     print(f"bundle {bundle.id} written to {args.out}")
     _print_inputs(bundle)
+    measured = bundle.info.get("encodings")
+    if measured:
+        one, emb = measured["validation_log_loss_onehot"], measured["validation_log_loss_embedding"]
+        z = measured["embedding_gain_z"]
+        kept = measured["kept"]
+        losses = f"one-hot {one:.4f}, embedding {emb:.4f}"
+        print(f"encoding: {kept} (validation log loss: {losses}; gain z {z:+.1f})")
     print(f"rules: {', '.join(bundle.rules.names) or 'none'}")
     print(
         f"threshold {bundle.threshold:.4f} minimises expected cost "

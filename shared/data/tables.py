@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.errors import DataError
-from shared.schema import NumberField, Schema, is_missing, needs_schema
+from shared.schema import MAX_CATEGORIES, NumberField, Schema, is_missing, needs_schema
 
 ID_COLUMNS = ("id", "transaction_id")
 
@@ -39,9 +39,11 @@ def load_table(
     categorical: Sequence[str] = (),
     named: Mapping[str, Iterable[str]] | None = None,
     schema: Schema | None = None,
+    max_categories: int = MAX_CATEGORIES,
 ) -> Table:
     """Read ``path`` (.csv or .parquet); features default to every column but the label and ids.
-    ``categorical`` and ``named`` (the rules' category strings) as in :meth:`Schema.infer`;
+    ``categorical``, ``named`` (the rules' category strings) and ``max_categories`` as in
+    :meth:`Schema.infer`;
     with ``schema`` (a stream for a bundle trained on another table) its fields are read and
     encoded as it says."""
     p = Path(path)
@@ -82,7 +84,7 @@ def load_table(
         return Table(schema.encode_columns(raw), y, schema.columns, label, schema)
     if needs_schema(raw, categorical):
         try:
-            schema = Schema.infer(raw, categorical, named=named)
+            schema = Schema.infer(raw, categorical, max_categories, named=named)
         except DataError as exc:
             raise DataError(f"{p}: {exc}") from None
         return Table(schema.encode_columns(raw), y, schema.columns, label, schema)

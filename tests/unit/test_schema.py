@@ -17,7 +17,7 @@ from shared.messages import Alert, decode_transactions
 from shared.messages.reject import RejectCode
 from shared.rules import RuleSet
 from shared.rules.condition import ConditionError, compile_condition
-from shared.schema import Schema
+from shared.schema import CategoryField, Schema
 from shared.training import TrainConfig, build_bundle
 
 RULES = """
@@ -227,3 +227,45 @@ def test_label_free_recalibration_moves_numbers_only(bundle):
     stream["amount"] = [cast(float, v) * 1.35 for v in stream["amount"]]  # a currency change
     d = diagnose(LabelFreeReference(b), s.encode_columns(stream))
     assert d.action == "recalibrate" and [x.feature for x in d.shifted] == ["amount"], d.reason
+
+
+def test_an_embedding_trains_then_folds_into_an_ordinary_first_layer():
+    from shared.model import ModelConfig
+    from shared.training import train_model
+
+    cols = payments(2000)
+    y = np.asarray(cols.pop("Class"), np.float32)
+    schema = Schema.infer(cols).encoded("embedding")
+    country = schema.fields[0]
+    assert isinstance(country, CategoryField) and country.embedding == 5
+    assert "5 embedded in 5 dims" in schema.describe()[0]
+    assert Schema.from_dict(schema.to_dict()) == schema
+    X = schema.encode_columns(cols)
+    (block, dim), *_ = schema.embeddings()
+    cfg, tcfg = ModelConfig(n_features=X.shape[1]), TrainConfig(epochs=2)
+    folded, _ = train_model(X, y, cfg, tcfg, embed=schema.embeddings())
+    plain, _ = train_model(X, y, cfg, tcfg)
+    assert folded.state_dict().keys() == plain.state_dict().keys()  # the same model, to every reader
+
+    def rank(model):
+        return int(np.linalg.matrix_rank(model.backbone[0].weight.detach().numpy()[:, block]))
+
+    assert rank(folded) <= dim < len(block)  # the categories share dim directions
+    assert rank(plain) == len(block) - 1  # one-hot: one each (<other>, never seen here, none)
+
+
+def test_train_measures_the_encodings_with_auto_and_caps_the_vocabulary(tmp_path, capsys):
+    from services.cli import main
+
+    data = write_csv(tmp_path / "payments.csv", payments(3000))
+    out = tmp_path / "bundle"
+    args = ["train", "--data", str(data), "--label", "Class", "--out", str(out), "--epochs", "2", "--quiet"]
+    assert main([*args, "--encoding", "auto", "--max-categories", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "encoding: onehot (validation log loss: one-hot" in text or "encoding: embedding" in text
+    b = Bundle.load(out)
+    measured = b.info["encodings"]
+    assert measured["kept"] in ("onehot", "embedding") and measured["validation_log_loss_onehot"] > 0
+    assert b.schema is not None
+    assert [len(f.vocabulary) for f in b.schema.fields if isinstance(f, CategoryField)] == [2, 2, 2]
+    assert (measured["kept"] == "embedding") == (measured["embedding_gain_z"] >= 2.0)
