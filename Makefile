@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 RUN    ?= runs/latest
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast test-slow lint fmt demo experiment experiment-all detectors bench clean
+.PHONY: help venv test test-fast test-slow lint fmt demo experiment experiment-all detectors encodings bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ experiment-all: $(STAMP)  ## every scenario with late labels, one table
 
 detectors: $(STAMP)  ## FIDI against River's ADWIN, PageHinkley and KSWIN per feature (about 2 min)
 	$(BIN)/selfheal detectors --out runs/detectors
+
+encodings: $(STAMP)  ## one-hot against embeddings for category fields, two tables, five seeds (about 2 min)
+	$(BIN)/selfheal encodings --out runs/encodings
 
 bench: $(STAMP)  ## throughput, latency, hot swap, loop timelines, healing, memory on the embedded broker: runs/bench.json (about 8 min)
 	$(BIN)/selfheal bench --profile --out runs
