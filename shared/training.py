@@ -263,15 +263,17 @@ def reference_rows(X: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray,
 
 def scenario_bundle(scenario: str, root: str | Path = "runs/bundles", seed: int = 42) -> Path:
     """``ROOT/SCENARIO``: a bundle trained on the scenario's training rows (a few seconds),
-    reused while it loads and has FIDI's quantiles and reference rows. The demo and the benchmark use it."""
+    reused while it loads, has FIDI's quantiles and reference rows, and reads the scenario's
+    inputs as this version encodes them. The demo and the benchmark use it."""
     path = Path(root) / scenario
+    sc = build(scenario, seed=seed)
     try:
         loaded = Bundle.load(path)
-        if loaded.reference_quantiles is not None and loaded.reference_rows is not None:
+        same = tuple(loaded.features) == tuple(sc.features) and loaded.schema == sc.schema
+        if same and loaded.reference_quantiles is not None and loaded.reference_rows is not None:
             return path
     except SelfhealError:
         pass
-    sc = build(scenario, seed=seed)
     build_bundle(
         sc.train.X,
         sc.train.y,

@@ -48,3 +48,19 @@ def test_bad_rules_fail_before_training(seed_scenario):
     s = seed_scenario
     with pytest.raises(RulesError, match="rule 'x'"):
         build_bundle(s.train.X, s.train.y, s.features, "[[rule]]\nname='x'\nwhen='nope > 1'\n")
+
+
+def test_a_cached_scenario_bundle_is_retrained_when_it_no_longer_reads_the_scenario(tmp_path):
+    import shutil
+
+    from shared.bundle import Bundle
+    from shared.data import build
+    from shared.training import scenario_bundle
+
+    stale = scenario_bundle("covariate", tmp_path)  # a bundle left under another scenario's name
+    shutil.copytree(stale, tmp_path / "payments")
+    path = scenario_bundle("payments", tmp_path)
+    assert Bundle.load(path).features == tuple(build("payments").features)
+    written = {f.name: f.stat().st_mtime_ns for f in path.iterdir()}
+    assert scenario_bundle("payments", tmp_path) == path  # now reused, not written again
+    assert {f.name: f.stat().st_mtime_ns for f in path.iterdir()} == written
