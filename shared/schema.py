@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,16 @@ class CategoryField:
     def columns(self) -> tuple[str, ...]:
         cols = (*(f"{self.name}={v}" for v in self.vocabulary), f"{self.name}={OTHER}", self.name + MISSING)
         return cols if self.rare is None else (*cols, f"{self.name}={UNSEEN}")
+
+    @cached_property
+    def position(self) -> dict[str, int]:
+        """Each frequent value's place in the field's inputs."""
+        return {v: k for k, v in enumerate(self.vocabulary)}
+
+    @cached_property
+    def known(self) -> frozenset[str]:
+        """The training values that are not unseen: the vocabulary and the rare ones."""
+        return frozenset((*self.vocabulary, *(self.rare or ())))
 
     @property
     def partition(self) -> tuple[str, ...]:
@@ -180,14 +191,13 @@ class Schema:
                         out[i, j] = float(v)
                 j += 2
             else:
-                at = {v: k for k, v in enumerate(f.vocabulary)}
+                at, known = f.position, f.known
                 other, miss = len(f.vocabulary), len(f.vocabulary) + 1
-                rare = frozenset(f.rare or ())
                 for i, r in enumerate(records):
                     v = r[f.name]
                     k = miss if is_missing(v) else at.get(str(v).strip(), other)
                     out[i, j + k] = 1.0
-                    if k == other and f.rare is not None and str(v).strip() not in rare:
+                    if k == other and f.rare is not None and str(v).strip() not in known:
                         out[i, j + miss + 1] = 1.0
                 j += len(f.columns)
         return out

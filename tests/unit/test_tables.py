@@ -4,6 +4,7 @@ import pytest
 
 from shared.data.tables import load_table
 from shared.errors import DataError
+from shared.schema import Schema
 
 
 def write(tmp_path, text, name="t.csv"):
@@ -97,6 +98,14 @@ def test_categories_and_missing_values_get_a_schema(tmp_path):
     assert (t.X[:, 6] == 1).sum() == 20
     unseen = t.schema.encode_records([{"country": "US", "amount": 3, "mcc": None}])
     assert unseen.tolist() == [[0, 0, 1, 0, 1, 3, 0, 0, 0, 0, 1, 0]]  # <other> and <unseen>; mcc missing
+    old = t.schema.to_dict()  # a bundle from before <unseen>: no rare values recorded
+    for f in old["fields"]:
+        f.pop("rare", None)
+    before = Schema.from_dict(old)
+    assert "country=<unseen>" not in before.columns and len(before.columns) == len(t.features) - 2
+    assert before.encode_records([{"country": "US", "amount": 3, "mcc": None}]).tolist() == [
+        [0, 0, 1, 0, 3, 0, 0, 0, 0, 1]
+    ]
 
 
 def test_a_complete_numeric_table_has_no_schema(tmp_path):
