@@ -66,7 +66,7 @@ class CategoryField:
     # layer after training (shared.training.Embeddings): the encoded inputs are the same
     embedding: int = 0
 
-    @property
+    @cached_property
     def columns(self) -> tuple[str, ...]:
         cols = (*(f"{self.name}={v}" for v in self.vocabulary), f"{self.name}={OTHER}", self.name + MISSING)
         return cols if self.rare is None else (*cols, f"{self.name}={UNSEEN}")
@@ -94,17 +94,17 @@ Field = NumberField | CategoryField
 class Schema:
     fields: tuple[Field, ...]
 
-    @property
+    @cached_property
     def names(self) -> tuple[str, ...]:
         """The raw field names a transaction carries."""
         return tuple(f.name for f in self.fields)
 
-    @property
+    @cached_property
     def columns(self) -> tuple[str, ...]:
         """The model's inputs, in order."""
         return tuple(c for f in self.fields for c in f.columns)
 
-    @property
+    @cached_property
     def indicators(self) -> tuple[bool, ...]:
         """Per input: a 0/1 flag (a category or a missing flag), not a number."""
         return tuple(not (isinstance(f, NumberField) and c == f.name) for f in self.fields for c in f.columns)
