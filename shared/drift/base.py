@@ -1,5 +1,6 @@
-"""What FIDI and WindowFIDI share: the training reference, batch checks, and the
-read-only state a caller reads after ``update`` (River's detector style)."""
+"""What the detectors share: the read-only state a caller reads after ``update`` (River's
+detector style), the row-level hysteresis of FIDI and CategoryShift, and FIDI's and
+WindowFIDI's training reference and batch checks."""
 
 from __future__ import annotations
 
@@ -39,42 +40,36 @@ def row_states(
     return Step(b - 1, False, False, int(run[-1]))
 
 
-class MeanShiftDetector:
-    """A drift detector on feature means against a reference ``mean`` and ``std`` per feature."""
+class DriftState:
+    """In drift or not, and what the last ``update`` changed; row-level detectors also say
+    at which row of the batch and how many rows they have seen."""
 
-    def __init__(self, mean: ArrayLike, std: ArrayLike, features: Sequence[str] | None) -> None:
-        self.mean = np.asarray(mean, dtype=np.float64).ravel()
-        self.std = np.maximum(np.asarray(std, dtype=np.float64).ravel(), 1e-8)
-        d = self.mean.size
-        if self.mean.shape != self.std.shape or d == 0:
-            raise ConfigError("mean and std must be non-empty and of the same length")
-        self.features = list(features) if features is not None else [str(j) for j in range(d)]
-        if len(self.features) != d:
-            raise ConfigError(f"{len(self.features)} feature names for {d} features")
-        self._per_feature = np.zeros(d)  # each feature's index: drifting at 1.0
-        self._effect = np.zeros(d)
-        self._z = np.zeros(d)
+    def __init__(self) -> None:
         self._index = 0.0
         self._in_drift = False
         self._drift_detected = False
         self._recovered = False
         self._calm = 0
+        self._detected_at: int | None = None
+        self._n_rows = 0
 
-    def _rows(self, batch: ArrayLike) -> np.ndarray:
-        """``batch`` as a float64 (N, d) array; a clear error for the wrong shape."""
-        x = np.asarray(batch, dtype=np.float64)
-        if x.ndim == 1:
-            x = x.reshape(1, -1)
-        if x.ndim != 2 or x.shape[1] != self.mean.size:
-            raise ValueError(f"expected a batch of shape (N, {self.mean.size}), got {x.shape}")
-        return x
+    def _new_batch(self) -> None:
+        self._drift_detected = self._recovered = False
+        self._detected_at = None
 
-    @staticmethod
-    def _check_finite(x: np.ndarray) -> None:
-        if not np.isfinite(x).all():
-            raise ValueError("batch has NaN or infinite values")
+    def _step(self, index: np.ndarray, longest: np.ndarray, recovery: float, recovery_rows: int) -> int:
+        """Advance by one batch of row indices (:func:`row_states`); the row to report."""
+        step = row_states(self._in_drift, self._calm, index, longest, recovery, recovery_rows)
+        self._calm = step.calm
+        if step.entered:
+            self._in_drift = self._drift_detected = True
+            self._detected_at = step.at
+        elif step.left:
+            self._in_drift, self._recovered = False, True
+        self._n_rows += len(index)
+        self._index = float(index[step.at])
+        return step.at
 
-    # -- read-only state
     @property
     def drift_detected(self) -> bool:
         """True on the update that entered drift."""
@@ -94,6 +89,48 @@ class MeanShiftDetector:
         """The index: drift when it reaches 1.0."""
         return self._index
 
+    @property
+    def detected_at(self) -> int | None:
+        """Row of the last batch (0-based) at which drift was detected, or None."""
+        return self._detected_at
+
+    @property
+    def rows_seen(self) -> int:
+        return self._n_rows
+
+
+class MeanShiftDetector(DriftState):
+    """A drift detector on feature means against a reference ``mean`` and ``std`` per feature."""
+
+    def __init__(self, mean: ArrayLike, std: ArrayLike, features: Sequence[str] | None) -> None:
+        super().__init__()
+        self.mean = np.asarray(mean, dtype=np.float64).ravel()
+        self.std = np.maximum(np.asarray(std, dtype=np.float64).ravel(), 1e-8)
+        d = self.mean.size
+        if self.mean.shape != self.std.shape or d == 0:
+            raise ConfigError("mean and std must be non-empty and of the same length")
+        self.features = list(features) if features is not None else [str(j) for j in range(d)]
+        if len(self.features) != d:
+            raise ConfigError(f"{len(self.features)} feature names for {d} features")
+        self._per_feature = np.zeros(d)  # each feature's index: drifting at 1.0
+        self._effect = np.zeros(d)
+        self._z = np.zeros(d)
+
+    def _rows(self, batch: ArrayLike) -> np.ndarray:
+        """``batch`` as a float64 (N, d) array; a clear error for the wrong shape."""
+        x = np.asarray(batch, dtype=np.float64)
+        if x.ndim == 1:
+            x = x.reshape(1, -1)
+        if x.ndim != 2 or x.shape[1] != self.mean.size:
+            raise ValueError(f"expected a batch of shape (N, {self.mean.size}), got {x.shape}")
+        return x
+
+    @staticmethod
+    def _check_finite(x: np.ndarray) -> None:
+        if not np.isfinite(x).all():
+            raise ValueError("batch has NaN or infinite values")
+
+    # -- read-only state
     @property
     def effect(self) -> np.ndarray:
         """Per-feature shift of the mean, in reference standard deviations."""

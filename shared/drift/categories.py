@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from shared.drift.base import row_states
+from shared.drift.base import DriftState
 from shared.drift.fidi import INDICATOR_MIN_RATE, SCALES
 from shared.errors import ConfigError
 
@@ -80,7 +80,7 @@ def chi2_isf(p: float, df: int) -> float:
     return hi
 
 
-class CategoryShift:
+class CategoryShift(DriftState):
     """Multi-scale chi-square tests of category frequencies against training shares.
 
     Parameters
@@ -112,6 +112,7 @@ class CategoryShift:
         recovery: float = 0.5,
         recovery_rows: int = 500,
     ) -> None:
+        super().__init__()
         if not groups:
             raise ConfigError("CategoryShift needs at least one category field")
         if any(len(g.columns) < 2 or not len(g.columns) == len(g.labels) == len(g.reference) for g in groups):
@@ -131,10 +132,7 @@ class CategoryShift:
         # the shortest window a field is judged on: every cell expects min_expected rows
         self._min_n = np.array([min_expected / self._q[self._of == i].min() for i in range(len(groups))])
         self._history = np.zeros((0, len(self._cols)))
-        self._n_rows, self._calm = 0, 0
-        self._in_drift = self._drift_detected = self._recovered = False
-        self._detected_at: int | None = None
-        self._per_field, self._index = np.zeros(len(groups)), 0.0
+        self._per_field = np.zeros(len(groups))
         self._window = np.zeros(len(groups))  # per field: its most telling window's length
         self._effect = np.zeros(len(groups))
         self._moved: list[tuple[str, float, float]] = [("", 0.0, 0.0)] * len(groups)
@@ -144,8 +142,7 @@ class CategoryShift:
         x = np.asarray(batch, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] <= self._cols.max():
             raise ValueError(f"expected rows with at least {self._cols.max() + 1} inputs, got {x.shape}")
-        self._drift_detected = self._recovered = False
-        self._detected_at = None
+        self._new_batch()
         b = len(x)
         if b == 0:
             return self
@@ -177,15 +174,8 @@ class CategoryShift:
             longest = np.where(ok, score.max(axis=1), longest)
         index = best.max(axis=1)
         self._history = rows[-self.scales[-1] :]
-        self._n_rows += b
-        step = row_states(self._in_drift, self._calm, index, longest, self.recovery, self.recovery_rows)
-        at, self._calm = step.at, step.calm
-        if step.entered:
-            self._in_drift = self._drift_detected = True
-            self._detected_at = at
-        elif step.left:
-            self._in_drift, self._recovered = False, True
-        self._per_field, self._effect, self._index = best[at], best_w[at], float(index[at])
+        at = self._step(index, longest, self.recovery, self.recovery_rows)
+        self._per_field, self._effect = best[at], best_w[at]
         self._window = best_n[at]
         n = best_n[at][self._of].astype(int)  # per cell: its field's most telling window
         share = (cum[end[at]] - cum[np.maximum(end[at] - n, 0), np.arange(len(n))]) / n
@@ -200,35 +190,7 @@ class CategoryShift:
             k = j - int(cells[0])
             self._moved[i] = (g.labels[k], round(float(share[j]), 3), round(g.reference[k], 3))
 
-    # -- read-only state
-    @property
-    def drift_detected(self) -> bool:
-        """True on the update that entered drift."""
-        return self._drift_detected
-
-    @property
-    def recovered(self) -> bool:
-        """True on the update that left drift."""
-        return self._recovered
-
-    @property
-    def in_drift(self) -> bool:
-        return self._in_drift
-
-    @property
-    def detected_at(self) -> int | None:
-        """Row of the last batch (0-based) at which drift was detected, or None."""
-        return self._detected_at
-
-    @property
-    def rows_seen(self) -> int:
-        return self._n_rows
-
-    @property
-    def index(self) -> float:
-        """The index: drift when it reaches 1.0."""
-        return self._index
-
+    # -- read-only state (the rest in DriftState)
     @property
     def fields(self) -> list[str]:
         return [g.name for g in self.groups]

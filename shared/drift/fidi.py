@@ -50,7 +50,7 @@ from statistics import NormalDist
 import numpy as np
 from numpy.typing import ArrayLike
 
-from shared.drift.base import MeanShiftDetector, row_states
+from shared.drift.base import MeanShiftDetector
 from shared.drift.scores import NormalScores
 from shared.errors import ConfigError
 
@@ -120,8 +120,6 @@ class FIDI(MeanShiftDetector):
         self._min_n = np.where(self.indicators, INDICATOR_MIN_COUNT / np.minimum(rate, 1 - rate), 0.0)
         self._mu[self.indicators], self._sigma[self.indicators] = 0.0, 1.0
         self._history = np.zeros((0, d))  # the last max(scales) transformed rows
-        self._detected_at: int | None = None
-        self._n_rows = 0
 
     def _transform(self, x: np.ndarray) -> np.ndarray:
         out = self.scores.transform(x) if self.scores is not None else (x - self.mean) / self.std
@@ -133,8 +131,7 @@ class FIDI(MeanShiftDetector):
     def update(self, batch: ArrayLike) -> FIDI:
         """Add a batch of rows (N, d), judged row by row; returns self."""
         x = self._rows(batch)
-        self._drift_detected = self._recovered = False
-        self._detected_at = None
+        self._new_batch()
         if x.shape[0] == 0:
             return self
         self._check_finite(x)
@@ -163,33 +160,16 @@ class FIDI(MeanShiftDetector):
             longest = np.where(ok, score.max(axis=1), longest)
         index = best.max(axis=1)
         self._history = rows[-self.scales[-1] :]
-        self._n_rows += b
-        step = row_states(self._in_drift, self._calm, index, longest, self.recovery, self.recovery_rows)
-        at, self._calm = step.at, step.calm
-        if step.entered:
-            self._in_drift = self._drift_detected = True
-            self._detected_at = at
-        elif step.left:
-            self._in_drift, self._recovered = False, True
+        at = self._step(index, longest, self.recovery, self.recovery_rows)
         self._per_feature, self._effect, self._z = best[at], best_e[at], best_z[at]
-        self._index = float(index[at])
         return self
 
-    # -- read-only state (the rest in MeanShiftDetector)
-    @property
-    def detected_at(self) -> int | None:
-        """Row of the last batch (0-based) at which drift was detected, or None."""
-        return self._detected_at
-
+    # -- read-only state (the rest in MeanShiftDetector and DriftState)
     @property
     def top_feature(self) -> str | None:
         if self._n_rows < self.scales[0]:
             return None
         return self.features[int(np.argmax(self._per_feature))]
-
-    @property
-    def rows_seen(self) -> int:
-        return self._n_rows
 
     def onset_rows(self) -> int:
         """Estimated rows since the drift began: the suffix of the recent rows whose mean shift

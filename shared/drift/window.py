@@ -108,6 +108,7 @@ class WindowFIDI(MeanShiftDetector):
         self._sums.append(x.sum(axis=0))
         self._counts.append(x.shape[0])
         self._n_updates += 1
+        self._n_rows += x.shape[0]
         self._drift_detected = self._recovered = False
         if len(self._counts) < self.min_batches:
             return self
