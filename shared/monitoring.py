@@ -67,10 +67,10 @@ class DriftMonitor:
             alerts += self._fidi_alerts("recovered")
             self._alarmed = []
         if self.categories is not None:
-            alerts += self._category_alerts(X, ts)
+            alerts += self._category_alerts(X)
         return alerts
 
-    def _category_alerts(self, X: np.ndarray, ts: list[float | None] | None) -> list[Alert]:
+    def _category_alerts(self, X: np.ndarray) -> list[Alert]:
         cat = self.categories
         assert cat is not None
         cat.update(X)

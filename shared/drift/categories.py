@@ -50,7 +50,7 @@ from shared.errors import ConfigError
 class CategoryGroup:
     name: str  # the field
     columns: tuple[int, ...]  # its inputs in a row: exactly one is 1
-    labels: tuple[str, ...]  # the category of each input (``<other>``, ``:missing`` included)
+    labels: tuple[str, ...]  # the category of each input (``<other>`` and ``<missing>`` included)
     reference: tuple[float, ...]  # the training share of each
 
 
@@ -133,7 +133,7 @@ class CategoryShift(DriftState):
         self._min_n = np.array([min_expected / self._q[self._of == i].min() for i in range(len(groups))])
         self._history = np.zeros((0, len(self._cols)))
         self._per_field = np.zeros(len(groups))
-        self._window = np.zeros(len(groups))  # per field: its most telling window's length
+        self._window = np.zeros(len(groups))  # per field: its most telling window, to the batch's end
         self._effect = np.zeros(len(groups))
         self._moved: list[tuple[str, float, float]] = [("", 0.0, 0.0)] * len(groups)
 
@@ -176,7 +176,7 @@ class CategoryShift(DriftState):
         self._history = rows[-self.scales[-1] :]
         at = self._step(index, longest, self.recovery, self.recovery_rows)
         self._per_field, self._effect = best[at], best_w[at]
-        self._window = best_n[at]
+        self._window = best_n[at] + (b - 1 - at)  # counted from the end of the batch
         n = best_n[at][self._of].astype(int)  # per cell: its field's most telling window
         share = (cum[end[at]] - cum[np.maximum(end[at] - n, 0), np.arange(len(n))]) / n
         self._remember_moved(best_r[at], share)
@@ -205,8 +205,9 @@ class CategoryShift(DriftState):
         return [g.name for g, s in zip(self.groups, self._per_field, strict=True) if s >= 1.0]
 
     def onset_rows(self) -> int:
-        """Rows since the drift began, estimated by the most telling window of the drifting
-        fields (the shortest of them): the window a shift fills best scores highest."""
+        """Rows since the drift began, counted from the end of the last batch: the most
+        telling window of the drifting fields (the shortest of them; the window a shift
+        fills best scores highest) and the batch's rows after it."""
         windows = self._window[self._per_field >= 1.0]
         return int(windows.min()) if windows.size else 0
 
