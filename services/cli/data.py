@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import SelfhealError
+from shared.schema import MAX_CATEGORIES
 from shared.progress import Progress
 
 
@@ -22,8 +23,9 @@ def register(sub: Any) -> None:
     t.add_argument(
         "--max-categories",
         type=int,
-        default=100,
-        help="frequent values of a category field (>= 30 rows) with their own input, at most (default 100)",
+        default=MAX_CATEGORIES,
+        help=f"frequent values of a category field (>= 30 rows) with their own input, at most "
+        f"(default {MAX_CATEGORIES})",
     )
     t.add_argument(
         "--encoding",
