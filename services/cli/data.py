@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import SelfhealError
-from shared.schema import MAX_CATEGORIES
 from shared.progress import Progress
+from shared.schema import MAX_CATEGORIES
 
 
 def register(sub: Any) -> None:
