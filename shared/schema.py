@@ -195,9 +195,13 @@ class Schema:
                 other, miss = len(f.vocabulary), len(f.vocabulary) + 1
                 for i, r in enumerate(records):
                     v = r[f.name]
-                    k = miss if is_missing(v) else at.get(str(v).strip(), other)
+                    if is_missing(v):
+                        out[i, j + miss] = 1.0
+                        continue
+                    text = str(v).strip()
+                    k = at.get(text, other)
                     out[i, j + k] = 1.0
-                    if k == other and f.rare is not None and str(v).strip() not in known:
+                    if k == other and f.rare is not None and text not in known:
                         out[i, j + miss + 1] = 1.0
                 j += len(f.columns)
         return out

@@ -1,43 +1,15 @@
 """What the detectors share: the read-only state a caller reads after ``update`` (River's
-detector style), the row-level hysteresis of FIDI and CategoryShift, and FIDI's and
+detector style) with the row-level hysteresis of FIDI and CategoryShift, and FIDI's and
 WindowFIDI's training reference and batch checks."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from shared.errors import ConfigError
-
-
-class Step(NamedTuple):
-    at: int  # the row of the batch whose state the detector reports
-    entered: bool  # drift began at that row
-    left: bool  # drift ended at that row
-    calm: int  # rows in a row below the recovery level after the batch
-
-
-def row_states(
-    in_drift: bool, calm: int, index: np.ndarray, longest: np.ndarray, recovery: float, recovery_rows: int
-) -> Step:
-    """One batch of a row-level detector's hysteresis: outside drift, the first row whose
-    ``index`` reaches 1 enters it; in drift, it ends after ``recovery_rows`` rows in a row
-    whose ``longest`` (the longest full window's index) stays below ``recovery``."""
-    b = len(index)
-    if not in_drift:
-        hits = np.flatnonzero(index >= 1.0)
-        return Step(int(hits[0]), True, False, 0) if hits.size else Step(b - 1, False, False, calm)
-    quiet = longest < recovery
-    # the calm run after each row: rows since the last non-calm one
-    last_break = np.maximum.accumulate(np.where(~quiet, np.arange(b), -1))
-    run = np.where(last_break >= 0, np.arange(b) - last_break, calm + np.arange(1, b + 1))
-    done = np.flatnonzero(run >= recovery_rows)
-    if done.size:
-        return Step(int(done[0]), False, True, 0)
-    return Step(b - 1, False, False, int(run[-1]))
 
 
 class DriftState:
@@ -58,17 +30,31 @@ class DriftState:
         self._detected_at = None
 
     def _step(self, index: np.ndarray, longest: np.ndarray, recovery: float, recovery_rows: int) -> int:
-        """Advance by one batch of row indices (:func:`row_states`); the row to report."""
-        step = row_states(self._in_drift, self._calm, index, longest, recovery, recovery_rows)
-        self._calm = step.calm
-        if step.entered:
-            self._in_drift = self._drift_detected = True
-            self._detected_at = step.at
-        elif step.left:
-            self._in_drift, self._recovered = False, True
-        self._n_rows += len(index)
-        self._index = float(index[step.at])
-        return step.at
+        """Advance by one batch of per-row indices; returns the row whose state to report.
+        Outside drift, the first row whose ``index`` reaches 1 enters it; in drift, it ends
+        after ``recovery_rows`` rows in a row whose ``longest`` (the longest full window's
+        index) stays below ``recovery``."""
+        b = len(index)
+        at = b - 1
+        if not self._in_drift:
+            hits = np.flatnonzero(index >= 1.0)
+            if hits.size:
+                at = int(hits[0])
+                self._in_drift = self._drift_detected = True
+                self._detected_at, self._calm = at, 0
+        else:
+            # the calm run after each row: rows since the last one at or above ``recovery``
+            last_break = np.maximum.accumulate(np.where(longest >= recovery, np.arange(b), -1))
+            run = np.where(last_break >= 0, np.arange(b) - last_break, self._calm + np.arange(1, b + 1))
+            done = np.flatnonzero(run >= recovery_rows)
+            if done.size:
+                at = int(done[0])
+                self._in_drift, self._recovered, self._calm = False, True, 0
+            else:
+                self._calm = int(run[-1])
+        self._n_rows += b
+        self._index = float(index[at])
+        return at
 
     @property
     def drift_detected(self) -> bool:

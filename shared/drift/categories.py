@@ -135,7 +135,7 @@ class CategoryShift(DriftState):
         self._per_field = np.zeros(len(groups))
         self._window = np.zeros(len(groups))  # per field: its most telling window, to the batch's end
         self._effect = np.zeros(len(groups))
-        self._moved: list[tuple[str, float, float]] = [("", 0.0, 0.0)] * len(groups)
+        self._r = self._share = np.zeros(len(self._cols))  # per cell at the reported row
 
     def update(self, batch: ArrayLike) -> CategoryShift:
         """Add a batch of encoded rows (N, d), judged row by row; returns self."""
@@ -179,16 +179,8 @@ class CategoryShift(DriftState):
         self._window = best_n[at] + (b - 1 - at)  # counted from the end of the batch
         n = best_n[at][self._of].astype(int)  # per cell: its field's most telling window
         share = (cum[end[at]] - cum[np.maximum(end[at] - n, 0), np.arange(len(n))]) / n
-        self._remember_moved(best_r[at], share)
+        self._r, self._share = best_r[at], share  # per cell, for ``moved``
         return self
-
-    def _remember_moved(self, r: np.ndarray, share: np.ndarray) -> None:
-        """Per field, the cell that moved most on its best window: (label, share now, training share)."""
-        for i, g in enumerate(self.groups):
-            cells = np.flatnonzero(self._of == i)
-            j = int(cells[np.argmax(np.abs(r[cells]))])
-            k = j - int(cells[0])
-            self._moved[i] = (g.labels[k], round(float(share[j]), 3), round(g.reference[k], 3))
 
     # -- read-only state (the rest in DriftState)
     @property
@@ -213,5 +205,13 @@ class CategoryShift(DriftState):
 
     @property
     def moved(self) -> dict[str, tuple[str, float, float]]:
-        """Per drifting field, the category that moved most: (category, share now, training share)."""
-        return {g.name: self._moved[i] for i, g in enumerate(self.groups) if self._per_field[i] >= 1.0}
+        """Per drifting field, the category that moved most on its most telling window (the
+        largest standardised residual): (category, share now, training share)."""
+        out = {}
+        for i, g in enumerate(self.groups):
+            if self._per_field[i] >= 1.0:
+                cells = np.flatnonzero(self._of == i)
+                j = int(cells[np.argmax(np.abs(self._r[cells]))])
+                k = j - int(cells[0])
+                out[g.name] = (g.labels[k], round(float(self._share[j]), 3), round(g.reference[k], 3))
+        return out
