@@ -44,11 +44,15 @@ def register(sub: Any) -> None:
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("scenario", help="list the scenario library or export one as CSV")
-    s.add_argument("action", choices=("list", "export"))
+    s = sub.add_parser(
+        "scenario", help="list the scenario library, export one as CSV, or draw one from the family"
+    )
+    s.add_argument("action", choices=("list", "export", "sample"))
     s.add_argument("name", nargs="?")
     s.add_argument("--out")
     s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--kind", help="sample: force the drift's kind (default: drawn with the seed)")
+    s.add_argument("--rows", type=int, default=8000, help="sample: stream rows after the drift point")
     s.set_defaults(func=cmd_scenario)
 
     b = sub.add_parser("bundle", help="inspect a bundle")
@@ -170,6 +174,8 @@ def cmd_scenario(args: argparse.Namespace) -> int:
         for name, (summary, _) in SCENARIOS.items():
             print(f"{name:<12} {summary}")
         return 0
+    if args.action == "sample":
+        return _sample(args)
     if not args.name or not args.out:
         raise SelfhealError("usage: selfheal scenario export NAME --out DIR")
     sc = build(args.name, seed=args.seed)
@@ -177,6 +183,21 @@ def cmd_scenario(args: argparse.Namespace) -> int:
     print(f"wrote train.csv, test.csv, stream.csv, rules.toml and scenario.json to {out}/")
     print(f"train with: selfheal train --data {out}/train.csv --label Class --rules {out}/rules.toml \\")
     print("           --out BUNDLE")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import json
+
+    from shared.data.family import sample
+
+    if not args.out:
+        raise SelfhealError("usage: selfheal scenario sample --seed N --out DIR [--kind KIND]")
+    fs = sample(args.seed, n_post=args.rows, kind=args.kind)
+    out = fs.write(args.out)
+    print(f"seed {args.seed}: {fs.scenario.description}")
+    print(json.dumps(fs.params["drift"]))
+    print(f"wrote train.csv, test.csv, stream.csv, rules.toml, scenario.json and params.json to {out}/")
     return 0
 
 

@@ -13,10 +13,20 @@ from shared.progress import Progress
 
 def register(sub: Any) -> None:
     e = sub.add_parser("experiment", help="run a scenario offline and write summary, metrics, events, plots")
-    e.add_argument("scenario", nargs="?", help="scenario name, or 'all' (default: seed)")
+    e.add_argument(
+        "scenario", nargs="?", help="scenario name, 'all', or 'robustness' (the drawn family; default: seed)"
+    )
     e.add_argument("--scenario", dest="scenario_opt", help="same as the positional argument")
     e.add_argument("--protocol", choices=("delayed", "seed"), default="delayed")
-    e.add_argument("--label-delay", type=int, default=500, help="transactions before a label arrives")
+    e.add_argument(
+        "--label-delay",
+        type=int,
+        default=None,
+        help="transactions before a label arrives (default 500; robustness: 20,000)",
+    )
+    e.add_argument("--n", type=int, default=200, help="robustness: streams drawn from the family")
+    e.add_argument("--first-seed", type=int, default=0, help="robustness: the first stream's seed")
+    e.add_argument("--workers", type=int, default=None, help="robustness: processes (default: one a core)")
     e.add_argument(
         "--label-free",
         action="store_true",
@@ -88,6 +98,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     scenario = args.scenario_opt or args.scenario or "seed"
     say = Progress(args.quiet)
+    if scenario == "robustness":
+        return _robustness(args, say)
+    args.label_delay = 500 if args.label_delay is None else args.label_delay
     healer = None
     if args.label_free or args.labels_only:
         from shared.healing.healer import HealerConfig
@@ -104,6 +117,26 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if scenario == "all":
         return _experiment_all(cfg, Path(args.out), not args.no_plots, say)
     return _experiment_one(cfg, Path(args.out), not args.no_plots, say)
+
+
+def _robustness(args: argparse.Namespace, say: Progress) -> int:
+    from shared.experiment import robustness as rb
+
+    if args.n < 1:
+        raise SelfhealError(f"--n must be at least 1, got {args.n}")
+    healer = None
+    if args.label_free or args.labels_only:
+        from shared.healing.healer import HealerConfig
+
+        healer = HealerConfig(label_free=args.label_free, heal_before_labels=not args.labels_only)
+    delay = 20_000 if args.label_delay is None else args.label_delay
+    out = Path(args.out)
+    workers = args.workers or rb.default_workers()
+    summary = rb.robustness(args.n, delay, out, args.first_seed, workers, healer, say)
+    written = rb.write(summary, out)
+    print(rb.format_table(summary))
+    print(f"wrote {', '.join(p.name for p in written)} and streams.jsonl to {out}/")
+    return 0
 
 
 def _experiment_all(cfg: Any, out: Path, plots: bool, say: Progress) -> int:

@@ -124,6 +124,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from shared.kafka.runtime import StopFlag
 
     stop = StopFlag()
+    print(resumed_adapter(args.bundle, args.state_dir))
     healer_args = (
         *("--label-horizon", args.label_horizon, "--log-budget", args.log_budget),
         *("--state-dir", args.state_dir),
@@ -148,6 +149,32 @@ def cmd_up(args: argparse.Namespace) -> int:
         codes = stack.stop()
         print("stopped: " + ", ".join(f"{n} (exit {c})" for n, c in codes.items()))
     return 0
+
+
+def resumed_adapter(bundle_path: str, state_dir: str) -> str:
+    """What the healer will resume from ``state_dir`` (on the embedded broker, whose
+    topics start empty, the registry's mirror there is all it has), and how to start clean."""
+    from datetime import UTC, datetime
+
+    from shared.bundle import Bundle
+    from shared.healing.healer import live_snapshot
+    from shared.registry import DirectoryStore
+
+    bundle = Bundle.load(bundle_path)
+    home = Path(state_dir) / bundle.id
+    if not (home / "registry").is_dir():
+        return f"healer: starting clean (no state for bundle {bundle.id} in {state_dir}/)"
+    snaps = sorted(DirectoryStore(home / "registry", bundle.config).load_all(), key=lambda s: s.seq)
+    live = live_snapshot(snaps)
+    if live is None or live.version == 0:
+        return f"healer: the bundle's own adapter (v0); {len(snaps)} snapshots in {home}/"
+    made = datetime.fromtimestamp(live.created, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    how = f"heal {live.heal}" if live.heal is not None else live.kind
+    return (
+        f"healer: RESUMING adapter v{live.version} from {home}/ ({live.kind}, {how}, made {made}: "
+        f"{live.note or 'no note'}); it stays live until its labelled decisions show it costs more "
+        f"than the frozen model. To start clean: --state-dir NEW_DIR, or remove {home}/"
+    )
 
 
 def broker_memory(stack: Any, budget: str | None) -> Callable[[], None] | None:

@@ -6,7 +6,8 @@ the episode once ``min_rows`` of them are in memory, on its newest ``rows``. Its
 acts only when ``confirm`` cycles in a row agree: a candidate goes live after that many
 accepted ones, and a label-free adapter that is live is reset to the last trusted adapter
 (the one live when the episode opened) after that many diagnoses that cannot explain the
-drift (``unexplained``) or whose estimates disagree (``unstable``). Healing resumes when
+drift (``unexplained``), whose estimates disagree (``unstable``), or that find nothing
+moved any more (``nothing``: upstream fixed what it corrected). Healing resumes when
 the diagnoses agree again. Once ``min_labels`` labels of the episode have arrived, labelled
 heals take over, starting from the live (label-free) adapter.
 """

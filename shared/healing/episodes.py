@@ -1,6 +1,7 @@
 """Drift episodes, decided from the detectors' summary alerts in one place.
 
-An episode is open while any detector (FIDI, the category test, the conflict rate) is in drift: it opens on
+An episode is open while any detector (FIDI, the category test, the conflict rate, the
+frozen model's cost on arrived labels) is in drift: it opens on
 the first ``drift`` summary alert and closes when the last alarmed detector has
 ``recovered``. The opening alert names the onset (the event time ``onset_ts`` of the first
 drifted row, or ``onset_rows`` back); healing then uses only rows stamped from the onset on.
@@ -26,6 +27,8 @@ from shared.healing.events import EpisodeClosed, EpisodeOpened
 from shared.healing.join import LabelJoin
 from shared.messages import Alert
 
+COST = "labels_loss"  # the healer's own detector: the frozen model's log loss on arrived labels
+
 
 @dataclass
 class Episode:
@@ -42,7 +45,7 @@ class EpisodeTracker:
 
     def update(self, alert: Alert) -> Literal["open", "close"] | None:
         """``open`` when the first detector alarms, ``close`` when the last recovers."""
-        if not alert.summary:
+        if not alert.summary and alert.feature != COST:
             return None  # per-feature alerts repeat what the summary alert says
         was = bool(self.alarmed)
         if alert.state == "drift":
@@ -90,6 +93,18 @@ class Episodes:
             return self.open(registry_len, onset, alert.onset_ts, trigger=alert.feature)
         if change == "close":
             return self.close(trigger=alert.feature)
+        return None
+
+    def on_loss(
+        self, state: str, onset_ts: float | None, registry_len: int, statistic: float
+    ) -> EpisodeOpened | EpisodeClosed | None:
+        """The labels' loss detector (:mod:`~shared.healing.label_drift`) changed state: it
+        counts as one more detector, ``labels_loss``."""
+        change = self.alarms.update(Alert("healer", COST, statistic, 0.0, state))
+        if change == "open":
+            return self.open(registry_len, self.default_onset, onset_ts, trigger=COST)
+        if change == "close":
+            return self.close(trigger=COST)
         return None
 
     def open(

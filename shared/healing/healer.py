@@ -45,6 +45,7 @@ from shared.healing.events import (
 from shared.healing.featurelog import DECIDED, FRAUD, SHADOW_FRAUD, FeatureLog
 from shared.healing.jobs import JobRunner
 from shared.healing.join import Joined, LabelJoin
+from shared.healing.label_drift import LossDrift, log_loss
 from shared.healing.label_guard import Judged, LabelGuard
 from shared.healing.quality import LiveQuality
 from shared.healing.shadow_guard import ShadowGuard
@@ -55,6 +56,12 @@ from shared.model import AdapterState
 from shared.registry import QualityWatch, Registry, RollbackPolicy, Snapshot
 
 LIVE_KINDS = ("initial", "rollback", "manual")
+
+
+def live_snapshot(snapshots: Sequence[Snapshot]) -> Snapshot | None:
+    """The adapter that went live last in ``snapshots`` (a registry's, in order)."""
+    live = [s for s in snapshots if s.kind in LIVE_KINDS or (s.kind == "post" and s.accepted)]
+    return live[-1] if live else None
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,10 @@ class HealerConfig:
     label_guard_min: int = 50  # labels with a known shadow verdict needed to judge a chunk
     label_resume_chunks: int = 2  # clean chunks after a suspect one before healing resumes
     label_concept_chunks: int | None = 15  # a hold this long that still disagrees: a concept change
+    loss_drift: bool = True  # open an episode when the frozen model's log loss on arrived labels rises
+    loss_drift_rows: int = 1000  # ... over its newest this many labelled decisions
+    loss_drift_z: float = 4.0  # ... by this many standard errors
+    loss_drift_rel: float = 0.1  # ... and this share above its validation loss
 
     def __post_init__(self) -> None:
         if self.stale_labels not in ("carry", "wait"):
@@ -113,6 +124,7 @@ class Healer:
         guard = (cfg.quality_rows, cfg.label_kappa_min, cfg.label_guard_min, cfg.label_resume_chunks)
         self.guard = LabelGuard(*guard, cfg.label_concept_chunks)
         self.episodes = Episodes(self.join, cfg.default_onset)
+        self.loss_drift = self._loss_drift()
         self.events: list[HealerEvent | Diagnosed] = []
         self.runner = JobRunner(bundle, cfg.heal, cfg.before_labels)
         self.before = BeforeLabels(self.runner.unavailable)
@@ -128,6 +140,19 @@ class Healer:
             registry.record("initial", bundle.adapter_state, version=0, note="adapter as trained")
         self.live = self._live_before(len(registry))  # after a restart: the adapter that went live last
         self.trusted = self.live  # what a label-free reset goes back to: live when the episode opened
+
+    def _loss_drift(self) -> LossDrift | None:
+        """The labels' own drift detector, on the frozen model's validation log loss (None:
+        off, or a bundle without validation reference rows)."""
+        cfg, ref = self.cfg, self.bundle.reference_rows
+        if not cfg.loss_drift or ref is None or ref.validation.sum() < 100:
+            return None
+        self._frozen = self.bundle.new_model()
+        X, y = ref.X[ref.validation], ref.y[ref.validation]
+        losses = log_loss(y, self._frozen.predict_proba(X))
+        return LossDrift.from_losses(
+            losses, rows=cfg.loss_drift_rows, z=cfg.loss_drift_z, rel=cfg.loss_drift_rel
+        )
 
     def _new_episode_state(self) -> None:
         """What each episode judges afresh: live quality, the shadow guard, a pause."""
@@ -252,30 +277,45 @@ class Healer:
 
     def _live_before(self, seq: int) -> Snapshot:
         """The adapter that was live just before registry position ``seq``."""
-        live = [
-            s
-            for s in self.registry.snapshots()[:seq]
-            if s.kind in LIVE_KINDS or (s.kind == "post" and s.accepted)
-        ]
-        return live[-1]
+        live = live_snapshot(self.registry.snapshots()[:seq])
+        assert live is not None  # the registry starts with the bundle's adapter
+        return live
 
     def _release(self, joined: Joined) -> None:
-        """Trusted labels: into the training set; and, once the episode has healed, into the
-        live quality and the shadow guard: the decisions of the adapter live now only (labels
-        of decisions by adapters since replaced say nothing about it)."""
+        """Trusted labels: into the training set; into the shadow guard whenever an adapter
+        other than the bundle's is live; and, once the episode has healed, into the live
+        quality. Both judge the decisions of the adapter live now only (labels of decisions
+        by adapters since replaced say nothing about it)."""
         self.join.accept(joined)
         self._last_release = (joined.ids, len(self.registry))
-        if self.baseline_version < 1:
-            return
+        self._watch_loss(joined)
+        if self.version == 0:
+            return  # the bundle's adapter is the shadow: nothing to judge
         costs = self.bundle.costs
+        judge_quality = self.baseline_version >= 1  # live quality: from the episode's first heal on
         for y, row in zip(joined.labels.tolist(), joined.rows, strict=True):
             flags, version = int(row["flags"]), int(row["version"])
             if not flags & DECIDED or version != self.version:
                 continue
             fraud, shadow = bool(flags & FRAUD), bool(flags & SHADOW_FRAUD)
-            self.quality.add(y, fraud)
-            if version > 0:
-                self.shadow.add(float(costs.per_row(y, fraud) - costs.per_row(y, shadow)), version)
+            if judge_quality:
+                self.quality.add(y, fraud)
+            # the shadow guard judges any live adapter but the bundle's, whatever made it
+            # (a heal of this episode, one of an earlier episode, one restored from disk)
+            self.shadow.add(float(costs.per_row(y, fraud) - costs.per_row(y, shadow)), version)
+
+    def _watch_loss(self, joined: Joined) -> None:
+        """The frozen model's log loss on trusted labels: an episode opens (or one it opened
+        closes) when it leaves (or is back at) its validation loss."""
+        det = self.loss_drift
+        if det is None or not len(joined):
+            return
+        losses = log_loss(joined.labels, self._frozen.predict_proba(np.ascontiguousarray(joined.rows["x"])))
+        for loss, ts in zip(losses.tolist(), joined.rows["ts"].tolist(), strict=True):
+            state = det.update(loss, ts)
+            if state is not None:
+                stat = det.statistic()
+                self._episode_event(self.episodes.on_loss(state, det.onset_ts, len(self.registry), stat))
 
     def drain_events(self) -> list[HealerEvent | Diagnosed]:
         """What happened since the last call: episodes, label verdicts."""
@@ -441,14 +481,17 @@ class Healer:
         if (d := self.before.diagnosed(details, self.version, result.accepted)) is not None:
             out.append(d)
         action = str(details.get("action", ""))
-        kind = "heal" if result.accepted else ("fail" if action in FAILS else "none")
+        kind = "heal" if result.accepted else ("fail" if action in FAILS else action or "none")
         n, lf_live = self.before.count(kind), self.before.live_version == self.version
         if kind == "heal" and n >= self.cfg.label_free_confirm and job.version == self.version:
             outcome = self.finish(job, result)
             self.before.live_version = outcome.post.version
             out.append(outcome)
-        elif kind == "fail" and n >= self.cfg.label_free_confirm and lf_live:
-            why = f"label-free healing reset: {details.get('reason', action)}"
+        elif kind in ("fail", "nothing") and n >= self.cfg.label_free_confirm and lf_live:
+            if kind == "nothing":  # upstream fixed it: a calibration now moves correct rows
+                why = "label-free healing reset: the features it corrected are back at the reference"
+            else:
+                why = f"label-free healing reset: {details.get('reason', action)}"
             out.append(self._roll_back(self.trusted.adapter, self.trusted.version, why))
             self.before.live_version = None
         return out

@@ -268,3 +268,76 @@ def test_stale_labels_are_carried_to_the_present(covariate_bundle, covariate_sce
     assert gap < 0.05 * covariate_bundle.reference_std[k]  # carried onto the present
     with pytest.raises(ConfigError):
         HealerConfig(stale_labels="ignore")
+
+
+def test_an_adapter_restored_from_disk_that_loses_to_the_shadow_is_withdrawn(
+    covariate_bundle, drifted, tmp_path
+):
+    """Whatever made the live adapter (here: a heal of an earlier run, read back from the
+    state directory), its own labelled decisions judge it; no episode or heal is needed."""
+    ids, X, y = drifted
+    store = DirectoryStore(tmp_path, covariate_bundle.config)
+    first = Healer(
+        covariate_bundle, Registry(store, covariate_bundle.id), HealerConfig(heal=HealConfig(gate=False))
+    )
+    first.add_transactions(ids, X, event_times(len(ids)))
+    first.open_episode(onset_rows=1500)
+    first.add_labels(ids[:300], y[:300].tolist())
+    assert first.heal() is not None and first.version == 1
+    cfg = HealerConfig(loss_drift=False)  # no episode will open: the guard alone must act
+    again = Healer(
+        covariate_bundle,
+        Registry(DirectoryStore(tmp_path, covariate_bundle.config), covariate_bundle.id),
+        cfg,
+    )
+    assert again.version == 1 and again.episode is None
+    rows = slice(300, 800)
+    truth = y[rows] == 1
+    again.add_transactions(ids[rows], X[rows], event_times(500))
+    again.add_decisions(ids[rows], (~truth).tolist(), [1] * 500, truth.tolist())
+    again.add_labels(ids[rows], y[rows].tolist())
+    event = again.check_rollback()
+    assert isinstance(event, RolledBack) and event.snapshot.version == 0 and again.version == 0
+
+
+def test_labels_that_show_the_frozen_model_got_worse_open_an_episode(covariate_bundle, covariate_scenario):
+    """No detector alarms (none is fed an alert here), but the labels say the frozen model
+    now errs: the healer opens an episode of its own, starting where the window began."""
+    st = covariate_scenario.stream
+    healer = Healer(
+        covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), HealerConfig(loss_drift_rows=500)
+    )
+    assert healer.loss_drift is not None
+    clean = slice(0, 2000)
+    ids = list(st.ids[clean])
+    healer.add_transactions(ids, st.X[clean], event_times(2000))
+    healer.add_decisions(ids, [False] * 2000, [0] * 2000)
+    healer.add_labels(ids, st.y[clean].tolist())
+    assert healer.episode is None  # the training regime: no drift
+    flipped = slice(2000, 3500)  # a concept switch: the same rows, the opposite labels
+    ids = list(st.ids[flipped])
+    healer.add_transactions(ids, st.X[flipped], [2000.0 + k for k in range(1500)])
+    healer.add_decisions(ids, [False] * 1500, [0] * 1500)
+    healer.add_labels(ids, (1 - st.y[flipped]).tolist())
+    assert healer.episode is not None and healer.episode.trigger == "labels_loss"
+    assert 1500.0 <= healer.episode.start <= 2600.0
+
+
+def test_up_says_which_adapter_it_resumes_and_how_to_start_clean(covariate_bundle, drifted, tmp_path):
+    from services.cli.stack import resumed_adapter
+
+    bundle_dir = tmp_path / "bundle"
+    covariate_bundle.save(bundle_dir)
+    state = tmp_path / "state"
+    assert "starting clean" in resumed_adapter(str(bundle_dir), str(state))
+    ids, X, y = drifted
+    store = DirectoryStore(state / covariate_bundle.id / "registry", covariate_bundle.config)
+    healer = Healer(
+        covariate_bundle, Registry(store, covariate_bundle.id), HealerConfig(heal=HealConfig(gate=False))
+    )
+    healer.add_transactions(ids, X, event_times(len(ids)))
+    healer.open_episode(onset_rows=1500)
+    healer.add_labels(ids[:300], y[:300].tolist())
+    assert healer.heal() is not None
+    said = resumed_adapter(str(bundle_dir), str(state))
+    assert "RESUMING adapter v1" in said and "heal 1" in said and "--state-dir NEW_DIR" in said

@@ -1,0 +1,291 @@
+"""Healing on a family of drawn drifts: distributions per drift kind, not anecdotes.
+
+``robustness`` draws ``n`` streams from :mod:`shared.data.family` with seeds fixed before
+the run (``first_seed`` .. ``first_seed + n - 1``, written to ``plan.json`` first), runs each
+through the one healing path of the delayed protocol (:class:`DelayedRun`: the scorer's,
+monitor's and healer's own cores, labels ``label_delay`` transactions late), and reports,
+per drift kind, the distribution of the gap closed before and after the labels (the two
+windows of :mod:`shared.experiment.windows`), how often healing cost more than the frozen
+model, and what the label-free diagnosis said.
+
+Every stream is reported: one whose frozen model is already within ``NO_GAP`` of the
+oracle in a window is *counted* there (``no gap``) but not scored, and a run that fails is
+recorded with its error. Results are appended to ``streams.jsonl`` as each stream ends, so
+a run that stops part-way resumes where it was (the same seeds, the same delay).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.data.family import KINDS, sample
+from shared.experiment.config import ExperimentConfig
+from shared.healing.healer import HealerConfig
+
+NO_GAP = 0.05  # a window whose oracle is within this share of the frozen model's cost: no gap to close
+HARM = 0.02  # healed cost above the frozen model's by more than this share: harm
+WINDOWS = ("before_labels", "after_labels")
+
+
+def run_stream(seed: int, label_delay: int, healer: HealerConfig | None = None) -> dict[str, Any]:
+    """One drawn stream through the delayed protocol; a compact record of what it did."""
+    import torch
+
+    from shared.experiment.delayed import DelayedRun
+
+    torch.manual_seed(seed)
+    t0 = time.monotonic()
+    cfg = ExperimentConfig(label_delay=label_delay, seed=seed, healer=healer)
+    fs = sample(seed, n_pre=cfg.n_pre, n_post=cfg.stream_post)
+    cfg = ExperimentConfig(scenario=fs.scenario.name, label_delay=label_delay, seed=seed, healer=healer)
+    record: dict[str, Any] = {"seed": seed, "label_delay": label_delay, "kind": fs.kind, "params": fs.params}
+    try:
+        result = DelayedRun(cfg, fs.scenario, lambda _m: None).run()
+    except Exception as exc:  # recorded, never dropped: the table counts it as failed
+        record["error"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        record["seconds"] = time.monotonic() - t0
+        return record
+    s = result.summary
+    record["windows"] = {k: _window(s["windows"].get(k)) for k in WINDOWS}
+    rows = s["rows"]
+    record["overall"] = _window(
+        {"noheal": rows["noheal"]["cost"], "healed": rows["healed"]["cost"], "oracle": rows["oracle"]["cost"]}
+    )
+    diag = Counter(str(e["action"]) for e in result.events if e["type"] == "diagnosis")
+    record["diagnosis"] = dict(diag)
+    record["label_free_live"] = sum(
+        1
+        for e in result.events
+        if e["type"] == "heal" and e.get("heal_kind") == "label_free" and e["accepted"]
+    )
+    record["heals_accepted"] = s["heals_accepted"]
+    record["rollbacks"] = s["rollbacks"]
+    record["detection_delay_rows"] = s["detection_delay_rows"]
+    record["seconds"] = time.monotonic() - t0
+    return record
+
+
+def _window(w: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A window's costs with its verdict: ``scored`` (gap closed), ``no gap`` (frozen within
+    NO_GAP of the oracle: counted, not scored); ``harm``: healed above frozen by > HARM."""
+    if w is None:
+        return None
+    noheal, healed, oracle = float(w["noheal"]), float(w["healed"]), float(w["oracle"])
+    gap = noheal - oracle
+    out: dict[str, Any] = {"noheal": noheal, "healed": healed, "oracle": oracle}
+    out["rows"] = w.get("rows")
+    out["harm"] = healed > noheal * (1 + HARM) + 1e-12
+    out["cost_change"] = (healed - noheal) / noheal if noheal > 0 else 0.0
+    if gap > NO_GAP * noheal and gap > 1e-9:
+        out["status"], out["gap_closed"] = "scored", (noheal - healed) / gap
+    else:
+        out["status"], out["gap_closed"] = "no gap", None
+    return out
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def robustness(
+    n: int,
+    label_delay: int,
+    out: Path,
+    first_seed: int = 0,
+    workers: int = 1,
+    healer: HealerConfig | None = None,
+    say: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """Run ``n`` drawn streams (resuming ``out/streams.jsonl``); the per-kind summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = list(range(first_seed, first_seed + n))
+    plan = {"seeds": seeds, "label_delay": label_delay, "no_gap": NO_GAP, "harm": HARM}
+    (out / "plan.json").write_text(json.dumps(plan) + "\n")
+    log = out / "streams.jsonl"
+    done = {r["seed"]: r for r in _read(log) if r["label_delay"] == label_delay}
+    todo = [s for s in seeds if s not in done]
+    say(f"{len(seeds)} streams, labels {label_delay:,} late: {len(done)} done before, {len(todo)} to run")
+    t0 = time.monotonic()
+    with log.open("a") as f:
+        for k, rec in enumerate(_map(todo, label_delay, workers, healer), start=1):
+            f.write(json.dumps(rec) + "\n")
+            f.flush()
+            done[rec["seed"]] = rec
+            left = (time.monotonic() - t0) / k * (len(todo) - k) / 60
+            say(
+                f"[{k}/{len(todo)}] seed {rec['seed']} {rec['kind']}: {_brief(rec)} "
+                f"({rec['seconds']:.0f} s; ~{left:.0f} min left)"
+            )
+    records = [done[s] for s in seeds]
+    summary = summarise(records)
+    summary["plan"] = plan
+    return summary
+
+
+def _map(
+    seeds: list[int], label_delay: int, workers: int, healer: HealerConfig | None
+) -> Iterable[dict[str, Any]]:
+    if workers <= 1:
+        for s in seeds:
+            yield run_stream(s, label_delay, healer)
+        return
+    ctx = get_context("spawn")  # torch and fork do not mix
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
+        futures = [pool.submit(run_stream, s, label_delay, healer) for s in seeds]
+        for fut in as_completed(futures):
+            yield fut.result()
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _brief(rec: dict[str, Any]) -> str:
+    if "error" in rec:
+        return f"failed: {rec['error']}"
+    parts = []
+    for name, w in rec["windows"].items():
+        if w is None:
+            continue
+        label = name.split("_")[0]
+        parts.append(f"{label} {'no gap' if w['gap_closed'] is None else format(w['gap_closed'], '.2f')}")
+    return ", ".join(parts)
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per kind and window: streams, scored, median and 10th percentile of the gap closed,
+    share below 0, share with harm, the worst cost change; and the diagnoses."""
+    kinds: dict[str, Any] = {}
+    for kind in KINDS:
+        recs = [r for r in records if r["kind"] == kind]
+        if not recs:
+            continue
+        ok = [r for r in recs if "error" not in r]
+        row: dict[str, Any] = {"streams": len(recs), "failed": len(recs) - len(ok)}
+        for name in (*WINDOWS, "overall"):
+            ws = [r["windows"][name] if name != "overall" else r["overall"] for r in ok]
+            ws = [w for w in ws if w is not None]
+            gaps = np.array([w["gap_closed"] for w in ws if w["status"] == "scored"], dtype=float)
+            row[name] = {
+                "streams": len(ws),
+                "scored": len(gaps),
+                "median": float(np.median(gaps)) if len(gaps) else None,
+                "p10": float(np.percentile(gaps, 10)) if len(gaps) else None,
+                "below_0": float((gaps < 0).mean()) if len(gaps) else None,
+                "harm": float(np.mean([w["harm"] for w in ws])) if ws else None,
+                "worst_cost_change": max((w["cost_change"] for w in ws), default=None),
+            }
+        diag: Counter[str] = Counter()
+        for r in ok:
+            diag.update({a: 1 for a in r["diagnosis"]})
+        row["diagnosis"] = {a: c / max(len(ok), 1) for a, c in diag.most_common()}
+        row["seconds"] = float(np.mean([r["seconds"] for r in recs]))
+        kinds[kind] = row
+    return {"kinds": kinds, "streams": len(records), "seeds": [r["seed"] for r in records]}
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """Markdown: one row per kind; gap closed before and after the labels."""
+
+    def cell(w: dict[str, Any]) -> str:
+        if w["scored"] == 0:
+            return f"- ({w['streams']} no gap)" if w["streams"] else "-"
+        nogap = w["streams"] - w["scored"]
+        extra = f", {nogap} no gap" if nogap else ""
+        return f"{w['median']:.2f} / {w['p10']:.2f} / {w['below_0']:.0%} ({w['scored']}{extra})"
+
+    def harm(w: dict[str, Any]) -> str:
+        if w["harm"] is None:
+            return "-"
+        return f"{w['harm']:.0%} (worst {w['worst_cost_change']:+.0%})"
+
+    lines = [
+        "| kind | streams | before labels: median / p10 / < 0 | harm | after labels: median / p10 / < 0 "
+        "| harm | whole stream: harm | diagnosis (share of streams) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for kind, r in summary["kinds"].items():
+        diag = ", ".join(f"{a} {s:.0%}" for a, s in r["diagnosis"].items()) or "none"
+        failed = f" ({r['failed']} failed)" if r["failed"] else ""
+        lines.append(
+            f"| {kind} | {r['streams']}{failed} | {cell(r['before_labels'])} | {harm(r['before_labels'])} "
+            f"| {cell(r['after_labels'])} | {harm(r['after_labels'])} | {harm(r['overall'])} | {diag} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(records: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Gap closed per kind, before and after the labels: one dot per scored stream, a bar
+    at each median, clipped to [-2, 2]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    rng = np.random.default_rng(0)
+    for ax, name in zip(axes, WINDOWS, strict=True):
+        for i, kind in enumerate(KINDS):
+            gaps = [
+                r["windows"][name]["gap_closed"]
+                for r in records
+                if r["kind"] == kind
+                and "error" not in r
+                and r["windows"][name] is not None
+                and r["windows"][name]["status"] == "scored"
+            ]
+            if gaps:
+                g = np.clip(gaps, -2, 2)
+                ax.scatter(i + rng.uniform(-0.2, 0.2, len(g)), g, s=12, alpha=0.6, color="#1f77b4")
+                ax.plot([i - 0.3, i + 0.3], [np.median(g)] * 2, color="#d62728", lw=2)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.axhline(1, color="grey", lw=0.8, ls="--")
+        ax.set_xticks(range(len(KINDS)), KINDS, rotation=45, ha="right")
+        ax.set_title(name.replace("_", " "))
+    axes[0].set_ylabel("gap closed (clipped to [-2, 2])")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(summary: dict[str, Any], out: Path) -> list[Path]:
+    records = sorted(_read(out / "streams.jsonl"), key=lambda r: r["seed"])
+    records = [
+        r
+        for r in records
+        if r["label_delay"] == summary["plan"]["label_delay"] and r["seed"] in set(summary["seeds"])
+    ]
+    paths = [out / "robustness.json", out / "robustness.md", out / "robustness.png"]
+    paths[0].write_text(json.dumps(summary, indent=2) + "\n")
+    delay = summary["plan"]["label_delay"]
+    head = (
+        f"{summary['streams']} drawn streams (seeds {summary['seeds'][0]}-{summary['seeds'][-1]}), labels "
+        f"{delay:,} transactions late. Gap closed: median / 10th percentile / share below 0 (scored streams; "
+        f"'no gap': frozen within {NO_GAP:.0%} of the oracle). Harm: healed cost above frozen by more than "
+        f"{HARM:.0%}.\n\n"
+    )
+    paths[1].write_text(head + format_table(summary) + "\n")
+    plot(
+        records, paths[2], f"gap closed per drift kind, labels {delay:,} late ({summary['streams']} streams)"
+    )
+    return paths
+
+
+def default_workers() -> int:
+    return max(1, (os.cpu_count() or 1))
