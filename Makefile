@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 RUN    ?= runs/latest
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast test-slow lint fmt demo experiment experiment-all detectors encodings bench clean
+.PHONY: help venv test test-fast test-slow lint fmt demo experiment experiment-all robustness detectors encodings bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -48,6 +48,10 @@ experiment: $(STAMP)  ## offline: the seed protocol reproduced, and the covariat
 
 experiment-all: $(STAMP)  ## every scenario with late labels, one table
 	$(BIN)/selfheal experiment all --out runs/all
+
+robustness: $(STAMP)  ## 200 drifts drawn from the family, labels 20,000 and 500 late: a table and a plot per delay (hours on 2 cores)
+	$(BIN)/selfheal experiment robustness --n 200 --label-delay 20000 --out runs/robustness-20000
+	$(BIN)/selfheal experiment robustness --n 200 --label-delay 500 --out runs/robustness-500
 
 detectors: $(STAMP)  ## FIDI against River's ADWIN, PageHinkley and KSWIN per feature (about 2 min)
 	$(BIN)/selfheal detectors --out runs/detectors

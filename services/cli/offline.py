@@ -12,6 +12,11 @@ from shared.progress import Progress
 
 
 def register(sub: Any) -> None:
+    _register_experiment(sub)
+    _register_tools(sub)
+
+
+def _register_experiment(sub: Any) -> None:
     e = sub.add_parser("experiment", help="run a scenario offline and write summary, metrics, events, plots")
     e.add_argument(
         "scenario", nargs="?", help="scenario name, 'all', or 'robustness' (the drawn family; default: seed)"
@@ -49,6 +54,8 @@ def register(sub: Any) -> None:
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_experiment)
 
+
+def _register_tools(sub: Any) -> None:
     dt = sub.add_parser("detectors", help="FIDI against River's ADWIN, PageHinkley, KSWIN (dev extra)")
     dt.add_argument("scenarios", nargs="*", help="drift scenarios (default: all of them)")
     dt.add_argument("--control-rows", type=int, default=100_000, help="no-drift rows for false alarms")

@@ -157,8 +157,7 @@ def resumed_adapter(bundle_path: str, state_dir: str) -> str:
     from datetime import UTC, datetime
 
     from shared.bundle import Bundle
-    from shared.healing.healer import live_snapshot
-    from shared.registry import DirectoryStore
+    from shared.registry import DirectoryStore, live_snapshot
 
     bundle = Bundle.load(bundle_path)
     home = Path(state_dir) / bundle.id

@@ -34,6 +34,7 @@ from shared.experiment.config import ExperimentConfig
 from shared.healing.healer import HealerConfig
 
 NO_GAP = 0.05  # a window whose oracle is within this share of the frozen model's cost: no gap to close
+GAP_Z = 2.0  # ... or not this many standard errors (paired, per row) below it
 HARM = 0.02  # healed cost above the frozen model's by more than this share: harm
 WINDOWS = ("before_labels", "after_labels")
 
@@ -69,6 +70,9 @@ def run_stream(seed: int, label_delay: int, healer: HealerConfig | None = None) 
         for e in result.events
         if e["type"] == "heal" and e.get("heal_kind") == "label_free" and e["accepted"]
     )
+    record["refused"] = dict(
+        Counter(_why(e) for e in result.events if e["type"] == "heal" and not e["accepted"])
+    )
     record["heals_accepted"] = s["heals_accepted"]
     record["rollbacks"] = s["rollbacks"]
     record["detection_delay_rows"] = s["detection_delay_rows"]
@@ -76,18 +80,34 @@ def run_stream(seed: int, label_delay: int, healer: HealerConfig | None = None) 
     return record
 
 
+def _why(event: dict[str, Any]) -> str:
+    """A refused heal's reason without its numbers: ``label_free: refused: it would flag``."""
+    reason = str(event.get("reason", ""))
+    if "; refused: " in reason:
+        reason = "refused: " + reason.split("; refused: ", 1)[1]
+    words = []
+    for w in reason.replace(":", " :").split():
+        if any(c.isdigit() for c in w) or w.startswith("("):
+            break
+        words.append(w)
+    return f"{event.get('heal_kind', 'labels')}: {' '.join(words).replace(' :', ':')}"[:80]
+
+
 def _window(w: dict[str, Any] | None) -> dict[str, Any] | None:
     """A window's costs with its verdict: ``scored`` (gap closed), ``no gap`` (frozen within
-    NO_GAP of the oracle: counted, not scored); ``harm``: healed above frozen by > HARM."""
+    NO_GAP of the oracle, or not GAP_Z standard errors above it: counted, not scored);
+    ``harm``: healed above frozen by > HARM."""
     if w is None:
         return None
     noheal, healed, oracle = float(w["noheal"]), float(w["healed"]), float(w["oracle"])
     gap = noheal - oracle
     out: dict[str, Any] = {"noheal": noheal, "healed": healed, "oracle": oracle}
     out["rows"] = w.get("rows")
+    out["gap_z"] = w.get("gap_z")
     out["harm"] = healed > noheal * (1 + HARM) + 1e-12
     out["cost_change"] = (healed - noheal) / noheal if noheal > 0 else 0.0
-    if gap > NO_GAP * noheal and gap > 1e-9:
+    sure = float(w.get("gap_z", GAP_Z)) >= GAP_Z
+    if gap > NO_GAP * noheal and gap > 1e-9 and sure:
         out["status"], out["gap_closed"] = "scored", (noheal - healed) / gap
     else:
         out["status"], out["gap_closed"] = "no gap", None
@@ -277,8 +297,8 @@ def write(summary: dict[str, Any], out: Path) -> list[Path]:
     head = (
         f"{summary['streams']} drawn streams (seeds {summary['seeds'][0]}-{summary['seeds'][-1]}), labels "
         f"{delay:,} transactions late. Gap closed: median / 10th percentile / share below 0 (scored streams; "
-        f"'no gap': frozen within {NO_GAP:.0%} of the oracle). Harm: healed cost above frozen by more than "
-        f"{HARM:.0%}.\n\n"
+        f"'no gap': frozen within {NO_GAP:.0%} of the oracle or less than {GAP_Z:g} standard errors "
+        f"above it). Harm: healed cost above frozen by more than {HARM:.0%}.\n\n"
     )
     paths[1].write_text(head + format_table(summary) + "\n")
     plot(

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.evaluation import CostMatrix, metrics_from_predictions
+from shared.evaluation import CostMatrix, metrics_from_predictions, paired_z
 
 LABELS_SETTLE = 2000  # rows after the first post-drift label before the after-labels window
 DIAGNOSE_SETTLE = 2000  # rows after the drift point before the before-labels window
@@ -51,6 +51,8 @@ def label_windows(
         cost = {k: metrics_from_predictions(y[rows], f[rows], costs).cost for k, f in flags.items()}
         gap = cost["noheal"] - cost["oracle"]
         closed = (cost["noheal"] - cost["healed"]) / gap if gap > 1e-9 else None
+        per_row = {k: costs.per_row(y[rows], flags[k][rows]) for k in ("noheal", "oracle")}
         out[name] = {"from": lo, "to": hi if hi is not None else int(pos.max()) + 1, "rows": int(rows.sum())}
-        out[name] |= {**cost, "gap_closed": closed}
+        # how sure the gap is: paired z of the frozen model's per-row cost over the oracle's
+        out[name] |= {**cost, "gap_closed": closed, "gap_z": paired_z(per_row["noheal"] - per_row["oracle"])}
     return out

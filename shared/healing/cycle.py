@@ -76,6 +76,7 @@ class HealConfig:
     min_offset_labels: int = 50  # labelled training rows (of both classes) needed to refit it
     guard_collapse: bool = True  # refuse candidates that predict one class only
     collapse_rate: float = 0.002  # "one class": the other class predicted on fewer rows than this
+    collapse_share: float = 0.1  # ... or, fraud, than this share of the evidence's fraud rate if smaller
     label_free_rate_ratio: float = 1.5  # without held-out labels, the flag rate may change this factor
 
     def to_dict(self) -> dict[str, Any]:
@@ -422,7 +423,9 @@ def _decide(candidate: AdapterState, m: dict[str, float], cfg: HealConfig) -> tu
     if cfg.guard_collapse:
         ev = m["evidence_fraud_rate"]
         if ev == ev:  # not NaN
-            if m["pos_rate_after"] < cfg.collapse_rate <= ev:
+            # rare fraud: a model may rightly flag a share as small as the fraud itself
+            floor = min(cfg.collapse_rate, cfg.collapse_share * ev)
+            if m["pos_rate_after"] < floor and cfg.collapse_rate <= ev:
                 return (
                     False,
                     "collapse: the candidate flags no fraud while the evidence shows fraud",

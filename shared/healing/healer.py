@@ -23,14 +23,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 
 from shared.bundle import Bundle
-from shared.errors import ConfigError
 from shared.healing.before_labels import FAILS, BeforeLabels, Diagnosed
-from shared.healing.cycle import HealBatch, HealConfig, HealResult
+from shared.healing.config import HealerConfig
+from shared.healing.cycle import HealBatch, HealResult
 from shared.healing.episodes import Episode, Episodes
 from shared.healing.events import (
     Degraded,
@@ -45,65 +45,16 @@ from shared.healing.events import (
 from shared.healing.featurelog import DECIDED, FRAUD, SHADOW_FRAUD, FeatureLog
 from shared.healing.jobs import JobRunner
 from shared.healing.join import Joined, LabelJoin
-from shared.healing.label_drift import LossDrift, log_loss
+from shared.healing.label_drift import LossWatch
 from shared.healing.label_guard import Judged, LabelGuard
 from shared.healing.quality import LiveQuality
 from shared.healing.shadow_guard import ShadowGuard
 from shared.healing.transport import carry_labels, stale_reason
-from shared.labelfree import LabelFreeConfig
 from shared.messages import Alert
 from shared.model import AdapterState
-from shared.registry import QualityWatch, Registry, RollbackPolicy, Snapshot
+from shared.registry import QualityWatch, Registry, Snapshot, live_snapshot
 
-LIVE_KINDS = ("initial", "rollback", "manual")
-
-
-def live_snapshot(snapshots: Sequence[Snapshot]) -> Snapshot | None:
-    """The adapter that went live last in ``snapshots`` (a registry's, in order)."""
-    live = [s for s in snapshots if s.kind in LIVE_KINDS or (s.kind == "post" and s.accepted)]
-    return live[-1] if live else None
-
-
-@dataclass(frozen=True)
-class HealerConfig:
-    recent_rows: int = 2000  # newest transactions in memory: the unlabelled rows a heal uses
-    label_horizon_ms: float = 30 * 86_400_000  # event time a transaction waits for its label (chargebacks)
-    log_budget_bytes: int = 2 << 30  # the feature log's disk budget; past it, a sample is kept
-    max_labelled: int = 2000  # the episode's newest labelled rows a heal trains on (and holds out from)
-    label_half_life: float | None = None  # their weight halves every this many rows back (None: equal)
-    min_labels: int = 100  # arrived labels from the episode needed before a labelled heal
-    label_free: bool = False  # no label is coming: heal before labels only (no labelled heal)
-    heal_before_labels: bool = True  # until min_labels have arrived, heal without labels (shared.labelfree)
-    before_labels: LabelFreeConfig = field(default_factory=LabelFreeConfig)
-    label_free_rows: int = 2000  # the episode's newest rows a label-free cycle diagnoses
-    label_free_min_rows: int = 1000  # ... once this many are in memory
-    label_free_every: int = 250  # episode rows between label-free cycles
-    label_free_confirm: int = 2  # label-free verdicts in a row before one acts (go live / reset)
-    label_staleness: float | None = 0.3  # labelled rows' feature medians this many sd from now's: stale
-    stale_labels: str = "carry"  # stale labels: "carry" them to the present, or "wait" for fresher ones
-    staleness_rows: int = 500  # "wait": the newest rows on each side of the comparison
-    heal_every: int = 100  # new labels of the episode between labelled cycles
-    default_onset: int = 1000  # rows back an episode starts when its alert names no onset
-    quality_rows: int = 100  # arrived labels per live-quality measurement (and per label-guard chunk)
-    heal: HealConfig = field(default_factory=HealConfig)
-    rollback: RollbackPolicy = field(default_factory=RollbackPolicy)
-    shadow_guard: bool = True  # roll back to the bundle's adapter when healing loses to it
-    shadow_rows: int = 1000  # recent healed decisions (with labels) compared with the shadow's
-    shadow_min_rows: int = 300  # fewer than this: no verdict
-    shadow_z: float = 2.0  # paired z of (healed cost - shadow cost) that means "healing hurts"
-    label_guard: bool = True  # hold labels in chunks of quality_rows until judged (poisoned bursts)
-    label_kappa_min: float = -0.05  # the frozen shadow's agreement with a chunk's labels below this: suspect
-    label_guard_min: int = 50  # labels with a known shadow verdict needed to judge a chunk
-    label_resume_chunks: int = 2  # clean chunks after a suspect one before healing resumes
-    label_concept_chunks: int | None = 15  # a hold this long that still disagrees: a concept change
-    loss_drift: bool = True  # open an episode when the frozen model's log loss on arrived labels rises
-    loss_drift_rows: int = 1000  # ... over its newest this many labelled decisions
-    loss_drift_z: float = 4.0  # ... by this many standard errors
-    loss_drift_rel: float = 0.1  # ... and this share above its validation loss
-
-    def __post_init__(self) -> None:
-        if self.stale_labels not in ("carry", "wait"):
-            raise ConfigError(f"stale_labels must be 'carry' or 'wait', got {self.stale_labels!r}")
+__all__ = ["Healer", "HealerConfig", "live_snapshot"]
 
 
 class Healer:
@@ -124,7 +75,8 @@ class Healer:
         guard = (cfg.quality_rows, cfg.label_kappa_min, cfg.label_guard_min, cfg.label_resume_chunks)
         self.guard = LabelGuard(*guard, cfg.label_concept_chunks)
         self.episodes = Episodes(self.join, cfg.default_onset)
-        self.loss_drift = self._loss_drift()
+        watch = (cfg.loss_drift_rows, cfg.loss_drift_z, cfg.loss_drift_rel)
+        self.loss_watch = LossWatch.for_bundle(bundle, *watch) if cfg.loss_drift else None
         self.events: list[HealerEvent | Diagnosed] = []
         self.runner = JobRunner(bundle, cfg.heal, cfg.before_labels)
         self.before = BeforeLabels(self.runner.unavailable)
@@ -140,19 +92,6 @@ class Healer:
             registry.record("initial", bundle.adapter_state, version=0, note="adapter as trained")
         self.live = self._live_before(len(registry))  # after a restart: the adapter that went live last
         self.trusted = self.live  # what a label-free reset goes back to: live when the episode opened
-
-    def _loss_drift(self) -> LossDrift | None:
-        """The labels' own drift detector, on the frozen model's validation log loss (None:
-        off, or a bundle without validation reference rows)."""
-        cfg, ref = self.cfg, self.bundle.reference_rows
-        if not cfg.loss_drift or ref is None or ref.validation.sum() < 100:
-            return None
-        self._frozen = self.bundle.new_model()
-        X, y = ref.X[ref.validation], ref.y[ref.validation]
-        losses = log_loss(y, self._frozen.predict_proba(X))
-        return LossDrift.from_losses(
-            losses, rows=cfg.loss_drift_rows, z=cfg.loss_drift_z, rel=cfg.loss_drift_rel
-        )
 
     def _new_episode_state(self) -> None:
         """What each episode judges afresh: live quality, the shadow guard, a pause."""
@@ -307,15 +246,10 @@ class Healer:
     def _watch_loss(self, joined: Joined) -> None:
         """The frozen model's log loss on trusted labels: an episode opens (or one it opened
         closes) when it leaves (or is back at) its validation loss."""
-        det = self.loss_drift
-        if det is None or not len(joined):
+        if self.loss_watch is None:
             return
-        losses = log_loss(joined.labels, self._frozen.predict_proba(np.ascontiguousarray(joined.rows["x"])))
-        for loss, ts in zip(losses.tolist(), joined.rows["ts"].tolist(), strict=True):
-            state = det.update(loss, ts)
-            if state is not None:
-                stat = det.statistic()
-                self._episode_event(self.episodes.on_loss(state, det.onset_ts, len(self.registry), stat))
+        for state, onset_ts, stat in self.loss_watch.update(joined.labels, joined.rows):
+            self._episode_event(self.episodes.on_loss(state, onset_ts, len(self.registry), stat))
 
     def drain_events(self) -> list[HealerEvent | Diagnosed]:
         """What happened since the last call: episodes, label verdicts."""
@@ -363,14 +297,20 @@ class Healer:
         if self.guard.hold is not None:
             return "", self.guard.hold
         have = self.join.labelled_since(self.episode.start)
-        if have >= self.cfg.min_labels and not self.cfg.label_free:
+        frauds = self.join.frauds_since(self.episode.start)
+        if have >= self.cfg.min_labels and frauds >= self.cfg.min_frauds and not self.cfg.label_free:
             stale = self._stale() if self.cfg.stale_labels == "wait" else None
             return ("labels", None) if stale is None else ("", stale)
         before = self._before_labels()
         if before is None:
             return "label_free", None
         held = f"; {len(self.guard.held)} more being checked" if self.guard.held else ""
-        return "", f"waiting for labels ({have}/{self.cfg.min_labels}{held}); {before}"
+        wait = (
+            f"{have}/{self.cfg.min_labels}"
+            if have < self.cfg.min_labels
+            else f"{frauds}/{self.cfg.min_frauds} frauds"
+        )
+        return "", f"waiting for labels ({wait}{held}); {before}"
 
     def _before_labels(self) -> str | None:
         """Why no label-free cycle can start now (None: one can)."""
@@ -412,7 +352,9 @@ class Healer:
             X = self.join.recent(self.episode.start, cfg.label_free_rows)
             return self.job_for(HealBatch(X, np.full(len(X), np.nan, np.float32)), "label_free")
         self._since_heal = 0
-        batch = self.join.batch(self.episode.start, cfg.max_labelled, cfg.label_half_life)
+        batch = self.join.batch(
+            self.episode.start, cfg.max_labelled, cfg.label_half_life, cfg.train_frauds, cfg.max_labelled_rows
+        )
         if cfg.stale_labels == "carry" and cfg.label_staleness is not None:
             moved, batch = carry_labels(batch, self.bundle.staleness_std, cfg.label_staleness)
             self.carried = [self.bundle.features[k] for k in moved]

@@ -209,14 +209,32 @@ class LabelJoin:
         self.counts["withdrawn"] += n
         return n
 
+    def frauds_since(self, since_ts: float) -> int:
+        """Fraud labels in the training set stamped from ``since_ts`` on."""
+        return int(((self._train_rows["ts"] >= since_ts) & (self._train_y == 1)).sum())
+
     def labelled_since(self, since_ts: float) -> int:
         return int((self._train_rows["ts"] >= since_ts).sum())
 
-    def batch(self, since_ts: float, max_labelled: int = 20_000, half_life: float | None = None) -> HealBatch:
-        """The episode's rows: its labelled rows (the newest ``max_labelled``, oldest first,
-        weighted ``0.5 ** (rank from the newest / half_life)``), then the unlabelled rows still
-        in memory. ``y`` is NaN where no label has arrived."""
-        lab = np.flatnonzero(self._train_rows["ts"] >= since_ts)[-max_labelled:]
+    def batch(
+        self,
+        since_ts: float,
+        max_labelled: int = 20_000,
+        half_life: float | None = None,
+        min_frauds: int = 0,
+        max_rows: int | None = None,
+    ) -> HealBatch:
+        """The episode's rows: its labelled rows (the newest ``max_labelled``, or as many
+        more, up to ``max_rows``, as it takes to hold ``min_frauds`` frauds; oldest first,
+        weighted ``0.5 ** (rank from the newest / half_life)``), then the unlabelled rows
+        still in memory. ``y`` is NaN where no label has arrived."""
+        episode = np.flatnonzero(self._train_rows["ts"] >= since_ts)
+        take = max_labelled
+        if min_frauds > 0 and len(episode) > max_labelled:
+            frauds_back = np.cumsum(self._train_y[episode][::-1] == 1)  # frauds in the newest k + 1
+            enough = int(np.searchsorted(frauds_back, min_frauds)) + 1
+            take = max(max_labelled, min(enough, max_rows or len(episode)))
+        lab = episode[-take:]
         labelled = set(self._train_ids[k] for k in lab)
         recent = [
             s

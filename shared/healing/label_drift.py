@@ -28,11 +28,14 @@ the event time of the window's oldest row: what healing may train on.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shared.errors import ConfigError
+
+if TYPE_CHECKING:
+    from shared.bundle import Bundle
 
 
 class LossDrift:
@@ -96,3 +99,34 @@ def log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     q = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
     yy = np.asarray(y, dtype=np.float64)
     return -(yy * np.log(q) + (1 - yy) * np.log1p(-q))
+
+
+class LossWatch:
+    """The frozen model scoring arrived labels into a :class:`LossDrift` (the healer's
+    labels-side detector)."""
+
+    def __init__(self, bundle: Bundle, detector: LossDrift) -> None:
+        self.model, self.detector = bundle.new_model(), detector
+
+    @classmethod
+    def for_bundle(cls, bundle: Bundle, rows: int, z: float, rel: float) -> LossWatch | None:
+        """On the frozen model's loss on the bundle's validation reference rows (None: the
+        bundle has fewer than 100 of them)."""
+        ref = bundle.reference_rows
+        if ref is None or ref.validation.sum() < 100:
+            return None
+        model = bundle.new_model()
+        losses = log_loss(ref.y[ref.validation], model.predict_proba(ref.X[ref.validation]))
+        return cls(bundle, LossDrift.from_losses(losses, rows=rows, z=z, rel=rel))
+
+    def update(self, labels: np.ndarray, rows: np.ndarray) -> list[tuple[str, float | None, float]]:
+        """Labelled feature-log ``rows``, in arrival order; each change of state as (state,
+        onset event time, statistic)."""
+        if not len(labels):
+            return []
+        losses = log_loss(labels, self.model.predict_proba(np.ascontiguousarray(rows["x"])))
+        out = []
+        for loss, ts in zip(losses.tolist(), rows["ts"].tolist(), strict=True):
+            if (state := self.detector.update(loss, ts)) is not None:
+                out.append((state, self.detector.onset_ts, self.detector.statistic()))
+        return out

@@ -13,7 +13,8 @@ be checked (each refusal names the check):
   is what tells (``estimated_cost`` beside ``realised_cost`` in the registry and metrics);
 * **flag rate**: the candidate must flag what its own diagnosis predicts (the fraud rate
   times the validation TPR plus the rest times the FPR) within ``rate_ratio``, and may
-  not move the live adapter's flag rate further than ``max_rate_change``;
+  not move the flag rate further than ``max_rate_change`` beyond both the live adapter's
+  and the validation rows' (a drift that silenced the model is undone by flagging again);
 * **trusted rules**: of the rows a rule fires on (in training units), the candidate must
   flag at least the share the model flagged on the validation rows, less ``rule_slack``.
 """
@@ -149,6 +150,7 @@ def _gate_metrics(
         "pos_rate_before": float(f_live.mean()),
         "pos_rate_after": float(f_cand.mean()),
         "pos_rate_expected": (1 - dg.prior_em) * sc.fpr + dg.prior_em * sc.tpr,
+        "pos_rate_reference": sc.flag_rate,
         "fraud_rate_estimate": dg.prior_em,
         "n_rows": float(len(X)),
     }
@@ -168,8 +170,9 @@ def _decide(m: dict[str, float], cfg: LabelFreeConfig) -> tuple[bool, str]:
         return False, f"refused: estimated cost would rise {e_b:.4f} -> {e_a:.4f}"
     if not r_e / cfg.rate_ratio <= r_a <= r_e * cfg.rate_ratio:
         return False, f"refused: it would flag {r_a:.3f}, its diagnosis predicts {r_e:.3f}"
-    k = cfg.max_rate_change
-    if not r_b / k <= r_a <= r_b * k:
+    k, r_ref = cfg.max_rate_change, m["pos_rate_reference"]
+    lo, hi = min(r_b, r_ref), max(r_b, r_ref)  # back towards the validation rows' rate is allowed
+    if not lo / k <= r_a <= hi * k:
         return False, f"refused: the flag rate may not move from {r_b:.3f} to {r_a:.3f} without labels"
     if "rule_flagged_after" in m and m["rule_flagged_after"] < m["rule_flagged_reference"] - cfg.rule_slack:
         got, want = m["rule_flagged_after"], m["rule_flagged_reference"]

@@ -17,8 +17,9 @@ explanation of both kinds that fits the newest rows:
    marginal. An affine map cannot make or remove a bump, a skew or a tail, so a new fraud
    pattern or a change in one class only shows here; then nothing is healed;
 4. the fraud rate is estimated again from the calibrated model's scores (EM) and from its
-   flag rate (BBSE); the three estimates must agree within ``prior_agreement`` log-odds,
-   or the estimates are unstable and nothing is healed.
+   flag rate (BBSE); the three estimates must agree within ``prior_agreement`` log-odds
+   (wider where the rows hold few frauds: ``prior_noise_z`` standard errors), or the
+   estimates are unstable and nothing is healed.
 
 The result names an action (``recalibrate``, ``prior``, ``both``, ``nothing``,
 ``unexplained``, ``unstable``), the calibration and logit offset that perform it, and the
@@ -50,6 +51,8 @@ class DiagnosisConfig:
     min_prior_change: float = 0.5  # log-odds the fraud rate must move before the offset moves
     prior_agreement: float = 0.5  # log-odds within which the three fraud-rate estimates must agree
     prior_penalty: float = 1.0  # per squared log-odds away from the training rate, in the fit
+    prior_noise_z: float = 3.0  # the two margins above widen to this many standard errors of an
+    # estimated log-odds on the rows (rare fraud: 2,000 rows at 0.5% hold ten frauds)
 
 
 @dataclass(frozen=True)
@@ -146,11 +149,13 @@ def _with_prior(
     base |= dict(prior_em=pi_em, prior_bbse=pi_bbse, flag_rate=flag_rate)
     estimates = [logit(pi_f), logit(pi_em)] + ([] if pi_bbse is None else [logit(pi_bbse)])
     rates = f"features {pi_f:.3f}, EM {pi_em:.3f}, BBSE " + ("n/a" if pi_bbse is None else f"{pi_bbse:.3f}")
-    if max(estimates) - min(estimates) > cfg.prior_agreement:
+    se = 1 / np.sqrt(len(Xc) * p0 * (1 - p0))  # of one estimate's log-odds, at the training rate
+    agree = max(cfg.prior_agreement, cfg.prior_noise_z * se * np.sqrt(2))  # a difference of two
+    if max(estimates) - min(estimates) > agree:
         why = f"the fraud-rate estimates disagree ({rates}; training {p0:.3f}): nothing is changed"
         return Diagnosis("unstable", why, **base)
     delta = logit(pi_em) - logit(p0)
-    prior = abs(delta) >= cfg.min_prior_change
+    prior = abs(delta) >= max(cfg.min_prior_change, cfg.prior_noise_z * se)
     offset = delta / sc.slope if prior else 0.0
     recal = len(base["shifted"]) > 0
     action = {(True, True): "both", (True, False): "recalibrate", (False, True): "prior"}.get(

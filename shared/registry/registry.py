@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from shared.errors import ConfigError
 from shared.model import AdapterState
 from shared.registry.snapshot import KINDS, Snapshot, SnapshotStore
+
+LIVE_KINDS = ("initial", "rollback", "manual")  # a snapshot of these kinds went live when recorded
+
+
+def live_snapshot(snapshots: Sequence[Snapshot]) -> Snapshot | None:
+    """The adapter that went live last in ``snapshots`` (a registry's, in order): the newest
+    of a live kind or an accepted ``post``."""
+    live = [s for s in snapshots if s.kind in LIVE_KINDS or (s.kind == "post" and s.accepted)]
+    return live[-1] if live else None
 
 
 class Registry:

@@ -307,7 +307,7 @@ def test_labels_that_show_the_frozen_model_got_worse_open_an_episode(covariate_b
     healer = Healer(
         covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), HealerConfig(loss_drift_rows=500)
     )
-    assert healer.loss_drift is not None
+    assert healer.loss_watch is not None
     clean = slice(0, 2000)
     ids = list(st.ids[clean])
     healer.add_transactions(ids, st.X[clean], event_times(2000))

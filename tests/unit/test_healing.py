@@ -312,3 +312,15 @@ def test_cross_folds_judge_the_shadow_on_every_arrived_label(covariate_bundle, c
     assert held_out.metrics["shadow_evidence_rows"] == held_out.metrics["n_holdout"] == 300
     assert crossed.metrics["shadow_evidence_rows"] == 1000  # every label, each out of its fold
     assert crossed.metrics["holdout_cost_gain_z_shadow"] > held_out.metrics["holdout_cost_gain_z_shadow"] > 0
+
+
+@pytest.mark.parametrize(
+    "evidence, flags, collapsed",
+    [(0.15, 0.001, True), (0.15, 0.003, False), (0.005, 0.001, False), (0.005, 0.0002, True)],
+)
+def test_collapse_is_judged_against_how_rare_the_fraud_is(evidence, flags, collapsed):
+    """At 0.5% fraud a model may rightly flag 0.1% of the rows; flagging almost none is
+    still a collapse."""
+    m = {"pos_rate_before": 0.01, "pos_rate_after": flags, "evidence_fraud_rate": evidence}
+    ok, why = _decide({"w": torch.zeros(2)}, m, HealConfig(gate=False))
+    assert (why.startswith("collapse")) is collapsed and ok is not collapsed

@@ -109,3 +109,21 @@ def test_flagged_rows_alone_over_the_budget_shorten_the_horizon_not_fill_the_dis
     log.commit(force=True)
     assert log.used_bytes() <= 300_000 and log.early_drops > 0
     assert log.get(["t0"]) == {} and log.get([f"t{n - 1}"])  # the oldest went, the newest stayed
+
+
+def test_a_heal_batch_reaches_back_until_it_holds_enough_frauds():
+    """Rare fraud: the newest rows hold too few frauds to learn from, so the batch reaches
+    back (within the episode, up to a cap) until it holds ``min_frauds``."""
+    join = LabelJoin(FeatureLog(None, 1, horizon_ms=HOUR, budget_bytes=1 << 30), recent_rows=1)
+    n = 100
+    join.add_transactions(ids(n), np.arange(float(n)).reshape(n, 1), [float(i) for i in range(n)])
+    labels = [1.0 if i % 20 == 0 else 0.0 for i in range(n)]  # 5 frauds: rows 0, 20, 40, 60, 80
+    join.accept(join.add_labels(ids(n), labels))
+    assert join.frauds_since(0.0) == 5
+    newest = join.batch(since_ts=0.0, max_labelled=10)
+    assert int(np.nansum(newest.y)) == 0  # the newest ten hold no fraud
+    enough = join.batch(since_ts=0.0, max_labelled=10, min_frauds=3)
+    assert enough.n_labelled == 60 and int(np.nansum(enough.y)) == 3  # back to row 40
+    capped = join.batch(since_ts=0.0, max_labelled=10, min_frauds=3, max_rows=30)
+    assert capped.n_labelled == 30
+    assert join.batch(since_ts=50.0, max_labelled=10, min_frauds=3).n_labelled == 50  # the episode's start

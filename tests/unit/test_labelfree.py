@@ -176,3 +176,46 @@ def test_a_label_free_adapter_is_reset_when_its_drift_is_over(covariate_bundle):
     closed, reset = healer.drain_events()
     assert isinstance(closed, EpisodeClosed) and isinstance(reset, RolledBack)
     assert healer.version == 0 and "drift is over" in reset.reason
+
+
+def test_a_label_free_adapter_is_reset_once_upstream_fixes_what_it_corrected(covariate_bundle):
+    """The unit change is undone upstream while the episode is still open: the diagnosis
+    finds nothing shifted any more, and the calibration (which would now move correct
+    rows) is withdrawn after two such verdicts."""
+    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), HealerConfig())
+    X = after_drift("covariate", 1500)
+    feed(healer, X)
+    healer.open_episode(onset_rows=1500)
+    for _ in range(2):
+        job = healer.prepare()
+        assert job is not None
+        healer.conclude(job, healer.run(job))
+    assert healer.version == 1
+    clean = build("covariate", n_post=10).stream.X[:2000]  # the training regime again
+    feed(healer, clean, 1500)
+    events = []
+    for _ in range(2):
+        job = healer.prepare()
+        assert job is not None
+        events += healer.conclude(job, healer.run(job))
+    assert isinstance(events[-1], RolledBack) and healer.version == 0
+    assert "back at the reference" in events[-1].reason
+
+
+def test_without_labels_the_flag_rate_may_move_back_towards_the_validation_rate():
+    """A drift that silenced the model (it flags nothing) may be undone without labels: the
+    candidate's flag rate is bounded by the live one's and the validation rows' alike."""
+    from shared.labelfree.cycle import LabelFreeConfig, _decide
+
+    m = {
+        "estimated_cost_before": 0.05,
+        "estimated_cost_after": 0.03,
+        "pos_rate_before": 0.0005,
+        "pos_rate_after": 0.012,
+        "pos_rate_expected": 0.011,
+        "pos_rate_reference": 0.01,
+    }
+    assert _decide(m, LabelFreeConfig())[0]
+    far = {**m, "pos_rate_after": 0.05, "pos_rate_expected": 0.045}
+    ok, why = _decide(far, LabelFreeConfig())
+    assert not ok and "may not move" in why

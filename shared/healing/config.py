@@ -1,0 +1,56 @@
+"""What the healer's policy can be told: :class:`HealerConfig`, with commented defaults
+(:class:`~shared.healing.healer.Healer` reads it; the service and the experiments build it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.errors import ConfigError
+from shared.healing.cycle import HealConfig
+from shared.labelfree import LabelFreeConfig
+from shared.registry import RollbackPolicy
+
+
+@dataclass(frozen=True)
+class HealerConfig:
+    recent_rows: int = 2000  # newest transactions in memory: the unlabelled rows a heal uses
+    label_horizon_ms: float = 30 * 86_400_000  # event time a transaction waits for its label (chargebacks)
+    log_budget_bytes: int = 2 << 30  # the feature log's disk budget; past it, a sample is kept
+    max_labelled: int = 2000  # the episode's newest labelled rows a heal trains on (and holds out from)
+    train_frauds: int = 100  # ... or more rows, back to the episode's start, until they hold this many frauds
+    max_labelled_rows: int = 20_000  # ... but never more rows than this
+    min_frauds: int = 20  # arrived fraud labels of the episode before a labelled heal (rare fraud)
+    label_half_life: float | None = None  # their weight halves every this many rows back (None: equal)
+    min_labels: int = 100  # arrived labels from the episode needed before a labelled heal
+    label_free: bool = False  # no label is coming: heal before labels only (no labelled heal)
+    heal_before_labels: bool = True  # until min_labels have arrived, heal without labels (shared.labelfree)
+    before_labels: LabelFreeConfig = field(default_factory=LabelFreeConfig)
+    label_free_rows: int = 2000  # the episode's newest rows a label-free cycle diagnoses
+    label_free_min_rows: int = 1000  # ... once this many are in memory
+    label_free_every: int = 250  # episode rows between label-free cycles
+    label_free_confirm: int = 2  # label-free verdicts in a row before one acts (go live / reset)
+    label_staleness: float | None = 0.3  # labelled rows' feature medians this many sd from now's: stale
+    stale_labels: str = "carry"  # stale labels: "carry" them to the present, or "wait" for fresher ones
+    staleness_rows: int = 500  # "wait": the newest rows on each side of the comparison
+    heal_every: int = 100  # new labels of the episode between labelled cycles
+    default_onset: int = 1000  # rows back an episode starts when its alert names no onset
+    quality_rows: int = 100  # arrived labels per live-quality measurement (and per label-guard chunk)
+    heal: HealConfig = field(default_factory=HealConfig)
+    rollback: RollbackPolicy = field(default_factory=RollbackPolicy)
+    shadow_guard: bool = True  # roll back to the bundle's adapter when healing loses to it
+    shadow_rows: int = 1000  # recent healed decisions (with labels) compared with the shadow's
+    shadow_min_rows: int = 300  # fewer than this: no verdict
+    shadow_z: float = 2.0  # paired z of (healed cost - shadow cost) that means "healing hurts"
+    label_guard: bool = True  # hold labels in chunks of quality_rows until judged (poisoned bursts)
+    label_kappa_min: float = -0.05  # the frozen shadow's agreement with a chunk's labels below this: suspect
+    label_guard_min: int = 50  # labels with a known shadow verdict needed to judge a chunk
+    label_resume_chunks: int = 2  # clean chunks after a suspect one before healing resumes
+    label_concept_chunks: int | None = 15  # a hold this long that still disagrees: a concept change
+    loss_drift: bool = True  # open an episode when the frozen model's log loss on arrived labels rises
+    loss_drift_rows: int = 1000  # ... over its newest this many labelled decisions
+    loss_drift_z: float = 4.0  # ... by this many standard errors
+    loss_drift_rel: float = 0.1  # ... and this share above its validation loss
+
+    def __post_init__(self) -> None:
+        if self.stale_labels not in ("carry", "wait"):
+            raise ConfigError(f"stale_labels must be 'carry' or 'wait', got {self.stale_labels!r}")

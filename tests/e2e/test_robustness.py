@@ -1,0 +1,47 @@
+"""`selfheal experiment robustness`: drawn streams through the one healing path, every one
+reported (slow: 20 streams, a few minutes on two cores)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from services.cli import main
+from shared.experiment.robustness import _window, summarise
+
+
+def window(noheal: float, healed: float, oracle: float, gap_z: float = 5.0) -> dict[str, Any]:
+    w = _window({"noheal": noheal, "healed": healed, "oracle": oracle, "gap_z": gap_z})
+    assert w is not None
+    return w
+
+
+def test_a_window_with_no_gap_is_counted_not_scored():
+    assert window(0.2, 0.2, 0.199)["status"] == "no gap"
+    assert window(0.4, 0.3, 0.2, gap_z=1.0)["status"] == "no gap"  # a gap within noise
+    w = window(0.4, 0.3, 0.2)
+    assert w["status"] == "scored" and w["gap_closed"] == pytest.approx(0.5) and not w["harm"]
+    assert window(0.2, 0.21, 0.1)["harm"]
+
+
+def test_the_summary_keeps_failed_streams():
+    recs = [{"seed": 1, "kind": "unit", "error": "boom", "seconds": 1.0, "label_delay": 500}]
+    assert summarise(recs)["kinds"]["unit"]["failed"] == 1
+
+
+@pytest.mark.slow
+def test_twenty_drawn_streams_are_each_run_and_reported(tmp_path, capsys):
+    out = tmp_path / "rob"
+    args = ["experiment", "robustness", "--n", "20", "--label-delay", "500", "--workers", "2", "--quiet"]
+    assert main([*args, "--out", str(out)]) == 0
+    summary = json.loads((out / "robustness.json").read_text())
+    assert summary["seeds"] == list(range(20)) and summary["streams"] == 20
+    assert sum(r["streams"] for r in summary["kinds"].values()) == 20
+    assert all(r["failed"] == 0 for r in summary["kinds"].values())
+    assert (out / "robustness.png").stat().st_size > 10_000
+    assert "| kind |" in capsys.readouterr().out
+    # a second call finds every stream done and runs none again
+    assert main([*args, "--out", str(out)]) == 0
+    assert len((out / "streams.jsonl").read_text().splitlines()) == 20
