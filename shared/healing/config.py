@@ -50,6 +50,10 @@ class HealerConfig:
     loss_drift_rows: int = 1000  # ... over its newest this many labelled decisions
     loss_drift_z: float = 4.0  # ... by this many standard errors
     loss_drift_rel: float = 0.1  # ... and this share above its validation loss
+    flag_drift: bool = True  # open an episode when the frozen model's flag rate leaves its validation rate
+    flag_drift_rows: int = 2000  # ... over its newest this many decisions
+    flag_drift_z: float = 5.0  # ... by this many standard errors (two-sample)
+    flag_drift_ratio: float = 1.2  # ... and by this factor either way
 
     def __post_init__(self) -> None:
         if self.stale_labels not in ("carry", "wait"):

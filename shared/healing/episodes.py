@@ -27,7 +27,7 @@ from shared.healing.events import EpisodeClosed, EpisodeOpened
 from shared.healing.join import LabelJoin
 from shared.messages import Alert
 
-COST = "labels_loss"  # the healer's own detector: the frozen model's log loss on arrived labels
+OWN = ("labels_loss", "flag_rate")  # the healer's own detectors (the frozen model's loss, its flag rate)
 
 
 @dataclass
@@ -45,7 +45,7 @@ class EpisodeTracker:
 
     def update(self, alert: Alert) -> Literal["open", "close"] | None:
         """``open`` when the first detector alarms, ``close`` when the last recovers."""
-        if not alert.summary and alert.feature != COST:
+        if not alert.summary and alert.feature not in OWN:
             return None  # per-feature alerts repeat what the summary alert says
         was = bool(self.alarmed)
         if alert.state == "drift":
@@ -95,16 +95,23 @@ class Episodes:
             return self.close(trigger=alert.feature)
         return None
 
-    def on_loss(
-        self, state: str, onset_ts: float | None, registry_len: int, statistic: float
+    def on_detector(
+        self,
+        name: str,
+        state: str,
+        registry_len: int,
+        statistic: float,
+        onset_ts: float | None = None,
+        onset_rows: int | None = None,
     ) -> EpisodeOpened | EpisodeClosed | None:
-        """The labels' loss detector (:mod:`~shared.healing.label_drift`) changed state: it
-        counts as one more detector, ``labels_loss``."""
-        change = self.alarms.update(Alert("healer", COST, statistic, 0.0, state))
+        """One of the healer's own detectors (``labels_loss``: :mod:`~shared.healing.label_drift`;
+        ``flag_rate``: :mod:`~shared.healing.flag_drift`) changed state: it counts as one more
+        detector."""
+        change = self.alarms.update(Alert("healer", name, statistic, 0.0, state))
         if change == "open":
-            return self.open(registry_len, self.default_onset, onset_ts, trigger=COST)
+            return self.open(registry_len, onset_rows or self.default_onset, onset_ts, trigger=name)
         if change == "close":
-            return self.close(trigger=COST)
+            return self.close(trigger=name)
         return None
 
     def open(

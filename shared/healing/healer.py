@@ -43,6 +43,7 @@ from shared.healing.events import (
     RolledBack,
 )
 from shared.healing.featurelog import DECIDED, FRAUD, SHADOW_FRAUD, FeatureLog
+from shared.healing.flag_drift import FlagDrift
 from shared.healing.jobs import JobRunner
 from shared.healing.join import Joined, LabelJoin
 from shared.healing.label_drift import LossWatch
@@ -77,6 +78,7 @@ class Healer:
         self.episodes = Episodes(self.join, cfg.default_onset)
         watch = (cfg.loss_drift_rows, cfg.loss_drift_z, cfg.loss_drift_rel)
         self.loss_watch = LossWatch.for_bundle(bundle, *watch) if cfg.loss_drift else None
+        self.flag_watch = flag_watch(bundle, cfg) if cfg.flag_drift else None
         self.events: list[HealerEvent | Diagnosed] = []
         self.runner = JobRunner(bundle, cfg.heal, cfg.before_labels)
         self.before = BeforeLabels(self.runner.unavailable)
@@ -151,6 +153,12 @@ class Healer:
     ) -> None:
         shadow = shadow_fraud if shadow_fraud is not None else [False] * len(ids)
         self.join.add_decisions(ids, fraud, versions, shadow)
+        if self.flag_watch is not None and shadow_fraud is not None:
+            if (state := self.flag_watch.update(shadow)) is not None:
+                rows, stat = self.flag_watch.rows, self.flag_watch.statistic()
+                self._episode_event(
+                    self.episodes.on_detector("flag_rate", state, len(self.registry), stat, onset_rows=rows)
+                )
 
     def add_labels(
         self, ids: Sequence[str], labels: Sequence[float], ts: Sequence[float] | None = None
@@ -249,7 +257,9 @@ class Healer:
         if self.loss_watch is None:
             return
         for state, onset_ts, stat in self.loss_watch.update(joined.labels, joined.rows):
-            self._episode_event(self.episodes.on_loss(state, onset_ts, len(self.registry), stat))
+            self._episode_event(
+                self.episodes.on_detector("labels_loss", state, len(self.registry), stat, onset_ts=onset_ts)
+            )
 
     def drain_events(self) -> list[HealerEvent | Diagnosed]:
         """What happened since the last call: episodes, label verdicts."""
@@ -482,3 +492,14 @@ class Healer:
             return False
         self.live = snapshot
         return True
+
+
+def flag_watch(bundle: Bundle, cfg: HealerConfig) -> FlagDrift | None:
+    """The frozen model's flag rate against the one it has on the bundle's validation rows
+    (None: a bundle without validation reference rows)."""
+    ref = bundle.reference_rows
+    if ref is None or ref.validation.sum() < 100:
+        return None
+    flags = bundle.new_model().predict_proba(ref.X[ref.validation]) >= bundle.threshold
+    n = int(ref.validation.sum())
+    return FlagDrift(float(flags.mean()), n, cfg.flag_drift_rows, cfg.flag_drift_z, cfg.flag_drift_ratio)

@@ -341,3 +341,22 @@ def test_up_says_which_adapter_it_resumes_and_how_to_start_clean(covariate_bundl
     assert healer.heal() is not None
     said = resumed_adapter(str(bundle_dir), str(state))
     assert "RESUMING adapter v1" in said and "heal 1" in said and "--state-dir NEW_DIR" in said
+
+
+def test_a_flag_rate_far_from_validation_opens_an_episode(covariate_bundle, covariate_scenario):
+    """The frozen model's own verdicts: flagging three times what it flags on validation
+    rows opens an episode (the label-free diagnosis then says why), with no alert."""
+    healer = Healer(
+        covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), HealerConfig(flag_drift_rows=500)
+    )
+    assert healer.flag_watch is not None
+    ref = healer.flag_watch.reference
+    ids = [f"t{i}" for i in range(1500)]
+    healer.add_transactions(ids, covariate_scenario.stream.X[:1500], event_times(1500))
+    rng = np.random.default_rng(0)
+    calm = (rng.random(1000) < ref).tolist()
+    healer.add_decisions(ids[:1000], calm, [0] * 1000, calm)
+    assert healer.episode is None
+    busy = (rng.random(500) < min(3 * ref, 0.9)).tolist()
+    healer.add_decisions(ids[1000:], busy, [0] * 500, busy)
+    assert healer.episode is not None and healer.episode.trigger == "flag_rate"
