@@ -4,6 +4,7 @@ peers``: the offline measurements."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,13 @@ def _register_experiment(sub: Any) -> None:
     e.add_argument("--n", type=int, default=200, help="robustness: streams drawn from the family")
     e.add_argument("--first-seed", type=int, default=0, help="robustness: the first stream's seed")
     e.add_argument("--workers", type=int, default=None, help="robustness: processes (default: one a core)")
+    e.add_argument(
+        "--without",
+        nargs="+",
+        default=[],
+        choices=sorted(ABLATIONS),
+        help="robustness: switch parts of the healer off, to measure what they buy",
+    )
     e.add_argument(
         "--label-free",
         action="store_true",
@@ -90,6 +98,34 @@ def _register_tools(sub: Any) -> None:
     pe.set_defaults(func=cmd_peers)
 
 
+def _without_rare_fraud(cfg: Any) -> Any:
+    from dataclasses import replace
+
+    diagnosis = replace(cfg.before_labels.diagnosis, prior_noise_z=0.0)
+    return replace(
+        cfg,
+        min_frauds=0,
+        train_frauds=0,
+        heal=replace(cfg.heal, collapse_share=1.0),
+        before_labels=replace(cfg.before_labels, diagnosis=diagnosis),
+    )
+
+
+def _without(**fields: Any) -> Callable[[Any], Any]:
+    from dataclasses import replace
+
+    return lambda cfg: replace(cfg, **fields)
+
+
+# what ``--without`` switches off: the healer's own detectors, and its care for rare fraud
+# (fixed fraud-rate margins, no wait for frauds, the newest rows only, an absolute collapse floor)
+ABLATIONS: dict[str, Callable[[Any], Any]] = {
+    "labels-loss": _without(loss_drift=False),
+    "flag-rate": _without(flag_drift=False),
+    "rare-fraud": _without_rare_fraud,
+}
+
+
 def _span(text: str) -> tuple[int, int]:
     try:
         first, count = (int(x) for x in text.split(":"))
@@ -132,14 +168,17 @@ def _robustness(args: argparse.Namespace, say: Progress) -> int:
     if args.n < 1:
         raise SelfhealError(f"--n must be at least 1, got {args.n}")
     healer = None
-    if args.label_free or args.labels_only:
+    if args.label_free or args.labels_only or args.without:
         from shared.healing.healer import HealerConfig
 
         healer = HealerConfig(label_free=args.label_free, heal_before_labels=not args.labels_only)
+        for part in args.without:
+            healer = ABLATIONS[part](healer)
     delay = 20_000 if args.label_delay is None else args.label_delay
     out = Path(args.out)
     workers = args.workers or rb.default_workers()
-    summary = rb.robustness(args.n, delay, out, args.first_seed, workers, healer, say)
+    variant = "without " + ", ".join(sorted(args.without)) if args.without else "default"
+    summary = rb.robustness(args.n, delay, out, args.first_seed, workers, healer, say, variant)
     written = rb.write(summary, out)
     print(rb.format_table(summary))
     print(f"wrote {', '.join(p.name for p in written)} and streams.jsonl to {out}/")

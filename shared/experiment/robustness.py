@@ -128,19 +128,25 @@ def robustness(
     workers: int = 1,
     healer: HealerConfig | None = None,
     say: Callable[[str], None] = lambda _m: None,
+    variant: str = "default",
 ) -> dict[str, Any]:
-    """Run ``n`` drawn streams (resuming ``out/streams.jsonl``); the per-kind summary."""
+    """Run ``n`` drawn streams (resuming ``out/streams.jsonl`` where the same ``variant`` of
+    the healer ran with the same delay); the per-kind summary."""
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(first_seed, first_seed + n))
-    plan = {"seeds": seeds, "label_delay": label_delay, "no_gap": NO_GAP, "harm": HARM}
+    plan = {"seeds": seeds, "label_delay": label_delay, "variant": variant, "no_gap": NO_GAP, "harm": HARM}
     (out / "plan.json").write_text(json.dumps(plan) + "\n")
     log = out / "streams.jsonl"
-    done = {r["seed"]: r for r in _read(log) if r["label_delay"] == label_delay}
+    same = [
+        r for r in _read(log) if r["label_delay"] == label_delay and r.get("variant", "default") == variant
+    ]
+    done = {r["seed"]: r for r in same}
     todo = [s for s in seeds if s not in done]
     say(f"{len(seeds)} streams, labels {label_delay:,} late: {len(done)} done before, {len(todo)} to run")
     t0 = time.monotonic()
     with log.open("a") as f:
         for k, rec in enumerate(_map(todo, label_delay, workers, healer), start=1):
+            rec["variant"] = variant
             f.write(json.dumps(rec) + "\n")
             f.flush()
             done[rec["seed"]] = rec
@@ -289,13 +295,17 @@ def write(summary: dict[str, Any], out: Path) -> list[Path]:
     records = [
         r
         for r in records
-        if r["label_delay"] == summary["plan"]["label_delay"] and r["seed"] in set(summary["seeds"])
+        if r["label_delay"] == summary["plan"]["label_delay"]
+        and r.get("variant", "default") == summary["plan"]["variant"]
+        and r["seed"] in set(summary["seeds"])
     ]
     paths = [out / "robustness.json", out / "robustness.md", out / "robustness.png"]
     paths[0].write_text(json.dumps(summary, indent=2) + "\n")
     delay = summary["plan"]["label_delay"]
+    variant = summary["plan"]["variant"]
     head = (
-        f"{summary['streams']} drawn streams (seeds {summary['seeds'][0]}-{summary['seeds'][-1]}), labels "
+        (f"Healer variant: {variant}.\n\n" if variant != "default" else "")
+        + f"{summary['streams']} drawn streams (seeds {summary['seeds'][0]}-{summary['seeds'][-1]}), labels "
         f"{delay:,} transactions late. Gap closed: median / 10th percentile / share below 0 (scored streams; "
         f"'no gap': frozen within {NO_GAP:.0%} of the oracle or less than {GAP_Z:g} standard errors "
         f"above it). Harm: healed cost above frozen by more than {HARM:.0%}.\n\n"

@@ -45,3 +45,14 @@ def test_twenty_drawn_streams_are_each_run_and_reported(tmp_path, capsys):
     # a second call finds every stream done and runs none again
     assert main([*args, "--out", str(out)]) == 0
     assert len((out / "streams.jsonl").read_text().splitlines()) == 20
+
+
+def test_without_switches_the_named_parts_off():
+    from services.cli.offline import ABLATIONS
+    from shared.healing.healer import HealerConfig
+
+    cfg = HealerConfig()
+    assert cfg.loss_drift and cfg.flag_drift and cfg.min_frauds > 0
+    off = ABLATIONS["rare-fraud"](ABLATIONS["flag-rate"](ABLATIONS["labels-loss"](cfg)))
+    assert not off.loss_drift and not off.flag_drift and off.min_frauds == 0 and off.train_frauds == 0
+    assert off.before_labels.diagnosis.prior_noise_z == 0 and off.heal.collapse_share == 1.0
