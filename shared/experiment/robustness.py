@@ -275,6 +275,16 @@ def plot(records: list[dict[str, Any]], path: Path, title: str) -> None:
                 and r["windows"][name] is not None
                 and r["windows"][name]["status"] == "scored"
             ]
+            streams = sum(1 for r in records if r["kind"] == kind)
+            ax.text(
+                i,
+                0.97,
+                f"{len(gaps)}/{streams}",
+                transform=ax.get_xaxis_transform(),
+                ha="center",
+                fontsize=8,
+                color="grey",
+            )
             if gaps:
                 g = np.clip(gaps, -2, 2)
                 ax.scatter(i + rng.uniform(-0.2, 0.2, len(g)), g, s=12, alpha=0.6, color="#1f77b4")
@@ -283,7 +293,7 @@ def plot(records: list[dict[str, Any]], path: Path, title: str) -> None:
         ax.axhline(1, color="grey", lw=0.8, ls="--")
         ax.set_xticks(range(len(KINDS)), KINDS, rotation=45, ha="right")
         ax.set_title(name.replace("_", " "))
-    axes[0].set_ylabel("gap closed (clipped to [-2, 2])")
+    axes[0].set_ylabel("gap closed (clipped to [-2, 2]); grey: scored / streams")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
