@@ -78,7 +78,8 @@ class Healer:
         self.episodes = Episodes(self.join, cfg.default_onset)
         watch = (cfg.loss_drift_rows, cfg.loss_drift_z, cfg.loss_drift_rel)
         self.loss_watch = LossWatch.for_bundle(bundle, *watch) if cfg.loss_drift else None
-        self.flag_watch = flag_watch(bundle, cfg) if cfg.flag_drift else None
+        flags = (cfg.flag_drift_rows, cfg.flag_drift_z, cfg.flag_drift_ratio)
+        self.flag_watch = FlagDrift.for_bundle(bundle, *flags) if cfg.flag_drift else None
         self.events: list[HealerEvent | Diagnosed] = []
         self.runner = JobRunner(bundle, cfg.heal, cfg.before_labels)
         self.before = BeforeLabels(self.runner.unavailable)
@@ -492,14 +493,3 @@ class Healer:
             return False
         self.live = snapshot
         return True
-
-
-def flag_watch(bundle: Bundle, cfg: HealerConfig) -> FlagDrift | None:
-    """The frozen model's flag rate against the one it has on the bundle's validation rows
-    (None: a bundle without validation reference rows)."""
-    ref = bundle.reference_rows
-    if ref is None or ref.validation.sum() < 100:
-        return None
-    flags = bundle.new_model().predict_proba(ref.X[ref.validation]) >= bundle.threshold
-    n = int(ref.validation.sum())
-    return FlagDrift(float(flags.mean()), n, cfg.flag_drift_rows, cfg.flag_drift_z, cfg.flag_drift_ratio)

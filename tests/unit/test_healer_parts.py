@@ -103,7 +103,7 @@ def ready_healer(covariate_bundle, covariate_scenario) -> Healer:
     )
     healer.add_transactions(ids, st.X[d : d + 600], [float(i) for i in range(600)])
     healer.on_alert(alert("fidi", "drift"))
-    healer.add_labels(ids[:400], st.y[d : d + 400].tolist())
+    healer.add_labels(ids, st.y[d : d + 600].tolist())  # the episode's 300 hold its 20 frauds and more
     return healer
 
 
