@@ -142,6 +142,7 @@ class HealProcess(Executor):
         self._child: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._reply: threading.Thread | None = None
+        self._writing = False  # a job is being written to a child that has not read it all yet
         self.started = 0  # children started (a restart after a crash adds one)
         with self._lock:
             self._ensure_child()  # now: torch's import and a warm-up cycle happen before any job
@@ -157,25 +158,30 @@ class HealProcess(Executor):
         return self._child
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        """``fn`` is ``Healer.run`` and ``args`` its one job: the child runs the same cycle."""
+        """``fn`` is ``Healer.run`` and ``args`` its one job: the child runs the same cycle.
+        The job is written on the reply thread: a job larger than the pipe's buffer waits
+        there for the child to read it (a child still starting, or restarting), never in the
+        service's loop."""
         (job,) = args
         future: Future[T] = Future()
-        with self._lock:
-            child = self._ensure_child()
-            assert child.stdin is not None and child.stdout is not None
-            try:
-                write_frame(child.stdin, encode_job(job))
-            except (BrokenPipeError, OSError) as exc:
-                future.set_exception(HealingError(f"the heal process is gone: {exc}"))
-                return future
         self._reply = threading.Thread(
-            target=self._await, args=(child, future), daemon=True, name="heal-reply"
+            target=self._await, args=(encode_job(job), future), daemon=True, name="heal-reply"
         )
         self._reply.start()
         return future
 
-    def _await(self, child: subprocess.Popen[bytes], future: Future[Any]) -> None:
-        assert child.stdout is not None
+    def _await(self, payload: bytes, future: Future[Any]) -> None:
+        with self._lock:
+            child = self._ensure_child()
+            assert child.stdin is not None and child.stdout is not None
+            self._writing = True
+            try:
+                write_frame(child.stdin, payload)
+            except (BrokenPipeError, OSError, ValueError) as exc:  # the child died, or a stop killed it
+                future.set_exception(HealingError(f"the heal process is gone: {exc}"))
+                return
+            finally:
+                self._writing = False
         reply = read_frame(child.stdout)
         if reply is None:
             future.set_exception(HealingError(f"the heal process exited (code {child.wait()})"))
@@ -183,11 +189,13 @@ class HealProcess(Executor):
             future.set_result(decode_result(reply))
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        with self._lock:
-            child, self._child = self._child, None
+        child, self._child = self._child, None
         if child is not None:
             assert child.stdin is not None
-            child.stdin.close()  # the child's loop ends at the end of its input
+            if self._writing:  # it has not even read its job (still starting): no heal to wait for
+                child.kill()
+            else:
+                child.stdin.close()  # the child's loop ends at the end of its input
             try:
                 child.wait(timeout=30 if wait else 0.1)
             except subprocess.TimeoutExpired:
