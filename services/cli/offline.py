@@ -38,7 +38,7 @@ def _register_experiment(sub: Any) -> None:
         nargs="+",
         default=[],
         choices=sorted(ABLATIONS),
-        help="robustness: switch parts of the healer off, to measure what they buy",
+        help="switch parts of the healer off, to measure what they buy",
     )
     e.add_argument(
         "--label-free",
@@ -144,11 +144,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if scenario == "robustness":
         return _robustness(args, say)
     args.label_delay = 500 if args.label_delay is None else args.label_delay
-    healer = None
-    if args.label_free or args.labels_only:
-        from shared.healing.healer import HealerConfig
-
-        healer = HealerConfig(label_free=args.label_free, heal_before_labels=not args.labels_only)
+    healer = _healer(args)
     cfg = ExperimentConfig(
         scenario=scenario,
         protocol=args.protocol,
@@ -162,18 +158,24 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return _experiment_one(cfg, Path(args.out), not args.no_plots, say)
 
 
+def _healer(args: argparse.Namespace) -> Any:
+    """The healer's policy the options ask for (None: the protocol's default)."""
+    if not (args.label_free or args.labels_only or args.without):
+        return None
+    from shared.healing.healer import HealerConfig
+
+    healer = HealerConfig(label_free=args.label_free, heal_before_labels=not args.labels_only)
+    for part in args.without:
+        healer = ABLATIONS[part](healer)
+    return healer
+
+
 def _robustness(args: argparse.Namespace, say: Progress) -> int:
     from shared.experiment import robustness as rb
 
     if args.n < 1:
         raise SelfhealError(f"--n must be at least 1, got {args.n}")
-    healer = None
-    if args.label_free or args.labels_only or args.without:
-        from shared.healing.healer import HealerConfig
-
-        healer = HealerConfig(label_free=args.label_free, heal_before_labels=not args.labels_only)
-        for part in args.without:
-            healer = ABLATIONS[part](healer)
+    healer = _healer(args)
     delay = 20_000 if args.label_delay is None else args.label_delay
     out = Path(args.out)
     workers = args.workers or rb.default_workers()

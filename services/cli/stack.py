@@ -157,13 +157,13 @@ def resumed_adapter(bundle_path: str, state_dir: str) -> str:
     from datetime import UTC, datetime
 
     from shared.bundle import Bundle
-    from shared.registry import DirectoryStore, live_snapshot
+    from shared.registry import DirectoryStore, Registry, live_snapshot
 
     bundle = Bundle.load(bundle_path)
     home = Path(state_dir) / bundle.id
     if not (home / "registry").is_dir():
         return f"healer: starting clean (no state for bundle {bundle.id} in {state_dir}/)"
-    snaps = sorted(DirectoryStore(home / "registry", bundle.config).load_all(), key=lambda s: s.seq)
+    snaps = Registry(DirectoryStore(home / "registry", bundle.config), bundle.id).snapshots()
     live = live_snapshot(snaps)
     if live is None or live.version == 0:
         return f"healer: the bundle's own adapter (v0); {len(snaps)} snapshots in {home}/"

@@ -23,6 +23,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ def run_stream(seed: int, label_delay: int, healer: HealerConfig | None = None) 
     t0 = time.monotonic()
     cfg = ExperimentConfig(label_delay=label_delay, seed=seed, healer=healer)
     fs = sample(seed, n_pre=cfg.n_pre, n_post=cfg.stream_post)
-    cfg = ExperimentConfig(scenario=fs.scenario.name, label_delay=label_delay, seed=seed, healer=healer)
+    cfg = replace(cfg, scenario=fs.scenario.name)
     record: dict[str, Any] = {"seed": seed, "label_delay": label_delay, "kind": fs.kind, "params": fs.params}
     try:
         result = DelayedRun(cfg, fs.scenario, lambda _m: None).run()

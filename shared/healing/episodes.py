@@ -27,8 +27,6 @@ from shared.healing.events import EpisodeClosed, EpisodeOpened
 from shared.healing.join import LabelJoin
 from shared.messages import Alert
 
-OWN = ("labels_loss", "flag_rate")  # the healer's own detectors (the frozen model's loss, its flag rate)
-
 
 @dataclass
 class Episode:
@@ -45,13 +43,17 @@ class EpisodeTracker:
 
     def update(self, alert: Alert) -> Literal["open", "close"] | None:
         """``open`` when the first detector alarms, ``close`` when the last recovers."""
-        if not alert.summary and alert.feature not in OWN:
+        if not alert.summary:
             return None  # per-feature alerts repeat what the summary alert says
+        return self.set(alert.feature, alert.state)
+
+    def set(self, detector: str, state: str) -> Literal["open", "close"] | None:
+        """Detector ``detector`` is now in ``state`` (``drift``, ``recovered``)."""
         was = bool(self.alarmed)
-        if alert.state == "drift":
-            self.alarmed.add(alert.feature)
-        elif alert.state == "recovered":
-            self.alarmed.discard(alert.feature)
+        if state == "drift":
+            self.alarmed.add(detector)
+        elif state == "recovered":
+            self.alarmed.discard(detector)
         if self.alarmed and not was:
             return "open"
         if was and not self.alarmed:
@@ -100,14 +102,13 @@ class Episodes:
         name: str,
         state: str,
         registry_len: int,
-        statistic: float,
         onset_ts: float | None = None,
         onset_rows: int | None = None,
     ) -> EpisodeOpened | EpisodeClosed | None:
         """One of the healer's own detectors (``labels_loss``: :mod:`~shared.healing.label_drift`;
         ``flag_rate``: :mod:`~shared.healing.flag_drift`) changed state: it counts as one more
         detector."""
-        change = self.alarms.update(Alert("healer", name, statistic, 0.0, state))
+        change = self.alarms.set(name, state)
         if change == "open":
             return self.open(registry_len, onset_rows or self.default_onset, onset_ts, trigger=name)
         if change == "close":

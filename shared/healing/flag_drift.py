@@ -23,14 +23,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from shared.errors import ConfigError
-
-if TYPE_CHECKING:
-    from shared.bundle import Bundle
 
 
 class FlagDrift:
@@ -47,16 +43,6 @@ class FlagDrift:
         self._flags: deque[bool] = deque(maxlen=rows)
         self._count = 0
         self._drift = False
-
-    @classmethod
-    def for_bundle(cls, bundle: Bundle, rows: int, z: float, ratio: float) -> FlagDrift | None:
-        """Against the frozen model's flag rate on the bundle's validation reference rows
-        (None: it has fewer than 100 of them)."""
-        ref = bundle.reference_rows
-        if ref is None or ref.validation.sum() < 100:
-            return None
-        flags = bundle.new_model().predict_proba(ref.X[ref.validation]) >= bundle.threshold
-        return cls(float(flags.mean()), int(ref.validation.sum()), rows, z, ratio)
 
     @property
     def drift_detected(self) -> bool:

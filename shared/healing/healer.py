@@ -76,12 +76,9 @@ class Healer:
         guard = (cfg.quality_rows, cfg.label_kappa_min, cfg.label_guard_min, cfg.label_resume_chunks)
         self.guard = LabelGuard(*guard, cfg.label_concept_chunks)
         self.episodes = Episodes(self.join, cfg.default_onset)
-        watch = (cfg.loss_drift_rows, cfg.loss_drift_z, cfg.loss_drift_rel)
-        self.loss_watch = LossWatch.for_bundle(bundle, *watch) if cfg.loss_drift else None
-        flags = (cfg.flag_drift_rows, cfg.flag_drift_z, cfg.flag_drift_ratio)
-        self.flag_watch = FlagDrift.for_bundle(bundle, *flags) if cfg.flag_drift else None
         self.events: list[HealerEvent | Diagnosed] = []
         self.runner = JobRunner(bundle, cfg.heal, cfg.before_labels)
+        self.loss_watch, self.flag_watch = self._own_detectors()
         self.before = BeforeLabels(self.runner.unavailable)
         self._new_episode_state()
         self.n_heals = registry.n_heals
@@ -95,6 +92,19 @@ class Healer:
             registry.record("initial", bundle.adapter_state, version=0, note="adapter as trained")
         self.live = self._live_before(len(registry))  # after a restart: the adapter that went live last
         self.trusted = self.live  # what a label-free reset goes back to: live when the episode opened
+
+    def _own_detectors(self) -> tuple[LossWatch | None, FlagDrift | None]:
+        """The frozen model's loss on arrived labels and its flag rate, each against what it
+        had on the bundle's validation rows (the label-free reference has scored them)."""
+        cfg, ref = self.cfg, self.runner.ref
+        model = ref.model if ref is not None else None
+        watch = (cfg.loss_drift_rows, cfg.loss_drift_z, cfg.loss_drift_rel)
+        loss = LossWatch.for_bundle(self.bundle, *watch, model=model) if cfg.loss_drift else None
+        flags = None
+        if cfg.flag_drift and ref is not None and ref.scores.rows >= 100:
+            limits = (cfg.flag_drift_rows, cfg.flag_drift_z, cfg.flag_drift_ratio)
+            flags = FlagDrift(ref.scores.flag_rate, ref.scores.rows, *limits)
+        return loss, flags
 
     def _new_episode_state(self) -> None:
         """What each episode judges afresh: live quality, the shadow guard, a pause."""
@@ -156,9 +166,9 @@ class Healer:
         self.join.add_decisions(ids, fraud, versions, shadow)
         if self.flag_watch is not None and shadow_fraud is not None:
             if (state := self.flag_watch.update(shadow)) is not None:
-                rows, stat = self.flag_watch.rows, self.flag_watch.statistic()
+                rows = self.flag_watch.rows
                 self._episode_event(
-                    self.episodes.on_detector("flag_rate", state, len(self.registry), stat, onset_rows=rows)
+                    self.episodes.on_detector("flag_rate", state, len(self.registry), onset_rows=rows)
                 )
 
     def add_labels(
@@ -257,9 +267,9 @@ class Healer:
         closes) when it leaves (or is back at) its validation loss."""
         if self.loss_watch is None:
             return
-        for state, onset_ts, stat in self.loss_watch.update(joined.labels, joined.rows):
+        for state, onset_ts in self.loss_watch.update(joined.labels, joined.rows):
             self._episode_event(
-                self.episodes.on_detector("labels_loss", state, len(self.registry), stat, onset_ts=onset_ts)
+                self.episodes.on_detector("labels_loss", state, len(self.registry), onset_ts=onset_ts)
             )
 
     def drain_events(self) -> list[HealerEvent | Diagnosed]:

@@ -36,6 +36,7 @@ from shared.errors import ConfigError
 
 if TYPE_CHECKING:
     from shared.bundle import Bundle
+    from shared.model import SelfHealingModel
 
 
 class LossDrift:
@@ -45,7 +46,7 @@ class LossDrift:
                 f"need rows >= 10, z > 0, rel >= 0, var > 0, mean >= 0; got {rows}, {z}, {rel}, {var}"
             )
         self.mean, self.var, self.rows, self.z, self.rel = mean, var, rows, z, rel
-        self._costs: deque[float] = deque(maxlen=rows)
+        self._losses: deque[float] = deque(maxlen=rows)
         self._ts: deque[float] = deque(maxlen=rows)
         self._sum = 0.0
         self._drift = False
@@ -68,21 +69,21 @@ class LossDrift:
 
     @property
     def window_mean(self) -> float:
-        return self._sum / len(self._costs) if self._costs else float("nan")
+        return self._sum / len(self._losses) if self._losses else float("nan")
 
     def statistic(self) -> float:
         """Standard errors of the window's mean above the reference."""
-        n = len(self._costs)
+        n = len(self._losses)
         return (self.window_mean - self.mean) / float(np.sqrt(self.var / n)) if n else 0.0
 
     def update(self, loss: float, ts: float) -> str | None:
         """One labelled row's frozen-model loss; ``drift`` or ``recovered`` when the state changes."""
-        if len(self._costs) == self.rows:
-            self._sum -= self._costs[0]
-        self._costs.append(loss)
+        if len(self._losses) == self.rows:
+            self._sum -= self._losses[0]
+        self._losses.append(loss)
         self._ts.append(ts)
         self._sum += loss
-        if len(self._costs) < self.rows:
+        if len(self._losses) < self.rows:
             return None
         m = self.window_mean
         if not self._drift and m > self.mean * (1 + self.rel) and self.statistic() > self.z:
@@ -105,28 +106,30 @@ class LossWatch:
     """The frozen model scoring arrived labels into a :class:`LossDrift` (the healer's
     labels-side detector)."""
 
-    def __init__(self, bundle: Bundle, detector: LossDrift) -> None:
-        self.model, self.detector = bundle.new_model(), detector
+    def __init__(self, model: SelfHealingModel, detector: LossDrift) -> None:
+        self.model, self.detector = model, detector
 
     @classmethod
-    def for_bundle(cls, bundle: Bundle, rows: int, z: float, rel: float) -> LossWatch | None:
-        """On the frozen model's loss on the bundle's validation reference rows (None: the
-        bundle has fewer than 100 of them)."""
+    def for_bundle(
+        cls, bundle: Bundle, rows: int, z: float, rel: float, model: SelfHealingModel | None = None
+    ) -> LossWatch | None:
+        """On the frozen model's (``model``, or the bundle's own) loss on the bundle's
+        validation reference rows (None: the bundle has fewer than 100 of them)."""
         ref = bundle.reference_rows
         if ref is None or ref.validation.sum() < 100:
             return None
-        model = bundle.new_model()
+        model = model or bundle.new_model()
         losses = log_loss(ref.y[ref.validation], model.predict_proba(ref.X[ref.validation]))
-        return cls(bundle, LossDrift.from_losses(losses, rows=rows, z=z, rel=rel))
+        return cls(model, LossDrift.from_losses(losses, rows=rows, z=z, rel=rel))
 
-    def update(self, labels: np.ndarray, rows: np.ndarray) -> list[tuple[str, float | None, float]]:
+    def update(self, labels: np.ndarray, rows: np.ndarray) -> list[tuple[str, float | None]]:
         """Labelled feature-log ``rows``, in arrival order; each change of state as (state,
-        onset event time, statistic)."""
+        onset event time)."""
         if not len(labels):
             return []
         losses = log_loss(labels, self.model.predict_proba(np.ascontiguousarray(rows["x"])))
         out = []
         for loss, ts in zip(losses.tolist(), rows["ts"].tolist(), strict=True):
             if (state := self.detector.update(loss, ts)) is not None:
-                out.append((state, self.detector.onset_ts, self.detector.statistic()))
+                out.append((state, self.detector.onset_ts))
         return out

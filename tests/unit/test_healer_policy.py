@@ -97,15 +97,7 @@ def test_live_quality_degradation_rolls_back_to_the_best_post_heal(covariate_bun
 
 
 def test_a_restarted_healer_resumes_from_the_registry(covariate_bundle, drifted, tmp_path):
-    ids, X, y = drifted
-    store = DirectoryStore(tmp_path, covariate_bundle.config)
-    healer = Healer(
-        covariate_bundle, Registry(store, covariate_bundle.id), HealerConfig(heal=HealConfig(gate=False))
-    )
-    healer.add_transactions(ids, X, event_times(len(ids)))
-    healer.open_episode(onset_rows=1500)
-    healer.add_labels(ids[:300], y[:300].tolist())
-    assert healer.heal() is not None
+    healer = healed_once(covariate_bundle, drifted, DirectoryStore(tmp_path, covariate_bundle.config))
     again = Healer(
         covariate_bundle, Registry(DirectoryStore(tmp_path, covariate_bundle.config), covariate_bundle.id)
     )
@@ -114,11 +106,12 @@ def test_a_restarted_healer_resumes_from_the_registry(covariate_bundle, drifted,
     assert all(np.array_equal(again.adapter[k].numpy(), healer.adapter[k].numpy()) for k in healer.adapter)
 
 
-def healed_once(bundle, drifted) -> Healer:
-    """A healer in an episode, healed once (gate off) on the first 300 labels: v1 is live."""
+def healed_once(bundle, drifted, store=None) -> Healer:
+    """A healer in an episode, healed once (gate off) on the first 300 labels: v1 is live.
+    ``store``: where its registry lives (None: in memory)."""
     ids, X, y = drifted
     cfg = HealerConfig(heal=HealConfig(gate=False), shadow_min_rows=300)
-    healer = Healer(bundle, Registry(MemoryStore(), bundle.id), cfg)
+    healer = Healer(bundle, Registry(store or MemoryStore(), bundle.id), cfg)
     healer.add_transactions(ids, X, event_times(len(ids)))
     healer.open_episode(onset_rows=1500)
     healer.add_labels(ids[:300], y[:300].tolist())
@@ -276,14 +269,7 @@ def test_an_adapter_restored_from_disk_that_loses_to_the_shadow_is_withdrawn(
     """Whatever made the live adapter (here: a heal of an earlier run, read back from the
     state directory), its own labelled decisions judge it; no episode or heal is needed."""
     ids, X, y = drifted
-    store = DirectoryStore(tmp_path, covariate_bundle.config)
-    first = Healer(
-        covariate_bundle, Registry(store, covariate_bundle.id), HealerConfig(heal=HealConfig(gate=False))
-    )
-    first.add_transactions(ids, X, event_times(len(ids)))
-    first.open_episode(onset_rows=1500)
-    first.add_labels(ids[:300], y[:300].tolist())
-    assert first.heal() is not None and first.version == 1
+    healed_once(covariate_bundle, drifted, DirectoryStore(tmp_path, covariate_bundle.config))
     cfg = HealerConfig(loss_drift=False)  # no episode will open: the guard alone must act
     again = Healer(
         covariate_bundle,
@@ -330,15 +316,11 @@ def test_up_says_which_adapter_it_resumes_and_how_to_start_clean(covariate_bundl
     covariate_bundle.save(bundle_dir)
     state = tmp_path / "state"
     assert "starting clean" in resumed_adapter(str(bundle_dir), str(state))
-    ids, X, y = drifted
-    store = DirectoryStore(state / covariate_bundle.id / "registry", covariate_bundle.config)
-    healer = Healer(
-        covariate_bundle, Registry(store, covariate_bundle.id), HealerConfig(heal=HealConfig(gate=False))
+    healed_once(
+        covariate_bundle,
+        drifted,
+        DirectoryStore(state / covariate_bundle.id / "registry", covariate_bundle.config),
     )
-    healer.add_transactions(ids, X, event_times(len(ids)))
-    healer.open_episode(onset_rows=1500)
-    healer.add_labels(ids[:300], y[:300].tolist())
-    assert healer.heal() is not None
     said = resumed_adapter(str(bundle_dir), str(state))
     assert "RESUMING adapter v1" in said and "heal 1" in said and "--state-dir NEW_DIR" in said
 

@@ -3,6 +3,8 @@ healer's confirmation and reset, and the heal process running a label-free job."
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -128,11 +130,7 @@ def test_a_label_free_heal_goes_live_once_confirmed_and_is_reset_when_it_no_long
     odd = X[1500:].copy()
     odd[: len(odd) // 2, 3] += 3.0  # a bump on V3 in half the rows
     feed(healer, odd, 1500)
-    events = []
-    for _ in range(2):
-        job = healer.prepare()
-        assert job is not None
-        events += healer.conclude(job, healer.run(job))
+    events = cycles(healer)
     assert isinstance(events[-1], RolledBack) and healer.version == 0
     first_verdict = events[0]
     assert isinstance(first_verdict, Diagnosed) and first_verdict.to_alert().state == "unexplained"
@@ -161,16 +159,28 @@ def test_a_bundle_without_reference_rows_says_why_it_cannot_heal_before_labels(c
     assert "no reference rows" in (healer.ready() or "")
 
 
-def test_a_label_free_adapter_is_reset_when_its_drift_is_over(covariate_bundle):
-    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), HealerConfig())
-    X = after_drift("covariate", 1500)
-    feed(healer, X)
-    healer.open_episode(onset_rows=1500)
-    for _ in range(2):
+def cycles(healer: Healer, n: int = 2) -> list[Any]:
+    """``n`` label-free cycles, each concluded; their events."""
+    events = []
+    for _ in range(n):
         job = healer.prepare()
         assert job is not None
-        healer.conclude(job, healer.run(job))
+        events += healer.conclude(job, healer.run(job))
+    return events
+
+
+def calibrated(bundle) -> Healer:
+    """A healer whose label-free calibration of the covariate drift is live (v1)."""
+    healer = Healer(bundle, Registry(MemoryStore(), bundle.id), HealerConfig())
+    feed(healer, after_drift("covariate", 1500))
+    healer.open_episode(onset_rows=1500)
+    cycles(healer)
     assert healer.version == 1
+    return healer
+
+
+def test_a_label_free_adapter_is_reset_when_its_drift_is_over(covariate_bundle):
+    healer = calibrated(covariate_bundle)
     healer.drain_events()
     healer.close_episode()
     closed, reset = healer.drain_events()
@@ -182,22 +192,10 @@ def test_a_label_free_adapter_is_reset_once_upstream_fixes_what_it_corrected(cov
     """The unit change is undone upstream while the episode is still open: the diagnosis
     finds nothing shifted any more, and the calibration (which would now move correct
     rows) is withdrawn after two such verdicts."""
-    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), HealerConfig())
-    X = after_drift("covariate", 1500)
-    feed(healer, X)
-    healer.open_episode(onset_rows=1500)
-    for _ in range(2):
-        job = healer.prepare()
-        assert job is not None
-        healer.conclude(job, healer.run(job))
-    assert healer.version == 1
+    healer = calibrated(covariate_bundle)
     clean = build("covariate", n_post=10).stream.X[:2000]  # the training regime again
     feed(healer, clean, 1500)
-    events = []
-    for _ in range(2):
-        job = healer.prepare()
-        assert job is not None
-        events += healer.conclude(job, healer.run(job))
+    events = cycles(healer)
     assert isinstance(events[-1], RolledBack) and healer.version == 0
     assert "back at the reference" in events[-1].reason
 
