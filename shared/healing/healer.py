@@ -247,10 +247,10 @@ class Healer:
         self.join.accept(joined)
         self._last_release = (joined.ids, len(self.registry))
         self._watch_loss(joined)
-        if self.version == 0:
-            return  # the bundle's adapter is the shadow: nothing to judge
-        costs = self.bundle.costs
         judge_quality = self.baseline_version >= 1  # live quality: from the episode's first heal on
+        if not judge_quality and self.version == 0:
+            return  # the bundle's adapter, and no heal to measure: nothing to judge
+        costs = self.bundle.costs
         for y, row in zip(joined.labels.tolist(), joined.rows, strict=True):
             flags, version = int(row["flags"]), int(row["version"])
             if not flags & DECIDED or version != self.version:
@@ -260,7 +260,8 @@ class Healer:
                 self.quality.add(y, fraud)
             # the shadow guard judges any live adapter but the bundle's, whatever made it
             # (a heal of this episode, one of an earlier episode, one restored from disk)
-            self.shadow.add(float(costs.per_row(y, fraud) - costs.per_row(y, shadow)), version)
+            if version > 0:
+                self.shadow.add(float(costs.per_row(y, fraud) - costs.per_row(y, shadow)), version)
 
     def _watch_loss(self, joined: Joined) -> None:
         """The frozen model's log loss on trusted labels: an episode opens (or one it opened
