@@ -23,10 +23,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from shared.errors import ConfigError
+
+if TYPE_CHECKING:
+    from shared.labelfree import LabelFreeReference
 
 
 class FlagDrift:
@@ -43,6 +47,16 @@ class FlagDrift:
         self._flags: deque[bool] = deque(maxlen=rows)
         self._count = 0
         self._drift = False
+
+    @classmethod
+    def for_reference(
+        cls, ref: LabelFreeReference | None, rows: int, z: float, ratio: float
+    ) -> FlagDrift | None:
+        """Against the frozen model's flag rate on the validation rows the label-free
+        reference scored (None: no reference, or fewer than 100 such rows)."""
+        if ref is None or ref.scores.rows < 100:
+            return None
+        return cls(ref.scores.flag_rate, ref.scores.rows, rows, z, ratio)
 
     @property
     def drift_detected(self) -> bool:

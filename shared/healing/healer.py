@@ -29,7 +29,7 @@ import numpy as np
 
 from shared.bundle import Bundle
 from shared.healing.before_labels import FAILS, BeforeLabels, Diagnosed
-from shared.healing.config import HealerConfig
+from shared.healing.config import HealerConfig as HealerConfig  # re-exported: callers import it here
 from shared.healing.cycle import HealBatch, HealResult
 from shared.healing.episodes import Episode, Episodes
 from shared.healing.events import (
@@ -54,8 +54,6 @@ from shared.healing.transport import carry_labels, stale_reason
 from shared.messages import Alert
 from shared.model import AdapterState
 from shared.registry import QualityWatch, Registry, Snapshot, live_snapshot
-
-__all__ = ["Healer", "HealerConfig", "live_snapshot"]
 
 
 class Healer:
@@ -94,17 +92,13 @@ class Healer:
         self.trusted = self.live  # what a label-free reset goes back to: live when the episode opened
 
     def _own_detectors(self) -> tuple[LossWatch | None, FlagDrift | None]:
-        """The frozen model's loss on arrived labels and its flag rate, each against what it
-        had on the bundle's validation rows (the label-free reference has scored them)."""
+        """The frozen model's loss on arrived labels and flag rate against its validation rows'."""
         cfg, ref = self.cfg, self.runner.ref
-        model = ref.model if ref is not None else None
         watch = (cfg.loss_drift_rows, cfg.loss_drift_z, cfg.loss_drift_rel)
+        model = ref.model if ref is not None else None
         loss = LossWatch.for_bundle(self.bundle, *watch, model=model) if cfg.loss_drift else None
-        flags = None
-        if cfg.flag_drift and ref is not None and ref.scores.rows >= 100:
-            limits = (cfg.flag_drift_rows, cfg.flag_drift_z, cfg.flag_drift_ratio)
-            flags = FlagDrift(ref.scores.flag_rate, ref.scores.rows, *limits)
-        return loss, flags
+        limits = (cfg.flag_drift_rows, cfg.flag_drift_z, cfg.flag_drift_ratio)
+        return loss, FlagDrift.for_reference(ref, *limits) if cfg.flag_drift else None
 
     def _new_episode_state(self) -> None:
         """What each episode judges afresh: live quality, the shadow guard, a pause."""
