@@ -78,11 +78,12 @@ class PassthroughService(ConsumerService):
 
 
 def heal_fixture(bundle: Bundle, scenario: str, config: HealerConfig | None = None) -> Healer:
-    """A healer in a drift episode with a full default buffer of drifted rows, labels arrived
-    for all but the newest 500 (what it holds when it heals in the stack)."""
+    """A healer in a drift episode with as many drifted rows as a labelled heal trains on
+    beside its labels, labels arrived for all but the newest 500 (what it holds when it
+    heals in the stack)."""
     healer = Healer(bundle, Registry(MemoryStore(), bundle.id), config or HealerConfig())
     s = build(scenario).stream
-    n = healer.cfg.recent_rows
+    n = healer.cfg.unlabelled_rows
     lo = len(s) - n
     ids = [str(i) for i in s.ids[lo:]]
     healer.add_transactions(ids, s.X[lo:], [float(i) for i in range(n)])

@@ -57,6 +57,21 @@ def _register_experiment(sub: Any) -> None:
         metavar="FIRST:COUNT",
         help="the labels of COUNT stream rows from FIRST arrive flipped (a broken label feed)",
     )
+    e.add_argument(
+        "--feedback",
+        type=_feedback,
+        metavar="SPEC",
+        help="labels as a fraud team gets them, e.g. 'analyst:100/10s:2s,chargeback:20s:0.8,implied:30s' "
+        "(top alerts checked per period, chargebacks of unchecked fraud, silence as genuine; "
+        "a transaction is a ms of event time); default: every label --label-delay late",
+    )
+    e.add_argument(
+        "--label-policy",
+        choices=("settled", "pooled"),
+        default="settled",
+        help="with --feedback: heal on a transaction's labels once its cohort is complete (settled), "
+        "or on every label as it arrives as if it were a random sample (pooled, the baseline)",
+    )
     e.add_argument("--out", default="runs/latest")
     e.add_argument("--no-plots", action="store_true")
     e.add_argument("--quiet", action="store_true")
@@ -121,9 +136,18 @@ def _without(**fields: Any) -> Callable[[Any], Any]:
 # (fixed fraud-rate margins, no wait for frauds, the newest rows only, an absolute collapse floor)
 ABLATIONS: dict[str, Callable[[Any], Any]] = {
     "labels-loss": _without(loss_drift=False),
-    "flag-rate": _without(flag_drift=False),
+    "prior-rate": _without(prior_drift=False),
     "rare-fraud": _without_rare_fraud,
 }
+
+
+def _feedback(text: str) -> Any:
+    from shared.feedback import FeedbackModel
+
+    try:
+        return FeedbackModel.parse(text)
+    except SelfhealError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _span(text: str) -> tuple[int, int]:
@@ -145,6 +169,12 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         return _robustness(args, say)
     args.label_delay = 500 if args.label_delay is None else args.label_delay
     healer = _healer(args)
+    if args.feedback is not None and args.label_policy == "settled":
+        from dataclasses import replace
+
+        from shared.healing.healer import HealerConfig
+
+        healer = replace(healer or HealerConfig(), settle_ms=args.feedback.horizon_ms)
     cfg = ExperimentConfig(
         scenario=scenario,
         protocol=args.protocol,
@@ -152,6 +182,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         healer=healer,
         seed=args.seed,
         poison=args.poison,
+        feedback=args.feedback,
     )
     if scenario == "all":
         return _experiment_all(cfg, Path(args.out), not args.no_plots, say)
@@ -192,7 +223,12 @@ def _experiment_all(cfg: Any, out: Path, plots: bool, say: Progress) -> int:
 
     from shared.data import names
     from shared.experiment import run
-    from shared.experiment.report import format_library_table, write_json, write_outputs
+    from shared.experiment.report import (
+        format_feedback_library,
+        format_library_table,
+        write_json,
+        write_outputs,
+    )
 
     if cfg.protocol == "seed":
         raise SelfhealError("the seed protocol runs on the seed scenario only")
@@ -204,13 +240,16 @@ def _experiment_all(cfg: Any, out: Path, plots: bool, say: Progress) -> int:
         summaries[name] = result.summary
     write_json(out / "summary.json", {"scenarios": summaries})
     print(format_library_table(summaries))
+    if cfg.feedback is not None:
+        print("\nfeedback: " + cfg.feedback.describe())
+        print(format_feedback_library(summaries))
     print(f"\noutputs in {out}/ (one folder per scenario)")
     return 0
 
 
 def _experiment_one(cfg: Any, out: Path, plots: bool, say: Progress) -> int:
     from shared.experiment import run
-    from shared.experiment.report import format_table, write_outputs
+    from shared.experiment.report import format_table, format_windows, write_outputs
 
     result = run(cfg, say)
     written = write_outputs(result, out, plots=plots)
@@ -220,8 +259,12 @@ def _experiment_one(cfg: Any, out: Path, plots: bool, say: Progress) -> int:
         if s["protocol"] == "seed"
         else ("label-free" if s["label_free"] else f"labels {s['label_delay']} transactions late")
     )
+    if result.config.feedback is not None:
+        mode = "feedback: " + result.config.feedback.describe()
     print(f"\nscenario {s['scenario']} · protocol {s['protocol']} · {mode} · bundle {s['bundle']}")
     print(format_table(s))
+    if result.config.feedback is not None:
+        print(format_windows(s["windows"], s["labels"].get("labels_by_source", {})))
     print(
         f"heals {s['heals_accepted']} accepted of {s['heals']} · rollbacks {s['rollbacks']} · "
         f"snapshots {s['snapshots']} · backbone and head unchanged: {s['base_unchanged']}"

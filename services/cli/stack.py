@@ -95,6 +95,13 @@ def healer_state_arguments(p: argparse.ArgumentParser) -> None:
         "--label-horizon", default="30d", help="event time a transaction waits for its label (default: 30d)"
     )
     p.add_argument("--log-budget", default="2GB", help="the feature log's disk budget (default: 2GB)")
+    p.add_argument(
+        "--settle",
+        default=None,
+        help="hold each label until its transaction is this old (your chargeback window, e.g. 30d): "
+        "its cohort is then complete, and analysts' first verdicts on the top alerts are not read as a "
+        "sample of the traffic (default: use labels as they arrive)",
+    )
     p.add_argument("--state-dir", default=".selfheal", help="the feature log and the registry's mirror")
 
 
@@ -104,6 +111,7 @@ def healer_state_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "label_horizon_ms": parse_duration(args.label_horizon),
         "log_budget_bytes": parse_bytes(args.log_budget),
+        "settle_ms": parse_duration(args.settle) if args.settle else None,
         "state_dir": args.state_dir,
     }
 
@@ -128,6 +136,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     healer_args = (
         *("--label-horizon", args.label_horizon, "--log-budget", args.log_budget),
         *("--state-dir", args.state_dir),
+        *(("--settle", args.settle) if args.settle else ()),
     )
     stack = Stack(args.bundle, scorers=args.scorers, log_dir=args.logs, healer_args=healer_args).start()
     memory = broker_memory(stack, args.broker_memory)

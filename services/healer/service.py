@@ -22,6 +22,7 @@ Event time is each record's ``ts``, else its record timestamp.
 
 from __future__ import annotations
 
+import collections
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shared.bundle import Bundle
 from shared.errors import WeightsError
+from shared.feedback import metric_source
 from shared.healing.before_labels import Diagnosed
 from shared.healing.events import (
     Degraded,
@@ -81,7 +83,7 @@ class HealerMetrics:
         self.registry = r = CollectorRegistry()
         self.lag = lag_gauge("healer", r)
         self.transactions = Counter("selfheal_healer_transactions", "Transactions buffered", registry=r)
-        self.labels = Counter("selfheal_healer_labels", "Labels received", registry=r)
+        self.labels = Counter("selfheal_healer_labels", "Labels received, by source", ["source"], registry=r)
         self.foreign = Counter(
             "selfheal_healer_foreign_decisions", "Decisions from another bundle", registry=r
         )
@@ -293,7 +295,7 @@ class HealerService(ConsumerService):
         self.healer.add_decisions(ids, fraud, versions, shadow)
 
     def _labels(self, msgs: list[Message]) -> None:
-        ids, labels, stamps = [], [], []
+        ids, labels, stamps, sources = [], [], [], []
         for m in msgs:
             parsed = decode_label(m.value())
             if isinstance(parsed, Reject):
@@ -303,8 +305,10 @@ class HealerService(ConsumerService):
             ids.append(parsed.id)
             labels.append(float(parsed.label))
             stamps.append(parsed.ts if parsed.ts is not None else record_ts(m))
-        self.healer.add_labels(ids, labels, stamps)
-        self.metrics.labels.inc(len(ids))
+            sources.append(parsed.source)
+        self.healer.add_labels(ids, labels, stamps, sources)
+        for src, n in collections.Counter(metric_source(s) for s in sources).items():
+            self.metrics.labels.labels(source=src).inc(n)
         delay = self.healer.join.stats().get("label_delay_ms_p50")
         if delay is not None:
             self.metrics.label_delay.set(delay / 1e3)

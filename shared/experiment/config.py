@@ -9,6 +9,7 @@ from shared.bundle import Bundle
 from shared.errors import ConfigError
 from shared.evaluation import CostMatrix
 from shared.experiment.windows import LABELS_SETTLE
+from shared.feedback import FeedbackModel
 from shared.healing import HealConfig
 from shared.healing.healer import HealerConfig
 from shared.registry import Registry
@@ -44,6 +45,7 @@ class ExperimentConfig:
     healer: HealerConfig | None = None  # the healer's policy; None: the protocol's (seed: SEED_HEALER)
     fidi: dict[str, Any] = field(default_factory=dict)  # FIDI keyword overrides
     poison: tuple[int, int] | None = None  # (first row, rows): labels of these rows arrive flipped
+    feedback: FeedbackModel | None = None  # how labels arrive (shared.feedback); None: all, label_delay late
 
     def __post_init__(self) -> None:
         if self.protocol not in ("seed", "delayed"):
@@ -57,7 +59,8 @@ class ExperimentConfig:
         ``after_rows`` rows follow the after-labels window's start (delayed protocol)."""
         if self.protocol != "delayed" or self.label_free:
             return self.n_post
-        return max(self.n_post, self.label_delay + LABELS_SETTLE + self.after_rows)
+        last = int(self.feedback.horizon_ms) if self.feedback is not None else self.label_delay
+        return max(self.n_post, last + LABELS_SETTLE + self.after_rows)
 
     @property
     def healer_config(self) -> HealerConfig:

@@ -24,7 +24,8 @@ from shared.evaluation import Metrics, evaluate_scores, metrics_from_predictions
 from shared.experiment.base import Run, batch_metrics
 from shared.experiment.config import ExperimentResult
 from shared.experiment.oracle import oracle_scores
-from shared.experiment.windows import label_windows
+from shared.experiment.windows import cost_windows, feedback_spans, label_windows
+from shared.feedback import FeedbackStream
 from shared.healing.worker import HealWorker
 
 
@@ -42,6 +43,10 @@ class DelayedRun(Run):
             first, count = cfg.poison
             self.labels[first : first + count] = 1 - self.labels[first : first + count]
         mode = "no labels (label-free)" if cfg.label_free else f"labels {cfg.label_delay} transactions late"
+        self.feedback = FeedbackStream(cfg.feedback, cfg.seed) if cfg.feedback is not None else None
+        self.first: dict[str, int] = {}  # source -> the row at which its first post-drift label arrived
+        if cfg.feedback is not None:
+            mode = f"feedback: {cfg.feedback.describe()} (a transaction a ms)"
         self.say(f"delayed protocol on {self.sc.name!r}: {n:,} rows, drift at {s.drift_at}, {mode}")
         for b, start in enumerate(range(0, n, cfg.batch_size), start=1):
             self.batch(b, start, min(start + cfg.batch_size, n))
@@ -59,6 +64,9 @@ class DelayedRun(Run):
         conflicts = self.rules.conflicts(X, p)
         alerts = self.monitor.add_transactions(X, ts) + self.monitor.add_conflicts(conflicts.tolist())
         self.record_alerts(b, alerts)
+        if self.feedback is not None:
+            rows = np.arange(start, end)
+            self.feedback.decided(rows, self.ts[start:end], p, p >= t, self.labels[start:end])
         healer.add_transactions(ids, X, ts)
         healer.add_decisions(ids, (p >= t).tolist(), [version] * len(ids), (ps >= t).tolist())
         for a in alerts:
@@ -93,15 +101,35 @@ class DelayedRun(Run):
         """The labels whose delay has passed once row ``end`` is decided."""
         if self.cfg.label_free:
             return
+        if self.feedback is not None:
+            self.deliver_feedback(end)
+            return
         now = max(self.arrived, end - self.cfg.label_delay)
         if now > self.arrived:
             ids = [str(i) for i in self.sc.stream.ids[self.arrived : now]]
             self.healer.add_labels(ids, self.labels[self.arrived : now].tolist(), [float(end)] * len(ids))
             self.arrived = now
 
+    def deliver_feedback(self, end: int) -> None:
+        """The labels the feedback model has made due once row ``end`` is decided."""
+        assert self.feedback is not None
+        got = self.feedback.due(float(end))
+        if not len(got):
+            return
+        s = self.sc.stream
+        ids = [str(s.ids[r]) for r in got.rows]
+        self.healer.add_labels(ids, got.labels.tolist(), got.at.tolist(), got.sources)
+        self.arrived += len(got)
+        point = s.drift_at if s.drift_at is not None else self.cfg.n_pre
+        for r, src in zip(got.rows.tolist(), got.sources, strict=True):
+            if r >= point and src not in self.first:
+                self.first[src] = end
+
     def windows(self, oracle: np.ndarray, point: int) -> dict[str, dict[str, Any]]:
         """Costs before the first post-drift label arrives and after it has settled."""
         cfg, s, t = self.cfg, self.sc.stream, self.threshold
+        if cfg.feedback is not None:
+            return self.feedback_windows(oracle, point)
         first_label = len(s) if cfg.label_free else point + cfg.label_delay
         pos = np.arange(point, len(s))
         flags = {
@@ -110,6 +138,23 @@ class DelayedRun(Run):
             "oracle": oracle >= cfg.costs.bayes_threshold,
         }
         return label_windows(pos, s.y[point:], flags, cfg.costs, point, first_label)
+
+    def feedback_windows(self, oracle: np.ndarray, point: int) -> dict[str, dict[str, Any]]:
+        """Costs (and alert precision) before any label, while only analysts' feedback
+        comes, and once chargebacks come too."""
+        cfg, s, t = self.cfg, self.sc.stream, self.threshold
+        assert cfg.feedback is not None
+        pos = np.arange(point, len(s))
+        flags = {
+            "noheal": self.shadow[point:] >= t,
+            "healed": self.probs[point:] >= t,
+            "oracle": oracle >= cfg.costs.bayes_threshold,
+        }
+        spans = feedback_spans(point, self.first.get("analyst"), self.first.get("chargeback"))
+        a = cfg.feedback.analyst
+        scores = {"noheal": self.shadow[point:], "healed": self.probs[point:], "oracle": oracle}
+        alerts = (scores, a.capacity, a.period_ms) if a is not None else None
+        return cost_windows(pos, s.y[point:], flags, cfg.costs, spans, alerts)
 
     def estimated_vs_realised(self) -> list[dict[str, Any]]:
         """Per label-free adapter that went live: the cost per transaction its gate estimated

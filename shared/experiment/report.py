@@ -137,3 +137,53 @@ def _windows(summary: dict[str, Any]) -> str:
         return "-" if g is None else f"{g:.2f}"
 
     return f"{gap('before_labels')} / {gap('after_labels')}"
+
+
+def format_windows(windows: dict[str, dict[str, Any]], sources: dict[str, int]) -> str:
+    """The windows a feedback model splits a drift into: cost per transaction (frozen,
+    healed, oracle), the gap closed and the alert precision P@k of each."""
+    head = f"{'window':<18} {'rows':>6} {'frozen':>7} {'healed':>7} {'oracle':>7} {'gap':>6}"
+    head += f" {'P@k frozen/healed/oracle':>26}"
+    lines = [head, "-" * len(head)]
+    for name, w in windows.items():
+        g = w.get("gap_closed")
+        pk = w.get("p_at_k", {})
+        pks = "/".join("-" if pk.get(m) is None else f"{pk[m]:.2f}" for m in ("noheal", "healed", "oracle"))
+        lines.append(
+            f"{name:<18} {w['rows']:>6} {w['noheal']:>7.4f} {w['healed']:>7.4f} {w['oracle']:>7.4f} "
+            f"{'-' if g is None else f'{g:.2f}':>6} {pks:>26}"
+        )
+    lines.append("labels by source: " + ", ".join(f"{k} {v:,}" for k, v in sorted(sources.items())))
+    return "\n".join(lines)
+
+
+def format_feedback_library(summaries: dict[str, dict[str, Any]]) -> str:
+    """One line per scenario under a feedback model: the gap closed in each window, and the
+    alert precision (P@k) of the frozen and the healed model while only feedback comes and
+    after the chargebacks."""
+    head = (
+        f"{'scenario':<12} {'before labels':>13} {'feedback':>9} {'after cb':>9} "
+        f"{'P@k feedback fr/he':>19} {'P@k after fr/he':>16} {'cost fr->he (whole)':>20}"
+    )
+    lines = [head, "-" * len(head)]
+    for name, s in summaries.items():
+        w, r = s.get("windows", {}), s["rows"]
+        gaps = [_gap(w.get(k, {})) for k in ("before_labels", "feedback", "after_chargebacks")]
+        pks = [_pk(w.get(k, {})) for k in ("feedback", "after_chargebacks")]
+        cost = f"{r['noheal']['cost']:.3f}->{r['healed']['cost']:.3f}"
+        lines.append(
+            f"{name:<12} {gaps[0]:>13} {gaps[1]:>9} {gaps[2]:>9} {pks[0]:>19} {pks[1]:>16} {cost:>20}"
+        )
+    lines.append("gap closed (frozen -> oracle) per window; '-': no gap to close or no rows;")
+    lines.append("P@k: fraud among the k highest scores of each period (the alerts analysts can check)")
+    return "\n".join(lines)
+
+
+def _gap(window: dict[str, Any]) -> str:
+    g = window.get("gap_closed")
+    return "-" if g is None else f"{g:.2f}"
+
+
+def _pk(window: dict[str, Any]) -> str:
+    p = window.get("p_at_k")
+    return "-" if not p else f"{p['noheal']:.2f}/{p['healed']:.2f}"

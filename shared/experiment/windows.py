@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from shared.evaluation import CostMatrix, metrics_from_predictions, paired_z
+from shared.feedback import precision_at_k
 
 LABELS_SETTLE = 2000  # rows after the first post-drift label before the after-labels window
 DIAGNOSE_SETTLE = 2000  # rows after the drift point before the before-labels window
@@ -43,6 +44,39 @@ def label_windows(
         "before_labels": (drift_at + diagnose, first_label),
         "after_labels": (first_label + settle, None),
     }
+    return cost_windows(pos, y, flags, costs, spans)
+
+
+def feedback_spans(
+    drift_at: int, first_feedback: int | None, first_chargeback: int | None, settle: int = LABELS_SETTLE
+) -> dict[str, tuple[int, int | None]]:
+    """The windows a feedback model (:mod:`shared.feedback`) splits a drift into: before any
+    label, while only analysts' feedback comes (from ``settle`` rows after the first of the
+    drift to the first chargeback), and once chargebacks come too (from ``settle`` after).
+
+    >>> feedback_spans(2000, 4000, 22000)
+    {'before_labels': (4000, 4000), 'feedback': (6000, 22000), 'after_chargebacks': (24000, None)}
+    """
+    out: dict[str, tuple[int, int | None]] = {}
+    end = first_feedback if first_feedback is not None else first_chargeback
+    out["before_labels"] = (drift_at + DIAGNOSE_SETTLE, end)
+    if first_feedback is not None:
+        out["feedback"] = (first_feedback + settle, first_chargeback)
+    if first_chargeback is not None:
+        out["after_chargebacks"] = (first_chargeback + settle, None)
+    return out
+
+
+def cost_windows(
+    pos: np.ndarray,
+    y: np.ndarray,
+    flags: dict[str, np.ndarray],
+    costs: CostMatrix,
+    spans: dict[str, tuple[int, int | None]],
+    alerts: tuple[dict[str, np.ndarray], int, float] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Per span ``(from, to)`` (to None: the end), the cost of each flag set, the gap closed
+    and how sure the gap is; ``alerts`` ``(scores, k, period)``: each model's P@k there too."""
     out: dict[str, dict[str, Any]] = {}
     for name, (lo, hi) in spans.items():
         rows = (pos >= lo) & (pos < hi if hi is not None else True)
@@ -55,4 +89,10 @@ def label_windows(
         out[name] = {"from": lo, "to": hi if hi is not None else int(pos.max()) + 1, "rows": int(rows.sum())}
         # how sure the gap is: paired z of the frozen model's per-row cost over the oracle's
         out[name] |= {**cost, "gap_closed": closed, "gap_z": paired_z(per_row["noheal"] - per_row["oracle"])}
+        if alerts is not None:
+            scores, k, period = alerts
+            out[name]["p_at_k"] = {
+                m: float(np.nanmean(precision_at_k(sc[rows], y[rows], pos[rows].astype(float), k, period)))
+                for m, sc in scores.items()
+            }
     return out

@@ -13,8 +13,11 @@ from shared.registry import RollbackPolicy
 
 @dataclass(frozen=True)
 class HealerConfig:
-    recent_rows: int = 2000  # newest transactions in memory: the unlabelled rows a heal uses
+    recent_rows: int = 10_000  # newest transactions in memory: the unlabelled rows a heal uses
+    unlabelled_rows: int = 2000  # ... of them, the newest a labelled heal trains on beside its labels
     label_horizon_ms: float = 30 * 86_400_000  # event time a transaction waits for its label (chargebacks)
+    settle_ms: float | None = None  # hold labels until their transaction is this old: its cohort is complete
+    # (analysts label only top alerts; chargebacks and implied genuine come later). None: use them on arrival
     log_budget_bytes: int = 2 << 30  # the feature log's disk budget; past it, a sample is kept
     max_labelled: int = 2000  # the episode's newest labelled rows a heal trains on (and holds out from)
     train_frauds: int = 100  # ... or more rows, back to the episode's start, until they hold this many frauds
@@ -26,6 +29,7 @@ class HealerConfig:
     heal_before_labels: bool = True  # until min_labels have arrived, heal without labels (shared.labelfree)
     before_labels: LabelFreeConfig = field(default_factory=LabelFreeConfig)
     label_free_rows: int = 2000  # the episode's newest rows a label-free cycle diagnoses
+    label_free_frauds: int = 50  # ... or more (to recent_rows): this many frauds at the training rate
     label_free_min_rows: int = 1000  # ... once this many are in memory
     label_free_every: int = 250  # episode rows between label-free cycles
     label_free_confirm: int = 2  # label-free verdicts in a row before one acts (go live / reset)
@@ -50,10 +54,9 @@ class HealerConfig:
     loss_drift_rows: int = 1000  # ... over its newest this many labelled decisions
     loss_drift_z: float = 4.0  # ... by this many standard errors
     loss_drift_rel: float = 0.1  # ... and this share above its validation loss
-    flag_drift: bool = True  # open an episode when the frozen model's flag rate leaves its validation rate
-    flag_drift_rows: int = 2000  # ... over its newest this many decisions
-    flag_drift_z: float = 5.0  # ... by this many standard errors (two-sample)
-    flag_drift_ratio: float = 1.2  # ... and by this factor either way
+    prior_drift: bool = True  # open an episode when the frozen model's posteriors favour another fraud rate
+    prior_drift_ratio: float = 1.5  # ... the fraud odds times or divided by this (the CUSUM's alternatives)
+    prior_drift_h: float = 14.0  # ... its threshold: a false alarm once in about exp(h) rows
 
     def __post_init__(self) -> None:
         if self.stale_labels not in ("carry", "wait"):

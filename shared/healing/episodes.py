@@ -106,7 +106,7 @@ class Episodes:
         onset_rows: int | None = None,
     ) -> EpisodeOpened | EpisodeClosed | None:
         """One of the healer's own detectors (``labels_loss``: :mod:`~shared.healing.label_drift`;
-        ``flag_rate``: :mod:`~shared.healing.flag_drift`) changed state: it counts as one more
+        ``prior``: :mod:`~shared.healing.prior_drift`) changed state: it counts as one more
         detector."""
         change = self.alarms.set(name, state)
         if change == "open":

@@ -43,11 +43,10 @@ from shared.healing.events import (
     RolledBack,
 )
 from shared.healing.featurelog import DECIDED, FRAUD, SHADOW_FRAUD, FeatureLog
-from shared.healing.flag_drift import FlagDrift
 from shared.healing.jobs import JobRunner
 from shared.healing.join import Joined, LabelJoin
-from shared.healing.label_drift import LossWatch
 from shared.healing.label_guard import Judged, LabelGuard
+from shared.healing.own_watch import Change, OwnWatch
 from shared.healing.quality import LiveQuality
 from shared.healing.shadow_guard import ShadowGuard
 from shared.healing.transport import carry_labels, stale_reason
@@ -68,7 +67,7 @@ class Healer:
         self.bundle, self.registry = bundle, registry
         self.cfg = cfg = config or HealerConfig()
         log = log or FeatureLog(None, len(bundle.features), cfg.label_horizon_ms, cfg.log_budget_bytes)
-        self.join = LabelJoin(log, cfg.recent_rows)
+        self.join = LabelJoin(log, cfg.recent_rows, settle_ms=cfg.settle_ms)
         self._held: dict[str, tuple[float, np.void]] = {}  # joined labels the guard has not judged yet
         self._suspects: deque[Joined] = deque(maxlen=cfg.label_concept_chunks or 1)  # quarantined chunks
         guard = (cfg.quality_rows, cfg.label_kappa_min, cfg.label_guard_min, cfg.label_resume_chunks)
@@ -76,7 +75,7 @@ class Healer:
         self.episodes = Episodes(self.join, cfg.default_onset)
         self.events: list[HealerEvent | Diagnosed] = []
         self.runner = JobRunner(bundle, cfg.heal, cfg.before_labels)
-        self.loss_watch, self.flag_watch = self._own_detectors()
+        self.detectors = OwnWatch(bundle, cfg, self.runner.ref)
         self.before = BeforeLabels(self.runner.unavailable)
         self._new_episode_state()
         self.n_heals = registry.n_heals
@@ -90,15 +89,6 @@ class Healer:
             registry.record("initial", bundle.adapter_state, version=0, note="adapter as trained")
         self.live = self._live_before(len(registry))  # after a restart: the adapter that went live last
         self.trusted = self.live  # what a label-free reset goes back to: live when the episode opened
-
-    def _own_detectors(self) -> tuple[LossWatch | None, FlagDrift | None]:
-        """The frozen model's loss on arrived labels and flag rate against its validation rows'."""
-        cfg, ref = self.cfg, self.runner.ref
-        watch = (cfg.loss_drift_rows, cfg.loss_drift_z, cfg.loss_drift_rel)
-        model = ref.model if ref is not None else None
-        loss = LossWatch.for_bundle(self.bundle, *watch, model=model) if cfg.loss_drift else None
-        limits = (cfg.flag_drift_rows, cfg.flag_drift_z, cfg.flag_drift_ratio)
-        return loss, FlagDrift.for_reference(ref, *limits) if cfg.flag_drift else None
 
     def _new_episode_state(self) -> None:
         """What each episode judges afresh: live quality, the shadow guard, a pause."""
@@ -147,6 +137,7 @@ class Healer:
         early = self.join.add_transactions(ids, X, ts, flagged)
         if self.episode is not None:
             self.before.since += len(ids)
+        self._changed(self.detectors.on_rows(X))
         self._judge(early)
 
     def add_decisions(
@@ -158,21 +149,20 @@ class Healer:
     ) -> None:
         shadow = shadow_fraud if shadow_fraud is not None else [False] * len(ids)
         self.join.add_decisions(ids, fraud, versions, shadow)
-        if self.flag_watch is not None and shadow_fraud is not None:
-            if (state := self.flag_watch.update(shadow)) is not None:
-                rows = self.flag_watch.rows
-                self._episode_event(
-                    self.episodes.on_detector("flag_rate", state, len(self.registry), onset_rows=rows)
-                )
 
     def add_labels(
-        self, ids: Sequence[str], labels: Sequence[float], ts: Sequence[float] | None = None
+        self,
+        ids: Sequence[str],
+        labels: Sequence[float],
+        ts: Sequence[float] | None = None,
+        sources: Sequence[str | None] | None = None,
     ) -> None:
-        """Labels as they arrive (``ts``: their own event time, for the delay statistics).
+        """Labels as they arrive (``ts``: their own event time, for the delay statistics;
+        ``sources``: how each was drawn, counted by the join).
         Those that found their transaction are judged: with the label guard on they are held
         in chunks of ``quality_rows`` and reach the training set (and the quality
         measurements) only once their chunk is judged trustworthy."""
-        self._judge(self.join.add_labels(ids, labels, ts))
+        self._judge(self.join.add_labels(ids, labels, ts, sources))
 
     def _judge(self, joined: Joined) -> None:
         if not len(joined):
@@ -240,7 +230,7 @@ class Healer:
         by adapters since replaced say nothing about it)."""
         self.join.accept(joined)
         self._last_release = (joined.ids, len(self.registry))
-        self._watch_loss(joined)
+        self._changed(self.detectors.on_labels(joined.labels, joined.rows))
         judge_quality = self.baseline_version >= 1  # live quality: from the episode's first heal on
         if not judge_quality and self.version == 0:
             return  # the bundle's adapter, and no heal to measure: nothing to judge
@@ -257,15 +247,11 @@ class Healer:
             if version > 0:
                 self.shadow.add(float(costs.per_row(y, fraud) - costs.per_row(y, shadow)), version)
 
-    def _watch_loss(self, joined: Joined) -> None:
-        """The frozen model's log loss on trusted labels: an episode opens (or one it opened
-        closes) when it leaves (or is back at) its validation loss."""
-        if self.loss_watch is None:
-            return
-        for state, onset_ts in self.loss_watch.update(joined.labels, joined.rows):
-            self._episode_event(
-                self.episodes.on_detector("labels_loss", state, len(self.registry), onset_ts=onset_ts)
-            )
+    def _changed(self, changes: list[Change]) -> None:
+        """The healer's own detectors changed state: each counts as one more detector."""
+        n = len(self.registry)
+        for c in changes:
+            self._episode_event(self.episodes.on_detector(c.detector, c.state, n, c.onset_ts, c.onset_rows))
 
     def drain_events(self) -> list[HealerEvent | Diagnosed]:
         """What happened since the last call: episodes, label verdicts."""
@@ -340,6 +326,13 @@ class Healer:
             return f"{n}/{self.cfg.label_free_min_rows} rows of the drift to diagnose"
         return None
 
+    def _label_free_rows(self) -> int:
+        """Rows a label-free diagnosis reads: enough to hold ``label_free_frauds`` at the
+        training fraud rate (a rate estimated on five frauds flips from cycle to cycle)."""
+        cfg, ref = self.cfg, self.runner.ref
+        prior = ref.prior0 if ref is not None else 1.0
+        return int(min(max(cfg.label_free_rows, cfg.label_free_frauds / max(prior, 1e-6)), cfg.recent_rows))
+
     def _stale(self) -> str | None:
         """Why to wait for fresher labels (``stale_labels="wait"``), if the newest labelled
         rows describe a distribution the stream has since left."""
@@ -365,11 +358,16 @@ class Healer:
         cfg = self.cfg
         if mode == "label_free":
             self.before.since = 0
-            X = self.join.recent(self.episode.start, cfg.label_free_rows)
+            X = self.join.recent(self.episode.start, self._label_free_rows())
             return self.job_for(HealBatch(X, np.full(len(X), np.nan, np.float32)), "label_free")
         self._since_heal = 0
         batch = self.join.batch(
-            self.episode.start, cfg.max_labelled, cfg.label_half_life, cfg.train_frauds, cfg.max_labelled_rows
+            self.episode.start,
+            cfg.max_labelled,
+            cfg.label_half_life,
+            cfg.train_frauds,
+            cfg.max_labelled_rows,
+            cfg.unlabelled_rows,
         )
         if cfg.stale_labels == "carry" and cfg.label_staleness is not None:
             moved, batch = carry_labels(batch, self.bundle.staleness_std, cfg.label_staleness)

@@ -24,7 +24,7 @@ labelled rows, newest ``max_joined`` kept, which outlive a restart in the log.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +33,9 @@ import numpy as np
 
 from shared.healing.cycle import HealBatch
 from shared.healing.featurelog import DECIDED, FLAGGED, FRAUD, SHADOW_FRAUD, FeatureLog
+from shared.healing.settle import CohortHold
+
+MAX_SOURCES = 16  # distinct label sources counted by name; the rest count as "other"
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,15 @@ class LabelJoin:
         recent_rows: int = 2000,
         max_pending: int = 10_000,
         max_joined: int = 50_000,
+        settle_ms: float | None = None,
     ) -> None:
+        """``settle_ms``: hold each joined label until its transaction is this old in event
+        time (:class:`~shared.healing.settle.CohortHold`); None: pass labels on as they join."""
         if recent_rows < 1:
             raise ValueError("recent_rows must be >= 1")
         self.log = log
+        self.settle = CohortHold(settle_ms) if settle_ms is not None else None
+        self.newest_ts = float("-inf")  # the newest transaction's event time (the log's lags by memory)
         self.capacity, self.max_pending, self.max_joined = recent_rows, max_pending, max_joined
         self._recent = np.zeros(recent_rows, dtype=log.dtype)
         self._ids: list[str | None] = [None] * recent_rows
@@ -72,6 +80,7 @@ class LabelJoin:
             ("joined", "dropped", "sampled_out", "withdrawn", "late_decisions", "restored"), 0
         )
         self.counts["restored"] = len(ids)
+        self.sources: Counter[str] = Counter()  # labels received by source (shared.feedback)
 
     @property
     def seen(self) -> int:
@@ -88,6 +97,8 @@ class LabelJoin:
         self, ids: Sequence[str], X: np.ndarray, ts: Sequence[float], flagged: Sequence[bool] | None = None
     ) -> Joined:
         """Rows in (``flagged``: a rule fired); returns early labels that now found them."""
+        if len(ts):
+            self.newest_ts = max(self.newest_ts, float(max(ts)))
         first: dict[str, int] = {}
         for k, i in enumerate(ids):
             first.setdefault(i, k)
@@ -106,7 +117,16 @@ class LabelJoin:
                 self._ids[slot], self._slot[ids[k]] = ids[k], slot
             self._seen += len(part)
         early = [i for i in first if i in self._pending]
-        return self._found(early, [self._pending.pop(i) for i in early]) if early else self._none()
+        found = self._found(early, [self._pending.pop(i) for i in early]) if early else self._none()
+        return self._settled(found)
+
+    def _settled(self, joined: Joined) -> Joined:
+        """With a cohort hold: the labels whose cohort is complete now, ``joined`` held."""
+        if self.settle is None:
+            return joined
+        self.settle.add(joined.ids, joined.labels, joined.rows)
+        due = self.settle.due(self.newest_ts)
+        return Joined(*due) if due is not None else self._none()
 
     def _evict(self, n: int) -> None:
         """Make room for ``n`` rows: the oldest leave memory for the feature log."""
@@ -141,11 +161,19 @@ class LabelJoin:
 
     # -- labels
     def add_labels(
-        self, ids: Sequence[str], labels: Sequence[float], ts: Sequence[float] | None = None
+        self,
+        ids: Sequence[str],
+        labels: Sequence[float],
+        ts: Sequence[float] | None = None,
+        sources: Sequence[str | None] | None = None,
     ) -> Joined:
         """Labels in; returns those whose transaction was found. The rest wait for their
         transaction (bounded: the oldest are dropped and counted), unless the sample left
-        them out."""
+        them out. ``sources`` are counted (none: ``unknown``; past ``MAX_SOURCES`` words:
+        ``other``)."""
+        for src in sources if sources is not None else [None] * len(ids):
+            key = src or "unknown"
+            self.sources[key if key in self.sources or len(self.sources) < MAX_SOURCES else "other"] += 1
         stamps: list[float | None] = list(ts) if ts is not None else [None] * len(ids)
         on_disk = self.log.get([i for i in ids if i not in self._slot])
         found: list[str] = []
@@ -161,7 +189,7 @@ class LabelJoin:
                 while len(self._pending) > self.max_pending:
                     self._pending.popitem(last=False)
                     self.counts["dropped"] += 1
-        return self._found(found, values, on_disk)
+        return self._settled(self._found(found, values, on_disk))
 
     def _found(
         self,
@@ -223,11 +251,12 @@ class LabelJoin:
         half_life: float | None = None,
         min_frauds: int = 0,
         max_rows: int | None = None,
+        max_unlabelled: int | None = None,
     ) -> HealBatch:
         """The episode's rows: its labelled rows (the newest ``max_labelled``, or as many
         more, up to ``max_rows``, as it takes to hold ``min_frauds`` frauds; oldest first,
         weighted ``0.5 ** (rank from the newest / half_life)``), then the unlabelled rows
-        still in memory. ``y`` is NaN where no label has arrived."""
+        still in memory (the newest ``max_unlabelled``). ``y`` is NaN where no label has arrived."""
         episode = np.flatnonzero(self._train_rows["ts"] >= since_ts)
         take = max_labelled
         if min_frauds > 0 and len(episode) > max_labelled:
@@ -241,6 +270,7 @@ class LabelJoin:
             for s in np.argsort(self._recent["ts"], kind="stable")
             if (i := self._ids[s]) is not None and i not in labelled and self._recent["ts"][s] >= since_ts
         ]
+        recent = recent[len(recent) - min(len(recent), max_unlabelled or len(recent)) :]
         X = np.concatenate([self._train_rows["x"][lab], self._recent["x"][recent]]).astype(np.float32)
         y = np.concatenate([self._train_y[lab], np.full(len(recent), np.nan, np.float32)])
         w = np.ones(len(y), dtype=np.float32)
@@ -275,6 +305,8 @@ class LabelJoin:
             "labelled": len(self._train_ids),
             **{f"labels_{k}": v for k, v in self.counts.items() if k != "late_decisions"},
             "labels_pending": len(self._pending),
+            "labels_by_source": dict(self.sources),
+            "labels_settling": self.settle.held if self.settle is not None else 0,
             "late_decisions": self.counts["late_decisions"],
             **self.log.stats(),
         }

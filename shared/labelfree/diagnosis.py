@@ -17,9 +17,11 @@ explanation of both kinds that fits the newest rows:
    marginal. An affine map cannot make or remove a bump, a skew or a tail, so a new fraud
    pattern or a change in one class only shows here; then nothing is healed;
 4. the fraud rate is estimated again from the calibrated model's scores (EM) and from its
-   flag rate (BBSE); the three estimates must agree within ``prior_agreement`` log-odds
-   (wider where the rows hold few frauds: ``prior_noise_z`` standard errors), or the
-   estimates are unstable and nothing is healed.
+   flag rate (BBSE); every two of the three estimates must agree within
+   ``prior_agreement`` log-odds, or ``prior_noise_z`` standard errors of their difference
+   (each estimate's own: the features' fit is nearly flat in the fraud rate where fraud is
+   rare, and a flag rate's noise grows through BBSE's division), or the estimates are
+   unstable and nothing is healed.
 
 The result names an action (``recalibrate``, ``prior``, ``both``, ``nothing``,
 ``unexplained``, ``unstable``), the calibration and logit offset that perform it, and the
@@ -117,7 +119,7 @@ def diagnose(ref: LabelFreeReference, X: np.ndarray, cfg: DiagnosisConfig | None
     if n < cfg.min_rows:
         return Diagnosis("nothing", f"{n} rows, fewer than {cfg.min_rows}: too few to diagnose", n, p0)
     R = np.quantile(X, QUARTILES, axis=0).T  # (d, 3): the rows' quartiles
-    pi_f = _fit_prior(ref, R, X, cfg)
+    pi_f, se_f = _fit_prior(ref, R, X, cfg)
     z, scale, shift = _shifts(ref, X, R, pi_f, cfg)
     moved = np.flatnonzero((scale != 1) | (shift != 0))
     shifted = tuple(Shift(ref.features[j], float(scale[j]), float(shift[j]), float(z[j])) for j in moved)
@@ -134,11 +136,11 @@ def diagnose(ref: LabelFreeReference, X: np.ndarray, cfg: DiagnosisConfig | None
         return Diagnosis("unexplained", why, unexplained=bad, **base)  # type: ignore[arg-type]
     base |= dict(flag_rate_raw=float((ref.logits(X) >= ref.threshold_logit).mean()))
     base |= dict(flag_rate_reference=ref.scores.flag_rate)
-    return _with_prior(ref, Xc, cfg, base)
+    return _with_prior(ref, Xc, cfg, base, se_f)
 
 
 def _with_prior(
-    ref: LabelFreeReference, Xc: np.ndarray, cfg: DiagnosisConfig, base: dict[str, Any]
+    ref: LabelFreeReference, Xc: np.ndarray, cfg: DiagnosisConfig, base: dict[str, Any], se_f: float
 ) -> Diagnosis:
     """Steps 4 and the action: the fraud rate from the calibrated scores, cross-checked."""
     sc, p0, pi_f = ref.scores, ref.prior0, base["prior_features"]
@@ -147,11 +149,15 @@ def _with_prior(
     flag_rate = float((z >= ref.threshold_logit).mean())
     pi_bbse = bbse_prior(flag_rate, sc.tpr, sc.fpr)
     base |= dict(prior_em=pi_em, prior_bbse=pi_bbse, flag_rate=flag_rate)
-    estimates = [logit(pi_f), logit(pi_em)] + ([] if pi_bbse is None else [logit(pi_bbse)])
+    n = len(Xc)
+    se = 1 / np.sqrt(n * p0 * (1 - p0))  # of the EM estimate's log-odds, at the training rate
+    estimates = [(logit(pi_f), se_f), (logit(pi_em), se)]
+    if pi_bbse is not None:  # a flag rate's binomial noise through the division, at EM's rate
+        at = min(max(pi_em, 1 / n), 1 - 1 / n)
+        se_b = np.sqrt(flag_rate * (1 - flag_rate) / n) / (sc.tpr - sc.fpr) / (at * (1 - at))
+        estimates.append((logit(min(max(pi_bbse, 0.5 / n), 1 - 0.5 / n)), float(se_b)))
     rates = f"features {pi_f:.3f}, EM {pi_em:.3f}, BBSE " + ("n/a" if pi_bbse is None else f"{pi_bbse:.3f}")
-    se = 1 / np.sqrt(len(Xc) * p0 * (1 - p0))  # of one estimate's log-odds, at the training rate
-    agree = max(cfg.prior_agreement, cfg.prior_noise_z * se * np.sqrt(2))  # a difference of two
-    if max(estimates) - min(estimates) > agree:
+    if not _agree(estimates, cfg):
         why = f"the fraud-rate estimates disagree ({rates}; training {p0:.3f}): nothing is changed"
         return Diagnosis("unstable", why, **base)
     delta = logit(pi_em) - logit(p0)
@@ -177,24 +183,40 @@ def _with_prior(
     return Diagnosis(action, "; ".join(parts), offset=offset, **base)
 
 
+def _agree(estimates: list[tuple[float, float]], cfg: DiagnosisConfig) -> bool:
+    """Every two (log-odds, standard error) estimates within ``prior_agreement`` log-odds,
+    or ``prior_noise_z`` standard errors of their difference."""
+    return all(
+        abs(la - lb) <= max(cfg.prior_agreement, cfg.prior_noise_z * float(np.hypot(sa, sb)))
+        for k, (la, sa) in enumerate(estimates)
+        for lb, sb in estimates[k + 1 :]
+    )
+
+
 QUARTILES = np.array([0.25, 0.5, 0.75])
 FIT_LEVELS = np.array([0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95])  # where a shifted feature's map is fitted
 
 
-def _fit_prior(ref: LabelFreeReference, R: np.ndarray, X: np.ndarray, cfg: DiagnosisConfig) -> float:
+def _fit_prior(
+    ref: LabelFreeReference, R: np.ndarray, X: np.ndarray, cfg: DiagnosisConfig
+) -> tuple[float, float]:
     """The fraud rate whose training marginal fits the most features' quartiles ``R`` of the
-    rows ``X`` (a 0/1 input: its share)."""
+    rows ``X`` (a 0/1 input: its share), and its standard error in log-odds: the half-width
+    of the rates whose fit is within 1 of the best (the fit is a sum of squared z's). Where
+    fraud is rare the marginals hardly depend on its rate, and that width says so."""
     n, at = len(X), _rows_cdf(X, R)
     l0 = logit(ref.prior0)
     cap = 3 * cfg.z_shift**2
-    best, best_pi = np.inf, ref.prior0
-    for lg in l0 + np.arange(-4.0, 4.0001, 0.05):
+    grid = l0 + np.arange(-4.0, 4.0001, 0.05)
+    scores = np.empty(len(grid))
+    for k, lg in enumerate(grid):
         pi = float(1 / (1 + np.exp(-lg)))
         z2 = np.where(ref.numeric, (_z_levels(ref, R, at, pi, n) ** 2).sum(axis=1), ref.rate_z(X, pi) ** 2)
-        score = float(np.minimum(z2, cap).sum()) + cfg.prior_penalty * (lg - l0) ** 2
-        if score < best:
-            best, best_pi = score, pi
-    return best_pi
+        scores[k] = float(np.minimum(z2, cap).sum()) + cfg.prior_penalty * (lg - l0) ** 2
+    best = int(np.argmin(scores))
+    near = grid[scores <= scores[best] + 1.0]
+    se = max(float(near.max() - near.min()) / 2, 0.05)
+    return float(1 / (1 + np.exp(-grid[best]))), se
 
 
 def _z_levels(ref: LabelFreeReference, Q: np.ndarray, at: np.ndarray, pi: float, n: int) -> np.ndarray:

@@ -1,7 +1,11 @@
 """``labels`` (key: the transaction id): late truth, from chargebacks and analyst verdicts.
 
-``{"id": str, "label": 0 or 1, "ts": epoch ms (optional)}``: ``ts`` is the label's own
-event time (when the verdict or chargeback came); without it the record timestamp stands in.
+``{"id": str, "label": 0 or 1, "ts": epoch ms (optional), "source": str (optional)}``:
+``ts`` is the label's own event time (when the verdict or chargeback came); without it the
+record timestamp stands in. ``source`` says how the label was drawn: ``analyst`` (an
+investigator's verdict on an alert), ``chargeback``, ``customer`` (a complaint) or
+``implied`` (genuine because nothing came in the chargeback window); another word is kept
+and counted as it is, none is counted as ``unknown`` (:mod:`shared.feedback`).
 """
 
 from __future__ import annotations
@@ -19,12 +23,15 @@ class Label:
     id: str
     label: int  # 1 = fraud
     ts: float | None = None  # when the label came, epoch ms
+    source: str | None = None  # how it was drawn: analyst, chargeback, customer, implied, ...
 
 
 def encode_label(label: Label) -> bytes:
     rec: dict[str, object] = {"id": label.id, "label": int(label.label)}
     if label.ts is not None:
         rec["ts"] = label.ts
+    if label.source is not None:
+        rec["source"] = label.source
     return orjson.dumps(rec)
 
 
@@ -32,9 +39,9 @@ def decode_label(raw: bytes | None) -> Label | Reject:
     """The label, or why it is unusable.
 
     >>> decode_label(b'{"id": "tx-1", "label": 1}')
-    Label(id='tx-1', label=1, ts=None)
-    >>> decode_label(b'{"id": "tx-1", "label": 0, "ts": 1700000000000}').ts
-    1700000000000.0
+    Label(id='tx-1', label=1, ts=None, source=None)
+    >>> decode_label(b'{"id": "tx-1", "label": 0, "ts": 1700000000000, "source": "analyst"}')
+    Label(id='tx-1', label=0, ts=1700000000000.0, source='analyst')
     >>> str(decode_label(b'{"id": "tx-1", "label": 2}'))
     "'label' must be 0 or 1"
     """
@@ -49,4 +56,7 @@ def decode_label(raw: bytes | None) -> Label | Reject:
     ts = rec.get("ts")
     if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float)):
         return Reject(RejectCode.VALUE, "'ts' is not a number")
-    return Label(tx_id, int(label), None if ts is None else float(ts))
+    source = rec.get("source")
+    if source is not None and (not isinstance(source, str) or not 0 < len(source) <= 64):
+        return Reject(RejectCode.VALUE, "'source' is not a word of 1-64 characters")
+    return Label(tx_id, int(label), None if ts is None else float(ts), source)

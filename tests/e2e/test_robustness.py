@@ -52,7 +52,7 @@ def test_without_switches_the_named_parts_off():
     from shared.healing.healer import HealerConfig
 
     cfg = HealerConfig()
-    assert cfg.loss_drift and cfg.flag_drift and cfg.min_frauds > 0
-    off = ABLATIONS["rare-fraud"](ABLATIONS["flag-rate"](ABLATIONS["labels-loss"](cfg)))
-    assert not off.loss_drift and not off.flag_drift and off.min_frauds == 0 and off.train_frauds == 0
+    assert cfg.loss_drift and cfg.prior_drift and cfg.min_frauds > 0
+    off = ABLATIONS["rare-fraud"](ABLATIONS["prior-rate"](ABLATIONS["labels-loss"](cfg)))
+    assert not off.loss_drift and not off.prior_drift and off.min_frauds == 0 and off.train_frauds == 0
     assert off.before_labels.diagnosis.prior_noise_z == 0 and off.heal.collapse_share == 1.0

@@ -98,9 +98,8 @@ def ready_healer(covariate_bundle, covariate_scenario) -> Healer:
     st = covariate_scenario.stream
     d = st.drift_at
     ids = [str(i) for i in st.ids[d : d + 600]]
-    healer = Healer(
-        covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), HealerConfig(label_guard=False)
-    )
+    cfg = HealerConfig(label_guard=False, prior_drift=False)  # the episode opens on FIDI's alert
+    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), cfg)
     healer.add_transactions(ids, st.X[d : d + 600], [float(i) for i in range(600)])
     healer.on_alert(alert("fidi", "drift"))
     healer.add_labels(ids, st.y[d : d + 600].tolist())  # the episode's 300 hold its 20 frauds and more

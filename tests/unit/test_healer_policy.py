@@ -9,6 +9,9 @@ from shared.healing.events import Degraded, LabelsJudged, RolledBack
 from shared.healing.healer import Healer, HealerConfig
 from shared.registry import DirectoryStore, MemoryStore, Registry, RollbackPolicy
 
+# tests that open episodes by hand: the frozen posteriors' own detector would open one first
+MANUAL = HealerConfig(prior_drift=False)
+
 
 def event_times(n: int) -> list[float]:
     """One transaction a millisecond."""
@@ -24,7 +27,7 @@ def drifted(covariate_scenario):
 
 def test_no_heal_outside_an_episode_or_before_enough_labels(covariate_bundle, drifted):
     ids, X, y = drifted
-    cfg = HealerConfig(heal_before_labels=False)
+    cfg = HealerConfig(heal_before_labels=False, prior_drift=False)
     healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), cfg)
     healer.add_transactions(ids, X, event_times(len(ids)))
     assert healer.ready() == "no drift episode" and healer.heal() is None
@@ -58,7 +61,7 @@ def test_a_heal_records_pre_and_post_and_an_accepted_one_goes_live(covariate_bun
 
 def test_the_episode_heals_only_on_its_own_rows(covariate_bundle, covariate_scenario):
     st = covariate_scenario.stream
-    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id))
+    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), MANUAL)
     healer.add_transactions(list(st.ids[:3000]), st.X[:3000], event_times(3000))
     healer.open_episode(onset_rows=1000)
     assert healer.episode is not None and healer.episode.start == 2000
@@ -184,7 +187,7 @@ def test_a_burst_of_flipped_labels_is_held_back_and_the_heal_it_reached_is_undon
     ids, X, y = drifted
     b = covariate_bundle
     reg = Registry(MemoryStore(), b.id)
-    healer = Healer(b, reg, HealerConfig(heal=HealConfig(gate=False)))
+    healer = Healer(b, reg, HealerConfig(heal=HealConfig(gate=False), prior_drift=False))
     healer.add_transactions(ids, X, event_times(len(ids)))
     shadow = (b.new_model().predict_proba(X) >= b.threshold).tolist()
     healer.add_decisions(ids, shadow, [0] * len(ids), shadow)
@@ -229,7 +232,7 @@ def test_labels_that_describe_a_distribution_the_stream_has_left_wait(covariate_
     """A drift still moving: the labels arriving describe rows the stream has since left."""
     st = covariate_scenario.stream
     d = st.drift_at
-    cfg = HealerConfig(stale_labels="wait")
+    cfg = HealerConfig(stale_labels="wait", prior_drift=False)
     healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), cfg)
     old, new = list(st.ids[d - 1000 : d]), list(st.ids[d : d + 2000])
     healer.add_transactions(old + new, st.X[d - 1000 : d + 2000], event_times(3000))
@@ -246,7 +249,7 @@ def test_stale_labels_are_carried_to_the_present(covariate_bundle, covariate_sce
     features that moved between them."""
     st = covariate_scenario.stream
     d = st.drift_at
-    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id))
+    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), MANUAL)
     old, new = list(st.ids[d - 1000 : d]), list(st.ids[d : d + 1500])
     healer.add_transactions(old + new, st.X[d - 1000 : d + 1500], event_times(2500))
     healer.open_episode(onset_ts=0.0)
@@ -291,9 +294,11 @@ def test_labels_that_show_the_frozen_model_got_worse_open_an_episode(covariate_b
     now errs: the healer opens an episode of its own, starting where the window began."""
     st = covariate_scenario.stream
     healer = Healer(
-        covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), HealerConfig(loss_drift_rows=500)
+        covariate_bundle,
+        Registry(MemoryStore(), covariate_bundle.id),
+        HealerConfig(loss_drift_rows=500, prior_drift=False),
     )
-    assert healer.loss_watch is not None
+    assert healer.detectors.loss is not None
     clean = slice(0, 2000)
     ids = list(st.ids[clean])
     healer.add_transactions(ids, st.X[clean], event_times(2000))
@@ -325,20 +330,35 @@ def test_up_says_which_adapter_it_resumes_and_how_to_start_clean(covariate_bundl
     assert "RESUMING adapter v1" in said and "heal 1" in said and "--state-dir NEW_DIR" in said
 
 
-def test_a_flag_rate_far_from_validation_opens_an_episode(covariate_bundle, covariate_scenario):
-    """The frozen model's own verdicts: flagging three times what it flags on validation
-    rows opens an episode (the label-free diagnosis then says why), with no alert."""
-    healer = Healer(
-        covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), HealerConfig(flag_drift_rows=500)
-    )
-    assert healer.flag_watch is not None
-    ref = healer.flag_watch.reference
-    ids = [f"t{i}" for i in range(1500)]
-    healer.add_transactions(ids, covariate_scenario.stream.X[:1500], event_times(1500))
+def test_a_fraud_rate_the_frozen_posteriors_favour_opens_an_episode(covariate_bundle, covariate_scenario):
+    """The frozen model's own posteriors: rows drawn before the drift at the training fraud
+    rate open nothing; the same rows with three times the fraud open an episode (the
+    label-free diagnosis then says why), with no alert."""
+    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id))
+    assert healer.detectors.prior is not None
+    st = covariate_scenario.stream
+    X, y = st.X[: st.drift_at], st.y[: st.drift_at] > 0.5
     rng = np.random.default_rng(0)
-    calm = (rng.random(1000) < ref).tolist()
-    healer.add_decisions(ids[:1000], calm, [0] * 1000, calm)
+    calm = rng.choice(len(X), 6000)
+    healer.add_transactions([f"c{i}" for i in range(6000)], X[calm], event_times(6000))
     assert healer.episode is None
-    busy = (rng.random(500) < min(3 * ref, 0.9)).tolist()
-    healer.add_decisions(ids[1000:], busy, [0] * 500, busy)
-    assert healer.episode is not None and healer.episode.trigger == "flag_rate"
+    frauds, normals = np.flatnonzero(y), np.flatnonzero(~y)
+    share = 3 * healer.detectors.prior.prior
+    surge = np.where(rng.random(6000) < share, rng.choice(frauds, 6000), rng.choice(normals, 6000))
+    healer.add_transactions([f"s{i}" for i in range(6000)], X[surge], [6000.0 + t for t in event_times(6000)])
+    assert healer.episode is not None and healer.episode.trigger == "prior"
+
+
+def test_labels_wait_for_their_cohort_before_they_count(covariate_bundle, drifted):
+    """With ``settle_ms`` the analysts' first verdicts do not reach healing, the guards or
+    the gate until their transactions are that old: then they arrive with their cohort."""
+    ids, X, y = drifted
+    cfg = HealerConfig(heal_before_labels=False, prior_drift=False, label_guard=False, settle_ms=1000.0)
+    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), cfg)
+    healer.add_transactions(ids[:1000], X[:1000], event_times(1000))
+    healer.open_episode(onset_rows=1000)
+    healer.add_labels(ids[:400], y[:400].tolist(), sources=["analyst"] * 400)
+    assert healer.ready() == "waiting for labels (0/100); healing before labels is off"
+    assert healer.join.stats()["labels_settling"] == 400
+    healer.add_transactions(ids[1000:1500], X[1000:1500], [1000.0 + t for t in event_times(500)])
+    assert healer.join.stats()["labels_settling"] == 0 and healer.ready() is None

@@ -127,3 +127,27 @@ def test_a_heal_batch_reaches_back_until_it_holds_enough_frauds():
     capped = join.batch(since_ts=0.0, max_labelled=10, min_frauds=3, max_rows=30)
     assert capped.n_labelled == 30
     assert join.batch(since_ts=50.0, max_labelled=10, min_frauds=3).n_labelled == 50  # the episode's start
+
+
+def test_labels_are_counted_by_source_with_unknown_and_a_bounded_rest():
+    join = LabelJoin(FeatureLog(None, 1, horizon_ms=HOUR, budget_bytes=1 << 30), recent_rows=10)
+    join.add_transactions(ids(5), np.zeros((5, 1)), [float(i) for i in range(5)])
+    join.add_labels(ids(3), [1.0, 0.0, 0.0], sources=["analyst", "implied", None])
+    join.add_labels([f"x{i}" for i in range(20)], [0.0] * 20, sources=[f"bank{i}" for i in range(20)])
+    by = join.stats()["labels_by_source"]
+    assert by["analyst"] == 1 and by["implied"] == 1 and by["unknown"] == 1
+    assert sum(by.values()) == 23 and len(by) == 16 + 1 and by["other"] == 23 - 16
+
+
+def test_a_cohort_hold_releases_labels_once_their_transaction_is_old_enough():
+    """Labels held for 100 ms of event time after their transaction: an analyst's early
+    verdict waits for the rest of its cohort, then both reach healing in transaction order."""
+    log = FeatureLog(None, 1, horizon_ms=HOUR, budget_bytes=1 << 30)
+    join = LabelJoin(log, recent_rows=50, settle_ms=100.0)
+    join.add_transactions(ids(10), np.zeros((10, 1)), [float(i) for i in range(10)])
+    assert len(join.add_labels(["t5", "t1"], [1.0, 0.0], sources=["analyst", "analyst"])) == 0
+    assert join.stats()["labels_settling"] == 2
+    released = join.add_transactions(["u0"], np.zeros((1, 1)), [103.0])  # t1's cohort (ts 1) has closed
+    assert released.ids == ["t1"] and join.stats()["labels_settling"] == 1
+    assert join.add_labels(["t7"], [0.0]).ids == []  # t5 and t7 still wait
+    assert join.add_transactions(["u1"], np.zeros((1, 1)), [200.0]).ids == ["t5", "t7"]

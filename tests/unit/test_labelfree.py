@@ -170,8 +170,10 @@ def cycles(healer: Healer, n: int = 2) -> list[Any]:
 
 
 def calibrated(bundle) -> Healer:
-    """A healer whose label-free calibration of the covariate drift is live (v1)."""
-    healer = Healer(bundle, Registry(MemoryStore(), bundle.id), HealerConfig())
+    """A healer whose label-free calibration of the covariate drift is live (v1), in an
+    episode opened by hand (the frozen posteriors' own detector off: it would open and close
+    the episode itself)."""
+    healer = Healer(bundle, Registry(MemoryStore(), bundle.id), HealerConfig(prior_drift=False))
     feed(healer, after_drift("covariate", 1500))
     healer.open_episode(onset_rows=1500)
     cycles(healer)

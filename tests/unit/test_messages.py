@@ -65,6 +65,13 @@ def test_labels() -> None:
     assert decode_label(encode_label(Label("a", 1))) == Label("a", 1)
     assert decode_label(b'{"id": "a", "label": 2}') == Reject(RejectCode.VALUE, "'label' must be 0 or 1")
     assert decode_label(b'{"id": "a", "label": true}') == Reject(RejectCode.VALUE, "'label' must be 0 or 1")
+    sourced = Label("a", 0, 1.7e12, "analyst")
+    assert decode_label(encode_label(sourced)) == sourced
+    own = b'{"id": "a", "label": 1, "source": "partner-bank"}'
+    assert decode_label(own) == Label("a", 1, None, "partner-bank")
+    assert decode_label(b'{"id": "a", "label": 1, "source": 7}') == Reject(
+        RejectCode.VALUE, "'source' is not a word of 1-64 characters"
+    )
     bad = decode_label(b"nope")
     assert isinstance(bad, Reject) and bad.code == RejectCode.JSON and bad.text.startswith("not JSON")
     assert bad.prefixed("label") == Reject(RejectCode.JSON, f"label: {bad.text}")

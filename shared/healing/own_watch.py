@@ -1,0 +1,54 @@
+"""The healer's own drift detectors, beside the monitor's alerts: what the frozen model
+(the bundle's own adapter) says about the stream and about the labels as they arrive.
+
+* ``prior``: its posteriors favour another fraud rate (:mod:`~shared.healing.prior_drift`);
+  seen on transactions, before any label.
+* ``labels_loss``: its log loss on arrived labels rose (:mod:`~shared.healing.label_drift`);
+  the drifts only labels show (a concept switch, a ring on features nobody watched).
+
+Each change of state is a :class:`Change` the healer hands to its episodes, as one more
+detector.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from shared.bundle import Bundle
+from shared.healing.config import HealerConfig
+from shared.healing.label_drift import LossWatch
+from shared.healing.prior_drift import PriorDrift
+from shared.labelfree import LabelFreeReference
+
+
+class Change(NamedTuple):
+    detector: str  # "prior" or "labels_loss"
+    state: str  # "drift" or "recovered"
+    onset_ts: float | None = None  # event time of the first drifted row, if known
+    onset_rows: int | None = None  # ... else rows back from the newest
+
+
+class OwnWatch:
+    def __init__(self, bundle: Bundle, cfg: HealerConfig, ref: LabelFreeReference | None) -> None:
+        """Off where the config says so, or where the bundle has no reference rows."""
+        self.ref = ref
+        model = ref.model if ref is not None else None
+        watch = (cfg.loss_drift_rows, cfg.loss_drift_z, cfg.loss_drift_rel)
+        self.loss = LossWatch.for_bundle(bundle, *watch, model=model) if cfg.loss_drift else None
+        prior = PriorDrift.for_reference(ref, cfg.prior_drift_ratio, cfg.prior_drift_h)
+        self.prior = prior if cfg.prior_drift else None
+
+    def on_rows(self, X: np.ndarray) -> list[Change]:
+        """Transactions as they arrive (model inputs)."""
+        if self.prior is None or self.ref is None or not len(X):
+            return []
+        state = self.prior.update(self.ref.calibrated(self.ref.logits(X)))
+        return [] if state is None else [Change("prior", state, onset_rows=self.prior.onset_rows)]
+
+    def on_labels(self, labels: np.ndarray, rows: np.ndarray) -> list[Change]:
+        """Trusted labels with their feature-log rows, in arrival order."""
+        if self.loss is None:
+            return []
+        return [Change("labels_loss", state, onset_ts=ts) for state, ts in self.loss.update(labels, rows)]
