@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from shared.errors import ConfigError
+from shared.labelfree.prior import em_prior
 
 if TYPE_CHECKING:
     from shared.labelfree import LabelFreeReference
@@ -59,19 +60,6 @@ def _llr(p: np.ndarray, prior: float, q: float) -> np.ndarray:
     """Per-row log likelihood ratio of fraud rate ``q`` against ``prior``."""
     out: np.ndarray = np.log(p * (q / prior) + (1 - p) * ((1 - q) / (1 - prior)))
     return out
-
-
-def em_prior(p: np.ndarray, prior: float, iters: int = 50) -> float:
-    """Saerens, Latinne & Decaestecker (2002): the fraud rate that posteriors calibrated to
-    ``prior`` imply for these rows."""
-    q = float(np.mean(p))
-    for _ in range(iters):
-        w1, w0 = p * (q / prior), (1 - p) * ((1 - q) / (1 - prior))
-        q_new = float(np.mean(w1 / (w1 + w0)))
-        if abs(q_new - q) < 1e-7:
-            return q_new
-        q = q_new
-    return q
 
 
 class _Cusum:
