@@ -136,6 +136,7 @@ def _without(**fields: Any) -> Callable[[Any], Any]:
 # (fixed fraud-rate margins, no wait for frauds, the newest rows only, an absolute collapse floor)
 ABLATIONS: dict[str, Callable[[Any], Any]] = {
     "labels-loss": _without(loss_drift=False),
+    "labels-residual": _without(residual_drift=False),
     "prior-rate": _without(prior_drift=False),
     "rare-fraud": _without_rare_fraud,
 }

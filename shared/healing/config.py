@@ -54,6 +54,9 @@ class HealerConfig:
     loss_drift_rows: int = 1000  # ... over its newest this many labelled decisions
     loss_drift_z: float = 4.0  # ... by this many standard errors
     loss_drift_rel: float = 0.1  # ... and this share above its validation loss
+    residual_drift: bool = True  # ... or when its residuals on them follow the inputs (a score test)
+    residual_drift_rows: int = 3000  # ... over its newest this many labelled decisions
+    residual_drift_alpha: float = 1e-6  # ... at this false-alarm rate per test (one every 250 labels)
     prior_drift: bool = True  # open an episode when the frozen model's posteriors favour another fraud rate
     prior_drift_ratio: float = 1.5  # ... the fraud odds times or divided by this (the CUSUM's alternatives)
     prior_drift_h: float = 14.0  # ... its threshold: a false alarm once in about exp(h) rows

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shared.errors import ConfigError
+from shared.healing.residual_drift import ResidualDrift
 
 if TYPE_CHECKING:
     from shared.bundle import Bundle
@@ -103,33 +104,50 @@ def log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 class LossWatch:
-    """The frozen model scoring arrived labels into a :class:`LossDrift` (the healer's
-    labels-side detector)."""
+    """The frozen model scoring arrived labels into the healer's labels-side detectors: a
+    :class:`LossDrift` (``labels_loss``) and a
+    :class:`~shared.healing.residual_drift.ResidualDrift` (``labels_residual``), either of
+    them off (None)."""
 
-    def __init__(self, model: SelfHealingModel, detector: LossDrift) -> None:
-        self.model, self.detector = model, detector
+    def __init__(
+        self, model: SelfHealingModel, loss: LossDrift | None, residual: ResidualDrift | None = None
+    ) -> None:
+        self.model, self.detector, self.residual = model, loss, residual
 
     @classmethod
     def for_bundle(
-        cls, bundle: Bundle, rows: int, z: float, rel: float, model: SelfHealingModel | None = None
+        cls,
+        bundle: Bundle,
+        loss: dict[str, Any] | None,
+        residual: dict[str, Any] | None = None,
+        model: SelfHealingModel | None = None,
     ) -> LossWatch | None:
-        """On the frozen model's (``model``, or the bundle's own) loss on the bundle's
-        validation reference rows (None: the bundle has fewer than 100 of them)."""
+        """Both detectors' references from the frozen model (``model``, or the bundle's own)
+        on the bundle's validation rows, each with its settings (None: that one is off).
+        None when both are off or the bundle has fewer than 100 validation rows."""
         ref = bundle.reference_rows
-        if ref is None or ref.validation.sum() < 100:
+        if (loss is None and residual is None) or ref is None or ref.validation.sum() < 100:
             return None
         model = model or bundle.new_model()
-        losses = log_loss(ref.y[ref.validation], model.predict_proba(ref.X[ref.validation]))
-        return cls(model, LossDrift.from_losses(losses, rows=rows, z=z, rel=rel))
+        X, y = ref.X[ref.validation], ref.y[ref.validation]
+        p = model.predict_proba(X)
+        det = LossDrift.from_losses(log_loss(y, p), **loss) if loss is not None else None
+        res = ResidualDrift.from_reference(X, y, p, **residual) if residual is not None else None
+        return cls(model, det, res)
 
-    def update(self, labels: np.ndarray, rows: np.ndarray) -> list[tuple[str, float | None]]:
-        """Labelled feature-log ``rows``, in arrival order; each change of state as (state,
-        onset event time)."""
+    def update(self, labels: np.ndarray, rows: np.ndarray) -> list[tuple[str, str, float | None]]:
+        """Labelled feature-log ``rows``, in arrival order; each change of state as
+        (detector, state, onset event time)."""
         if not len(labels):
             return []
-        losses = log_loss(labels, self.model.predict_proba(np.ascontiguousarray(rows["x"])))
-        out = []
-        for loss, ts in zip(losses.tolist(), rows["ts"].tolist(), strict=True):
-            if (state := self.detector.update(loss, ts)) is not None:
-                out.append((state, self.detector.onset_ts))
+        X = np.ascontiguousarray(rows["x"])
+        p = self.model.predict_proba(X)
+        out: list[tuple[str, str, float | None]] = []
+        if (det := self.detector) is not None:
+            for loss, ts in zip(log_loss(labels, p).tolist(), rows["ts"].tolist(), strict=True):
+                if (state := det.update(loss, ts)) is not None:
+                    out.append(("labels_loss", state, det.onset_ts))
+        if self.residual is not None:
+            ts = np.asarray(rows["ts"], dtype=np.float64)
+            out += [("labels_residual", s, t) for s, t in self.residual.update(labels, p, X, ts)]
         return out

@@ -5,6 +5,9 @@
   seen on transactions, before any label.
 * ``labels_loss``: its log loss on arrived labels rose (:mod:`~shared.healing.label_drift`);
   the drifts only labels show (a concept switch, a ring on features nobody watched).
+* ``labels_residual``: where it errs on arrived labels moved with the inputs
+  (:mod:`~shared.healing.residual_drift`); a concept switch that leaves the mean loss
+  where it was.
 
 Each change of state is a :class:`Change` the healer hands to its episodes, as one more
 detector.
@@ -24,7 +27,7 @@ from shared.labelfree import LabelFreeReference
 
 
 class Change(NamedTuple):
-    detector: str  # "prior" or "labels_loss"
+    detector: str  # "prior", "labels_loss" or "labels_residual"
     state: str  # "drift" or "recovered"
     onset_ts: float | None = None  # event time of the first drifted row, if known
     onset_rows: int | None = None  # ... else rows back from the newest
@@ -35,8 +38,14 @@ class OwnWatch:
         """Off where the config says so, or where the bundle has no reference rows."""
         self.ref = ref
         model = ref.model if ref is not None else None
-        watch = (cfg.loss_drift_rows, cfg.loss_drift_z, cfg.loss_drift_rel)
-        self.loss = LossWatch.for_bundle(bundle, *watch, model=model) if cfg.loss_drift else None
+        loss = {"rows": cfg.loss_drift_rows, "z": cfg.loss_drift_z, "rel": cfg.loss_drift_rel}
+        residual = {"rows": cfg.residual_drift_rows, "alpha": cfg.residual_drift_alpha}
+        self.loss = LossWatch.for_bundle(
+            bundle,
+            loss if cfg.loss_drift else None,
+            residual if cfg.residual_drift else None,
+            model=model,
+        )
         prior = PriorDrift.for_reference(ref, cfg.prior_drift_ratio, cfg.prior_drift_h)
         self.prior = prior if cfg.prior_drift else None
 
@@ -51,4 +60,4 @@ class OwnWatch:
         """Trusted labels with their feature-log rows, in arrival order."""
         if self.loss is None:
             return []
-        return [Change("labels_loss", state, onset_ts=ts) for state, ts in self.loss.update(labels, rows)]
+        return [Change(name, state, onset_ts=ts) for name, state, ts in self.loss.update(labels, rows)]

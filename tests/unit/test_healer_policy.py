@@ -273,7 +273,8 @@ def test_an_adapter_restored_from_disk_that_loses_to_the_shadow_is_withdrawn(
     state directory), its own labelled decisions judge it; no episode or heal is needed."""
     ids, X, y = drifted
     healed_once(covariate_bundle, drifted, DirectoryStore(tmp_path, covariate_bundle.config))
-    cfg = HealerConfig(loss_drift=False)  # no episode will open: the guard alone must act
+    # no episode will open: the guard alone must act
+    cfg = HealerConfig(loss_drift=False, residual_drift=False)
     again = Healer(
         covariate_bundle,
         Registry(DirectoryStore(tmp_path, covariate_bundle.config), covariate_bundle.id),
@@ -312,6 +313,24 @@ def test_labels_that_show_the_frozen_model_got_worse_open_an_episode(covariate_b
     healer.add_labels(ids, (1 - st.y[flipped]).tolist())
     assert healer.episode is not None and healer.episode.trigger == "labels_loss"
     assert 1500.0 <= healer.episode.start <= 2600.0
+
+
+def test_labels_whose_errors_follow_the_inputs_open_an_episode(covariate_bundle, covariate_scenario):
+    """The loss test is off here; the score test alone sees the switch and opens the
+    episode, starting at its window's oldest row."""
+    st = covariate_scenario.stream
+    cfg = HealerConfig(loss_drift=False, residual_drift_rows=1000, prior_drift=False)
+    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), cfg)
+    clean, flipped = slice(0, 2000), slice(2000, 3500)
+    for part, y, t0 in ((clean, st.y[clean], 0.0), (flipped, 1 - st.y[flipped], 2000.0)):
+        ids, n = list(st.ids[part]), part.stop - part.start
+        healer.add_transactions(ids, st.X[part], [t0 + k for k in range(n)])
+        healer.add_decisions(ids, [False] * n, [0] * n)
+        healer.add_labels(ids, y.tolist())
+        if t0 == 0.0:
+            assert healer.episode is None  # the training regime: no drift
+    assert healer.episode is not None and healer.episode.trigger == "labels_residual"
+    assert 1000.0 <= healer.episode.start <= 2600.0
 
 
 def test_up_says_which_adapter_it_resumes_and_how_to_start_clean(covariate_bundle, drifted, tmp_path):
