@@ -30,6 +30,9 @@ class TrainConfig:
     lr: float = 1e-3  # Adam learning rate
     batch_size: int = 100  # rows per step
     seed: int = 42  # torch seed for initialisation and shuffling
+    val_fraction: float = 0.2  # rows held out to pick the threshold (0: every row trains)
+    threshold: float | None = None  # a fixed decision threshold (None: cost-optimal on the held-out rows)
+    encoding: str | None = None  # category fields: onehot, embedding, auto (None: as the schema says)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,22 +157,21 @@ def build_bundle(
     costs: CostMatrix | None = None,
     *,
     label: str = "label",
-    val_fraction: float = 0.2,
     model_config: ModelConfig | None = None,
     train_config: TrainConfig | None = None,
-    threshold: float | None = None,
     source: str = "",
     schema: Schema | None = None,
-    encoding: str | None = None,
 ) -> Bundle:
-    """Train on ``1 - val_fraction`` of the rows; pick the cost-optimal threshold on the rest.
+    """Train on ``1 - val_fraction`` of the rows (``train_config``); pick the cost-optimal
+    threshold on the rest.
 
     With ``val_fraction=0`` every row trains and ``threshold`` must be given. ``encoding``:
     how category fields train (``onehot``, ``embedding``, ``auto``: :func:`_train`; None:
-    as ``schema`` says).
+    as ``schema`` says). All three are settings of ``train_config``.
     """
     costs = costs or CostMatrix()
     tcfg = train_config or TrainConfig()
+    val_fraction, threshold, encoding = tcfg.val_fraction, tcfg.threshold, tcfg.encoding
     RuleSet.from_toml(rules_toml, features, schema=schema)  # fail early, naming the rule
     if val_fraction > 0:
         tr, va = split_validation(len(y), y, val_fraction, tcfg.seed)

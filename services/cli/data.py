@@ -89,11 +89,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         rules_text,
         CostMatrix(fp=args.fp_cost, fn=args.fn_cost),
         label=args.label,
-        val_fraction=args.val_fraction,
-        train_config=TrainConfig(epochs=args.epochs, seed=args.seed),
+        train_config=TrainConfig(
+            epochs=args.epochs,
+            seed=args.seed,
+            val_fraction=args.val_fraction,
+            encoding=args.encoding if table.schema is not None else None,
+        ),
         source=str(args.data),
         schema=table.schema,
-        encoding=args.encoding if table.schema is not None else None,
     )
     bundle.save(args.out)
     v = bundle.info.get("validation", {})

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,51 +163,73 @@ def _draw_unit(rng: np.random.Generator, p: Problem) -> dict[str, Any]:
 
 
 def draw_drift(rng: np.random.Generator, kind: str, p: Problem, n_post: int) -> dict[str, Any]:
-    if kind in ("unit", "ramp", "revert"):
-        d = {"kind": kind, **_draw_unit(rng, p)}
+    draw = _DRIFTS.get(kind)
+    if draw is None:
+        raise ConfigError(f"unknown drift kind {kind!r}; choose one of: {', '.join(KINDS)}")
+    return {"kind": kind, **draw(rng, p, n_post)}
+
+
+def _unit_like(kind: str) -> Callable[[np.random.Generator, Problem, int], dict[str, Any]]:
+    def draw(rng: np.random.Generator, p: Problem, n_post: int) -> dict[str, Any]:
+        d = _draw_unit(rng, p)
         if kind == "ramp":
             d["ramp_rows"] = int(rng.integers(1000, 6001))
         if kind == "revert":
             d["revert_after"] = int(n_post * rng.uniform(0.2, 0.6))  # rows after the drift point
         return d
-    if kind == "prior":
-        factor = float(np.exp(rng.uniform(np.log(0.3), np.log(5.0))))
-        return {"kind": kind, "factor": factor, "fraud_rate": min(0.6, p.fraud_rate * factor)}
-    if kind == "cluster":
-        ignored = np.flatnonzero(p.weights == 0)
-        pool = ignored if len(ignored) >= 3 and rng.random() < 0.6 else np.arange(p.d)
-        cols = rng.choice(pool, int(rng.integers(2, 4)), replace=False)
-        return {
-            "kind": kind,
-            "features": [int(j) for j in cols],
-            "center": [
-                float(v) for v in rng.choice([-1.0, 1.0], len(cols)) * rng.uniform(1.5, 3.0, len(cols))
-            ],
-            "spread": float(rng.uniform(0.3, 0.7)),
-            "share": float(p.fraud_rate * rng.uniform(0.5, 2.0)),
-        }
-    if kind == "concept":
-        w = p.weights.copy()
-        informative = np.flatnonzero(w)
-        flip = rng.choice(informative, int(rng.integers(1, min(3, len(informative)) + 1)), replace=False)
-        w[flip] = -w[flip]
-        moved = []
-        ignored = np.flatnonzero(w == 0)
-        if len(ignored):
-            src = rng.choice(informative, 1)[0]
-            dst = int(rng.choice(ignored))
-            w[dst], w[src] = w[src] * float(rng.uniform(0.8, 1.5)), 0.0
-            moved = [int(src), dst]
-        return {"kind": kind, "flipped": [int(j) for j in flip], "moved": moved, "weights": w.tolist()}
-    if kind == "category":
-        return {
-            "kind": kind,
-            "share": float(rng.uniform(0.02, 0.10)),
-            "fraud_rate": float(rng.uniform(0.3, 0.8)),
-        }
-    if kind == "missing":
-        cols = rng.choice(p.d, int(rng.integers(1, 4)), replace=False)
-        return {"kind": kind, "features": [int(j) for j in cols], "rate": float(rng.uniform(0.2, 0.6))}
-    if kind == "none":
-        return {"kind": kind}
-    raise ConfigError(f"unknown drift kind {kind!r}; choose one of: {', '.join(KINDS)}")
+
+    return draw
+
+
+def _draw_prior(rng: np.random.Generator, p: Problem, n_post: int) -> dict[str, Any]:
+    factor = float(np.exp(rng.uniform(np.log(0.3), np.log(5.0))))
+    return {"factor": factor, "fraud_rate": min(0.6, p.fraud_rate * factor)}
+
+
+def _draw_cluster(rng: np.random.Generator, p: Problem, n_post: int) -> dict[str, Any]:
+    ignored = np.flatnonzero(p.weights == 0)
+    pool = ignored if len(ignored) >= 3 and rng.random() < 0.6 else np.arange(p.d)
+    cols = rng.choice(pool, int(rng.integers(2, 4)), replace=False)
+    return {
+        "features": [int(j) for j in cols],
+        "center": [float(v) for v in rng.choice([-1.0, 1.0], len(cols)) * rng.uniform(1.5, 3.0, len(cols))],
+        "spread": float(rng.uniform(0.3, 0.7)),
+        "share": float(p.fraud_rate * rng.uniform(0.5, 2.0)),
+    }
+
+
+def _draw_concept(rng: np.random.Generator, p: Problem, n_post: int) -> dict[str, Any]:
+    w = p.weights.copy()
+    informative = np.flatnonzero(w)
+    flip = rng.choice(informative, int(rng.integers(1, min(3, len(informative)) + 1)), replace=False)
+    w[flip] = -w[flip]
+    moved = []
+    ignored = np.flatnonzero(w == 0)
+    if len(ignored):
+        src = rng.choice(informative, 1)[0]
+        dst = int(rng.choice(ignored))
+        w[dst], w[src] = w[src] * float(rng.uniform(0.8, 1.5)), 0.0
+        moved = [int(src), dst]
+    return {"flipped": [int(j) for j in flip], "moved": moved, "weights": w.tolist()}
+
+
+def _draw_category(rng: np.random.Generator, p: Problem, n_post: int) -> dict[str, Any]:
+    return {"share": float(rng.uniform(0.02, 0.10)), "fraud_rate": float(rng.uniform(0.3, 0.8))}
+
+
+def _draw_missing(rng: np.random.Generator, p: Problem, n_post: int) -> dict[str, Any]:
+    cols = rng.choice(p.d, int(rng.integers(1, 4)), replace=False)
+    return {"features": [int(j) for j in cols], "rate": float(rng.uniform(0.2, 0.6))}
+
+
+_DRIFTS: dict[str, Callable[[np.random.Generator, Problem, int], dict[str, Any]]] = {
+    "unit": _unit_like("unit"),
+    "ramp": _unit_like("ramp"),
+    "revert": _unit_like("revert"),
+    "prior": _draw_prior,
+    "cluster": _draw_cluster,
+    "concept": _draw_concept,
+    "category": _draw_category,
+    "missing": _draw_missing,
+    "none": lambda rng, p, n_post: {},
+}

@@ -119,7 +119,7 @@ weight = 1.0
 """
 
 
-def _seed_regime(drift: bool) -> Regime:
+def seed_regime(drift: bool) -> Regime:
     d, v14 = 10, 7
     normal_mean = [0.0] * d
     normal_mean[v14] = -2.2 if drift else 0.0
@@ -154,7 +154,7 @@ def _build_seed(seed: int, n_pre: int, n_post: int) -> Scenario:
     clean = _seed_block(rs, 1000, drift=False)
     drifted = _seed_block(rs, 1000, drift=True)
     batches = tuple(rs.choice(len(drifted.y), 100, replace=True) for _ in range(25))
-    stream = _regime_stream("seed", seed, n_pre, n_post, _seed_regime(False), _seed_regime(True))
+    stream = _regime_stream("seed", seed, n_pre, n_post, seed_regime(False), seed_regime(True))
     return Scenario(
         name="seed",
         description="The research system's drift: legitimate V14 mean 0 -> -2.2; fraud unchanged.",

@@ -47,32 +47,8 @@ def load_table(
     with ``schema`` (a stream for a bundle trained on another table) its fields are read and
     encoded as it says."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: no such file")
-    suffix = p.suffix.lower()
-    lines: list[int] | None = None  # CSV line number of each row, for messages
-    if suffix == ".csv":
-        columns, lines = _read_csv(p)
-    elif suffix in (".parquet", ".pq"):
-        columns = _read_parquet(p)
-    else:
-        raise DataError(f"{p}: unknown table type {suffix!r}; use .csv or .parquet")
-    if label not in columns:
-        raise DataError(f"{p}: no label column {label!r}; columns are {', '.join(columns) or 'none'}")
-    if schema is not None:
-        features = list(schema.names)
-    if features is None or len(features) == 0:
-        features = [c for c in columns if c != label and c.lower() not in ID_COLUMNS]
-    absent = [f for f in features if f not in columns]
-    if absent:
-        raise DataError(f"{p}: feature column(s) not found: {', '.join(absent)}")
-    if label in features:
-        raise DataError(f"{p}: the label column {label!r} cannot also be a feature")
-    if not features:
-        raise DataError(f"{p}: no feature columns besides the label")
-    n = len(columns[label])
-    if n == 0:
-        raise DataError(f"{p}: the table has no rows")
+    columns, lines = _read(p)
+    features = _feature_columns(p, columns, label, list(schema.names) if schema is not None else features)
     categorical = [*categorical, *(f for f in named or {} if f in features)]
     unknown = [c for c in categorical if c not in features]
     if unknown:
@@ -90,6 +66,39 @@ def load_table(
         return Table(schema.encode_columns(raw), y, schema.columns, label, schema)
     X = np.column_stack([_numeric(p, name, columns[name], lines) for name in features])
     return Table(X.astype(np.float32), y, tuple(features), label)
+
+
+def _read(p: Path) -> tuple[dict[str, list[object]], list[int] | None]:
+    """The table's columns, and for a CSV each row's line number (for messages)."""
+    if not p.is_file():
+        raise DataError(f"{p}: no such file")
+    suffix = p.suffix.lower()
+    if suffix == ".csv":
+        return _read_csv(p)
+    if suffix in (".parquet", ".pq"):
+        return _read_parquet(p), None
+    raise DataError(f"{p}: unknown table type {suffix!r}; use .csv or .parquet")
+
+
+def _feature_columns(
+    p: Path, columns: Mapping[str, Sequence[object]], label: str, features: Sequence[str] | None
+) -> list[str]:
+    """The feature columns (every one but the label and ids when none are named), checked
+    against the table."""
+    if label not in columns:
+        raise DataError(f"{p}: no label column {label!r}; columns are {', '.join(columns) or 'none'}")
+    if not features:
+        features = [c for c in columns if c != label and c.lower() not in ID_COLUMNS]
+    absent = [f for f in features if f not in columns]
+    if absent:
+        raise DataError(f"{p}: feature column(s) not found: {', '.join(absent)}")
+    if label in features:
+        raise DataError(f"{p}: the label column {label!r} cannot also be a feature")
+    if not features:
+        raise DataError(f"{p}: no feature columns besides the label")
+    if len(columns[label]) == 0:
+        raise DataError(f"{p}: the table has no rows")
+    return list(features)
 
 
 def _labels(path: Path, label: str, values: Sequence[object], lines: list[int] | None) -> np.ndarray:

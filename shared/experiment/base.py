@@ -82,9 +82,9 @@ class Run:
             sc.rules_toml,
             self.cfg.costs,
             label="Class",
-            val_fraction=self.val_fraction,
-            threshold=self.fixed_threshold,
-            train_config=TrainConfig(seed=self.cfg.seed),
+            train_config=TrainConfig(
+                seed=self.cfg.seed, val_fraction=self.val_fraction, threshold=self.fixed_threshold
+            ),
             source=f"scenario:{sc.name}",
             schema=sc.schema,
         )

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.data.scenarios import _seed_regime
+from shared.data.scenarios import seed_regime
 from shared.drift import WindowFIDI
 from shared.evaluation import evaluate_scores, metrics_from_predictions
 from shared.experiment.base import Run, batch_metrics
@@ -113,7 +113,7 @@ class SeedRun(Run):
         cfg, sc = self.cfg, self.sc
         assert sc.drift_test is not None
         D, C, t = sc.drift_test, sc.clean_test, self.threshold
-        bayes_p = _seed_regime(True).posterior(D.X)
+        bayes_p = seed_regime(True).posterior(D.X)
         rows = {
             "clean": evaluate_scores(C.y, self.core.score(C.X)[1], t, cfg.costs),
             "noheal": evaluate_scores(D.y, self.core.score(D.X)[1], t, cfg.costs),

@@ -24,7 +24,7 @@ then judges the candidate against the current adapter:
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
 
@@ -40,47 +40,10 @@ from shared.healing.fit import (
     stopping_rows,
     train_candidate,
 )
+from shared.healing.types import HealConfig as HealConfig
+from shared.healing.types import RuleTargets
 from shared.model import AdapterState, ReflexiveLayer, SelfHealingModel
 from shared.rules import RuleSet
-
-
-@dataclass(frozen=True)
-class HealConfig:
-    steps: int = 20  # optimiser steps per cycle (the research system: 5); with converge, the least
-    input_path: bool = True  # a heal may move the adapter's view of the standardised inputs
-    converge: bool = True  # with enough labels: train until held-back labels stop improving
-    max_steps: int = 300  # ... but at most this many steps
-    check_every: int = 10  # ... judged every this many steps
-    patience: int = 3  # ... stopping after this many judgements without a better loss
-    stop_fraction: float = 0.2  # training labels held back from the gradient to judge that
-    min_stop_labels: int = 40  # fewer held-back labels than this: a fixed ``steps``
-    lr: float = 3e-3  # Adam learning rate on the adapter
-    w_label: float = 0.70  # weight of BCE on arrived labels
-    w_rule: float = 0.24  # weight of BCE against rule weak labels (0.3 * 0.8 in the research code)
-    w_entropy: float = 0.03  # weight of entropy minimisation, before the cap below
-    entropy_max_share: float = 0.5  # the entropy term never exceeds this share of the loss
-    pos_weight: float = 1.0  # BCE weight on fraud rows; 1 keeps probabilities calibrated
-    class_balance: bool = True  # both classes weigh the same in the label loss (the offset refit: calibrated)
-    rule_abstain_label: float | None = None  # label where no rule fires (research code: 0.0)
-    rule_reliability: bool = True  # scale each rule by how well arrived labels back it
-    grad_clip: float = 1.0  # max gradient norm per step
-    holdout_fraction: float = 0.3  # newest arrived labels kept out of training: the gate, the metrics
-    min_holdout: int = 30  # fewer held-out labels than this: judge on rules instead
-    gate: bool = True  # judge the candidate; False accepts every finite candidate
-    min_gain_z: float = 0.0  # held-out log-loss gain must be this many standard errors (paired)
-    compare_shadow: bool = True  # the gate also compares with the never-healed adapter
-    min_shadow_gain_z: float = 0.5  # held-out cost gain over the shadow must be this many standard errors
-    cross_folds: int = 3  # >1: the gain over the shadow is judged out of fold on every arrived label
-    look_labels: int | None = 100  # the gate looks again every this many labels: the bar rises with looks
-    refit_offset: bool = True  # after the steps, refit the logit offset on arrived labels (prior shift)
-    min_offset_labels: int = 50  # labelled training rows (of both classes) needed to refit it
-    guard_collapse: bool = True  # refuse candidates that predict one class only
-    collapse_rate: float = 0.002  # "one class": the other class predicted on fewer rows than this
-    collapse_share: float = 0.1  # ... or, fraud, than this share of the evidence's fraud rate if smaller
-    label_free_rate_ratio: float = 1.5  # without held-out labels, the flag rate may change this factor
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -147,10 +110,11 @@ def heal_cycle(
     with torch.no_grad():
         p_before = torch.sigmoid(model.logits_from_hidden(H_before)).numpy()
         p_after = torch.sigmoid(model.logits_from_hidden(H, layer)).numpy()
+    judged = _Judged(y, hold, train, targets, p_before, p_after, threshold, costs)
     vs_shadow = None
     if shadow is not None and cfg.compare_shadow and len(hold):
-        vs_shadow = _shadow_evidence(model, data, H, train, hold, p_after, start, cfg, shadow)
-    metrics = _candidate_metrics(y, hold, train, targets, p_before, p_after, vs_shadow, threshold, costs)
+        vs_shadow = _shadow_evidence(model, data, H, judged, start, cfg, shadow)
+    metrics = _candidate_metrics(judged, vs_shadow)
     if targets.reliability is not None:
         metrics.update(
             {
@@ -158,7 +122,7 @@ def heal_cycle(
                 for name, r in zip(rules.names, targets.reliability, strict=True)
             }
         )
-    accepted, reason = _decide(candidate, metrics, cfg)
+    accepted, reason = decide(candidate, metrics, cfg)
     if not _finite(candidate):  # refused; the registry records the adapter it started from
         candidate = before_state
     return HealResult(candidate, accepted, reason, sums, metrics, took())
@@ -171,7 +135,7 @@ class _Rows:
     xt: torch.Tensor  # (N, d) inputs
     y: np.ndarray  # (N,) labels, NaN where none arrived
     w: np.ndarray | None  # (N,) label weights as the batch gives them (recency), None: equal
-    targets: _RuleTargets
+    targets: RuleTargets
 
     def weights(self, train: np.ndarray, cfg: HealConfig) -> np.ndarray:
         """Label weights for training on ``train``: class-balanced there when the offset refit
@@ -184,10 +148,18 @@ class _Rows:
 
 
 @dataclass(frozen=True)
-class _RuleTargets:
-    label: np.ndarray  # (N,) the rules' weak label where one fired
-    conf: np.ndarray  # (N,) its weight (0: no rule fired)
-    reliability: np.ndarray | None  # per rule, how well arrived labels back it
+class _Judged:
+    """What the gate judges a candidate on: the rows' labels and how they were split, the
+    rule targets, the current and the candidate adapter's probabilities, the cost rule."""
+
+    y: np.ndarray  # (N,) labels, NaN where none arrived
+    hold: np.ndarray  # indices of the held-out labelled rows
+    train: np.ndarray  # (N,) mask of the rows training saw
+    targets: RuleTargets
+    p_before: np.ndarray  # (N,) the current adapter's probabilities
+    p_after: np.ndarray  # (N,) the candidate's
+    threshold: float
+    costs: CostMatrix
 
 
 def _holdout(y: np.ndarray, cfg: HealConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -222,17 +194,17 @@ def class_balanced(w: np.ndarray, y: np.ndarray, train: np.ndarray) -> np.ndarra
 
 def _rule_targets(
     rules: RuleSet, X: np.ndarray, y: np.ndarray, train: np.ndarray, cfg: HealConfig
-) -> _RuleTargets:
+) -> RuleTargets:
     fired = rules.fires(X)
     reliability = rules.reliability(fired[train], y[train]) if cfg.rule_reliability else None
     rule_label, rule_conf = rules.weak_labels(X, fired, reliability)
     if cfg.rule_abstain_label is not None:
         silent = rule_conf == 0
         rule_label[silent], rule_conf[silent] = cfg.rule_abstain_label, 1.0
-    return _RuleTargets(rule_label, rule_conf, reliability)
+    return RuleTargets(rule_label, rule_conf, reliability)
 
 
-def _evidence(y: np.ndarray, targets: _RuleTargets, train: np.ndarray) -> int:
+def _evidence(y: np.ndarray, targets: RuleTargets, train: np.ndarray) -> int:
     """Training rows with an arrived label, plus training rows a rule fired on."""
     return int((~np.isnan(y[train])).sum()) + int((targets.conf[train] > 0).sum())
 
@@ -267,9 +239,7 @@ def _shadow_evidence(
     model: SelfHealingModel,
     data: _Rows,
     H: torch.Tensor,
-    train: np.ndarray,
-    hold: np.ndarray,
-    p_after: np.ndarray,
+    judged: _Judged,
     start: int,
     cfg: HealConfig,
     shadow: AdapterState,
@@ -280,6 +250,7 @@ def _shadow_evidence(
     grows with all the labels that have arrived, not a fraction of them). ``H``: the frozen
     features under start ``start``, as the candidate saw them; each fold trains from a fresh
     copy of that start on the same features."""
+    train, hold, p_after = judged.train, judged.hold, judged.p_after
     rows, probs = [hold], [p_after[hold]]
     labelled = np.flatnonzero(train & ~np.isnan(data.y))
     folds = cfg.cross_folds - 1
@@ -323,19 +294,12 @@ def _fit_loss(
 
 
 def _candidate_metrics(
-    y: np.ndarray,
-    hold: np.ndarray,
-    train: np.ndarray,
-    targets: _RuleTargets,
-    p_before: np.ndarray,
-    p_after: np.ndarray,
-    vs_shadow: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
-    threshold: float,
-    costs: CostMatrix,
+    judged: _Judged, vs_shadow: tuple[np.ndarray, np.ndarray, np.ndarray] | None
 ) -> dict[str, float]:
     """What the gate judges on: current vs candidate on the held-out rows, and candidate vs
     shadow on the rows of :func:`_shadow_evidence`."""
-    metrics = _judge_metrics(y, hold, train, targets.label, targets.conf, p_before, p_after, threshold, costs)
+    y, threshold, costs = judged.y, judged.threshold, judged.costs
+    metrics = _judge_metrics(judged)
     if vs_shadow is not None:
         rows, p_c, p_s = vs_shadow
         ye = y[rows]
@@ -350,8 +314,8 @@ def _candidate_metrics(
     metrics.update(
         n_rows=len(y),
         n_labelled=int((~np.isnan(y)).sum()),
-        n_holdout=len(hold),
-        n_rule=int((targets.conf[train] > 0).sum()),
+        n_holdout=len(judged.hold),
+        n_rule=int((judged.targets.conf[judged.train] > 0).sum()),
     )
     return metrics
 
@@ -360,17 +324,17 @@ def _finite(state: AdapterState) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in state.values())
 
 
-def _judge_metrics(
-    y: np.ndarray,
-    hold: np.ndarray,
-    train: np.ndarray,
-    rule_label: np.ndarray,
-    rule_conf: np.ndarray,
-    p_before: np.ndarray,
-    p_after: np.ndarray,
-    threshold: float,
-    costs: CostMatrix,
-) -> dict[str, float]:
+def _judge_metrics(j: _Judged) -> dict[str, float]:
+    y, hold, train, p_before, p_after, threshold, costs = (
+        j.y,
+        j.hold,
+        j.train,
+        j.p_before,
+        j.p_after,
+        j.threshold,
+        j.costs,
+    )
+    rule_label, rule_conf = j.targets.label, j.targets.conf
     m: dict[str, float] = {
         "pos_rate_before": float((p_before >= threshold).mean()),
         "pos_rate_after": float((p_after >= threshold).mean()),
@@ -417,55 +381,66 @@ def shadow_bar(cfg: HealConfig, n_labelled: int) -> float:
     return NormalDist().inv_cdf(1 - alpha / looks)
 
 
-def _decide(candidate: AdapterState, m: dict[str, float], cfg: HealConfig) -> tuple[bool, str]:
+def decide(candidate: AdapterState, m: dict[str, float], cfg: HealConfig) -> tuple[bool, str]:
     if not _finite(candidate):
         return False, "candidate has non-finite weights"
-    if cfg.guard_collapse:
-        ev = m["evidence_fraud_rate"]
-        if ev == ev:  # not NaN
-            # rare fraud: a model may rightly flag a share as small as the fraud itself
-            floor = min(cfg.collapse_rate, cfg.collapse_share * ev)
-            if m["pos_rate_after"] < floor and cfg.collapse_rate <= ev:
-                return (
-                    False,
-                    "collapse: the candidate flags no fraud while the evidence shows fraud",
-                )
-            if 1 - m["pos_rate_after"] < cfg.collapse_rate <= 1 - ev:
-                return (
-                    False,
-                    "collapse: the candidate flags everything while the evidence shows normals",
-                )
+    if cfg.guard_collapse and (collapse := _collapse(m, cfg)) is not None:
+        return False, collapse
     if not cfg.gate:
         return True, "accepted without gate"
     if "holdout_cost_after" in m:
-        c_b, c_a = m["holdout_cost_before"], m["holdout_cost_after"]
-        ll_b, ll_a = m["holdout_logloss_before"], m["holdout_logloss_after"]
-        z = m["holdout_logloss_gain_z"]
-        change = f"cost {c_b:.4f} -> {c_a:.4f}, log loss {ll_b:.4f} -> {ll_a:.4f} (z={z:.2f})"
-        c_s, c_e = m.get("holdout_cost_shadow"), m.get("shadow_evidence_cost_after", c_a)
-        if c_s is not None and c_e > c_s:
-            return False, f"costs more than the shadow on held-out labels: {c_e:.4f} > {c_s:.4f} ({change})"
-        z_s, bar = m.get("holdout_cost_gain_z_shadow"), shadow_bar(cfg, int(m.get("n_labelled", 0)))
-        if z_s is not None and z_s < bar:
-            n_e = m.get("shadow_evidence_rows", 0)
-            over = f"{c_s:.4f} -> {c_e:.4f} over {n_e:.0f} rows (z={z_s:.2f}; {change})"
-            return False, f"no clear gain over the shadow on held-out labels: {over}"
-        if c_a <= c_b and ll_a < ll_b and z >= cfg.min_gain_z:
-            return True, f"held-out {change}"
-        return False, f"no clear gain on held-out labels: {change}"
+        return _on_labels(m, cfg)
     if "rule_agreement_after" in m:
-        a_b, a_a = m["rule_agreement_before"], m["rule_agreement_after"]
-        r_b, r_a = m["pos_rate_before"], m["pos_rate_after"]
-        ratio = cfg.label_free_rate_ratio
-
-        def within(before: float, after: float) -> bool:
-            return before / ratio <= after <= before * ratio
-
-        if not (within(r_b, r_a) and within(1 - r_b, 1 - r_a)):
-            # rules alone are one-sided evidence (mostly "fraud" rules): without labels, do not
-            # let a candidate move the alert volume far; that is how label-free healing collapses
-            return False, f"without labels the flag rate may not move from {r_b:.3f} to {r_a:.3f}"
-        if a_a > a_b:
-            return True, f"rule agreement {a_b:.3f} -> {a_a:.3f} (no held-out labels yet)"
-        return False, f"rule agreement did not improve: {a_b:.3f} -> {a_a:.3f}"
+        return _on_rules(m, cfg)
     return False, "nothing to judge the candidate on"
+
+
+def _collapse(m: dict[str, float], cfg: HealConfig) -> str | None:
+    """Why the candidate collapsed to one class against the evidence, if it did."""
+    ev = m["evidence_fraud_rate"]
+    if ev != ev:  # NaN: no evidence of the fraud rate
+        return None
+    # rare fraud: a model may rightly flag a share as small as the fraud itself
+    floor = min(cfg.collapse_rate, cfg.collapse_share * ev)
+    if m["pos_rate_after"] < floor and cfg.collapse_rate <= ev:
+        return "collapse: the candidate flags no fraud while the evidence shows fraud"
+    if 1 - m["pos_rate_after"] < cfg.collapse_rate <= 1 - ev:
+        return "collapse: the candidate flags everything while the evidence shows normals"
+    return None
+
+
+def _on_labels(m: dict[str, float], cfg: HealConfig) -> tuple[bool, str]:
+    """The verdict on held-out labels: against the shadow first, then against the current."""
+    c_b, c_a = m["holdout_cost_before"], m["holdout_cost_after"]
+    ll_b, ll_a = m["holdout_logloss_before"], m["holdout_logloss_after"]
+    z = m["holdout_logloss_gain_z"]
+    change = f"cost {c_b:.4f} -> {c_a:.4f}, log loss {ll_b:.4f} -> {ll_a:.4f} (z={z:.2f})"
+    c_s, c_e = m.get("holdout_cost_shadow"), m.get("shadow_evidence_cost_after", c_a)
+    if c_s is not None and c_e > c_s:
+        return False, f"costs more than the shadow on held-out labels: {c_e:.4f} > {c_s:.4f} ({change})"
+    z_s, bar = m.get("holdout_cost_gain_z_shadow"), shadow_bar(cfg, int(m.get("n_labelled", 0)))
+    if z_s is not None and z_s < bar:
+        n_e = m.get("shadow_evidence_rows", 0)
+        over = f"{c_s:.4f} -> {c_e:.4f} over {n_e:.0f} rows (z={z_s:.2f}; {change})"
+        return False, f"no clear gain over the shadow on held-out labels: {over}"
+    if c_a <= c_b and ll_a < ll_b and z >= cfg.min_gain_z:
+        return True, f"held-out {change}"
+    return False, f"no clear gain on held-out labels: {change}"
+
+
+def _on_rules(m: dict[str, float], cfg: HealConfig) -> tuple[bool, str]:
+    """The verdict with no held-out label: rule agreement, the flag rate kept in bounds."""
+    a_b, a_a = m["rule_agreement_before"], m["rule_agreement_after"]
+    r_b, r_a = m["pos_rate_before"], m["pos_rate_after"]
+    ratio = cfg.label_free_rate_ratio
+
+    def within(before: float, after: float) -> bool:
+        return before / ratio <= after <= before * ratio
+
+    if not (within(r_b, r_a) and within(1 - r_b, 1 - r_a)):
+        # rules alone are one-sided evidence (mostly "fraud" rules): without labels, do not
+        # let a candidate move the alert volume far; that is how label-free healing collapses
+        return False, f"without labels the flag rate may not move from {r_b:.3f} to {r_a:.3f}"
+    if a_a > a_b:
+        return True, f"rule agreement {a_b:.3f} -> {a_a:.3f} (no held-out labels yet)"
+    return False, f"rule agreement did not improve: {a_b:.3f} -> {a_a:.3f}"

@@ -13,7 +13,7 @@ from shared.healing.loss import composite_loss
 from shared.model import ReflexiveLayer, SelfHealingModel
 
 if TYPE_CHECKING:
-    from shared.healing.cycle import HealConfig, _RuleTargets
+    from shared.healing.types import HealConfig, RuleTargets
 
 
 def train_candidate(
@@ -22,7 +22,7 @@ def train_candidate(
     H: torch.Tensor,
     y: np.ndarray,
     w: np.ndarray,
-    targets: _RuleTargets,
+    targets: RuleTargets,
     split: tuple[np.ndarray, np.ndarray | None],
     cfg: HealConfig,
 ) -> tuple[ReflexiveLayer | None, dict[str, float]]:
@@ -45,18 +45,7 @@ def train_candidate(
     steps = 0
     while steps < (cfg.max_steps if judge is not None else cfg.steps):
         logits = model.logits_from_hidden(H[tr], layer)
-        loss, terms = composite_loss(
-            logits,
-            yt,
-            rl,
-            rc,
-            w_label=cfg.w_label,
-            w_rule=cfg.w_rule,
-            w_entropy=cfg.w_entropy,
-            pos_weight=cfg.pos_weight,
-            entropy_max_share=cfg.entropy_max_share,
-            label_weight=wt,
-        )
+        loss, terms = composite_loss(logits, yt, rl, rc, cfg.loss_weights, label_weight=wt)
         if not torch.isfinite(loss):
             return None, terms
         opt.zero_grad()

@@ -11,8 +11,19 @@ of the loss; with no labels and no rule firing it is zero.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    label: float = 0.70  # BCE on arrived labels
+    rule: float = 0.24  # BCE against the rules' weak labels
+    entropy: float = 0.03  # entropy minimisation, before the cap
+    pos_weight: float = 1.0  # BCE weight on fraud rows; 1 keeps probabilities calibrated
+    entropy_max_share: float = 0.5  # the entropy term never exceeds this share of the loss
 
 
 def binary_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -26,14 +37,11 @@ def composite_loss(
     y: torch.Tensor,  # (N,) 0/1, NaN where no label has arrived
     rule_label: torch.Tensor,  # (N,) weak label in [0, 1]
     rule_conf: torch.Tensor,  # (N,) weight of the weak label, 0 where no rule fires
-    *,
-    w_label: float,
-    w_rule: float,
-    w_entropy: float,
-    pos_weight: float = 1.0,
-    entropy_max_share: float = 0.5,
+    weights: LossWeights,
     label_weight: torch.Tensor | None = None,  # (N,) per-row weight of the label term (recency)
 ) -> tuple[torch.Tensor, dict[str, float]]:
+    w_label, w_rule, w_entropy = weights.label, weights.rule, weights.entropy
+    pos_weight, entropy_max_share = weights.pos_weight, weights.entropy_max_share
     zero = logits.new_zeros(())
     labelled = ~torch.isnan(y)
     if bool(labelled.any()):

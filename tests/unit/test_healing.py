@@ -9,7 +9,8 @@ import torch
 from shared.data import build
 from shared.evaluation import evaluate_scores
 from shared.healing import HealBatch, HealConfig, composite_loss, heal_cycle
-from shared.healing.cycle import _decide
+from shared.healing.cycle import decide
+from shared.healing.loss import LossWeights
 
 
 def drifted_batch(scenario, n=2000, labelled=True):
@@ -136,12 +137,10 @@ def test_the_entropy_term_is_capped():
     logits = torch.zeros(10, requires_grad=True)  # maximal entropy, ln 2
     y = torch.tensor([0.0, 1.0] + [float("nan")] * 8)
     none = torch.zeros(10)
-    _, terms = composite_loss(
-        logits, y, none, none, w_label=1.0, w_rule=0.0, w_entropy=10.0, entropy_max_share=0.5
-    )
+    _, terms = composite_loss(logits, y, none, none, LossWeights(label=1.0, rule=0.0, entropy=10.0))
     assert terms["entropy_weight"] * terms["entropy"] == pytest.approx(0.5 * terms["total"])
     nan_y = torch.full((10,), float("nan"))
-    _, terms = composite_loss(logits, nan_y, none, none, w_label=1.0, w_rule=1.0, w_entropy=0.5)
+    _, terms = composite_loss(logits, nan_y, none, none, LossWeights(label=1.0, rule=1.0, entropy=0.5))
     assert terms["entropy_weight"] == 0.0 and terms["total"] == 0.0  # entropy alone never heals
 
 
@@ -193,13 +192,13 @@ def test_the_entropy_term_is_capped():
 def test_the_gate(metrics, accepted, reason):
     m = {"pos_rate_before": 0.2, "pos_rate_after": 0.2, "evidence_fraud_rate": 0.15, **metrics}
     state = {"w": torch.zeros(2)}
-    ok, why = _decide(state, m, HealConfig())
+    ok, why = decide(state, m, HealConfig())
     assert ok is accepted and reason in why
 
 
 def test_non_finite_candidates_are_refused():
     m = {"pos_rate_before": 0.2, "pos_rate_after": 0.2, "evidence_fraud_rate": 0.15}
-    ok, why = _decide({"w": torch.tensor([float("nan")])}, m, HealConfig(gate=False))
+    ok, why = decide({"w": torch.tensor([float("nan")])}, m, HealConfig(gate=False))
     assert not ok and "non-finite" in why
 
 
@@ -245,9 +244,9 @@ def test_the_gate_refuses_a_candidate_that_costs_more_than_the_shadow():
         "holdout_logloss_after": 0.4,
         "holdout_logloss_gain_z": 2.0,
     }
-    ok, reason = _decide({}, m, HealConfig())
+    ok, reason = decide({}, m, HealConfig())
     assert not ok and "more than the shadow" in reason
-    ok, _ = _decide({}, {**m, "holdout_cost_shadow": 0.45}, HealConfig())
+    ok, _ = decide({}, {**m, "holdout_cost_shadow": 0.45}, HealConfig())
     assert ok
 
 
@@ -280,9 +279,9 @@ def test_leaving_the_shadow_needs_a_gain_beyond_noise():
         "holdout_cost_gain_z_shadow": 0.6,  # 0.1 per row over few held-out labels
     }
     cfg = HealConfig(min_shadow_gain_z=1.0)
-    ok, reason = _decide({}, m, cfg)
+    ok, reason = decide({}, m, cfg)
     assert not ok and "no clear gain over the shadow" in reason
-    ok, _ = _decide({}, {**m, "holdout_cost_gain_z_shadow": 1.7}, cfg)  # the same gain, 8x the labels
+    ok, _ = decide({}, {**m, "holdout_cost_gain_z_shadow": 1.7}, cfg)  # the same gain, 8x the labels
     assert ok
 
 
@@ -322,5 +321,5 @@ def test_collapse_is_judged_against_how_rare_the_fraud_is(evidence, flags, colla
     """At 0.5% fraud a model may rightly flag 0.1% of the rows; flagging almost none is
     still a collapse."""
     m = {"pos_rate_before": 0.01, "pos_rate_after": flags, "evidence_fraud_rate": evidence}
-    ok, why = _decide({"w": torch.zeros(2)}, m, HealConfig(gate=False))
+    ok, why = decide({"w": torch.zeros(2)}, m, HealConfig(gate=False))
     assert (why.startswith("collapse")) is collapsed and ok is not collapsed

@@ -18,38 +18,48 @@ def sources():
 
 def offences(tree: ast.AST) -> list[str]:
     """What in ``tree`` could unpickle."""
+    out, loads, torch_names = _imports(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _is_load(node.func, loads, torch_names) and not _weights_only(node):
+            out.append(f"line {node.lineno}: torch.load without weights_only=True")
+    return out
+
+
+def _imports(tree: ast.AST) -> tuple[list[str], set[str], set[str]]:
+    """(imports of a pickler, names bound to torch.load, names bound to the torch module)."""
     out: list[str] = []
-    loads: set[str] = set()  # names bound to torch.load
-    torch_names: set[str] = set()  # names bound to the torch module
+    loads: set[str] = set()
+    torch_names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            for a in node.names:
-                if a.name.split(".")[0] in PICKLERS:
-                    out.append(f"line {node.lineno}: import {a.name}")
-                if a.name == "torch":
-                    torch_names.add(a.asname or "torch")
+            out += [
+                f"line {node.lineno}: import {a.name}" for a in node.names if a.name.split(".")[0] in PICKLERS
+            ]
+            torch_names |= {a.asname or "torch" for a in node.names if a.name == "torch"}
         elif isinstance(node, ast.ImportFrom) and node.module:
             if node.module.split(".")[0] in PICKLERS:
                 out.append(f"line {node.lineno}: from {node.module} import ...")
             if node.module in ("torch", "torch.serialization"):
                 loads |= {a.asname or a.name for a in node.names if a.name == "load"}
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
-        f = node.func
-        is_load = (isinstance(f, ast.Name) and f.id in loads) or (
-            isinstance(f, ast.Attribute)
-            and f.attr == "load"
-            and isinstance(f.value, ast.Name)
-            and f.value.id in torch_names
-        )
-        safe = any(
-            k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
-            for k in node.keywords
-        )
-        if is_load and not safe:
-            out.append(f"line {node.lineno}: torch.load without weights_only=True")
-    return out
+    return out, loads, torch_names
+
+
+def _is_load(f: ast.expr, loads: set[str], torch_names: set[str]) -> bool:
+    if isinstance(f, ast.Name):
+        return f.id in loads
+    return (
+        isinstance(f, ast.Attribute)
+        and f.attr == "load"
+        and isinstance(f.value, ast.Name)
+        and f.value.id in torch_names
+    )
+
+
+def _weights_only(call: ast.Call) -> bool:
+    return any(
+        k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+        for k in call.keywords
+    )
 
 
 def test_no_pickle_anywhere():
