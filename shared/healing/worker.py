@@ -4,8 +4,10 @@ Each :meth:`HealWorker.step`: hand over what the healer noticed (episodes, label
 verdicts), collect a finished heal, start the next one when it is due and ready, collect
 it at once if it has already finished (an inline executor runs it in ``submit``), then
 check live quality for a rollback. The offline runner and the tests run heals inline
-(:class:`InlineExecutor`); the healer service on a worker thread, so that its loop keeps
-consuming while a heal runs and no scorer ever waits for it.
+(:class:`InlineExecutor`); the healer service in a child process
+(:class:`~shared.healing.process.HealProcess`), so that its loop keeps consuming while a
+heal runs and no scorer ever waits for it. A heal whose child died (or that a stop killed
+before the child read it) is logged and dropped: the next heal starts a new child.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
+from shared.errors import HealingError
 from shared.healing.before_labels import Diagnosed
 from shared.healing.cycle import HealResult
 from shared.healing.events import HealerEvent, HealJob
 from shared.healing.healer import Healer
+from shared.log import get_logger
 
 T = TypeVar("T")
 
@@ -58,7 +62,12 @@ class HealWorker:
         if self.running is not None and self.running[1].done():
             job, future = self.running
             self.running = None
-            events.extend(self.healer.conclude(job, future.result()))
+            try:
+                result = future.result()
+            except HealingError as exc:
+                get_logger("healer").warning("heal dropped", heal=job.number, kind=job.kind, error=str(exc))
+                return
+            events.extend(self.healer.conclude(job, result))
 
     def close(self) -> list[HealerEvent | Diagnosed]:
         """Wait for a heal still running and record it (a clean stop loses no heal)."""

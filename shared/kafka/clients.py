@@ -87,6 +87,7 @@ class TrackedProducer:
         self.tracker = DeliveryTracker()
         config = {"delivery.report.only.error": True, "on_delivery": self.tracker, **overrides}
         self._producer = Producer(producer_config(settings, **config))
+        self._closed = False
 
     def produce(
         self,
@@ -129,6 +130,26 @@ class TrackedProducer:
         if remaining:
             raise KafkaClientError(f"{remaining} messages not delivered within {timeout:.0f} s")
         self.raise_failures_since(before)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Deliver what is queued (at most ``timeout``; what is left then is dropped and
+        counted as failed), then let the client go: a librdkafka client left open keeps
+        reconnecting to its broker. Closing twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._producer.flush(timeout):
+                self._producer.purge()
+                self._producer.flush(0)  # serve the purged messages' delivery reports
+        finally:
+            self._producer.close()
+
+    def __enter__(self) -> TrackedProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def raise_failures_since(self, failed_before: int) -> None:
         """Raise if a delivery failed after the tracker counted ``failed_before`` failures."""

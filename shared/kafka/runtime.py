@@ -206,22 +206,24 @@ class TopicGuard(threading.Thread):
         super().__init__(name="topic-guard", daemon=True)
         self.settings, self.specs, self.on_recreated = settings, specs, on_recreated
         self.every, self.timeout = every, timeout
-        self._admin = AdminClient(settings.connection())
-        self._stop = threading.Event()
+        self._admin: AdminClient | None = AdminClient(settings.connection())
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._pending: list[str] = []  # recreated, not yet reported to the loop
         self.recreated = 0
 
     def run(self) -> None:
-        while not self._stop.wait(self.every):
+        while not self._stopping.wait(self.every):
             try:
                 self._check()
             except (KafkaException, KafkaClientError) as exc:  # tried again, never fatal
                 get_logger("kafka").warning("topic check failed", error=str(exc))
 
     def _check(self) -> None:
+        if (admin := self._admin) is None:
+            return
         try:
-            names = set(self._admin.list_topics(timeout=self.timeout).topics)
+            names = set(admin.list_topics(timeout=self.timeout).topics)
         except KafkaException:
             return  # the broker is away: check again later
         missing = [s for s in self.specs if s.name not in names]
@@ -231,8 +233,14 @@ class TopicGuard(threading.Thread):
                 self._pending += [s.name for s in missing]
                 self.recreated += 1
 
-    def stop(self) -> None:
-        self._stop.set()
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the thread to end; with ``timeout``, wait for it and let its admin client go
+        (an AdminClient has no close: it ends when the last reference does)."""
+        self._stopping.set()
+        if timeout is not None and self.is_alive():
+            self.join(timeout)
+        if timeout is not None and not self.is_alive():
+            self._admin = None
 
     def maybe_check(self) -> None:
         """On the loop: report topics the thread recreated since the last call."""
@@ -366,7 +374,7 @@ class ConsumerService:
                 timeline=timeline,
             )
         finally:
-            self._guard.stop()
+            self._guard.stop(timeout=self._guard.timeout + 1.0)
             if timeline is not None:
                 timeline.detach()
                 written = timeline.write(os.environ[TIMELINE_ENV], self.health().get("service", "service"))
@@ -375,3 +383,5 @@ class ConsumerService:
             if self.server is not None:
                 self.server.stop()
             self.log.info("stopped", **self.health())
+            self.producer.close()
+            gc.unfreeze()  # what was frozen at start may go (services that share a process)

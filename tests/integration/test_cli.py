@@ -51,11 +51,11 @@ def test_produce_sends_a_scenario_with_its_labels(kafka, topics, monkeypatch, ca
     assert "produced 300 transactions" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat not installed (Debian: apt-get install kcat)")
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed")
 def test_kcat_produces_transactions_and_reads_their_decisions(
     seed_bundle, seed_scenario, kafka, topics, group, run_service, monkeypatch
 ):
-    """README's kcat lines, as a user types them: Debian's kcat (librdkafka 2.0.2 alone cannot
+    """The kcat lines of docs/messages.md, as a user types them: Debian's kcat (librdkafka 2.0.2 alone cannot
     talk to the embedded broker) produces a transaction and reads its lz4-compressed decision."""
     use_topics(monkeypatch, kafka, topics)
     run_service(ScorerService(seed_bundle, kafka, topics, ScorerConfig(group=group), TEST_SIGNER))

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from shared.errors import HealingError
 from shared.healing.episodes import EpisodeTracker
 from shared.healing.events import EpisodeClosed, EpisodeOpened, HealOutcome
 from shared.healing.healer import Healer, HealerConfig
@@ -131,6 +132,25 @@ def test_on_a_thread_the_loop_collects_the_heal_at_a_later_step(ready_healer: He
         assert [type(e) for e in worker.close()] == [HealOutcome] and worker.running is None
     ready_healer.close_episode("fidi")
     assert isinstance(ready_healer.drain_events()[0], EpisodeClosed)
+
+
+def test_a_heal_whose_process_died_is_dropped_and_the_next_one_runs(ready_healer: Healer) -> None:
+    run = ready_healer.run
+    calls = []
+
+    def dies_once(job):
+        calls.append(job.number)
+        if len(calls) == 1:
+            raise HealingError("the heal process is gone: [Errno 32] Broken pipe")
+        return run(job)
+
+    ready_healer.run = dies_once  # type: ignore[method-assign]
+    worker = HealWorker(ready_healer, InlineExecutor())
+    first = worker.step()
+    assert [type(e) for e in first] == [EpisodeOpened] and worker.running is None
+    assert ready_healer.registry.n_heals == 0  # nothing recorded for the heal that died
+    ready_healer.run = run  # type: ignore[method-assign]
+    assert worker.close() == []
 
 
 def test_each_adapter_keeps_its_own_shadow_window() -> None:
