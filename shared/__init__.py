@@ -1,5 +1,5 @@
 """selfheal's core: model, bundle, data, drift, rules, healing, registry, evaluation, and the
-messages on the topics (README's Layout section maps each concept to its file).
+messages on the topics (the Layout section of docs/design.md maps each concept to its file).
 
 Only :mod:`shared.kafka` and the load generator :mod:`shared.loadgen` talk to Kafka; the
 services in ``services/`` are thin loops over these modules.

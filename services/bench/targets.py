@@ -61,7 +61,7 @@ def _log_over_scorer(r: Results) -> float | None:
     return None if not writes or not scorer else float(writes) / float(scorer)
 
 
-TARGETS = (  # issue 5; the feature log's, issue 13; issue 15's: 35% of passthrough, p99 and gap ratios
+TARGETS = (  # throughput, latency, swaps, memory, the feature log, the scorer against passthrough
     Target(
         "scorer >= 50k tx/s per process", "scorer", lambda r: r.get("scorer_tps_1"), 50_000, at_least=True
     ),

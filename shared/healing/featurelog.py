@@ -13,7 +13,7 @@ written, except rows the scorer flagged or a rule fired on, which are always kep
 sample is deterministic: :meth:`sampled` says at once whether a label's transaction can be
 in the log, and what was not kept is counted. When flagged rows alone exceed the budget,
 the oldest segments go before the horizon. Why SQLite and not RocksDB (``rocksdict``):
-``make bench`` measures both (``services/bench/featurelog.py``); README, "Late labels".
+``make bench`` measures both (``services/bench/featurelog.py``); docs/design.md, "Late labels".
 
 >>> import numpy as np
 >>> log = FeatureLog(None, n_features=2, horizon_ms=1000.0, budget_bytes=1 << 30)

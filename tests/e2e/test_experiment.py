@@ -125,7 +125,7 @@ def test_cli_errors_are_clear_and_exit_2(tmp_path, capsys):
 
 
 def test_categories_and_missing_values_heal_with_late_labels():
-    """The payments scenario (issue 18): a fraud ring from a country never seen in training and
+    """The payments scenario: a fraud ring from a country never seen in training and
     an outage blanking a feature; labels 500 late."""
     r = run(ExperimentConfig(scenario="payments", label_delay=500))
     rows, after = r.summary["rows"], r.summary["windows"]["after_labels"]

@@ -1,4 +1,4 @@
-"""The README's client examples run as written against a running scorer: confluent-kafka's
+"""The client examples of docs/messages.md run as written against a running scorer: confluent-kafka's
 producer and consumer, and kafka-python's (a second client library)."""
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from services.scorer.service import ScorerConfig, ScorerService
 
 from .conftest import TEST_SIGNER
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+MESSAGES = Path(__file__).resolve().parents[2] / "docs" / "messages.md"
 
 
 def run_readme_block(after: str, replace: dict[str, str], scorer: ScorerService, run_service) -> str:
-    """The first python block after ``after`` in README, with ``replace`` applied, run in a
+    """The first python block after ``after`` in docs/messages.md, with ``replace`` applied, run in a
     fresh interpreter while ``scorer`` runs; its output."""
-    text = README.read_text()
+    text = MESSAGES.read_text()
     code = re.search(r"```python\n(.*?)```", text[text.index(after) :], re.S)
     assert code is not None
     source = code.group(1)
@@ -32,7 +32,7 @@ def run_readme_block(after: str, replace: dict[str, str], scorer: ScorerService,
     return result.stdout
 
 
-def test_the_readme_example_gets_a_decision(covariate_bundle, kafka, topics, group, run_service):
+def test_the_confluent_kafka_example_gets_a_decision(covariate_bundle, kafka, topics, group, run_service):
     scorer = ScorerService(covariate_bundle, kafka, topics, ScorerConfig(group=group), TEST_SIGNER)
     out = run_readme_block(
         "A producer and a consumer",
@@ -48,10 +48,10 @@ def test_the_readme_example_gets_a_decision(covariate_bundle, kafka, topics, gro
     assert "adapter 0" in out
 
 
-def test_the_readme_kafka_python_example_produces_and_reads_as_a_group(
+def test_the_kafka_python_example_produces_and_reads_as_a_group(
     covariate_bundle, kafka, topics, group, run_service
 ):
-    """kafka-python as README shows it: a group consumer with the embedded broker's session
+    """kafka-python as docs/messages.md shows it: a group consumer with the embedded broker's session
     timeout, lz4 for the decisions."""
     pytest.importorskip("kafka")
     pytest.importorskip("lz4")

@@ -1,5 +1,5 @@
 """A bundle with a schema, through a running scorer: nulls and categories are decided,
-malformed records are dead-lettered with their reasons (issue 18)."""
+malformed records are dead-lettered with their reasons."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CategoryShift: the chi-square test of category frequencies beside FIDI (issue 18)."""
+"""CategoryShift: the chi-square test of category frequencies beside FIDI."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 4's detection target: FIDI alarms no later than ADWIN's best feature on every drift
+"""The detection target: FIDI alarms no later than ADWIN's best feature on every drift
 scenario, and no more often on 100k no-drift transactions."""
 
 from __future__ import annotations

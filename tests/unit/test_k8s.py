@@ -24,7 +24,7 @@ from shared.signing import Signer
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 KUBERNETES = "1.30.0"  # the oldest version still supported upstream when written
-RSS_MB = {"scorer": 363.4, "monitor": 329.3, "healer": 357.6}  # make bench, 2026-11-30 (README)
+RSS_MB = {"scorer": 363.4, "monitor": 329.3, "healer": 357.6}  # make bench, 2026-11-30 (docs/performance.md)
 
 # The part of KEDA's ScaledObject CRD (keda.sh/v1alpha1) these manifests use, as its
 # openAPIV3Schema states it: scaleTargetRef.name and triggers required, each trigger a type

@@ -96,7 +96,7 @@ def test_the_dashboard_reads_only_exported_metrics_from_the_provisioned_data_sou
     dash = json.loads(DASHBOARD.read_text())
     assert {p["datasource"]["uid"] for p in dash["panels"]} == {uid}
     assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
-    # what issue 16 asks the dashboard to show, each with the question it answers
+    # what the dashboard must show, each with the question it answers
     titles = " | ".join(p["title"].lower() for p in dash["panels"])
     for topic in ("throughput", "latency", "dead letters by reason", "drift state per feature",
                   "adapter version", "heals accepted and refused", "rollbacks", "label delay",

@@ -1,4 +1,4 @@
-"""Categories and missing values: training, the bundle, decoding, rules (issue 18)."""
+"""Categories and missing values: training, the bundle, decoding, rules."""
 
 from __future__ import annotations
 
