@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.healing.cycle import HealBatch, HealResult
+from shared.healing.types import HealKind
 from shared.messages import Alert
 from shared.messages.alerts import Detail
 from shared.model import SelfHealingModel
@@ -22,7 +23,7 @@ class HealJob:
     model: SelfHealingModel  # its own copy, with the adapter live when the job was prepared
     batch: HealBatch
     version: int  # the live version it starts from
-    kind: str = "labels"  # labels | label_free (shared.labelfree: no label, a diagnosis)
+    kind: HealKind = HealKind.LABELS
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from shared.healing.own_watch import Change, OwnWatch
 from shared.healing.quality import LiveQuality
 from shared.healing.shadow_guard import ShadowGuard
 from shared.healing.transport import carry_labels, stale_reason
+from shared.healing.types import HealKind
 from shared.messages import Alert
 from shared.model import AdapterState
 from shared.registry import QualityWatch, Registry, Snapshot, live_snapshot
@@ -290,29 +291,29 @@ class Healer:
         """Why no heal can start now, or None when one can."""
         return self._mode()[1]
 
-    def _mode(self) -> tuple[str, str | None]:
-        """(labels | label_free, None) when a heal of that kind can start, else ("", why not)."""
+    def _mode(self) -> tuple[HealKind | None, str | None]:
+        """(the kind, None) when a heal of that kind can start, else (None, why not)."""
         if self.episode is None:
-            return "", "no drift episode"
+            return None, "no drift episode"
         if self.paused is not None:
-            return "", self.paused
+            return None, self.paused
         if self.guard.hold is not None:
-            return "", self.guard.hold
+            return None, self.guard.hold
         have = self.join.labelled_since(self.episode.start)
         frauds = self.join.frauds_since(self.episode.start)
         if have >= self.cfg.min_labels and frauds >= self.cfg.min_frauds and not self.cfg.label_free:
             stale = self._stale() if self.cfg.stale_labels == "wait" else None
-            return ("labels", None) if stale is None else ("", stale)
+            return (HealKind.LABELS, None) if stale is None else (None, stale)
         before = self._before_labels()
         if before is None:
-            return "label_free", None
+            return HealKind.LABEL_FREE, None
         held = f"; {len(self.guard.held)} more being checked" if self.guard.held else ""
         wait = (
             f"{have}/{self.cfg.min_labels}"
             if have < self.cfg.min_labels
             else f"{frauds}/{self.cfg.min_frauds} frauds"
         )
-        return "", f"waiting for labels ({wait}{held}); {before}"
+        return None, f"waiting for labels ({wait}{held}); {before}"
 
     def _before_labels(self) -> str | None:
         """Why no label-free cycle can start now (None: one can)."""
@@ -346,20 +347,20 @@ class Healer:
         """``heal_every`` new labels of the episode since the last labelled heal, or
         ``label_free_every`` rows since the last label-free cycle, by what can run now."""
         mode = self._mode()[0]
-        if mode == "label_free":
+        if mode is HealKind.LABEL_FREE:
             return self.before.since >= self.cfg.label_free_every
         return self._since_heal >= self.cfg.heal_every
 
     def prepare(self) -> HealJob | None:
         """A heal job on the episode's rows, if one can start now."""
         mode = self._mode()[0]
-        if not mode or self.episode is None:
+        if mode is None or self.episode is None:
             return None
         cfg = self.cfg
-        if mode == "label_free":
+        if mode is HealKind.LABEL_FREE:
             self.before.since = 0
             X = self.join.recent(self.episode.start, self._label_free_rows())
-            return self.job_for(HealBatch(X, np.full(len(X), np.nan, np.float32)), "label_free")
+            return self.job_for(HealBatch(X, np.full(len(X), np.nan, np.float32)), HealKind.LABEL_FREE)
         self._since_heal = 0
         batch = self.join.batch(
             self.episode.start,
@@ -374,7 +375,7 @@ class Healer:
             self.carried = [self.bundle.features[k] for k in moved]
         return self.job_for(batch)
 
-    def job_for(self, batch: HealBatch, kind: str = "labels") -> HealJob:
+    def job_for(self, batch: HealBatch, kind: HealKind = HealKind.LABELS) -> HealJob:
         """A heal job on ``batch`` from the live adapter (the research protocol heals on its batch)."""
         self.n_heals += 1
         return HealJob(self.n_heals, self.bundle.new_model(self.adapter), batch, self.version, kind)
@@ -430,7 +431,7 @@ class Healer:
         one reports its diagnosis when it changed, and acts once ``label_free_confirm``
         cycles in a row agree: its candidate goes live, or a label-free adapter that can no
         longer be explained is reset to the last trusted one."""
-        if job.kind != "label_free":
+        if job.kind is not HealKind.LABEL_FREE:
             return [self.finish(job, result)]
         details = result.diagnosis or {}
         out: list[HealerEvent | Diagnosed] = []

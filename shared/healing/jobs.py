@@ -9,6 +9,7 @@ from shared.bundle import Bundle
 from shared.errors import ConfigError
 from shared.healing.cycle import HealConfig, HealResult, heal_cycle
 from shared.healing.events import HealJob
+from shared.healing.types import HealKind
 from shared.labelfree import LabelFreeConfig, LabelFreeReference, label_free_cycle
 
 
@@ -24,7 +25,7 @@ class JobRunner:
 
     def __call__(self, job: HealJob) -> HealResult:
         b = self.bundle
-        if job.kind == "label_free":
+        if job.kind is HealKind.LABEL_FREE:
             if self.ref is None:
                 raise ConfigError(self.unavailable or "no label-free reference")
             return label_free_cycle(

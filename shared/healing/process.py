@@ -39,6 +39,7 @@ from shared.errors import HealingError
 from shared.healing.cycle import HealBatch, HealConfig, HealResult, heal_cycle
 from shared.healing.events import HealJob
 from shared.healing.jobs import JobRunner
+from shared.healing.types import HealKind
 from shared.labelfree import LabelFreeConfig
 
 T = TypeVar("T")
@@ -68,7 +69,7 @@ def encode_job(job: HealJob) -> bytes:
     tensors |= {"X": torch.as_tensor(np.ascontiguousarray(b.X, dtype=np.float32))}
     tensors |= {"y": torch.as_tensor(np.ascontiguousarray(b.y, dtype=np.float32))}
     tensors |= {"w": torch.as_tensor(np.ascontiguousarray(w, dtype=np.float32))}
-    return st_save(tensors, metadata={"number": str(job.number), "kind": job.kind})
+    return st_save(tensors, metadata={"number": str(job.number), "kind": str(job.kind)})
 
 
 def encode_result(result: HealResult) -> bytes:
@@ -127,7 +128,8 @@ def serve(
         adapter = {k.removeprefix("adapter."): v for k, v in tensors.items() if k.startswith("adapter.")}
         batch = HealBatch(tensors["X"].numpy(), tensors["y"].numpy(), tensors["w"].numpy())
         meta = _metadata(frame)
-        job = HealJob(int(meta["number"]), bundle.new_model(adapter), batch, -1, meta.get("kind", "labels"))
+        kind = HealKind(meta.get("kind", HealKind.LABELS))
+        job = HealJob(int(meta["number"]), bundle.new_model(adapter), batch, -1, kind)
         write_frame(out, encode_result(runner(job)))
 
 

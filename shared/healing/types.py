@@ -1,10 +1,12 @@
-"""The vocabulary the healing parts share: how a heal cycle is configured
-(:class:`HealConfig`) and the rules' targets it trains and judges on (:class:`RuleTargets`).
+"""The vocabulary the healing parts share: what a heal trains on (:class:`HealKind`), how a
+heal cycle is configured (:class:`HealConfig`) and the rules' targets it trains and judges
+on (:class:`RuleTargets`).
 It imports nothing of healing's own, so every part may import it."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -60,3 +62,10 @@ class RuleTargets:
     label: np.ndarray  # (N,) the rules' weak label where one fired
     conf: np.ndarray  # (N,) its weight (0: no rule fired)
     reliability: np.ndarray | None  # per rule, how well arrived labels back it
+
+
+class HealKind(StrEnum):
+    """What a heal trains on (its value is what events and the heal process's frames carry)."""
+
+    LABELS = "labels"  # arrived labels, with the rules and the unlabelled rows beside them
+    LABEL_FREE = "label_free"  # the stream alone: a diagnosis and its calibration (shared.labelfree)

@@ -15,6 +15,7 @@ from shared.healing.cycle import HealBatch
 from shared.healing.events import EpisodeClosed, HealJob, HealOutcome, RolledBack
 from shared.healing.healer import Healer, HealerConfig
 from shared.healing.process import HealProcess
+from shared.healing.types import HealKind
 from shared.labelfree import LabelFreeReference, diagnose, label_free_cycle
 from shared.model import adapter_from_bytes, adapter_to_bytes
 from shared.registry import MemoryStore, Registry
@@ -138,9 +139,8 @@ def test_a_label_free_heal_goes_live_once_confirmed_and_is_reset_when_it_no_long
 
 def test_the_heal_process_runs_a_label_free_job(covariate_bundle):
     X = after_drift("covariate")
-    job = HealJob(
-        1, covariate_bundle.new_model(), HealBatch(X, np.full(len(X), np.nan, np.float32)), 0, "label_free"
-    )
+    batch = HealBatch(X, np.full(len(X), np.nan, np.float32))
+    job = HealJob(1, covariate_bundle.new_model(), batch, 0, HealKind.LABEL_FREE)
     pool = HealProcess(covariate_bundle, Healer(covariate_bundle, Registry(MemoryStore(), "x")).cfg.heal)
     try:
         result = pool.submit(Healer.run, job).result(timeout=120)
