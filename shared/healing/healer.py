@@ -45,7 +45,7 @@ from shared.healing.events import (
 from shared.healing.featurelog import DECIDED, FRAUD, SHADOW_FRAUD, FeatureLog
 from shared.healing.jobs import JobRunner
 from shared.healing.join import Joined, LabelJoin
-from shared.healing.label_guard import Judged, LabelGuard
+from shared.healing.label_guard import HeldLabel, Judged, LabelGuard
 from shared.healing.own_watch import Change, OwnWatch
 from shared.healing.quality import LiveQuality
 from shared.healing.shadow_guard import ShadowGuard
@@ -69,7 +69,6 @@ class Healer:
         self.cfg = cfg = config or HealerConfig()
         log = log or FeatureLog(None, len(bundle.features), cfg.label_horizon_ms, cfg.log_budget_bytes)
         self.join = LabelJoin(log, cfg.recent_rows, settle_ms=cfg.settle_ms)
-        self._held: dict[str, tuple[float, np.void]] = {}  # joined labels the guard has not judged yet
         self._suspects: deque[Joined] = deque(maxlen=cfg.label_concept_chunks or 1)  # quarantined chunks
         guard = (cfg.quality_rows, cfg.label_kappa_min, cfg.label_guard_min, cfg.label_resume_chunks)
         self.guard = LabelGuard(*guard, cfg.label_concept_chunks)
@@ -174,11 +173,12 @@ class Healer:
             self._release(joined)
             return
         shadow: dict[str, bool | None] = {}
-        for tx_id, y, row in zip(joined.ids, joined.labels, joined.rows, strict=True):
-            self._held[tx_id] = (float(y), row)
+        held = []
+        for tx_id, y, row in zip(joined.ids, joined.labels.tolist(), joined.rows, strict=True):
+            held.append(HeldLabel(tx_id, y, row))
             shadow[tx_id] = bool(row["flags"] & SHADOW_FRAUD) if row["flags"] & DECIDED else None
-        for judged in self.guard.add(list(zip(joined.ids, joined.labels.tolist(), strict=True)), shadow.get):
-            rows = self._take_held([i for i, _ in judged.labels])
+        for judged in self.guard.add(held, shadow.get):
+            rows = self._joined(judged.labels)
             if judged.suspect:
                 self._suspects.append(rows)  # kept: a long enough hold may turn out a concept change
                 self._quarantine(judged)
@@ -193,10 +193,9 @@ class Healer:
                 self._suspects.clear()
             self._release(rows)
 
-    def _take_held(self, ids: list[str]) -> Joined:
-        got = [(i, self._held.pop(i)) for i in ids if i in self._held]
-        rows = np.array([r for _, (_, r) in got], dtype=self.join.log.dtype)
-        return Joined([i for i, _ in got], np.array([y for _, (y, _) in got], np.float32), rows)
+    def _joined(self, labels: list[HeldLabel]) -> Joined:
+        rows = np.array([h.row for h in labels], dtype=self.join.log.dtype)
+        return Joined([h.id for h in labels], np.array([h.label for h in labels], np.float32), rows)
 
     def _quarantine(self, judged: Judged) -> None:
         """A suspect chunk never reaches the training set. On the first one: withdraw the

@@ -33,12 +33,23 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from shared.evaluation import cohen_kappa
 
-LabelRows = list[tuple[str, float]]  # (transaction id, label)
+
+class HeldLabel(NamedTuple):
+    """A label the guard holds, with whatever its owner needs back with it (the healer: the
+    transaction's feature-log row): one place for labels not yet judged."""
+
+    id: str
+    label: float
+    row: Any = None
+
+
+LabelRows = list[HeldLabel]
 
 
 @dataclass(frozen=True)
@@ -81,19 +92,22 @@ class LabelGuard:
         self.quarantined = 0
         self._clean = 0  # clean chunks since the last suspect one
 
-    def add(self, labels: Sequence[tuple[str, float]], shadow: Callable[[str], bool | None]) -> list[Judged]:
-        """Hold ``labels``; judge every chunk that fills. ``shadow`` gives the frozen model's
-        verdict on a transaction, None when not known."""
+    def add(
+        self, labels: Sequence[tuple[str, float] | HeldLabel], shadow: Callable[[str], bool | None]
+    ) -> list[Judged]:
+        """Hold ``labels`` ((id, label), or a :class:`HeldLabel` with a row to give back);
+        judge every chunk that fills. ``shadow`` gives the frozen model's verdict on a
+        transaction, None when not known."""
         out: list[Judged] = []
         for row in labels:
-            self.held.append(row)
+            self.held.append(row if isinstance(row, HeldLabel) else HeldLabel(*row))
             if len(self.held) >= self.chunk:
                 chunk, self.held = self.held, []
                 out.append(self._judge(chunk, shadow))
         return out
 
     def _judge(self, chunk: LabelRows, shadow: Callable[[str], bool | None]) -> Judged:
-        pairs = [(y >= 0.5, sf) for tx_id, y in chunk if (sf := shadow(tx_id)) is not None]
+        pairs = [(h.label >= 0.5, sf) for h in chunk if (sf := shadow(h.id)) is not None]
         kappa = float("nan")
         if len(pairs) >= self.min_known:
             kappa = self.kappa = cohen_kappa([y for y, _ in pairs], [sf for _, sf in pairs])

@@ -46,7 +46,12 @@ def test_the_label_guard_holds_chunks_and_judges_only_known_verdicts() -> None:
     guard = LabelGuard(chunk=4, min_known=3)
     assert guard.add([("a", 1.0), ("b", 0.0)], shadow_says({})) == [] and len(guard.held) == 2
     (judged,) = guard.add([("c", 1.0), ("d", 0.0)], shadow_says({"a": False}))  # 1 known of 4
-    assert not judged.suspect and judged.labels == [("a", 1.0), ("b", 0.0), ("c", 1.0), ("d", 0.0)]
+    assert not judged.suspect and judged.labels == [
+        ("a", 1.0, None),
+        ("b", 0.0, None),
+        ("c", 1.0, None),
+        ("d", 0.0, None),
+    ]
     assert judged.kappa != judged.kappa  # NaN: too few known verdicts to judge
 
 
