@@ -84,6 +84,12 @@ class HealerMetrics:
         self.lag = lag_gauge("healer", r)
         self.transactions = Counter("selfheal_healer_transactions", "Transactions buffered", registry=r)
         self.labels = Counter("selfheal_healer_labels", "Labels received, by source", ["source"], registry=r)
+        self.fraud_labels = Counter(
+            "selfheal_healer_fraud_labels",
+            "Fraud labels received, by source (analyst: the precision of the alerts checked)",
+            ["source"],
+            registry=r,
+        )
         self.foreign = Counter(
             "selfheal_healer_foreign_decisions", "Decisions from another bundle", registry=r
         )
@@ -309,6 +315,9 @@ class HealerService(ConsumerService):
         self.healer.add_labels(ids, labels, stamps, sources)
         for src, n in collections.Counter(metric_source(s) for s in sources).items():
             self.metrics.labels.labels(source=src).inc(n)
+        frauds = (metric_source(s) for s, y in zip(sources, labels, strict=True) if y >= 0.5)
+        for src, n in collections.Counter(frauds).items():
+            self.metrics.fraud_labels.labels(source=src).inc(n)
         delay = self.healer.join.stats().get("label_delay_ms_p50")
         if delay is not None:
             self.metrics.label_delay.set(delay / 1e3)

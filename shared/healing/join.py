@@ -81,6 +81,7 @@ class LabelJoin:
         )
         self.counts["restored"] = len(ids)
         self.sources: Counter[str] = Counter()  # labels received by source (shared.feedback)
+        self.fraud_sources: Counter[str] = Counter()  # ... of them fraud: analysts' share is alert precision
 
     @property
     def seen(self) -> int:
@@ -171,9 +172,11 @@ class LabelJoin:
         transaction (bounded: the oldest are dropped and counted), unless the sample left
         them out. ``sources`` are counted (none: ``unknown``; past ``MAX_SOURCES`` words:
         ``other``)."""
-        for src in sources if sources is not None else [None] * len(ids):
+        for src, y in zip(sources if sources is not None else [None] * len(ids), labels, strict=True):
             key = src or "unknown"
-            self.sources[key if key in self.sources or len(self.sources) < MAX_SOURCES else "other"] += 1
+            key = key if key in self.sources or len(self.sources) < MAX_SOURCES else "other"
+            self.sources[key] += 1
+            self.fraud_sources[key] += int(y >= 0.5)
         stamps: list[float | None] = list(ts) if ts is not None else [None] * len(ids)
         on_disk = self.log.get([i for i in ids if i not in self._slot])
         found: list[str] = []
@@ -306,6 +309,7 @@ class LabelJoin:
             **{f"labels_{k}": v for k, v in self.counts.items() if k != "late_decisions"},
             "labels_pending": len(self._pending),
             "labels_by_source": dict(self.sources),
+            "frauds_by_source": dict(self.fraud_sources),
             "labels_settling": self.settle.held if self.settle is not None else 0,
             "late_decisions": self.counts["late_decisions"],
             **self.log.stats(),

@@ -137,6 +137,7 @@ def test_labels_are_counted_by_source_with_unknown_and_a_bounded_rest():
     by = join.stats()["labels_by_source"]
     assert by["analyst"] == 1 and by["implied"] == 1 and by["unknown"] == 1
     assert sum(by.values()) == 23 and len(by) == 16 + 1 and by["other"] == 23 - 16
+    assert join.stats()["frauds_by_source"] == {"analyst": 1} | {k: 0 for k in by if k != "analyst"}
 
 
 def test_a_cohort_hold_releases_labels_once_their_transaction_is_old_enough():
