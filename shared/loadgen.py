@@ -64,9 +64,8 @@ def produce_stream(
             producer.produce(topics.transactions, encode_transaction(row), key=tx_id)
         if delay is not None:
             now = float(ts[hi - 1]) if event_rate else time.time() * 1e3
-            labelled = _labels(
-                producer, topics.labels, stream, ts, labelled, _due(delay, ts, labelled, hi, now), now
-            )
+            due = _due(delay, ts, labelled, hi, now)
+            labelled = _labels(producer, topics.labels, stream, labelled, due, now)
         producer.poll(0)
         if progress is not None:
             progress(hi)
@@ -76,7 +75,7 @@ def produce_stream(
                 time.sleep(ahead)
     if delay is not None:
         now = float(ts[n - 1]) if event_rate and n else time.time() * 1e3
-        _labels(producer, topics.labels, stream, ts, labelled, n, now)
+        _labels(producer, topics.labels, stream, labelled, n, now)
     producer.flush()
     return n
 
@@ -88,9 +87,7 @@ def _due(delay: Delay, ts: np.ndarray, labelled: int, hi: int, now: float) -> in
     return max(labelled, int(np.searchsorted(ts[:hi], now - (delay.ms or 0.0), side="right")))
 
 
-def _labels(
-    producer: TrackedProducer, topic: str, stream: Stream, ts: np.ndarray, lo: int, hi: int, now: float
-) -> int:
+def _labels(producer: TrackedProducer, topic: str, stream: Stream, lo: int, hi: int, now: float) -> int:
     """The labels of stream rows ``lo`` to ``hi``, stamped ``now``; returns ``hi``."""
     for i in range(lo, hi):
         tx_id = str(stream.ids[i])

@@ -1,8 +1,8 @@
 """The ``selfheal`` command: thin layers over shared/ and the services, one module per
 command group.
 
-    data.py      train, bundle info, scenario list|export
-    offline.py   experiment, detectors
+    data.py      train, bundle info, scenario list|export|sample
+    offline.py   experiment (a scenario, all, robustness), detectors, encodings, peers
     stack.py     scorer | monitor | healer, up, demo, bench, topics create, keygen
     tools.py     produce, watch, registry list|rollback, report, kcat
 """

@@ -70,7 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     say = Progress(args.quiet)
     features = _split_features(args.features)
     rules_text = _read_rules(args.rules)
-    named = _rule_categories(rules_text, args.rules)
+    named = _rule_categories(rules_text)
     if args.max_categories < 1:
         raise SelfhealError("--max-categories must be at least 1")
     categorical = _split_features(args.categorical) or ()
@@ -134,7 +134,7 @@ def _read_rules(path: str | None) -> str:
         raise SelfhealError(f"cannot read rules file {path}: {exc.strerror}") from exc
 
 
-def _rule_categories(text: str, origin: str | None) -> dict[str, set[str]]:
+def _rule_categories(text: str) -> dict[str, set[str]]:
     """Field -> the strings the rules compare it with (each gets its own input)."""
     import tomllib
 

@@ -139,8 +139,8 @@ class HealerService(ConsumerService):
         signer: Signer,
         executor: Executor | None = None,
     ) -> None:
-        """``executor`` runs the heal cycles: a worker thread unless given (a test runs them
-        inline, to replay a stream deterministically)."""
+        """``executor`` runs the heal cycles: a child process (:class:`HealProcess`) unless
+        given (a test runs them inline, to replay a stream deterministically)."""
         self.bundle, self.settings, self.topics, self.config = bundle, settings, topics, config
         self.signer = signer
         self.metrics = HealerMetrics()

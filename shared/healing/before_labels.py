@@ -2,14 +2,15 @@
 and what its result does.
 
 A label-free cycle (:func:`shared.labelfree.label_free_cycle`) runs every ``every`` rows of
-the episode once ``min_rows`` of them are in memory, on its newest ``rows``. Its verdict
+the episode once ``min_rows`` of them are in memory, on its newest rows (enough to hold
+``label_free_frauds`` frauds at the training fraud rate: :class:`HealerConfig`). Its verdict
 acts only when ``confirm`` cycles in a row agree: a candidate goes live after that many
 accepted ones, and a label-free adapter that is live is reset to the last trusted adapter
 (the one live when the episode opened) after that many diagnoses that cannot explain the
 drift (``unexplained``), whose estimates disagree (``unstable``), or that find nothing
 moved any more (``nothing``: upstream fixed what it corrected). Healing resumes when
-the diagnoses agree again. Once ``min_labels`` labels of the episode have arrived, labelled
-heals take over, starting from the live (label-free) adapter.
+the diagnoses agree again. Once ``min_labels`` labels of the episode have arrived, holding
+``min_frauds`` frauds, labelled heals take over, starting from the live (label-free) adapter.
 """
 
 from __future__ import annotations
