@@ -2,14 +2,10 @@
 
 It joins late labels to their transactions (:class:`~shared.healing.join.LabelJoin`: the
 newest rows in memory, the rest in the feature log on disk for the label horizon) and
-opens a drift *episode* on the detectors' alerts (:mod:`~shared.healing.episodes`). Until
-``min_labels`` of the episode's labels have arrived it heals without them: every
-``label_free_every`` rows a label-free cycle diagnoses the episode's newest rows and may
-recalibrate inputs or correct the fraud rate (:mod:`~shared.healing.before_labels`). Then
-labelled cycles take over, one per ``heal_every`` new labels of the episode (evidence, not
-traffic, drives them), on its newest ``max_labelled`` labelled rows and the recent
-unlabelled ones; labels describing a distribution the stream has since left are carried
-to the present (:mod:`~shared.healing.transport`), or waited out. A finished job is
+opens a drift *episode* on the detectors' alerts (:mod:`~shared.healing.episodes`). When a heal is
+due and what it trains on is the schedule's (:mod:`~shared.healing.schedule`): label-free
+cycles until the episode's labels arrive (:mod:`~shared.healing.before_labels`), then
+labelled ones, one per ``heal_every`` new labels of the episode. A finished job is
 recorded in the registry (a ``pre`` and a ``post`` snapshot) and, when its gate accepted
 it, becomes the live adapter. Arriving labels pass the label guard first
 (:mod:`~shared.healing.label_guard`); then they measure the healed adapters' live quality
@@ -48,8 +44,8 @@ from shared.healing.join import Joined, LabelJoin
 from shared.healing.label_guard import HeldLabel, Judged, LabelGuard
 from shared.healing.own_watch import Change, OwnWatch
 from shared.healing.quality import LiveQuality
+from shared.healing.schedule import HealSchedule
 from shared.healing.shadow_guard import ShadowGuard
-from shared.healing.transport import carry_labels, stale_reason
 from shared.healing.types import HealKind
 from shared.messages import Alert
 from shared.model import AdapterState
@@ -77,11 +73,11 @@ class Healer:
         self.runner = JobRunner(bundle, cfg.heal, cfg.before_labels)
         self.detectors = OwnWatch(bundle, cfg, self.runner.ref)
         self.before = BeforeLabels(self.runner.unavailable)
+        prior0 = self.runner.ref.prior0 if self.runner.ref is not None else None
+        self.schedule = HealSchedule(cfg, bundle, self.join, self.guard, self.before, prior0)
         self._new_episode_state()
         self.n_heals = registry.n_heals
         self.labels_at_first_heal: int | None = None
-        self._since_heal = 0  # evidence since the last heal started: joined labels (label-free: rows)
-        self.carried: list[str] = []  # features the last job's labelled rows were carried on
         # the ids of the last chunk of labels released into the buffer, and the registry's length then
         self._last_release: tuple[list[str], int] = ([], 0)
         self._pending_rollback: tuple[Snapshot, str] | None = None
@@ -168,7 +164,7 @@ class Healer:
         if not len(joined):
             return
         if self.episode is not None:
-            self._since_heal += int((joined.rows["ts"] >= self.episode.start).sum())
+            self.schedule.since_heal += int((joined.rows["ts"] >= self.episode.start).sum())
         if not self.cfg.label_guard:
             self._release(joined)
             return
@@ -288,91 +284,18 @@ class Healer:
     # -- healing
     def ready(self) -> str | None:
         """Why no heal can start now, or None when one can."""
-        return self._mode()[1]
-
-    def _mode(self) -> tuple[HealKind | None, str | None]:
-        """(the kind, None) when a heal of that kind can start, else (None, why not)."""
-        if self.episode is None:
-            return None, "no drift episode"
-        if self.paused is not None:
-            return None, self.paused
-        if self.guard.hold is not None:
-            return None, self.guard.hold
-        have = self.join.labelled_since(self.episode.start)
-        frauds = self.join.frauds_since(self.episode.start)
-        if have >= self.cfg.min_labels and frauds >= self.cfg.min_frauds and not self.cfg.label_free:
-            stale = self._stale() if self.cfg.stale_labels == "wait" else None
-            return (HealKind.LABELS, None) if stale is None else (None, stale)
-        before = self._before_labels()
-        if before is None:
-            return HealKind.LABEL_FREE, None
-        held = f"; {len(self.guard.held)} more being checked" if self.guard.held else ""
-        wait = (
-            f"{have}/{self.cfg.min_labels}"
-            if have < self.cfg.min_labels
-            else f"{frauds}/{self.cfg.min_frauds} frauds"
-        )
-        return None, f"waiting for labels ({wait}{held}); {before}"
-
-    def _before_labels(self) -> str | None:
-        """Why no label-free cycle can start now (None: one can)."""
-        if not (self.cfg.heal_before_labels or self.cfg.label_free):
-            return "healing before labels is off"
-        if self.before.unavailable is not None:
-            return self.before.unavailable
-        assert self.episode is not None
-        n = len(self.join.recent(self.episode.start, self.cfg.label_free_min_rows))
-        if n < self.cfg.label_free_min_rows:
-            return f"{n}/{self.cfg.label_free_min_rows} rows of the drift to diagnose"
-        return None
-
-    def _label_free_rows(self) -> int:
-        """Rows a label-free diagnosis reads: enough to hold ``label_free_frauds`` at the
-        training fraud rate (a rate estimated on five frauds flips from cycle to cycle)."""
-        cfg, ref = self.cfg, self.runner.ref
-        prior = ref.prior0 if ref is not None else 1.0
-        return int(min(max(cfg.label_free_rows, cfg.label_free_frauds / max(prior, 1e-6)), cfg.recent_rows))
-
-    def _stale(self) -> str | None:
-        """Why to wait for fresher labels (``stale_labels="wait"``), if the newest labelled
-        rows describe a distribution the stream has since left."""
-        limit, n = self.cfg.label_staleness, self.cfg.staleness_rows
-        if limit is None or self.episode is None:
-            return None
-        labelled, now = self.join.newest(self.episode.start, n)
-        return stale_reason(labelled, now, self.bundle.staleness_std, self.bundle.features, limit)
+        return self.schedule.kind(self.episode, self.paused)[1]
 
     def due(self) -> bool:
-        """``heal_every`` new labels of the episode since the last labelled heal, or
-        ``label_free_every`` rows since the last label-free cycle, by what can run now."""
-        mode = self._mode()[0]
-        if mode is HealKind.LABEL_FREE:
-            return self.before.since >= self.cfg.label_free_every
-        return self._since_heal >= self.cfg.heal_every
+        """A heal of the kind that can start now is due (:class:`HealSchedule`)."""
+        return self.schedule.due(self.schedule.kind(self.episode, self.paused)[0])
 
     def prepare(self) -> HealJob | None:
         """A heal job on the episode's rows, if one can start now."""
-        mode = self._mode()[0]
-        if mode is None or self.episode is None:
+        kind = self.schedule.kind(self.episode, self.paused)[0]
+        if kind is None or self.episode is None:
             return None
-        cfg = self.cfg
-        if mode is HealKind.LABEL_FREE:
-            self.before.since = 0
-            X = self.join.recent(self.episode.start, self._label_free_rows())
-            return self.job_for(HealBatch(X, np.full(len(X), np.nan, np.float32)), HealKind.LABEL_FREE)
-        self._since_heal = 0
-        batch = self.join.batch(
-            self.episode.start,
-            cfg.max_labelled,
-            cfg.label_half_life,
-            cfg.train_frauds,
-            cfg.max_labelled_rows,
-            cfg.unlabelled_rows,
-        )
-        if cfg.stale_labels == "carry" and cfg.label_staleness is not None:
-            moved, batch = carry_labels(batch, self.bundle.staleness_std, cfg.label_staleness)
-            self.carried = [self.bundle.features[k] for k in moved]
-        return self.job_for(batch)
+        return self.job_for(self.schedule.batch(self.episode, kind), kind)
 
     def job_for(self, batch: HealBatch, kind: HealKind = HealKind.LABELS) -> HealJob:
         """A heal job on ``batch`` from the live adapter (the research protocol heals on its batch)."""

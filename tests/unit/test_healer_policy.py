@@ -256,7 +256,7 @@ def test_stale_labels_are_carried_to_the_present(covariate_bundle, covariate_sce
     healer.add_labels(old, st.y[d - 1000 : d].tolist())  # labelled: before the drift
     assert healer.ready() is None
     job = healer.prepare()
-    assert job is not None and "V14" in healer.carried and "V1" not in healer.carried
+    assert job is not None and "V14" in healer.schedule.carried and "V1" not in healer.schedule.carried
     b = job.batch
     labelled = ~np.isnan(b.y)
     k = covariate_bundle.features.index("V14")

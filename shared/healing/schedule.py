@@ -1,0 +1,123 @@
+"""The heal schedule: when a heal is due, of which kind, and the rows it trains on.
+
+A labelled heal needs ``min_labels`` arrived labels of the episode holding ``min_frauds``
+frauds, and runs once per ``heal_every`` new labels (evidence, not traffic, drives it) on
+the episode's newest ``max_labelled`` labelled rows (more, back to ``train_frauds`` frauds)
+and the recent unlabelled ones; labels describing a distribution the stream has since left
+are carried to the present (:mod:`~shared.healing.transport`), or waited out. Before that,
+a label-free cycle runs every ``label_free_every`` rows on enough of the episode's newest
+rows to hold ``label_free_frauds`` frauds at the training rate
+(:mod:`~shared.healing.before_labels`). Nothing is due outside an episode, while healing is
+paused, or while the label guard holds the labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.bundle import Bundle
+from shared.healing.before_labels import BeforeLabels
+from shared.healing.config import HealerConfig
+from shared.healing.cycle import HealBatch
+from shared.healing.episodes import Episode
+from shared.healing.join import LabelJoin
+from shared.healing.label_guard import LabelGuard
+from shared.healing.transport import carry_labels, stale_reason
+from shared.healing.types import HealKind
+
+
+class HealSchedule:
+    def __init__(
+        self,
+        cfg: HealerConfig,
+        bundle: Bundle,
+        join: LabelJoin,
+        guard: LabelGuard,
+        before: BeforeLabels,
+        prior0: float | None,
+    ) -> None:
+        """``prior0``: the training fraud rate (None: unknown; label-free cycles read
+        ``label_free_rows``)."""
+        self.cfg, self.bundle, self.join, self.guard, self.before = cfg, bundle, join, guard, before
+        self.prior0 = prior0
+        self.since_heal = 0  # evidence since the last labelled heal started: the episode's joined labels
+        self.carried: list[str] = []  # features the last job's labelled rows were carried on
+
+    def kind(self, episode: Episode | None, paused: str | None) -> tuple[HealKind | None, str | None]:
+        """(the kind, None) when a heal of that kind can start, else (None, why not)."""
+        if episode is None:
+            return None, "no drift episode"
+        if paused is not None:
+            return None, paused
+        if self.guard.hold is not None:
+            return None, self.guard.hold
+        have = self.join.labelled_since(episode.start)
+        frauds = self.join.frauds_since(episode.start)
+        if have >= self.cfg.min_labels and frauds >= self.cfg.min_frauds and not self.cfg.label_free:
+            stale = self._stale(episode) if self.cfg.stale_labels == "wait" else None
+            return (HealKind.LABELS, None) if stale is None else (None, stale)
+        before = self._before_labels(episode)
+        if before is None:
+            return HealKind.LABEL_FREE, None
+        held = f"; {len(self.guard.held)} more being checked" if self.guard.held else ""
+        wait = (
+            f"{have}/{self.cfg.min_labels}"
+            if have < self.cfg.min_labels
+            else f"{frauds}/{self.cfg.min_frauds} frauds"
+        )
+        return None, f"waiting for labels ({wait}{held}); {before}"
+
+    def due(self, kind: HealKind | None) -> bool:
+        """``heal_every`` new labels of the episode since the last labelled heal, or
+        ``label_free_every`` rows since the last label-free cycle."""
+        if kind is HealKind.LABEL_FREE:
+            return self.before.since >= self.cfg.label_free_every
+        return self.since_heal >= self.cfg.heal_every
+
+    def batch(self, episode: Episode, kind: HealKind) -> HealBatch:
+        """The rows a heal of ``kind`` trains on now (and the counters restart)."""
+        cfg = self.cfg
+        if kind is HealKind.LABEL_FREE:
+            self.before.since = 0
+            X = self.join.recent(episode.start, self._label_free_rows())
+            return HealBatch(X, np.full(len(X), np.nan, np.float32))
+        self.since_heal = 0
+        batch = self.join.batch(
+            episode.start,
+            cfg.max_labelled,
+            cfg.label_half_life,
+            cfg.train_frauds,
+            cfg.max_labelled_rows,
+            cfg.unlabelled_rows,
+        )
+        if cfg.stale_labels == "carry" and cfg.label_staleness is not None:
+            moved, batch = carry_labels(batch, self.bundle.staleness_std, cfg.label_staleness)
+            self.carried = [self.bundle.features[k] for k in moved]
+        return batch
+
+    def _before_labels(self, episode: Episode) -> str | None:
+        """Why no label-free cycle can start now (None: one can)."""
+        if not (self.cfg.heal_before_labels or self.cfg.label_free):
+            return "healing before labels is off"
+        if self.before.unavailable is not None:
+            return self.before.unavailable
+        n = len(self.join.recent(episode.start, self.cfg.label_free_min_rows))
+        if n < self.cfg.label_free_min_rows:
+            return f"{n}/{self.cfg.label_free_min_rows} rows of the drift to diagnose"
+        return None
+
+    def _label_free_rows(self) -> int:
+        """Rows a label-free diagnosis reads: enough to hold ``label_free_frauds`` at the
+        training fraud rate (a rate estimated on five frauds flips from cycle to cycle)."""
+        cfg = self.cfg
+        prior = self.prior0 if self.prior0 is not None else 1.0
+        return int(min(max(cfg.label_free_rows, cfg.label_free_frauds / max(prior, 1e-6)), cfg.recent_rows))
+
+    def _stale(self, episode: Episode) -> str | None:
+        """Why to wait for fresher labels (``stale_labels="wait"``), if the newest labelled
+        rows describe a distribution the stream has since left."""
+        limit, n = self.cfg.label_staleness, self.cfg.staleness_rows
+        if limit is None:
+            return None
+        labelled, now = self.join.newest(episode.start, n)
+        return stale_reason(labelled, now, self.bundle.staleness_std, self.bundle.features, limit)
