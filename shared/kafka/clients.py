@@ -145,12 +145,6 @@ class TrackedProducer:
         finally:
             self._producer.close()
 
-    def __enter__(self) -> TrackedProducer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def raise_failures_since(self, failed_before: int) -> None:
         """Raise if a delivery failed after the tracker counted ``failed_before`` failures."""
         if self.tracker.failed > failed_before:

@@ -3,7 +3,6 @@ uuid-named topics and groups per test."""
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 import uuid
@@ -27,15 +26,6 @@ def kafka() -> Iterator[KafkaSettings]:
     torch.set_num_threads(1)  # several services share this process, as they share a machine
     with EmbeddedBroker() as broker:
         yield KafkaSettings().with_bootstrap(broker.bootstrap)
-        gc.collect()  # clients the tests left to the collector close while their broker is up
-
-
-@pytest.fixture(autouse=True)
-def close_left_clients() -> Iterator[None]:
-    """A service or producer a test let go is closed now, not at exit: a librdkafka client
-    outliving its broker retries it and logs every failed connection."""
-    yield
-    gc.collect()
 
 
 @pytest.fixture
