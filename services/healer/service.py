@@ -96,7 +96,12 @@ class HealerMetrics:
         self.bad_labels = Counter(
             "selfheal_healer_bad_labels", "Unusable labels (sent to the DLQ)", registry=r
         )
-        self.heals = Counter("selfheal_healer_heals", "Heal cycles", ["result"], registry=r)
+        self.heals = Counter(
+            "selfheal_healer_heals",
+            "Heal cycles by result and the gate's verdict",
+            ["result", "verdict"],
+            registry=r,
+        )
         self.rollbacks = Counter("selfheal_healer_rollbacks", "Rollbacks", registry=r)
         self.quarantined = Gauge(
             "selfheal_healer_labels_quarantined",
@@ -370,13 +375,15 @@ class HealerService(ConsumerService):
 
     def _healed(self, outcome: HealOutcome) -> None:
         result, job = outcome.result, outcome.job
-        self.metrics.heals.labels("accepted" if result.accepted else "refused").inc()
+        verdict = "unknown" if result.verdict is None else result.verdict.value
+        self.metrics.heals.labels("accepted" if result.accepted else "refused", verdict).inc()
         self.metrics.heal_seconds.observe(result.duration_ms / 1e3)
         self.log.info(
             "heal",
             number=job.number,
             accepted=result.accepted,
             reason=result.reason,
+            verdict=verdict,
             version=outcome.post.version,
             ms=round(result.duration_ms, 1),
         )

@@ -172,6 +172,7 @@ class Run:
             heal=outcome.job.number,
             accepted=r.accepted,
             reason=r.reason,
+            verdict=None if r.verdict is None else r.verdict.value,
             version=outcome.post.version,
             pre_snapshot=outcome.pre.id,
             post_snapshot=outcome.post.id,

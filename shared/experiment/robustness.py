@@ -82,7 +82,10 @@ def run_stream(seed: int, label_delay: int, healer: HealerConfig | None = None) 
 
 
 def _why(event: dict[str, Any]) -> str:
-    """A refused heal's reason without its numbers: ``label_free: refused: it would flag``."""
+    """A refused heal's verdict (``labels: no_gain_over_shadow``) or, from a run that
+    recorded none, its reason without its numbers (``label_free: refused: it would flag``)."""
+    if event.get("verdict"):
+        return f"{event.get('heal_kind', 'labels')}: {event['verdict']}"
     reason = str(event.get("reason", ""))
     if "; refused: " in reason:
         reason = "refused: " + reason.split("; refused: ", 1)[1]

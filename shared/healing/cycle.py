@@ -3,7 +3,8 @@
 The live model is never touched: the cycle trains a copy of the adapter on the frozen
 backbone's features (computed once), with both classes weighing the same in the label
 loss (``class_balance``; the logit-offset refit then restores the arrived fraud rate),
-then judges the candidate against the current adapter:
+then gathers what the gate (:mod:`shared.healing.gate`) judges the candidate on, against
+the current adapter:
 
 * with enough arrived labels, the newest ``holdout_fraction`` of them are held out of
   training; on them the candidate must lower log loss against the current adapter (a
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,15 @@ from shared.healing.fit import (
     starts,
     stopping_rows,
     train_candidate,
+)
+from shared.healing.gate import (
+    GateEvidence,
+    HeldOut,
+    RuleAgreement,
+    Verdict,
+    VersusShadow,
+    decide,
+    finite,
 )
 from shared.healing.types import HealConfig as HealConfig
 from shared.healing.types import RuleTargets
@@ -69,6 +78,8 @@ class HealResult:
     metrics: dict[str, float] = field(default_factory=dict)  # before/after, see heal_cycle
     duration_ms: float = 0.0
     diagnosis: dict[str, Any] | None = None  # a label-free cycle's diagnosis (shared.labelfree)
+    verdict: Verdict | None = None  # the gate's verdict (None: a label-free cycle's, see its reason)
+    evidence: GateEvidence | None = None  # what the gate judged on (None: it judged nothing)
 
 
 def heal_cycle(
@@ -95,16 +106,17 @@ def heal_cycle(
     targets = _rule_targets(rules, X, y, train, cfg)
     before_state = model.adapter_state()
     if _evidence(y, targets, train) == 0:
-        return HealResult(
-            before_state, False, "no evidence: no arrived label and no rule fired", duration_ms=took()
-        )
+        why = "no evidence: no arrived label and no rule fired"
+        return HealResult(before_state, False, why, duration_ms=took(), verdict=Verdict.NO_EVIDENCE)
     xt = torch.as_tensor(X)
     with torch.no_grad():
         H_before = model.hidden(xt)  # (N, hidden): the frozen part under the live calibration, once
     data = _Rows(xt, y, batch.w, targets)
     found = _best_candidate(model, data, train, cfg)
     if isinstance(found, dict):
-        return HealResult(before_state, False, "non-finite loss", found, duration_ms=took())
+        return HealResult(
+            before_state, False, "non-finite loss", found, duration_ms=took(), verdict=Verdict.NON_FINITE
+        )
     layer, H, sums, start = found
     candidate = {k: v.detach().clone() for k, v in layer.state_dict().items()}
     with torch.no_grad():
@@ -114,7 +126,8 @@ def heal_cycle(
     vs_shadow = None
     if shadow is not None and cfg.compare_shadow and len(hold):
         vs_shadow = _shadow_evidence(model, data, H, judged, start, cfg, shadow)
-    metrics = _candidate_metrics(judged, vs_shadow)
+    evidence = _gate_evidence(judged, vs_shadow)
+    metrics = evidence.as_metrics()
     if targets.reliability is not None:
         metrics.update(
             {
@@ -122,10 +135,19 @@ def heal_cycle(
                 for name, r in zip(rules.names, targets.reliability, strict=True)
             }
         )
-    accepted, reason = decide(candidate, metrics, cfg)
-    if not _finite(candidate):  # refused; the registry records the adapter it started from
+    decision = decide(candidate, evidence, cfg)
+    if not finite(candidate):  # refused; the registry records the adapter it started from
         candidate = before_state
-    return HealResult(candidate, accepted, reason, sums, metrics, took())
+    return HealResult(
+        candidate,
+        decision.accepted,
+        decision.reason,
+        sums,
+        metrics,
+        took(),
+        verdict=decision.verdict,
+        evidence=evidence,
+    )
 
 
 @dataclass(frozen=True)
@@ -293,154 +315,66 @@ def _fit_loss(
     return log_loss(y[rows], p)
 
 
-def _candidate_metrics(
+def _gate_evidence(
     judged: _Judged, vs_shadow: tuple[np.ndarray, np.ndarray, np.ndarray] | None
-) -> dict[str, float]:
-    """What the gate judges on: current vs candidate on the held-out rows, and candidate vs
-    shadow on the rows of :func:`_shadow_evidence`."""
-    y, threshold, costs = judged.y, judged.threshold, judged.costs
-    metrics = _judge_metrics(judged)
+) -> GateEvidence:
+    """What the gate judges on: current vs candidate on the held-out rows, candidate vs
+    shadow on the rows of :func:`_shadow_evidence`, and both against the rules."""
+    j = judged
+    y, hold, t, costs = j.y, j.hold, j.threshold, j.costs
+    labelled = ~np.isnan(y)
+    evidence = y[labelled] if labelled.any() else j.targets.label[j.targets.conf > 0]
+    held_out = shadow = None
+    if len(hold):
+        yh, pb, pa = y[hold], j.p_before[hold], j.p_after[hold]
+        before, after = (
+            metrics_from_predictions(yh, pb >= t, costs),
+            metrics_from_predictions(yh, pa >= t, costs),
+        )
+        held_out = HeldOut(
+            cost_before=before.cost,
+            cost_after=after.cost,
+            logloss_before=log_loss(yh, pb),
+            logloss_after=log_loss(yh, pa),
+            f1_before=before.f1,
+            f1_after=after.f1,
+            accuracy_before=before.accuracy,
+            accuracy_after=after.accuracy,
+            logloss_gain_z=paired_z(row_log_loss(yh, pb) - row_log_loss(yh, pa)),
+            cost_gain_z=paired_z(costs.per_row(yh, pb >= t) - costs.per_row(yh, pa >= t)),
+        )
     if vs_shadow is not None:
         rows, p_c, p_s = vs_shadow
         ye = y[rows]
-        dc = costs.per_row(ye, p_c >= threshold) - costs.per_row(ye, p_s >= threshold)
-        metrics.update(
-            shadow_evidence_rows=len(rows),
-            shadow_evidence_cost_after=metrics_from_predictions(ye, p_c >= threshold, costs).cost,
-            holdout_cost_shadow=metrics_from_predictions(ye, p_s >= threshold, costs).cost,
-            holdout_logloss_shadow=log_loss(ye, p_s),
-            holdout_cost_gain_z_shadow=paired_z(-dc),
+        shadow = VersusShadow(
+            rows=len(rows),
+            cost_candidate=metrics_from_predictions(ye, p_c >= t, costs).cost,
+            cost_shadow=metrics_from_predictions(ye, p_s >= t, costs).cost,
+            logloss_shadow=log_loss(ye, p_s),
+            gain_z=paired_z(costs.per_row(ye, p_s >= t) - costs.per_row(ye, p_c >= t)),
         )
-    metrics.update(
+    return GateEvidence(
+        pos_rate_before=float((j.p_before >= t).mean()),
+        pos_rate_after=float((j.p_after >= t).mean()),
+        evidence_fraud_rate=float(evidence.mean()) if len(evidence) else float("nan"),
         n_rows=len(y),
-        n_labelled=int((~np.isnan(y)).sum()),
-        n_holdout=len(judged.hold),
-        n_rule=int((judged.targets.conf[judged.train] > 0).sum()),
+        n_labelled=int(labelled.sum()),
+        n_holdout=len(hold),
+        n_rule=int((j.targets.conf[j.train] > 0).sum()),
+        held_out=held_out,
+        shadow=shadow,
+        rules=_rule_agreement(j),
     )
-    return metrics
 
 
-def _finite(state: AdapterState) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in state.values())
-
-
-def _judge_metrics(j: _Judged) -> dict[str, float]:
-    y, hold, train, p_before, p_after, threshold, costs = (
-        j.y,
-        j.hold,
-        j.train,
-        j.p_before,
-        j.p_after,
-        j.threshold,
-        j.costs,
-    )
-    rule_label, rule_conf = j.targets.label, j.targets.conf
-    m: dict[str, float] = {
-        "pos_rate_before": float((p_before >= threshold).mean()),
-        "pos_rate_after": float((p_after >= threshold).mean()),
-    }
-    labelled = ~np.isnan(y)
-    evidence = y[labelled] if labelled.any() else rule_label[rule_conf > 0]
-    m["evidence_fraud_rate"] = float(evidence.mean()) if len(evidence) else float("nan")
-    if len(hold):
-        for tag, p in (("before", p_before[hold]), ("after", p_after[hold])):
-            hm = metrics_from_predictions(y[hold], p >= threshold, costs)
-            m[f"holdout_cost_{tag}"] = hm.cost
-            m[f"holdout_f1_{tag}"] = hm.f1
-            m[f"holdout_accuracy_{tag}"] = hm.accuracy
-            m[f"holdout_logloss_{tag}"] = log_loss(y[hold], p)
-        d = row_log_loss(y[hold], p_after[hold]) - row_log_loss(y[hold], p_before[hold])
-        m["holdout_logloss_gain_z"] = paired_z(-d)
-        dc = costs.per_row(y[hold], p_after[hold] >= threshold) - costs.per_row(
-            y[hold], p_before[hold] >= threshold
-        )
-        m["holdout_cost_gain_z"] = paired_z(-dc)
-    ruled = train & (rule_conf > 0)
-    if ruled.any():
-        for tag, p in (("before", p_before[ruled]), ("after", p_after[ruled])):
-            w = rule_conf[ruled]
-            agree = ((p >= threshold) == (rule_label[ruled] >= 0.5)).astype(np.float64)
-            m[f"rule_agreement_{tag}"] = float((agree * w).sum() / w.sum())
-    return m
-
-
-def shadow_bar(cfg: HealConfig, n_labelled: int) -> float:
-    """The z a candidate's gain over the shadow must reach: ``min_shadow_gain_z``, or with
-    ``look_labels`` the bar that keeps the chance of a false pass over all the looks so far
-    (one per ``look_labels`` arrived labels) at what one look at ``min_shadow_gain_z`` had
-    (Bonferroni).
-
-    >>> cfg = HealConfig(min_shadow_gain_z=1.0, look_labels=100)
-    >>> [round(shadow_bar(cfg, n), 2) for n in (100, 300, 1000, 2000)]
-    [1.0, 1.62, 2.15, 2.41]
-    """
-    if not cfg.look_labels:
-        return cfg.min_shadow_gain_z
-    looks = max(1, n_labelled // cfg.look_labels)
-    alpha = 1 - NormalDist().cdf(cfg.min_shadow_gain_z)
-    return NormalDist().inv_cdf(1 - alpha / looks)
-
-
-def decide(candidate: AdapterState, m: dict[str, float], cfg: HealConfig) -> tuple[bool, str]:
-    if not _finite(candidate):
-        return False, "candidate has non-finite weights"
-    if cfg.guard_collapse and (collapse := _collapse(m, cfg)) is not None:
-        return False, collapse
-    if not cfg.gate:
-        return True, "accepted without gate"
-    if "holdout_cost_after" in m:
-        return _on_labels(m, cfg)
-    if "rule_agreement_after" in m:
-        return _on_rules(m, cfg)
-    return False, "nothing to judge the candidate on"
-
-
-def _collapse(m: dict[str, float], cfg: HealConfig) -> str | None:
-    """Why the candidate collapsed to one class against the evidence, if it did."""
-    ev = m["evidence_fraud_rate"]
-    if ev != ev:  # NaN: no evidence of the fraud rate
+def _rule_agreement(j: _Judged) -> RuleAgreement | None:
+    ruled = j.train & (j.targets.conf > 0)
+    if not ruled.any():
         return None
-    # rare fraud: a model may rightly flag a share as small as the fraud itself
-    floor = min(cfg.collapse_rate, cfg.collapse_share * ev)
-    if m["pos_rate_after"] < floor and cfg.collapse_rate <= ev:
-        return "collapse: the candidate flags no fraud while the evidence shows fraud"
-    if 1 - m["pos_rate_after"] < cfg.collapse_rate <= 1 - ev:
-        return "collapse: the candidate flags everything while the evidence shows normals"
-    return None
+    w, said = j.targets.conf[ruled], j.targets.label[ruled] >= 0.5
 
+    def agreement(p: np.ndarray) -> float:
+        agree = ((p[ruled] >= j.threshold) == said).astype(np.float64)
+        return float((agree * w).sum() / w.sum())
 
-def _on_labels(m: dict[str, float], cfg: HealConfig) -> tuple[bool, str]:
-    """The verdict on held-out labels: against the shadow first, then against the current."""
-    c_b, c_a = m["holdout_cost_before"], m["holdout_cost_after"]
-    ll_b, ll_a = m["holdout_logloss_before"], m["holdout_logloss_after"]
-    z = m["holdout_logloss_gain_z"]
-    change = f"cost {c_b:.4f} -> {c_a:.4f}, log loss {ll_b:.4f} -> {ll_a:.4f} (z={z:.2f})"
-    c_s, c_e = m.get("holdout_cost_shadow"), m.get("shadow_evidence_cost_after", c_a)
-    if c_s is not None and c_e > c_s:
-        return False, f"costs more than the shadow on held-out labels: {c_e:.4f} > {c_s:.4f} ({change})"
-    z_s, bar = m.get("holdout_cost_gain_z_shadow"), shadow_bar(cfg, int(m.get("n_labelled", 0)))
-    if z_s is not None and z_s < bar:
-        n_e = m.get("shadow_evidence_rows", 0)
-        over = f"{c_s:.4f} -> {c_e:.4f} over {n_e:.0f} rows (z={z_s:.2f}; {change})"
-        return False, f"no clear gain over the shadow on held-out labels: {over}"
-    if c_a <= c_b and ll_a < ll_b and z >= cfg.min_gain_z:
-        return True, f"held-out {change}"
-    return False, f"no clear gain on held-out labels: {change}"
-
-
-def _on_rules(m: dict[str, float], cfg: HealConfig) -> tuple[bool, str]:
-    """The verdict with no held-out label: rule agreement, the flag rate kept in bounds."""
-    a_b, a_a = m["rule_agreement_before"], m["rule_agreement_after"]
-    r_b, r_a = m["pos_rate_before"], m["pos_rate_after"]
-    ratio = cfg.label_free_rate_ratio
-
-    def within(before: float, after: float) -> bool:
-        return before / ratio <= after <= before * ratio
-
-    if not (within(r_b, r_a) and within(1 - r_b, 1 - r_a)):
-        # rules alone are one-sided evidence (mostly "fraud" rules): without labels, do not
-        # let a candidate move the alert volume far; that is how label-free healing collapses
-        return False, f"without labels the flag rate may not move from {r_b:.3f} to {r_a:.3f}"
-    if a_a > a_b:
-        return True, f"rule agreement {a_b:.3f} -> {a_a:.3f} (no held-out labels yet)"
-    return False, f"rule agreement did not improve: {a_b:.3f} -> {a_a:.3f}"
+    return RuleAgreement(agreement(j.p_before), agreement(j.p_after))

@@ -39,6 +39,7 @@ from shared.healing.events import (
     RolledBack,
 )
 from shared.healing.featurelog import DECIDED, FRAUD, SHADOW_FRAUD, FeatureLog
+from shared.healing.gate import Verdict
 from shared.healing.jobs import JobRunner
 from shared.healing.join import Joined, LabelJoin
 from shared.healing.label_guard import HeldLabel, Judged, LabelGuard
@@ -317,13 +318,16 @@ class Healer:
         snapshots carry ``accuracy`` and ``f1`` from the held-out labels unless given."""
         if result.accepted and job.version != self.version:
             why = f"superseded: v{job.version} was replaced by v{self.version} while it healed"
-            result = replace(result, accepted=False, reason=f"{why} ({result.reason})")
+            result = replace(
+                result, accepted=False, reason=f"{why} ({result.reason})", verdict=Verdict.SUPERSEDED
+            )
         m = result.metrics
         pre_m: dict[str, float] = {}
         post_m: dict[str, float] = dict(m)
-        if "holdout_f1_before" in m:  # both judged on the same held-out rows
-            pre_m = {"accuracy": m["holdout_accuracy_before"], "f1": m["holdout_f1_before"]}
-            post_m.update(accuracy=m["holdout_accuracy_after"], f1=m["holdout_f1_after"])
+        if result.evidence is not None and (h := result.evidence.held_out) is not None:
+            # both judged on the same held-out rows
+            pre_m = {"accuracy": h.accuracy_before, "f1": h.f1_before}
+            post_m.update(accuracy=h.accuracy_after, f1=h.f1_after)
         pre_metrics = pre_metrics if pre_metrics is not None else pre_m
         post_metrics = {**post_m, **(post_metrics or {})}
         pre = self.registry.record(
@@ -342,7 +346,7 @@ class Healer:
         )
         if result.accepted:
             if self.labels_at_first_heal is None:
-                self.labels_at_first_heal = int(m.get("n_labelled", 0))
+                self.labels_at_first_heal = 0 if result.evidence is None else result.evidence.n_labelled
             self.live = post
             if self.baseline_version < 0:
                 self.baseline_version = version

@@ -38,6 +38,7 @@ from shared.bundle import Bundle
 from shared.errors import HealingError
 from shared.healing.cycle import HealBatch, HealConfig, HealResult, heal_cycle
 from shared.healing.events import HealJob
+from shared.healing.gate import GateEvidence, Verdict
 from shared.healing.jobs import JobRunner
 from shared.healing.types import HealKind
 from shared.labelfree import LabelFreeConfig
@@ -80,6 +81,8 @@ def encode_result(result: HealResult) -> bytes:
         "metrics": result.metrics,
         "duration_ms": result.duration_ms,
         "diagnosis": result.diagnosis,
+        "verdict": None if result.verdict is None else result.verdict.value,
+        "evidence": None if result.evidence is None else result.evidence.to_dict(),
     }
     tensors = {f"candidate.{k}": v.detach().contiguous() for k, v in result.adapter.items()}
     return st_save(tensors, metadata={"result": orjson.dumps(meta).decode()})
@@ -97,6 +100,8 @@ def decode_result(data: bytes) -> HealResult:
         meta["metrics"],
         meta["duration_ms"],
         meta.get("diagnosis"),
+        None if meta.get("verdict") is None else Verdict(meta["verdict"]),
+        None if meta.get("evidence") is None else GateEvidence.from_dict(meta["evidence"]),
     )
 
 

@@ -22,7 +22,7 @@ be checked (each refusal names the check):
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ import torch
 
 from shared.evaluation import CostMatrix
 from shared.healing.cycle import HealResult
+from shared.healing.gate import Decision, Verdict
 from shared.labelfree.diagnosis import Diagnosis, DiagnosisConfig, diagnose
 from shared.labelfree.reference import LabelFreeReference
 from shared.model import CALIBRATION_KEYS, ReflexiveLayer, SelfHealingModel
@@ -73,30 +74,30 @@ def label_free_cycle(
     live = model.new_adapter()
     details = dg.details()
     if not dg.heals:
-        return _result(model, False, f"{dg.action}: {dg.reason}", {}, details, t0)
+        return _result(
+            model, Decision(Verdict.NO_HEAL_DIAGNOSED, f"{dg.action}: {dg.reason}"), {}, details, t0
+        )
     cand = model.new_adapter(ref.adapter)
     cand.input_scale.copy_(torch.as_tensor(dg.scale, dtype=torch.float32))
     cand.input_shift.copy_(torch.as_tensor(dg.shift, dtype=torch.float32))
     cand.logit_offset.fill_(dg.offset)
     if _same(live, cand, ref, cfg):
         details["live_already"] = 1
-        return _result(
-            model, False, f"unchanged: the live adapter already does this ({dg.reason})", {}, details, t0
-        )
+        why = f"unchanged: the live adapter already does this ({dg.reason})"
+        return _result(model, Decision(Verdict.ALREADY_LIVE, why), {}, details, t0)
     xt = torch.as_tensor(np.asarray(X, np.float32))
     with torch.no_grad():
         z_live, z_cand = model.logits(xt, live).numpy(), model.logits(xt, cand).numpy()
     m = _gate_metrics(ref, dg, X, z_live, z_cand, threshold, costs)
-    accepted, why = _decide(m, cfg)
+    decision = _decide(m, cfg)
     state = {k: v.detach().clone() for k, v in cand.state_dict().items()}
-    reason = f"{dg.action}: {dg.reason}; {why}"
-    return _result(model, accepted, reason, m, details, t0, state)
+    decision = replace(decision, reason=f"{dg.action}: {dg.reason}; {decision.reason}")
+    return _result(model, decision, m, details, t0, state)
 
 
 def _result(
     model: SelfHealingModel,
-    accepted: bool,
-    reason: str,
+    decision: Decision,
     metrics: dict[str, float],
     diagnosis: dict[str, Any],
     t0: float,
@@ -104,7 +105,16 @@ def _result(
 ) -> HealResult:
     adapter = state if state is not None else model.adapter_state()
     ms = (time.perf_counter() - t0) * 1e3
-    return HealResult(adapter, accepted, reason, {}, metrics, ms, diagnosis=diagnosis)
+    return HealResult(
+        adapter,
+        decision.accepted,
+        decision.reason,
+        {},
+        metrics,
+        ms,
+        diagnosis=diagnosis,
+        verdict=decision.verdict,
+    )
 
 
 def _same(live: ReflexiveLayer, cand: ReflexiveLayer, ref: LabelFreeReference, cfg: LabelFreeConfig) -> bool:
@@ -161,23 +171,27 @@ def _gate_metrics(
     return m
 
 
-def _decide(m: dict[str, float], cfg: LabelFreeConfig) -> tuple[bool, str]:
+def _decide(m: dict[str, float], cfg: LabelFreeConfig) -> Decision:
     if not cfg.gate:
-        return True, "accepted without gate"
+        return Decision(Verdict.UNGATED, "accepted without gate")
     e_b, e_a = m["estimated_cost_before"], m["estimated_cost_after"]
     r_b, r_a, r_e = m["pos_rate_before"], m["pos_rate_after"], m["pos_rate_expected"]
     if e_a > e_b:
-        return False, f"refused: estimated cost would rise {e_b:.4f} -> {e_a:.4f}"
+        return Decision(
+            Verdict.ESTIMATED_COST_RISES, f"refused: estimated cost would rise {e_b:.4f} -> {e_a:.4f}"
+        )
     if not r_e / cfg.rate_ratio <= r_a <= r_e * cfg.rate_ratio:
-        return False, f"refused: it would flag {r_a:.3f}, its diagnosis predicts {r_e:.3f}"
+        return Decision(
+            Verdict.OFF_DIAGNOSIS, f"refused: it would flag {r_a:.3f}, its diagnosis predicts {r_e:.3f}"
+        )
     k, r_ref = cfg.max_rate_change, m["pos_rate_reference"]
     lo, hi = min(r_b, r_ref), max(r_b, r_ref)  # back towards the validation rows' rate is allowed
     if not lo / k <= r_a <= hi * k:
-        return False, f"refused: the flag rate may not move from {r_b:.3f} to {r_a:.3f} without labels"
+        why = f"refused: the flag rate may not move from {r_b:.3f} to {r_a:.3f} without labels"
+        return Decision(Verdict.RATE_MOVED, why)
     if "rule_flagged_after" in m and m["rule_flagged_after"] < m["rule_flagged_reference"] - cfg.rule_slack:
         got, want = m["rule_flagged_after"], m["rule_flagged_reference"]
-        return False, f"refused: it flags {got:.2f} of the rows the rules flag (reference {want:.2f})"
-    return (
-        True,
-        f"estimated cost {e_b:.4f} -> {e_a:.4f}, flag rate {r_b:.3f} -> {r_a:.3f} (expected {r_e:.3f})",
-    )
+        why = f"refused: it flags {got:.2f} of the rows the rules flag (reference {want:.2f})"
+        return Decision(Verdict.RULES_UNFLAGGED, why)
+    why = f"estimated cost {e_b:.4f} -> {e_a:.4f}, flag rate {r_b:.3f} -> {r_a:.3f} (expected {r_e:.3f})"
+    return Decision(Verdict.ACCEPTED, why)

@@ -205,6 +205,7 @@ def test_a_label_free_adapter_is_reset_once_upstream_fixes_what_it_corrected(cov
 def test_without_labels_the_flag_rate_may_move_back_towards_the_validation_rate():
     """A drift that silenced the model (it flags nothing) may be undone without labels: the
     candidate's flag rate is bounded by the live one's and the validation rows' alike."""
+    from shared.healing.gate import Verdict
     from shared.labelfree.cycle import LabelFreeConfig, _decide
 
     m = {
@@ -215,7 +216,7 @@ def test_without_labels_the_flag_rate_may_move_back_towards_the_validation_rate(
         "pos_rate_expected": 0.011,
         "pos_rate_reference": 0.01,
     }
-    assert _decide(m, LabelFreeConfig())[0]
+    assert _decide(m, LabelFreeConfig()).verdict is Verdict.ACCEPTED
     far = {**m, "pos_rate_after": 0.05, "pos_rate_expected": 0.045}
-    ok, why = _decide(far, LabelFreeConfig())
-    assert not ok and "may not move" in why
+    d = _decide(far, LabelFreeConfig())
+    assert d.verdict is Verdict.RATE_MOVED and not d.accepted and "may not move" in d.reason
