@@ -2,24 +2,24 @@
 
 It joins late labels to their transactions (:class:`~shared.healing.join.LabelJoin`: the
 newest rows in memory, the rest in the feature log on disk for the label horizon) and
-opens a drift *episode* on the detectors' alerts (:mod:`~shared.healing.episodes`). When a heal is
-due and what it trains on is the schedule's (:mod:`~shared.healing.schedule`): label-free
-cycles until the episode's labels arrive (:mod:`~shared.healing.before_labels`), then
-labelled ones, one per ``heal_every`` new labels of the episode. A finished job is
-recorded in the registry (a ``pre`` and a ``post`` snapshot) and, when its gate accepted
-it, becomes the live adapter. Arriving labels pass the label guard first
-(:mod:`~shared.healing.label_guard`); then they measure the healed adapters' live quality
-(:mod:`~shared.healing.quality`) and their cost against the shadow's on the same
-transactions (:mod:`~shared.healing.shadow_guard`), either of which can roll back.
-Jobs run wherever the :class:`~shared.healing.worker.HealWorker` runs them (inline
-offline, in a child process in the service); ``prepare`` and ``conclude`` bracket them.
+opens a drift *episode* on the detectors' alerts (:mod:`~shared.healing.episodes`). When
+a heal is due and what it trains on is the schedule's (:mod:`~shared.healing.schedule`):
+label-free cycles until the episode's labels arrive (:mod:`~shared.healing.before_labels`),
+then labelled ones, one per ``heal_every`` new labels of the episode. A finished job is
+recorded by the adapter ledger (:mod:`~shared.healing.ledger`: a ``pre`` and a ``post``
+snapshot in the registry) and, when its gate accepted it, becomes the live adapter.
+Arriving labels pass the label guard first (:mod:`~shared.healing.label_guard`); then
+they measure the healed adapters' live quality (:mod:`~shared.healing.quality`) and
+their cost against the shadow's on the same transactions
+(:mod:`~shared.healing.shadow_guard`), either of which can roll back. Jobs run wherever
+the :class:`~shared.healing.worker.HealWorker` runs them (inline offline, in a child
+process in the service); ``prepare`` and ``conclude`` bracket them.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import replace
 
 import numpy as np
 
@@ -39,10 +39,10 @@ from shared.healing.events import (
     RolledBack,
 )
 from shared.healing.featurelog import DECIDED, FRAUD, SHADOW_FRAUD, FeatureLog
-from shared.healing.gate import Verdict
 from shared.healing.jobs import JobRunner
 from shared.healing.join import Joined, LabelJoin
 from shared.healing.label_guard import HeldLabel, Judged, LabelGuard
+from shared.healing.ledger import AdapterLedger
 from shared.healing.own_watch import Change, OwnWatch
 from shared.healing.quality import LiveQuality
 from shared.healing.schedule import HealSchedule
@@ -50,7 +50,7 @@ from shared.healing.shadow_guard import ShadowGuard
 from shared.healing.types import HealKind
 from shared.messages import Alert
 from shared.model import AdapterState
-from shared.registry import QualityWatch, Registry, Snapshot, live_snapshot
+from shared.registry import QualityWatch, Registry, Snapshot
 
 
 class Healer:
@@ -82,10 +82,7 @@ class Healer:
         # the ids of the last chunk of labels released into the buffer, and the registry's length then
         self._last_release: tuple[list[str], int] = ([], 0)
         self._pending_rollback: tuple[Snapshot, str] | None = None
-        if len(registry) == 0:
-            registry.record("initial", bundle.adapter_state, version=0, note="adapter as trained")
-        self.live = self._live_before(len(registry))  # after a restart: the adapter that went live last
-        self.trusted = self.live  # what a label-free reset goes back to: live when the episode opened
+        self.ledger = AdapterLedger(registry, bundle.adapter_state)  # after a restart: the last live adapter
 
     def _new_episode_state(self) -> None:
         """What each episode judges afresh: live quality, the shadow guard, a pause."""
@@ -111,12 +108,16 @@ class Healer:
         return self.quality.watch
 
     @property
+    def live(self) -> Snapshot:
+        return self.ledger.live
+
+    @property
     def version(self) -> int:
-        return self.live.version
+        return self.ledger.version
 
     @property
     def adapter(self) -> AdapterState:
-        return self.live.adapter
+        return self.ledger.adapter
 
     @property
     def labels_quarantined(self) -> int:
@@ -209,16 +210,9 @@ class Healer:
         self.join.forget(prev_ids)
         if self.live.seq < seq0 or self.live.kind == "initial":
             return  # the live adapter was healed before any suspect label arrived
-        before = [s for s in self.registry.post_heal(self.episode_seq) if s.seq < seq0 and "f1" in s.metrics]
-        target = max(reversed(before), key=lambda s: s.metrics["f1"]) if before else self._live_before(seq0)
+        target = self.ledger.best_post_heal(self.episode_seq, before=seq0) or self.ledger.live_before(seq0)
         if target.version != self.version:
             self._pending_rollback = (target, judged.reason)
-
-    def _live_before(self, seq: int) -> Snapshot:
-        """The adapter that was live just before registry position ``seq``."""
-        live = live_snapshot(self.registry.snapshots()[:seq])
-        assert live is not None  # the registry starts with the bundle's adapter
-        return live
 
     def _release(self, joined: Joined) -> None:
         """Trusted labels: into the training set; into the shadow guard whenever an adapter
@@ -273,12 +267,13 @@ class Healer:
     def _episode_event(self, event: EpisodeOpened | EpisodeClosed | None) -> bool:
         if isinstance(event, EpisodeOpened):
             self._new_episode_state()
-            self.trusted = self.live
+            self.ledger.trusted = self.ledger.live
         if event is not None:
             self.events.append(event)
         if isinstance(event, EpisodeClosed) and self.before.live_version == self.version:
             why = "the drift is over: its label-free adapter is reset"  # a calibration for a drift gone
-            self.events.append(self._roll_back(self.trusted.adapter, self.trusted.version, why))
+            trusted = self.ledger.trusted
+            self.events.append(self._roll_back(trusted.adapter, trusted.version, why))
             self.before.live_version = None
         return event is not None
 
@@ -316,41 +311,21 @@ class Healer:
         """Record the job's snapshots; an accepted candidate goes live, unless the adapter it
         started from was rolled back while it ran (then it is recorded as superseded). The
         snapshots carry ``accuracy`` and ``f1`` from the held-out labels unless given."""
-        if result.accepted and job.version != self.version:
-            why = f"superseded: v{job.version} was replaced by v{self.version} while it healed"
-            result = replace(
-                result, accepted=False, reason=f"{why} ({result.reason})", verdict=Verdict.SUPERSEDED
-            )
-        m = result.metrics
         pre_m: dict[str, float] = {}
-        post_m: dict[str, float] = dict(m)
+        post_m: dict[str, float] = dict(result.metrics)
         if result.evidence is not None and (h := result.evidence.held_out) is not None:
             # both judged on the same held-out rows
             pre_m = {"accuracy": h.accuracy_before, "f1": h.f1_before}
             post_m.update(accuracy=h.accuracy_after, f1=h.f1_after)
         pre_metrics = pre_metrics if pre_metrics is not None else pre_m
         post_metrics = {**post_m, **(post_metrics or {})}
-        pre = self.registry.record(
-            "pre", job.model.adapter_state(), job.version, metrics=pre_metrics, heal=job.number
-        )
-        version = self.registry.latest_version + 1
-        post = self.registry.record(
-            "post",
-            result.adapter,
-            version,
-            parent=job.version,
-            metrics=post_metrics,
-            heal=job.number,
-            accepted=result.accepted,
-            note=result.reason,
-        )
-        if result.accepted:
+        rec = self.ledger.record_heal(job, result, pre_metrics, post_metrics)
+        if rec.result.accepted:
             if self.labels_at_first_heal is None:
                 self.labels_at_first_heal = 0 if result.evidence is None else result.evidence.n_labelled
-            self.live = post
             if self.baseline_version < 0:
-                self.baseline_version = version
-        return HealOutcome(job, result, pre, post)
+                self.baseline_version = rec.post.version
+        return HealOutcome(job, rec.result, rec.pre, rec.post)
 
     def conclude(self, job: HealJob, result: HealResult) -> list[HealerEvent | Diagnosed]:
         """What a finished job does: a labelled one is recorded (``finish``); a label-free
@@ -375,7 +350,8 @@ class Healer:
                 why = "label-free healing reset: the features it corrected are back at the reference"
             else:
                 why = f"label-free healing reset: {details.get('reason', action)}"
-            out.append(self._roll_back(self.trusted.adapter, self.trusted.version, why))
+            trusted = self.ledger.trusted
+            out.append(self._roll_back(trusted.adapter, trusted.version, why))
             self.before.live_version = None
         return out
 
@@ -405,21 +381,18 @@ class Healer:
         if reason is None or self.paused is not None:
             return None  # paused: the guard chose the bundle's adapter; no healed one comes back
         self.watch.reset_window()
-        best = self.registry.best_post_heal("f1", since=self.episode_seq)
+        best = self.ledger.best_post_heal(self.episode_seq)
         if best is None or best.version == self.version:
             return Degraded(reason)
         return self._roll_back(best.adapter, best.version, reason)
 
     def _roll_back(self, adapter: AdapterState, version: int, reason: str) -> RolledBack:
         from_version = self.version
-        self.live = self.registry.record("rollback", adapter, version, parent=from_version, note=reason)
+        snap = self.ledger.roll_back(adapter, version, reason)
         self.watch.reset_window()
-        return RolledBack(self.live, from_version, reason)
+        return RolledBack(snap, from_version, reason)
 
     def adopt(self, snapshot: Snapshot) -> bool:
         """A snapshot written by someone else (``selfheal registry rollback``): a manual one
         becomes live. True if it changed the live adapter."""
-        if not self.registry.adopt(snapshot) or snapshot.kind != "manual":
-            return False
-        self.live = snapshot
-        return True
+        return self.ledger.adopt(snapshot)

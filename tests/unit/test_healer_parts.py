@@ -6,13 +6,17 @@ import dataclasses
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from shared.errors import HealingError
+from shared.healing.cycle import HealBatch, HealResult
 from shared.healing.episodes import EpisodeTracker
-from shared.healing.events import EpisodeClosed, EpisodeOpened, HealOutcome
+from shared.healing.events import EpisodeClosed, EpisodeOpened, HealJob, HealOutcome
+from shared.healing.gate import Verdict
 from shared.healing.healer import Healer, HealerConfig
 from shared.healing.label_guard import LabelGuard
+from shared.healing.ledger import AdapterLedger, Recorded
 from shared.healing.shadow_guard import ShadowGuard
 from shared.healing.worker import HealWorker, InlineExecutor
 from shared.messages import Alert
@@ -171,8 +175,32 @@ def test_a_heal_that_started_before_a_rollback_does_not_go_live_after_it(ready_h
     healer = ready_healer
     job = healer.prepare()
     assert job is not None and job.version == 0
-    healer.live = healer.registry.record("manual", healer.adapter, 7, note="an operator's rollback")
+    healer.ledger.roll_back(healer.adapter, 7, "an operator's rollback")
     result = dataclasses.replace(healer.run(job), accepted=True)  # a candidate the gate took
     outcome = healer.finish(job, result)
     assert not outcome.accepted and outcome.result.reason.startswith("superseded: v0 was replaced by v7")
+    assert outcome.result.verdict is Verdict.SUPERSEDED
     assert healer.version == 7 and not outcome.post.accepted
+
+
+def test_the_ledger_records_every_heal_puts_accepted_ones_live_and_resumes(covariate_bundle) -> None:
+    b = covariate_bundle
+    registry = Registry(MemoryStore(), b.id)
+    ledger = AdapterLedger(registry, b.adapter_state)
+    batch = HealBatch(np.zeros((1, len(b.features)), np.float32), np.zeros(1, np.float32))
+
+    def heal(number: int, accepted: bool, f1: float) -> Recorded:
+        job = HealJob(number, b.new_model(ledger.adapter), batch, ledger.version)
+        verdict = Verdict.ACCEPTED if accepted else Verdict.NO_GAIN
+        result = HealResult(b.adapter_state, accepted, "", verdict=verdict)
+        return ledger.record_heal(job, result, {}, {"f1": f1})
+
+    refused = heal(1, False, 0.9)
+    assert ledger.version == 0 and refused.pre.kind == "pre" and not refused.post.accepted
+    first, second = heal(2, True, 0.5), heal(3, True, 0.7)
+    assert ledger.live is second.post and second.post.parent == first.post.version
+    assert ledger.best_post_heal(0) is second.post  # refused posts never count
+    assert ledger.best_post_heal(0, before=second.post.seq) is first.post
+    ledger.roll_back(first.post.adapter, first.post.version, "live quality degraded")
+    resumed = AdapterLedger(registry, {})
+    assert resumed.version == ledger.version == first.post.version and resumed.live.kind == "rollback"
