@@ -293,11 +293,14 @@ class Bundle:
 
 
 def _without_identity(state: AdapterState) -> AdapterState:
-    """The adapter without its calibration where that is the identity: a bundle's adapter is
-    written (and its id computed) as it was before adapters carried a calibration."""
+    """The adapter without its calibration where that is the identity, and without a zero
+    decision shift: a bundle's adapter is written (and its id computed) as it was before
+    adapters carried either."""
     identity = (
         bool((state["input_scale"] == 1).all())
         and bool((state["input_shift"] == 0).all())
         and float(state["logit_offset"]) == 0.0
     )
-    return {k: v for k, v in state.items() if not (identity and k in CALIBRATION_KEYS)}
+    unshifted = float(state.get("decision_shift", torch.zeros(()))) == 0.0
+    drop = (CALIBRATION_KEYS if identity else ()) + (("decision_shift",) if unshifted else ())
+    return {k: v for k, v in state.items() if k not in drop}

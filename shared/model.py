@@ -65,11 +65,19 @@ class ReflexiveLayer(nn.Module):
     where ``z`` is the standardised input and ``Win`` (``input_path``) starts at zero; with
     the adapter state's calibration: ``input_scale``/``input_shift`` (raw feature units,
     identity 1/0) and ``logit_offset``. Gradient steps move the residual path only; the
-    calibration is set, not trained."""
+    calibration is set, not trained.
+
+    ``decision_shift`` is added to every logit after all that. A labelled heal's candidate
+    is calibrated on its labels, and a calibrated model decides best at the cost matrix's
+    Bayes threshold, while the scorer compares every score with the bundle's threshold
+    (chosen for the frozen model's own scale, often far from Bayes): the shift
+    ``logit(threshold) - logit(bayes)`` makes the one decide as the other. 0: the bundle's
+    scale (the bundle's adapter, a label-free calibration)."""
 
     input_scale: torch.Tensor
     input_shift: torch.Tensor
     logit_offset: torch.Tensor
+    decision_shift: torch.Tensor
 
     def __init__(self, dim: int, inner: int, scale: float, n_features: int) -> None:
         super().__init__()
@@ -79,6 +87,7 @@ class ReflexiveLayer(nn.Module):
         self.register_buffer("input_scale", torch.ones(n_features))
         self.register_buffer("input_shift", torch.zeros(n_features))
         self.register_buffer("logit_offset", torch.zeros(()))
+        self.register_buffer("decision_shift", torch.zeros(()))
 
     def calibrate(self, x: torch.Tensor) -> torch.Tensor:
         """Raw features in today's units -> the training's units."""
@@ -87,11 +96,13 @@ class ReflexiveLayer(nn.Module):
         return (x - self.input_shift) / self.input_scale
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
-        """(w1, b1, w2, b2, scale, logit_offset, w_in): what :func:`adapted_logits` runs."""
+        """(w1, b1, w2, b2, scale, offset, w_in): what :func:`adapted_logits` runs; ``offset``
+        is the logit offset plus the decision shift."""
         first, last = self.adapter[0], self.adapter[2]
         assert isinstance(first, nn.Linear) and isinstance(last, nn.Linear)
         w_in = self.input_path.weight
-        return first.weight, first.bias, last.weight, last.bias, self.scale, self.logit_offset, w_in
+        offset = self.logit_offset + self.decision_shift
+        return first.weight, first.bias, last.weight, last.bias, self.scale, offset, w_in
 
     @property
     def calibrated(self) -> bool:
@@ -254,18 +265,20 @@ def adapter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
         "input_scale": (d,),
         "input_shift": (d,),
         "logit_offset": (),
+        "decision_shift": (),
     }
 
 
 def with_calibration(state: Mapping[str, torch.Tensor], config: ModelConfig) -> AdapterState:
-    """``state`` with the identity calibration and a zero input path where it has none
-    (adapters written before either existed stay readable, and mean what they meant)."""
+    """``state`` with the identity calibration, a zero input path and no decision shift where
+    it has none (adapters written before these existed stay readable, and mean what they meant)."""
     out = dict(state)
     d = config.n_features
     identity = {
         "input_scale": torch.ones(d),
         "input_shift": torch.zeros(d),
         "logit_offset": torch.zeros(()),
+        "decision_shift": torch.zeros(()),
         "input_path.weight": torch.zeros(config.adapter_hidden, d),
     }
     for k, v in identity.items():

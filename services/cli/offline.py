@@ -132,9 +132,17 @@ def _without(**fields: Any) -> Callable[[Any], Any]:
     return lambda cfg: replace(cfg, **fields)
 
 
-# what ``--without`` switches off: the healer's own detectors, and its care for rare fraud
-# (fixed fraud-rate margins, no wait for frauds, the newest rows only, an absolute collapse floor)
+def _without_bayes_decisions(cfg: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(cfg, heal=replace(cfg.heal, bayes_decisions=False))
+
+
+# what ``--without`` switches off: the healer's own detectors, its care for rare fraud
+# (fixed fraud-rate margins, no wait for frauds, the newest rows only, an absolute collapse
+# floor), and calibrated candidates deciding at the Bayes threshold (they decide at the bundle's)
 ABLATIONS: dict[str, Callable[[Any], Any]] = {
+    "bayes-decisions": _without_bayes_decisions,
     "labels-loss": _without(loss_drift=False),
     "labels-residual": _without(residual_drift=False),
     "prior-rate": _without(prior_drift=False),

@@ -118,14 +118,28 @@ def heal_cycle(
             before_state, False, "non-finite loss", found, duration_ms=took(), verdict=Verdict.NON_FINITE
         )
     layer, H, sums, start = found
-    candidate = {k: v.detach().clone() for k, v in layer.state_dict().items()}
+    scales = _Scales(float(model.reflexive.decision_shift), bayes_shift(threshold, costs, cfg))
+    sums["decision_shift"] = shift = scales.of(sums)
     with torch.no_grad():
-        p_before = torch.sigmoid(model.logits_from_hidden(H_before)).numpy()
-        p_after = torch.sigmoid(model.logits_from_hidden(H, layer)).numpy()
-    judged = _Judged(y, hold, train, targets, p_before, p_after, threshold, costs)
+        z_before = model.logits_from_hidden(H_before)
+        z_after = model.logits_from_hidden(H, layer)  # the candidate's own scale (no decision shift)
+        layer.decision_shift.fill_(shift)
+    candidate = {k: v.detach().clone() for k, v in layer.state_dict().items()}
+    judged = _Judged(
+        y,
+        hold,
+        train,
+        targets,
+        p_before=torch.sigmoid(z_before).numpy(),
+        p_after=torch.sigmoid(z_after + shift).numpy(),
+        p_before_own=torch.sigmoid(z_before - scales.live).numpy(),
+        p_after_own=torch.sigmoid(z_after).numpy(),
+        threshold=threshold,
+        costs=costs,
+    )
     vs_shadow = None
     if shadow is not None and cfg.compare_shadow and len(hold):
-        vs_shadow = _shadow_evidence(model, data, H, judged, start, cfg, shadow)
+        vs_shadow = _shadow_evidence(model, data, H, judged, start, cfg, shadow, scales)
     evidence = _gate_evidence(judged, vs_shadow)
     metrics = evidence.as_metrics()
     if targets.reliability is not None:
@@ -169,17 +183,49 @@ class _Rows:
         return w
 
 
+def bayes_shift(threshold: float, costs: CostMatrix, cfg: HealConfig) -> float | None:
+    """The decision shift of a calibrated candidate: ``logit(threshold) - logit(bayes)``, so
+    that the bundle's threshold decides as the cost matrix's Bayes threshold on its
+    probabilities (None: ``bayes_decisions`` is off).
+
+    >>> round(bayes_shift(0.5, CostMatrix(fp=1.0, fn=10.0), HealConfig()), 3)   # Bayes: 1/11
+    2.303
+    """
+    if not cfg.bayes_decisions:
+        return None
+    t = min(max(threshold, 1e-7), 1 - 1e-7)
+    b = costs.bayes_threshold
+    return float(np.log(t / (1 - t)) - np.log(b / (1 - b)))
+
+
+@dataclass(frozen=True)
+class _Scales:
+    """Where a candidate's scores live: the live adapter's decision shift, and the shift of
+    a calibrated candidate (:func:`bayes_shift`)."""
+
+    live: float
+    bayes: float | None
+
+    def of(self, sums: dict[str, float]) -> float:
+        """A candidate whose offset was refit on labels is calibrated: it decides at Bayes;
+        any other keeps the live adapter's scale."""
+        return self.bayes if self.bayes is not None and "logit_offset" in sums else self.live
+
+
 @dataclass(frozen=True)
 class _Judged:
     """What the gate judges a candidate on: the rows' labels and how they were split, the
-    rule targets, the current and the candidate adapter's probabilities, the cost rule."""
+    rule targets, the current and the candidate adapter's scores (decided at ``threshold``)
+    and probabilities (judged by log loss), the cost rule."""
 
     y: np.ndarray  # (N,) labels, NaN where none arrived
     hold: np.ndarray  # indices of the held-out labelled rows
     train: np.ndarray  # (N,) mask of the rows training saw
     targets: RuleTargets
-    p_before: np.ndarray  # (N,) the current adapter's probabilities
+    p_before: np.ndarray  # (N,) the current adapter's scores, as the scorer would decide on them
     p_after: np.ndarray  # (N,) the candidate's
+    p_before_own: np.ndarray  # (N,) the current adapter's probabilities (without its decision shift)
+    p_after_own: np.ndarray  # (N,) the candidate's: log loss is judged on these
     threshold: float
     costs: CostMatrix
 
@@ -265,6 +311,7 @@ def _shadow_evidence(
     start: int,
     cfg: HealConfig,
     shadow: AdapterState,
+    scales: _Scales,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows, candidate probabilities, shadow probabilities) the gate compares with the shadow
     on: the held-out rows and, with ``cross_folds`` > 1, every labelled training row too, each
@@ -289,9 +336,8 @@ def _shadow_evidence(
                 return hold, p_after[hold], _probs(model, data.xt[hold], shadow)
             refit_offset(model, trained, H, data.y, fit, cfg, sums)
             with torch.no_grad():
-                probs.append(
-                    torch.sigmoid(model.logits_from_hidden(H[torch.as_tensor(chunk)], trained)).numpy()
-                )
+                z = model.logits_from_hidden(H[torch.as_tensor(chunk)], trained) + scales.of(sums)
+                probs.append(torch.sigmoid(z).numpy())
             rows.append(chunk)
     idx = np.concatenate(rows)
     return idx, np.concatenate(probs), _probs(model, data.xt[idx], shadow)
@@ -327,6 +373,7 @@ def _gate_evidence(
     held_out = shadow = None
     if len(hold):
         yh, pb, pa = y[hold], j.p_before[hold], j.p_after[hold]
+        qb, qa = j.p_before_own[hold], j.p_after_own[hold]  # log loss: on the probabilities
         before, after = (
             metrics_from_predictions(yh, pb >= t, costs),
             metrics_from_predictions(yh, pa >= t, costs),
@@ -334,13 +381,13 @@ def _gate_evidence(
         held_out = HeldOut(
             cost_before=before.cost,
             cost_after=after.cost,
-            logloss_before=log_loss(yh, pb),
-            logloss_after=log_loss(yh, pa),
+            logloss_before=log_loss(yh, qb),
+            logloss_after=log_loss(yh, qa),
             f1_before=before.f1,
             f1_after=after.f1,
             accuracy_before=before.accuracy,
             accuracy_after=after.accuracy,
-            logloss_gain_z=paired_z(row_log_loss(yh, pb) - row_log_loss(yh, pa)),
+            logloss_gain_z=paired_z(row_log_loss(yh, qb) - row_log_loss(yh, qa)),
             cost_gain_z=paired_z(costs.per_row(yh, pb >= t) - costs.per_row(yh, pa >= t)),
         )
     if vs_shadow is not None:

@@ -126,11 +126,14 @@ def log_loss(y: np.ndarray, p: np.ndarray, w: np.ndarray | None = None) -> float
 def starts(model: SelfHealingModel) -> list[ReflexiveLayer]:
     """Where a labelled cycle starts: the live adapter; when it calibrates its inputs (a
     label-free heal), also the live adapter with that calibration undone, so that labels
-    can refine it or take it back."""
+    can refine it or take it back. Each starts without the live adapter's decision shift:
+    a candidate trains, and is calibrated, on its probabilities' own scale."""
     live = model.new_adapter()
+    live.decision_shift.zero_()
     if not live.calibrated:
         return [live]
     undone = model.new_adapter()
+    undone.decision_shift.zero_()
     undone.input_scale.fill_(1.0)
     undone.input_shift.zero_()
     return [live, undone]

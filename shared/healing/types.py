@@ -43,6 +43,7 @@ class HealConfig:
     cross_folds: int = 3  # >1: the gain over the shadow is judged out of fold on every arrived label
     look_labels: int | None = 100  # the gate looks again every this many labels: the bar rises with looks
     refit_offset: bool = True  # after the steps, refit the logit offset on arrived labels (prior shift)
+    bayes_decisions: bool = True  # a refit (calibrated) candidate decides at the costs' Bayes threshold
     min_offset_labels: int = 50  # labelled training rows (of both classes) needed to refit it
     guard_collapse: bool = True  # refuse candidates that predict one class only
     collapse_rate: float = 0.002  # "one class": the other class predicted on fewer rows than this

@@ -9,6 +9,7 @@ import torch
 from shared.data import build
 from shared.evaluation import evaluate_scores
 from shared.healing import HealBatch, HealConfig, composite_loss, heal_cycle
+from shared.healing.cycle import bayes_shift
 from shared.healing.loss import LossWeights
 
 
@@ -215,3 +216,40 @@ def test_cross_folds_judge_the_shadow_on_every_arrived_label(covariate_bundle, c
     assert held_out.metrics["shadow_evidence_rows"] == held_out.metrics["n_holdout"] == 300
     assert crossed.metrics["shadow_evidence_rows"] == 1000  # every label, each out of its fold
     assert crossed.metrics["holdout_cost_gain_z_shadow"] > held_out.metrics["holdout_cost_gain_z_shadow"] > 0
+
+
+def test_a_calibrated_candidate_decides_at_the_bayes_threshold_whatever_the_bundles(
+    covariate_bundle, covariate_scenario
+):
+    """A bundle's threshold is chosen for its frozen model's scale; a labelled heal's
+    candidate is calibrated, so the shift puts the Bayes threshold of its probabilities
+    where the bundle's threshold is, and its decisions cost less than at the bundle's."""
+    b, batch = covariate_bundle, drifted_batch(covariate_scenario)
+    off_scale = 0.9  # a threshold far above Bayes (1/11 at fp=1, fn=10)
+    cfg = HealConfig(gate=False)
+    shifted = heal_cycle(b.new_model(), batch, b.rules, off_scale, b.costs, cfg)
+    plain = heal_cycle(b.new_model(), batch, b.rules, off_scale, b.costs, replace(cfg, bayes_decisions=False))
+    assert shifted.terms["decision_shift"] == pytest.approx(bayes_shift(off_scale, b.costs, cfg), abs=1e-6)
+    assert plain.terms["decision_shift"] == 0.0
+    model = b.new_model(shifted.adapter)
+    with torch.no_grad():
+        z = model.logits(torch.as_tensor(batch.X)).numpy()
+    own = 1 / (1 + np.exp(-(z - shifted.terms["decision_shift"])))
+    assert ((1 / (1 + np.exp(-z)) >= off_scale) == (own >= b.costs.bayes_threshold)).all()
+    assert shifted.evidence is not None and plain.evidence is not None
+    assert shifted.evidence.held_out is not None and plain.evidence.held_out is not None
+    assert shifted.evidence.held_out.cost_after < plain.evidence.held_out.cost_after
+
+
+def test_log_loss_is_judged_on_probabilities_not_on_the_decision_scale(covariate_bundle, covariate_scenario):
+    """Healing again from a shifted live adapter, the gate reads that adapter's own
+    probabilities: on the same held-out rows, its log loss is what it was as a candidate."""
+    b, batch = covariate_bundle, drifted_batch(covariate_scenario)
+    cfg = HealConfig(gate=False)
+    first = heal_cycle(b.new_model(), batch, b.rules, 0.9, b.costs, cfg)
+    again = heal_cycle(b.new_model(first.adapter), batch, b.rules, 0.9, b.costs, cfg)
+    assert first.terms["decision_shift"] != 0.0
+    assert first.evidence is not None and again.evidence is not None
+    assert first.evidence.held_out is not None and again.evidence.held_out is not None
+    as_candidate = first.evidence.held_out.logloss_after
+    assert again.evidence.held_out.logloss_before == pytest.approx(as_candidate, rel=1e-5)

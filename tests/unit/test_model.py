@@ -92,3 +92,16 @@ def test_an_adapter_without_an_input_path_reads_as_zero_and_means_what_it_meant(
         assert torch.equal(model(x), research)
         r.input_path.weight.fill_(0.5)  # a healed path: the inputs now reach the adapter
         assert not torch.allclose(model(x), research)
+
+
+def test_the_decision_shift_moves_every_logit_and_old_adapters_have_none():
+    model = SelfHealingModel(ModelConfig(n_features=3, hidden=8, adapter_hidden=4))
+    old = {k: v for k, v in model.adapter_state().items() if k != "decision_shift"}
+    state, _ = adapter_from_bytes(adapter_to_bytes(old, {}), model.config)
+    assert float(state["decision_shift"]) == 0.0
+    model.load_adapter(state)
+    x = torch.randn(5, 3)
+    with torch.no_grad():
+        before = model(x)
+        model.reflexive.decision_shift.fill_(-1.5)
+        assert torch.allclose(model(x), before - 1.5)
