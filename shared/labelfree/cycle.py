@@ -88,11 +88,11 @@ def label_free_cycle(
     xt = torch.as_tensor(np.asarray(X, np.float32))
     with torch.no_grad():
         z_live, z_cand = model.logits(xt, live).numpy(), model.logits(xt, cand).numpy()
-    m = _gate_metrics(ref, dg, X, z_live, z_cand, threshold, costs)
-    decision = _decide(m, cfg)
+    evidence = _gate_evidence(ref, dg, X, z_live, z_cand, threshold, costs)
+    decision = _decide(evidence, cfg)
     state = {k: v.detach().clone() for k, v in cand.state_dict().items()}
     decision = replace(decision, reason=f"{dg.action}: {dg.reason}; {decision.reason}")
-    return _result(model, decision, m, details, t0, state)
+    return _result(model, decision, evidence.as_metrics(), details, t0, state)
 
 
 def _result(
@@ -141,7 +141,29 @@ def estimated_cost(p: np.ndarray, flags: np.ndarray, costs: CostMatrix) -> float
     return float(per_row.mean()) if len(per_row) else 0.0
 
 
-def _gate_metrics(
+@dataclass(frozen=True)
+class LabelFreeEvidence:
+    """What the label-free gate judges a candidate on (no label: beliefs and rates)."""
+
+    estimated_cost_before: float  # CBPE of the live adapter's decisions, under the diagnosis's belief
+    estimated_cost_after: float  # ... and of the candidate's
+    pos_rate_before: float  # share of the rows the live adapter flags
+    pos_rate_after: float  # ... and the candidate
+    pos_rate_expected: float  # what the diagnosis predicts the candidate flags
+    pos_rate_reference: float  # what the model flagged on the validation rows
+    fraud_rate_estimate: float  # the diagnosis's fraud rate (EM)
+    n_rows: int
+    rule_flagged: tuple[float, float] | None = None  # (candidate, reference) share of rule-fired rows flagged
+
+    def as_metrics(self) -> dict[str, float]:
+        """The flat record the registry, events and reports keep."""
+        m = {k: float(v) for k, v in asdict(self).items() if k != "rule_flagged"}
+        if self.rule_flagged is not None:
+            m["rule_flagged_after"], m["rule_flagged_reference"] = self.rule_flagged
+        return m
+
+
+def _gate_evidence(
     ref: LabelFreeReference,
     dg: Diagnosis,
     X: np.ndarray,
@@ -149,33 +171,33 @@ def _gate_metrics(
     z_cand: np.ndarray,
     threshold: float,
     costs: CostMatrix,
-) -> dict[str, float]:
+) -> LabelFreeEvidence:
     t = float(np.log(threshold / (1 - threshold)))
     f_live, f_cand = z_live >= t, z_cand >= t
     sc = ref.scores
     belief = ref.calibrated(z_cand)  # what the diagnosis believes about today's rows
-    m = {
-        "estimated_cost_before": estimated_cost(belief, f_live, costs),
-        "estimated_cost_after": estimated_cost(belief, f_cand, costs),
-        "pos_rate_before": float(f_live.mean()),
-        "pos_rate_after": float(f_cand.mean()),
-        "pos_rate_expected": (1 - dg.prior_em) * sc.fpr + dg.prior_em * sc.tpr,
-        "pos_rate_reference": sc.flag_rate,
-        "fraud_rate_estimate": dg.prior_em,
-        "n_rows": float(len(X)),
-    }
     fired = ref.rules.fires((np.asarray(X, np.float64) - dg.shift) / dg.scale).any(axis=1)
+    rule_flagged = None
     if sc.rule_flagged is not None and fired.sum() >= 20:
-        m["rule_flagged_after"] = float(f_cand[fired].mean())
-        m["rule_flagged_reference"] = sc.rule_flagged
-    return m
+        rule_flagged = (float(f_cand[fired].mean()), float(sc.rule_flagged))
+    return LabelFreeEvidence(
+        estimated_cost_before=estimated_cost(belief, f_live, costs),
+        estimated_cost_after=estimated_cost(belief, f_cand, costs),
+        pos_rate_before=float(f_live.mean()),
+        pos_rate_after=float(f_cand.mean()),
+        pos_rate_expected=(1 - dg.prior_em) * sc.fpr + dg.prior_em * sc.tpr,
+        pos_rate_reference=sc.flag_rate,
+        fraud_rate_estimate=dg.prior_em,
+        n_rows=len(X),
+        rule_flagged=rule_flagged,
+    )
 
 
-def _decide(m: dict[str, float], cfg: LabelFreeConfig) -> Decision:
+def _decide(ev: LabelFreeEvidence, cfg: LabelFreeConfig) -> Decision:
     if not cfg.gate:
         return Decision(Verdict.UNGATED, "accepted without gate")
-    e_b, e_a = m["estimated_cost_before"], m["estimated_cost_after"]
-    r_b, r_a, r_e = m["pos_rate_before"], m["pos_rate_after"], m["pos_rate_expected"]
+    e_b, e_a = ev.estimated_cost_before, ev.estimated_cost_after
+    r_b, r_a, r_e = ev.pos_rate_before, ev.pos_rate_after, ev.pos_rate_expected
     if e_a > e_b:
         return Decision(
             Verdict.ESTIMATED_COST_RISES, f"refused: estimated cost would rise {e_b:.4f} -> {e_a:.4f}"
@@ -184,13 +206,13 @@ def _decide(m: dict[str, float], cfg: LabelFreeConfig) -> Decision:
         return Decision(
             Verdict.OFF_DIAGNOSIS, f"refused: it would flag {r_a:.3f}, its diagnosis predicts {r_e:.3f}"
         )
-    k, r_ref = cfg.max_rate_change, m["pos_rate_reference"]
+    k, r_ref = cfg.max_rate_change, ev.pos_rate_reference
     lo, hi = min(r_b, r_ref), max(r_b, r_ref)  # back towards the validation rows' rate is allowed
     if not lo / k <= r_a <= hi * k:
         why = f"refused: the flag rate may not move from {r_b:.3f} to {r_a:.3f} without labels"
         return Decision(Verdict.RATE_MOVED, why)
-    if "rule_flagged_after" in m and m["rule_flagged_after"] < m["rule_flagged_reference"] - cfg.rule_slack:
-        got, want = m["rule_flagged_after"], m["rule_flagged_reference"]
+    if ev.rule_flagged is not None and ev.rule_flagged[0] < ev.rule_flagged[1] - cfg.rule_slack:
+        got, want = ev.rule_flagged
         why = f"refused: it flags {got:.2f} of the rows the rules flag (reference {want:.2f})"
         return Decision(Verdict.RULES_UNFLAGGED, why)
     why = f"estimated cost {e_b:.4f} -> {e_a:.4f}, flag rate {r_b:.3f} -> {r_a:.3f} (expected {r_e:.3f})"

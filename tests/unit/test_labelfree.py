@@ -3,6 +3,7 @@ healer's confirmation and reset, and the heal process running a label-free job."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -206,17 +207,23 @@ def test_without_labels_the_flag_rate_may_move_back_towards_the_validation_rate(
     """A drift that silenced the model (it flags nothing) may be undone without labels: the
     candidate's flag rate is bounded by the live one's and the validation rows' alike."""
     from shared.healing.gate import Verdict
-    from shared.labelfree.cycle import LabelFreeConfig, _decide
+    from shared.labelfree.cycle import LabelFreeConfig, LabelFreeEvidence, _decide
 
-    m = {
-        "estimated_cost_before": 0.05,
-        "estimated_cost_after": 0.03,
-        "pos_rate_before": 0.0005,
-        "pos_rate_after": 0.012,
-        "pos_rate_expected": 0.011,
-        "pos_rate_reference": 0.01,
-    }
-    assert _decide(m, LabelFreeConfig()).verdict is Verdict.ACCEPTED
-    far = {**m, "pos_rate_after": 0.05, "pos_rate_expected": 0.045}
-    d = _decide(far, LabelFreeConfig())
+    ev = LabelFreeEvidence(
+        estimated_cost_before=0.05,
+        estimated_cost_after=0.03,
+        pos_rate_before=0.0005,
+        pos_rate_after=0.012,
+        pos_rate_expected=0.011,
+        pos_rate_reference=0.01,
+        fraud_rate_estimate=0.01,
+        n_rows=2000,
+    )
+    assert _decide(ev, LabelFreeConfig()).verdict is Verdict.ACCEPTED
+    d = _decide(replace(ev, pos_rate_after=0.05, pos_rate_expected=0.045), LabelFreeConfig())
     assert d.verdict is Verdict.RATE_MOVED and not d.accepted and "may not move" in d.reason
+    unflagged = replace(ev, rule_flagged=(0.5, 0.8))  # the rules' rows flagged: 0.5, validation 0.8
+    assert _decide(unflagged, LabelFreeConfig()).verdict is Verdict.RULES_UNFLAGGED
+    m = unflagged.as_metrics()
+    assert m["rule_flagged_after"] == 0.5 and m["rule_flagged_reference"] == 0.8 and m["n_rows"] == 2000.0
+    assert "rule_flagged_after" not in ev.as_metrics()
