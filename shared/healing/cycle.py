@@ -35,6 +35,7 @@ from shared.evaluation import CostMatrix, metrics_from_predictions, paired_z
 from shared.healing.fit import (
     log_loss,
     refit_offset,
+    refits,
     row_log_loss,
     starts,
     stopping_rows,
@@ -78,7 +79,7 @@ class HealResult:
     metrics: dict[str, float] = field(default_factory=dict)  # before/after, see heal_cycle
     duration_ms: float = 0.0
     diagnosis: dict[str, Any] | None = None  # a label-free cycle's diagnosis (shared.labelfree)
-    verdict: Verdict | None = None  # the gate's verdict (None: a label-free cycle's, see its reason)
+    verdict: Verdict | None = None  # the gate's verdict (None: not recorded, e.g. a result built by hand)
     evidence: GateEvidence | None = None  # what the gate judged on (None: it judged nothing)
 
 
@@ -119,7 +120,7 @@ def heal_cycle(
         )
     layer, H, sums, start = found
     scales = _Scales(float(model.reflexive.decision_shift), bayes_shift(threshold, costs, cfg))
-    sums["decision_shift"] = shift = scales.of(sums)
+    sums["decision_shift"] = shift = scales.of(refits(y, train, cfg))
     with torch.no_grad():
         z_before = model.logits_from_hidden(H_before)
         z_after = model.logits_from_hidden(H, layer)  # the candidate's own scale (no decision shift)
@@ -206,10 +207,10 @@ class _Scales:
     live: float
     bayes: float | None
 
-    def of(self, sums: dict[str, float]) -> float:
-        """A candidate whose offset was refit on labels is calibrated: it decides at Bayes;
-        any other keeps the live adapter's scale."""
-        return self.bayes if self.bayes is not None and "logit_offset" in sums else self.live
+    def of(self, refit: bool) -> float:
+        """A candidate whose offset was refit on labels (:func:`refits`) is calibrated: it
+        decides at Bayes; any other keeps the live adapter's scale."""
+        return self.bayes if self.bayes is not None and refit else self.live
 
 
 @dataclass(frozen=True)
@@ -336,7 +337,8 @@ def _shadow_evidence(
                 return hold, p_after[hold], _probs(model, data.xt[hold], shadow)
             refit_offset(model, trained, H, data.y, fit, cfg, sums)
             with torch.no_grad():
-                z = model.logits_from_hidden(H[torch.as_tensor(chunk)], trained) + scales.of(sums)
+                shift = scales.of(refits(data.y, fit, cfg))
+                z = model.logits_from_hidden(H[torch.as_tensor(chunk)], trained) + shift
                 probs.append(torch.sigmoid(z).numpy())
             rows.append(chunk)
     idx = np.concatenate(rows)

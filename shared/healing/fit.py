@@ -139,6 +139,14 @@ def starts(model: SelfHealingModel) -> list[ReflexiveLayer]:
     return [live, undone]
 
 
+def refits(y: np.ndarray, train: np.ndarray, cfg: HealConfig) -> bool:
+    """Whether :func:`refit_offset` refits on the labelled rows of ``train``: it is on, they
+    are ``min_offset_labels`` or more, and both classes are among them. A candidate refit so
+    is calibrated on its labels."""
+    lab = train & ~np.isnan(y)
+    return bool(cfg.refit_offset and lab.sum() >= cfg.min_offset_labels and 0 < y[lab].mean() < 1)
+
+
 def refit_offset(
     model: SelfHealingModel,
     layer: ReflexiveLayer,
@@ -148,9 +156,10 @@ def refit_offset(
     cfg: HealConfig,
     sums: dict[str, float],
 ) -> None:
-    """Refit the candidate's logit offset on its labelled training rows (a prior shift)."""
-    lab = train & ~np.isnan(y)
-    if cfg.refit_offset and lab.sum() >= cfg.min_offset_labels and 0 < y[lab].mean() < 1:
+    """Refit the candidate's logit offset on its labelled training rows (a prior shift),
+    when :func:`refits` says so."""
+    if refits(y, train, cfg):
+        lab = train & ~np.isnan(y)
         with torch.no_grad():
             z = model.logits_from_hidden(H[torch.as_tensor(lab)], layer).numpy()
         delta = fit_logit_offset(z, y[lab])

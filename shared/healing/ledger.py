@@ -105,9 +105,4 @@ class AdapterLedger:
     def best_post_heal(self, since: int, before: int | None = None) -> Snapshot | None:
         """The accepted post-heal snapshot with the best held-out F1 made at registry
         position ``since`` or later (and before ``before``); the latest of equals."""
-        scored = [
-            s
-            for s in self.registry.post_heal(since)
-            if "f1" in s.metrics and (before is None or s.seq < before)
-        ]
-        return max(reversed(scored), key=lambda s: s.metrics["f1"]) if scored else None
+        return self.registry.best_post_heal("f1", since, before)

@@ -76,9 +76,14 @@ class Registry:
         """Accepted post-heal snapshots from position ``since`` on: the rollback candidates."""
         return [s for s in self._snaps[since:] if s.kind == "post" and s.accepted]
 
-    def best_post_heal(self, metric: str = "f1", since: int = 0) -> Snapshot | None:
-        """The accepted post-heal snapshot with the highest ``metric`` (latest on ties)."""
-        scored = [s for s in self.post_heal(since) if metric in s.metrics]
+    def best_post_heal(
+        self, metric: str = "f1", since: int = 0, before: int | None = None
+    ) -> Snapshot | None:
+        """The accepted post-heal snapshot with the highest ``metric`` (latest on ties), made
+        at position ``since`` or later (and before position ``before``)."""
+        scored = [
+            s for s in self.post_heal(since) if metric in s.metrics and (before is None or s.seq < before)
+        ]
         if not scored:
             return None
         return max(reversed(scored), key=lambda s: s.metrics[metric])
