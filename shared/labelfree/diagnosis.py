@@ -204,14 +204,15 @@ def _fit_prior(
     rows ``X`` (a 0/1 input: its share), and its standard error in log-odds: the half-width
     of the rates whose fit is within 1 of the best (the fit is a sum of squared z's). Where
     fraud is rare the marginals hardly depend on its rate, and that width says so."""
-    n, at = len(X), _rows_cdf(X, R)
+    n, at, classes = len(X), _rows_cdf(X, R), ref.class_cdfs_at(R)
     l0 = logit(ref.prior0)
     cap = 3 * cfg.z_shift**2
     grid = l0 + np.arange(-4.0, 4.0001, 0.05)
     scores = np.empty(len(grid))
     for k, lg in enumerate(grid):
         pi = float(1 / (1 + np.exp(-lg)))
-        z2 = np.where(ref.numeric, (_z_levels(ref, R, at, pi, n) ** 2).sum(axis=1), ref.rate_z(X, pi) ** 2)
+        z = _z_levels(ref, R, at, pi, n, classes)
+        z2 = np.where(ref.numeric, (z**2).sum(axis=1), ref.rate_z(X, pi) ** 2)
         scores[k] = float(np.minimum(z2, cap).sum()) + cfg.prior_penalty * (lg - l0) ** 2
     best = int(np.argmin(scores))
     near = grid[scores <= scores[best] + 1.0]
@@ -219,12 +220,19 @@ def _fit_prior(
     return float(1 / (1 + np.exp(-grid[best]))), se
 
 
-def _z_levels(ref: LabelFreeReference, Q: np.ndarray, at: np.ndarray, pi: float, n: int) -> np.ndarray:
+def _z_levels(
+    ref: LabelFreeReference,
+    Q: np.ndarray,
+    at: np.ndarray,
+    pi: float,
+    n: int,
+    classes: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """(d, L): how far the training marginal at fraud rate ``pi`` sits from the rows' own CDF
     ``at`` (:func:`_rows_cdf`) at the rows' quantiles ``Q``, in standard errors of
     probability (no assumption on the shape). Both CDFs are taken at the same points, so a
     value many rows share (an integer feature, an imputed median) jumps in both alike."""
-    F, var_ref = ref.cdf_at(pi, Q)
+    F, var_ref = ref.cdf_at(pi, Q, classes)
     z: np.ndarray = (F - at) / np.sqrt(np.maximum(at * (1 - at), 1 / n) / n + var_ref)
     return z
 

@@ -81,12 +81,21 @@ class LabelFreeReference:
         c: np.ndarray = (1 - pi) * self.cdf_class[0] + pi * self.cdf_class[1]
         return c
 
-    def cdf_at(self, pi: float, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The training CDF at fraud rate ``pi`` at points ``x`` (d, k), and its variance as
-        an estimate (each class's binomial variance, weighted by its share)."""
+    def class_cdfs_at(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each class's training CDF at points ``x`` (d, k): what :meth:`cdf_at` mixes (the
+        same for every fraud rate, so a search over rates takes them once)."""
         cn, cf = (
             np.stack([np.interp(x[j], self.grid[j], cc[j]) for j in range(len(cc))]) for cc in self.cdf_class
         )
+        return cn, cf
+
+    def cdf_at(
+        self, pi: float, x: np.ndarray, classes: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The training CDF at fraud rate ``pi`` at points ``x`` (d, k), and its variance as
+        an estimate (each class's binomial variance, weighted by its share); ``classes``:
+        :meth:`class_cdfs_at` of ``x``, if taken already."""
+        cn, cf = classes if classes is not None else self.class_cdfs_at(x)
         n_normal, n_fraud = self.n
         var = (1 - pi) ** 2 * cn * (1 - cn) / n_normal + pi**2 * cf * (1 - cf) / n_fraud
         return (1 - pi) * cn + pi * cf, var
