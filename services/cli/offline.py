@@ -132,17 +132,19 @@ def _without(**fields: Any) -> Callable[[Any], Any]:
     return lambda cfg: replace(cfg, **fields)
 
 
-def _without_bayes_decisions(cfg: Any) -> Any:
+def _without_heal(**fields: Any) -> Callable[[Any], Any]:
     from dataclasses import replace
 
-    return replace(cfg, heal=replace(cfg.heal, bayes_decisions=False))
+    return lambda cfg: replace(cfg, heal=replace(cfg.heal, **fields))
 
 
 # what ``--without`` switches off: the healer's own detectors, its care for rare fraud
 # (fixed fraud-rate margins, no wait for frauds, the newest rows only, an absolute collapse
-# floor), and calibrated candidates deciding at the Bayes threshold (they decide at the bundle's)
+# floor), calibrated candidates deciding at the Bayes threshold (they decide at the bundle's),
+# and heals spaced by the labels' growth (one per 100 new labels)
 ABLATIONS: dict[str, Callable[[Any], Any]] = {
-    "bayes-decisions": _without_bayes_decisions,
+    "bayes-decisions": _without_heal(bayes_decisions=False),
+    "heal-growth": _without(heal_growth=0.0),
     "labels-loss": _without(loss_drift=False),
     "labels-residual": _without(residual_drift=False),
     "prior-rate": _without(prior_drift=False),

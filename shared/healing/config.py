@@ -36,7 +36,11 @@ class HealerConfig:
     label_staleness: float | None = 0.3  # labelled rows' feature medians this many sd from now's: stale
     stale_labels: str = "carry"  # stale labels: "carry" them to the present, or "wait" for fresher ones
     staleness_rows: int = 500  # "wait": the newest rows on each side of the comparison
-    heal_every: int = 100  # new labels of the episode between labelled cycles
+    heal_every: int = 100  # new labels of the episode between labelled cycles, at least
+    heal_growth: float = 0.25  # ... or this share of the episode's labels at the last cycle, if more
+    # (the gate's standard error shrinks with the root of the labels: a cycle on 5% more learns little)
+    heal_every_max: int = 200  # ... the share up to this: a tenth of the training window (max_labelled),
+    # so that a drift that keeps moving is followed
     default_onset: int = 1000  # rows back an episode starts when its alert names no onset
     quality_rows: int = 100  # arrived labels per live-quality measurement (and per label-guard chunk)
     heal: HealConfig = field(default_factory=HealConfig)
@@ -62,5 +66,10 @@ class HealerConfig:
     prior_drift_h: float = 14.0  # ... its threshold: a false alarm once in about exp(h) rows
 
     def __post_init__(self) -> None:
+        if self.heal_every < 1 or self.heal_growth < 0 or self.heal_every_max < 1:
+            raise ConfigError(
+                f"need heal_every >= 1, heal_growth >= 0 and heal_every_max >= 1; got "
+                f"{self.heal_every}, {self.heal_growth}, {self.heal_every_max}"
+            )
         if self.stale_labels not in ("carry", "wait"):
             raise ConfigError(f"stale_labels must be 'carry' or 'wait', got {self.stale_labels!r}")

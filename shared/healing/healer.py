@@ -5,7 +5,7 @@ newest rows in memory, the rest in the feature log on disk for the label horizon
 opens a drift *episode* on the detectors' alerts (:mod:`~shared.healing.episodes`). When
 a heal is due and what it trains on is the schedule's (:mod:`~shared.healing.schedule`):
 label-free cycles until the episode's labels arrive (:mod:`~shared.healing.before_labels`),
-then labelled ones, one per ``heal_every`` new labels of the episode. A finished job is
+then labelled ones, each once the episode's labels have grown enough. A finished job is
 recorded by the adapter ledger (:mod:`~shared.healing.ledger`: a ``pre`` and a ``post``
 snapshot in the registry) and, when its gate accepted it, becomes the live adapter.
 Arriving labels pass the label guard first (:mod:`~shared.healing.label_guard`); then
@@ -284,7 +284,7 @@ class Healer:
 
     def due(self) -> bool:
         """A heal of the kind that can start now is due (:class:`HealSchedule`)."""
-        return self.schedule.due(self.schedule.kind(self.episode, self.paused)[0])
+        return self.schedule.due(self.schedule.kind(self.episode, self.paused)[0], self.episode)
 
     def prepare(self) -> HealJob | None:
         """A heal job on the episode's rows, if one can start now."""

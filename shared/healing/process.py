@@ -42,6 +42,7 @@ from shared.healing.gate import GateEvidence, Verdict
 from shared.healing.jobs import JobRunner
 from shared.healing.types import HealKind
 from shared.labelfree import LabelFreeConfig
+from shared.model import safetensors_metadata
 
 T = TypeVar("T")
 
@@ -90,7 +91,7 @@ def encode_result(result: HealResult) -> bytes:
 
 def decode_result(data: bytes) -> HealResult:
     tensors = st_load(data)
-    meta = orjson.loads(_metadata(data)["result"])
+    meta = orjson.loads(safetensors_metadata(data)["result"])
     adapter = {k.removeprefix("candidate."): v for k, v in tensors.items()}
     return HealResult(
         adapter,
@@ -103,12 +104,6 @@ def decode_result(data: bytes) -> HealResult:
         None if meta.get("verdict") is None else Verdict(meta["verdict"]),
         None if meta.get("evidence") is None else GateEvidence.from_dict(meta["evidence"]),
     )
-
-
-def _metadata(data: bytes) -> dict[str, str]:
-    n = int.from_bytes(data[:8], "little")
-    header = orjson.loads(data[8 : 8 + n])
-    return dict(header.get("__metadata__", {}))
 
 
 def warm_up(bundle: Bundle, config: HealConfig) -> None:
@@ -132,7 +127,7 @@ def serve(
         tensors = st_load(frame)
         adapter = {k.removeprefix("adapter."): v for k, v in tensors.items() if k.startswith("adapter.")}
         batch = HealBatch(tensors["X"].numpy(), tensors["y"].numpy(), tensors["w"].numpy())
-        meta = _metadata(frame)
+        meta = safetensors_metadata(frame)
         kind = HealKind(meta.get("kind", HealKind.LABELS))
         job = HealJob(int(meta["number"]), bundle.new_model(adapter), batch, -1, kind)
         write_frame(out, encode_result(runner(job)))

@@ -1,7 +1,9 @@
 """The heal schedule: when a heal is due, of which kind, and the rows it trains on.
 
 A labelled heal needs ``min_labels`` arrived labels of the episode holding ``min_frauds``
-frauds, and runs once per ``heal_every`` new labels (evidence, not traffic, drives it) on
+frauds, and runs again once the episode's labels have grown by ``heal_every``, or by
+``heal_growth`` of what the last cycle had (up to ``heal_every_max``) if more (evidence, not
+traffic, drives it: a cycle on 5% more labels than the last one learns little more); it trains on
 the episode's newest ``max_labelled`` labelled rows (more, back to ``train_frauds`` frauds)
 and the recent unlabelled ones; labels describing a distribution the stream has since left
 are carried to the present (:mod:`~shared.healing.transport`), or waited out. Before that,
@@ -41,6 +43,7 @@ class HealSchedule:
         self.cfg, self.bundle, self.join, self.guard, self.before = cfg, bundle, join, guard, before
         self.prior0 = prior0
         self.since_heal = 0  # evidence since the last labelled heal started: the episode's joined labels
+        self.last_heal: tuple[float, int] | None = None  # (episode start, its labels) at the last heal
         self.carried: list[str] = []  # features the last job's labelled rows were carried on
 
     def kind(self, episode: Episode | None, paused: str | None) -> tuple[HealKind | None, str | None]:
@@ -67,12 +70,18 @@ class HealSchedule:
         )
         return None, f"waiting for labels ({wait}{held}); {before}"
 
-    def due(self, kind: HealKind | None) -> bool:
-        """``heal_every`` new labels of the episode since the last labelled heal, or
+    def due(self, kind: HealKind | None, episode: Episode | None = None) -> bool:
+        """:meth:`step` new labels of the episode since the last labelled heal, or
         ``label_free_every`` rows since the last label-free cycle."""
         if kind is HealKind.LABEL_FREE:
             return self.before.since >= self.cfg.label_free_every
-        return self.since_heal >= self.cfg.heal_every
+        return self.since_heal >= self.step(episode)
+
+    def step(self, episode: Episode | None) -> int:
+        """New labels the next labelled heal of ``episode`` waits for."""
+        cfg = self.cfg
+        had = self.last_heal[1] if self.last_heal and episode and self.last_heal[0] == episode.start else 0
+        return max(cfg.heal_every, min(int(cfg.heal_growth * had), cfg.heal_every_max))
 
     def batch(self, episode: Episode, kind: HealKind) -> HealBatch:
         """The rows a heal of ``kind`` trains on now (and the counters restart)."""
@@ -82,6 +91,8 @@ class HealSchedule:
             X = self.join.recent(episode.start, self._label_free_rows())
             return HealBatch(X, np.full(len(X), np.nan, np.float32))
         self.since_heal = 0
+        have = self.join.labelled_since(episode.start)
+        self.last_heal = (episode.start, have)
         batch = self.join.batch(
             episode.start,
             cfg.max_labelled,

@@ -59,6 +59,27 @@ def test_a_heal_records_pre_and_post_and_an_accepted_one_goes_live(covariate_bun
         assert healer.version == 0
 
 
+def test_labelled_heals_come_as_the_episode_labels_grow_by_a_share(covariate_bundle, drifted):
+    """A heal on 1,200 labels waits for 25% more (300), not for the next 100."""
+    ids, X, y = drifted
+    cfg = HealerConfig(heal_before_labels=False, prior_drift=False, heal_growth=0.25, heal_every_max=1000)
+    healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), cfg)
+    healer.add_transactions(ids, X, event_times(len(ids)))
+    healer.open_episode(onset_rows=1500)
+    healer.add_labels(ids[:1200], y[:1200].tolist())
+    assert healer.due() and healer.heal() is not None and not healer.due()
+    healer.add_labels(ids[1200:1400], y[1200:1400].tolist())
+    assert not healer.due()  # 200 new labels: a 100-label step would be due
+    healer.add_labels(ids[1400:1500], y[1400:1500].tolist())
+    assert healer.due()
+
+
+def test_a_heal_step_that_cannot_grow_is_refused():
+    with pytest.raises(ConfigError, match="heal_growth >= 0"):
+        HealerConfig(heal_growth=-0.1)
+    assert HealerConfig(heal_every=400).heal_every_max < 400  # the share is capped; the 400 stands
+
+
 def test_the_episode_heals_only_on_its_own_rows(covariate_bundle, covariate_scenario):
     st = covariate_scenario.stream
     healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), MANUAL)
