@@ -132,6 +132,12 @@ def _without(**fields: Any) -> Callable[[Any], Any]:
     return lambda cfg: replace(cfg, **fields)
 
 
+def _without_watch(**fields: Any) -> Callable[[Any], Any]:
+    from dataclasses import replace
+
+    return lambda cfg: replace(cfg, watch=replace(cfg.watch, **fields))
+
+
 def _without_heal(**fields: Any) -> Callable[[Any], Any]:
     from dataclasses import replace
 
@@ -145,9 +151,9 @@ def _without_heal(**fields: Any) -> Callable[[Any], Any]:
 ABLATIONS: dict[str, Callable[[Any], Any]] = {
     "bayes-decisions": _without_heal(bayes_decisions=False),
     "heal-growth": _without(heal_growth=0.0),
-    "labels-loss": _without(loss_drift=False),
-    "labels-residual": _without(residual_drift=False),
-    "prior-rate": _without(prior_drift=False),
+    "labels-loss": _without_watch(loss=False),
+    "labels-residual": _without_watch(residual=False),
+    "prior-rate": _without_watch(prior=False),
     "rare-fraud": _without_rare_fraud,
 }
 

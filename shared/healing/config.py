@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from shared.errors import ConfigError
 from shared.healing.cycle import HealConfig
+from shared.healing.own_watch import WatchConfig
 from shared.labelfree import LabelFreeConfig
 from shared.registry import RollbackPolicy
 
@@ -54,16 +55,7 @@ class HealerConfig:
     label_guard_min: int = 50  # labels with a known shadow verdict needed to judge a chunk
     label_resume_chunks: int = 2  # clean chunks after a suspect one before healing resumes
     label_concept_chunks: int | None = 15  # a hold this long that still disagrees: a concept change
-    loss_drift: bool = True  # open an episode when the frozen model's log loss on arrived labels rises
-    loss_drift_rows: int = 1000  # ... over its newest this many labelled decisions
-    loss_drift_z: float = 4.0  # ... by this many standard errors
-    loss_drift_rel: float = 0.1  # ... and this share above its validation loss
-    residual_drift: bool = True  # ... or when its residuals on them follow the inputs (a score test)
-    residual_drift_rows: int = 3000  # ... over its newest this many labelled decisions
-    residual_drift_alpha: float = 1e-6  # ... at this false-alarm rate per test (one every 250 labels)
-    prior_drift: bool = True  # open an episode when the frozen model's posteriors favour another fraud rate
-    prior_drift_ratio: float = 1.5  # ... the fraud odds times or divided by this (the CUSUM's alternatives)
-    prior_drift_h: float = 14.0  # ... its threshold: a false alarm once in about exp(h) rows
+    watch: WatchConfig = field(default_factory=WatchConfig)  # its own detectors: loss, residuals, fraud rate
 
     def __post_init__(self) -> None:
         if self.heal_every < 1 or self.heal_growth < 0 or self.heal_every_max < 1:

@@ -72,7 +72,7 @@ class Healer:
         self.episodes = Episodes(self.join, cfg.default_onset)
         self.events: list[HealerEvent | Diagnosed] = []
         self.runner = JobRunner(bundle, cfg.heal, cfg.before_labels)
-        self.detectors = OwnWatch(bundle, cfg, self.runner.ref)
+        self.detectors = OwnWatch(bundle, cfg.watch, self.runner.ref)
         self.before = BeforeLabels(self.runner.unavailable)
         prior0 = self.runner.ref.prior0 if self.runner.ref is not None else None
         self.schedule = HealSchedule(cfg, bundle, self.join, self.guard, self.before, prior0)

@@ -15,15 +15,29 @@ detector.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
 from shared.bundle import Bundle
-from shared.healing.config import HealerConfig
 from shared.healing.label_drift import LossWatch
 from shared.healing.prior_drift import PriorDrift
 from shared.labelfree import LabelFreeReference
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    loss: bool = True  # open an episode when the frozen model's log loss on arrived labels rises
+    loss_rows: int = 1000  # ... over its newest this many labelled decisions
+    loss_z: float = 4.0  # ... by this many standard errors
+    loss_rel: float = 0.1  # ... and this share above its validation loss
+    residual: bool = True  # ... or when its residuals on them follow the inputs (a score test)
+    residual_rows: int = 3000  # ... over its newest this many labelled decisions
+    residual_alpha: float = 1e-6  # ... at this false-alarm rate per test (one every 250 labels)
+    prior: bool = True  # open an episode when the frozen model's posteriors favour another fraud rate
+    prior_ratio: float = 1.5  # ... the fraud odds times or divided by this (the CUSUM's alternatives)
+    prior_h: float = 14.0  # ... its threshold: a false alarm once in about exp(h) rows
 
 
 class Change(NamedTuple):
@@ -34,20 +48,20 @@ class Change(NamedTuple):
 
 
 class OwnWatch:
-    def __init__(self, bundle: Bundle, cfg: HealerConfig, ref: LabelFreeReference | None) -> None:
+    def __init__(self, bundle: Bundle, cfg: WatchConfig, ref: LabelFreeReference | None) -> None:
         """Off where the config says so, or where the bundle has no reference rows."""
         self.ref = ref
         model = ref.model if ref is not None else None
-        loss = {"rows": cfg.loss_drift_rows, "z": cfg.loss_drift_z, "rel": cfg.loss_drift_rel}
-        residual = {"rows": cfg.residual_drift_rows, "alpha": cfg.residual_drift_alpha}
+        loss = {"rows": cfg.loss_rows, "z": cfg.loss_z, "rel": cfg.loss_rel}
+        residual = {"rows": cfg.residual_rows, "alpha": cfg.residual_alpha}
         self.loss = LossWatch.for_bundle(
             bundle,
-            loss if cfg.loss_drift else None,
-            residual if cfg.residual_drift else None,
+            loss if cfg.loss else None,
+            residual if cfg.residual else None,
             model=model,
         )
-        prior = PriorDrift.for_reference(ref, cfg.prior_drift_ratio, cfg.prior_drift_h)
-        self.prior = prior if cfg.prior_drift else None
+        prior = PriorDrift.for_reference(ref, cfg.prior_ratio, cfg.prior_h)
+        self.prior = prior if cfg.prior else None
 
     def on_rows(self, X: np.ndarray) -> list[Change]:
         """Transactions as they arrive (model inputs)."""

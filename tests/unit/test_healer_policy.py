@@ -7,10 +7,11 @@ from shared.errors import ConfigError
 from shared.healing import HealConfig
 from shared.healing.events import Degraded, LabelsJudged, RolledBack
 from shared.healing.healer import Healer, HealerConfig
+from shared.healing.own_watch import WatchConfig
 from shared.registry import DirectoryStore, MemoryStore, Registry, RollbackPolicy
 
 # tests that open episodes by hand: the frozen posteriors' own detector would open one first
-MANUAL = HealerConfig(prior_drift=False)
+MANUAL = HealerConfig(watch=WatchConfig(prior=False))
 
 
 def event_times(n: int) -> list[float]:
@@ -27,7 +28,7 @@ def drifted(covariate_scenario):
 
 def test_no_heal_outside_an_episode_or_before_enough_labels(covariate_bundle, drifted):
     ids, X, y = drifted
-    cfg = HealerConfig(heal_before_labels=False, prior_drift=False)
+    cfg = HealerConfig(heal_before_labels=False, watch=WatchConfig(prior=False))
     healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), cfg)
     healer.add_transactions(ids, X, event_times(len(ids)))
     assert healer.ready() == "no drift episode" and healer.heal() is None
@@ -62,7 +63,9 @@ def test_a_heal_records_pre_and_post_and_an_accepted_one_goes_live(covariate_bun
 def test_labelled_heals_come_as_the_episode_labels_grow_by_a_share(covariate_bundle, drifted):
     """A heal on 1,200 labels waits for 25% more (300), not for the next 100."""
     ids, X, y = drifted
-    cfg = HealerConfig(heal_before_labels=False, prior_drift=False, heal_growth=0.25, heal_every_max=1000)
+    cfg = HealerConfig(
+        heal_before_labels=False, heal_growth=0.25, heal_every_max=1000, watch=WatchConfig(prior=False)
+    )
     healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), cfg)
     healer.add_transactions(ids, X, event_times(len(ids)))
     healer.open_episode(onset_rows=1500)
@@ -208,7 +211,7 @@ def test_a_burst_of_flipped_labels_is_held_back_and_the_heal_it_reached_is_undon
     ids, X, y = drifted
     b = covariate_bundle
     reg = Registry(MemoryStore(), b.id)
-    healer = Healer(b, reg, HealerConfig(heal=HealConfig(gate=False), prior_drift=False))
+    healer = Healer(b, reg, HealerConfig(heal=HealConfig(gate=False), watch=WatchConfig(prior=False)))
     healer.add_transactions(ids, X, event_times(len(ids)))
     shadow = (b.new_model().predict_proba(X) >= b.threshold).tolist()
     healer.add_decisions(ids, shadow, [0] * len(ids), shadow)
@@ -253,7 +256,7 @@ def test_labels_that_describe_a_distribution_the_stream_has_left_wait(covariate_
     """A drift still moving: the labels arriving describe rows the stream has since left."""
     st = covariate_scenario.stream
     d = st.drift_at
-    cfg = HealerConfig(stale_labels="wait", prior_drift=False)
+    cfg = HealerConfig(stale_labels="wait", watch=WatchConfig(prior=False))
     healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), cfg)
     old, new = list(st.ids[d - 1000 : d]), list(st.ids[d : d + 2000])
     healer.add_transactions(old + new, st.X[d - 1000 : d + 2000], event_times(3000))
@@ -295,7 +298,7 @@ def test_an_adapter_restored_from_disk_that_loses_to_the_shadow_is_withdrawn(
     ids, X, y = drifted
     healed_once(covariate_bundle, drifted, DirectoryStore(tmp_path, covariate_bundle.config))
     # no episode will open: the guard alone must act
-    cfg = HealerConfig(loss_drift=False, residual_drift=False)
+    cfg = HealerConfig(watch=WatchConfig(loss=False, residual=False))
     again = Healer(
         covariate_bundle,
         Registry(DirectoryStore(tmp_path, covariate_bundle.config), covariate_bundle.id),
@@ -318,7 +321,7 @@ def test_labels_that_show_the_frozen_model_got_worse_open_an_episode(covariate_b
     healer = Healer(
         covariate_bundle,
         Registry(MemoryStore(), covariate_bundle.id),
-        HealerConfig(loss_drift_rows=500, prior_drift=False),
+        HealerConfig(watch=WatchConfig(loss_rows=500, prior=False)),
     )
     assert healer.detectors.loss is not None
     clean = slice(0, 2000)
@@ -340,7 +343,7 @@ def test_labels_whose_errors_follow_the_inputs_open_an_episode(covariate_bundle,
     """The loss test is off here; the score test alone sees the switch and opens the
     episode, starting at its window's oldest row."""
     st = covariate_scenario.stream
-    cfg = HealerConfig(loss_drift=False, residual_drift_rows=1000, prior_drift=False)
+    cfg = HealerConfig(watch=WatchConfig(loss=False, residual_rows=1000, prior=False))
     healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), cfg)
     clean, flipped = slice(0, 2000), slice(2000, 3500)
     for part, y, t0 in ((clean, st.y[clean], 0.0), (flipped, 1 - st.y[flipped], 2000.0)):
@@ -393,7 +396,9 @@ def test_labels_wait_for_their_cohort_before_they_count(covariate_bundle, drifte
     """With ``settle_ms`` the analysts' first verdicts do not reach healing, the guards or
     the gate until their transactions are that old: then they arrive with their cohort."""
     ids, X, y = drifted
-    cfg = HealerConfig(heal_before_labels=False, prior_drift=False, label_guard=False, settle_ms=1000.0)
+    cfg = HealerConfig(
+        heal_before_labels=False, label_guard=False, settle_ms=1000.0, watch=WatchConfig(prior=False)
+    )
     healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), cfg)
     healer.add_transactions(ids[:1000], X[:1000], event_times(1000))
     healer.open_episode(onset_rows=1000)

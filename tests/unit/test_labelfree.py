@@ -15,6 +15,7 @@ from shared.healing.before_labels import Diagnosed
 from shared.healing.cycle import HealBatch
 from shared.healing.events import EpisodeClosed, HealJob, HealOutcome, RolledBack
 from shared.healing.healer import Healer, HealerConfig
+from shared.healing.own_watch import WatchConfig
 from shared.healing.process import HealProcess
 from shared.healing.types import HealKind
 from shared.labelfree import LabelFreeReference, diagnose, label_free_cycle
@@ -174,7 +175,7 @@ def calibrated(bundle) -> Healer:
     """A healer whose label-free calibration of the covariate drift is live (v1), in an
     episode opened by hand (the frozen posteriors' own detector off: it would open and close
     the episode itself)."""
-    healer = Healer(bundle, Registry(MemoryStore(), bundle.id), HealerConfig(prior_drift=False))
+    healer = Healer(bundle, Registry(MemoryStore(), bundle.id), HealerConfig(watch=WatchConfig(prior=False)))
     feed(healer, after_drift("covariate", 1500))
     healer.open_episode(onset_rows=1500)
     cycles(healer)
