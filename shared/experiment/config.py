@@ -12,6 +12,7 @@ from shared.experiment.windows import LABELS_SETTLE
 from shared.feedback import FeedbackModel
 from shared.healing import HealConfig
 from shared.healing.healer import HealerConfig
+from shared.healing.shadow_guard import ShadowGuardConfig
 from shared.registry import Registry
 
 SEED_HEAL = HealConfig(
@@ -26,7 +27,7 @@ SEED_HEAL = HealConfig(
     compare_shadow=False,
     refit_offset=False,  # none of selfheal's additions: the research system's heal
 )
-SEED_HEALER = HealerConfig(heal=SEED_HEAL, shadow_guard=False)
+SEED_HEALER = HealerConfig(heal=SEED_HEAL, shadow_guard=ShadowGuardConfig(on=False))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 from shared.errors import ConfigError
 from shared.healing.cycle import HealConfig
+from shared.healing.label_guard import LabelGuardConfig
 from shared.healing.own_watch import WatchConfig
+from shared.healing.shadow_guard import ShadowGuardConfig
 from shared.labelfree import LabelFreeConfig
 from shared.registry import RollbackPolicy
 
@@ -46,15 +48,8 @@ class HealerConfig:
     quality_rows: int = 100  # arrived labels per live-quality measurement (and per label-guard chunk)
     heal: HealConfig = field(default_factory=HealConfig)
     rollback: RollbackPolicy = field(default_factory=RollbackPolicy)
-    shadow_guard: bool = True  # roll back to the bundle's adapter when healing loses to it
-    shadow_rows: int = 1000  # recent healed decisions (with labels) compared with the shadow's
-    shadow_min_rows: int = 300  # fewer than this: no verdict
-    shadow_z: float = 2.0  # paired z of (healed cost - shadow cost) that means "healing hurts"
-    label_guard: bool = True  # hold labels in chunks of quality_rows until judged (poisoned bursts)
-    label_kappa_min: float = -0.05  # the frozen shadow's agreement with a chunk's labels below this: suspect
-    label_guard_min: int = 50  # labels with a known shadow verdict needed to judge a chunk
-    label_resume_chunks: int = 2  # clean chunks after a suspect one before healing resumes
-    label_concept_chunks: int | None = 15  # a hold this long that still disagrees: a concept change
+    shadow_guard: ShadowGuardConfig = field(default_factory=ShadowGuardConfig)  # healing that loses: undone
+    label_guard: LabelGuardConfig = field(default_factory=LabelGuardConfig)  # labels judged per quality_rows
     watch: WatchConfig = field(default_factory=WatchConfig)  # its own detectors: loss, residuals, fraud rate
 
     def __post_init__(self) -> None:

@@ -66,9 +66,11 @@ class Healer:
         self.cfg = cfg = config or HealerConfig()
         log = log or FeatureLog(None, len(bundle.features), cfg.label_horizon_ms, cfg.log_budget_bytes)
         self.join = LabelJoin(log, cfg.recent_rows, settle_ms=cfg.settle_ms)
-        self._suspects: deque[Joined] = deque(maxlen=cfg.label_concept_chunks or 1)  # quarantined chunks
-        guard = (cfg.quality_rows, cfg.label_kappa_min, cfg.label_guard_min, cfg.label_resume_chunks)
-        self.guard = LabelGuard(*guard, cfg.label_concept_chunks)
+        lg = cfg.label_guard
+        self._suspects: deque[Joined] = deque(maxlen=lg.concept_chunks or 1)  # quarantined chunks
+        self.guard = LabelGuard(
+            cfg.quality_rows, lg.kappa_min, lg.min_known, lg.resume_chunks, lg.concept_chunks
+        )
         self.episodes = Episodes(self.join, cfg.default_onset)
         self.events: list[HealerEvent | Diagnosed] = []
         self.runner = JobRunner(bundle, cfg.heal, cfg.before_labels)
@@ -88,7 +90,8 @@ class Healer:
         """What each episode judges afresh: live quality, the shadow guard, a pause."""
         cfg = self.cfg
         self.quality = LiveQuality(cfg.rollback, self.bundle.costs, cfg.quality_rows)
-        self.shadow = ShadowGuard(cfg.shadow_rows, cfg.shadow_min_rows, cfg.shadow_z)
+        sg = cfg.shadow_guard
+        self.shadow = ShadowGuard(sg.rows, sg.min_rows, sg.z)
         self.baseline_version = -1  # first version healed in the episode: decisions from it on are judged
         self.paused: str | None = None  # why healing stopped for the rest of the episode
         self.before.new_episode()
@@ -167,7 +170,7 @@ class Healer:
             return
         if self.episode is not None:
             self.schedule.since_heal += int((joined.rows["ts"] >= self.episode.start).sum())
-        if not self.cfg.label_guard:
+        if not self.cfg.label_guard.on:
             self._release(joined)
             return
         shadow: dict[str, bool | None] = {}
@@ -184,7 +187,7 @@ class Healer:
             if judged.trusted_again:  # on a concept change, the kept chunks first
                 state = "concept" if judged.concept else "trusted"
                 self.events.append(
-                    LabelsJudged(state, self.guard.kappa, self.cfg.label_kappa_min, judged.reason)
+                    LabelsJudged(state, self.guard.kappa, self.cfg.label_guard.kappa_min, judged.reason)
                 )
                 for kept in self._suspects if judged.concept else ():
                     self._release(kept)
@@ -200,7 +203,7 @@ class Healer:
         chunk released before it (it may hold the burst's first labels) and, if an adapter
         healed since then is live, queue a rollback to the best post-heal snapshot made
         before it."""
-        kappa_min = self.cfg.label_kappa_min
+        kappa_min = self.cfg.label_guard.kappa_min
         self.events.append(
             LabelsJudged("suspect", judged.kappa, kappa_min, judged.reason, len(judged.labels))
         )
@@ -369,7 +372,7 @@ class Healer:
             target, why = self._pending_rollback
             self._pending_rollback = None
             return self._roll_back(target.adapter, target.version, why)
-        loses = self.shadow.verdict(self.version) if self.cfg.shadow_guard else None
+        loses = self.shadow.verdict(self.version) if self.cfg.shadow_guard.on else None
         if loses is not None:
             self.shadow.clear()
             self.paused = f"healing paused for this episode: {loses}"

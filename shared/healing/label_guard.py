@@ -66,6 +66,15 @@ class Judged:
     concept: bool = False  # this chunk made the guard read the hold's labels as a concept change
 
 
+@dataclass(frozen=True)
+class LabelGuardConfig:
+    on: bool = True  # hold labels in chunks (HealerConfig.quality_rows) until judged: poisoned bursts
+    kappa_min: float = -0.05  # the frozen shadow's agreement with a chunk's labels below this: suspect
+    min_known: int = 50  # labels with a known shadow verdict needed to judge a chunk
+    resume_chunks: int = 2  # clean chunks after a suspect one before healing resumes
+    concept_chunks: int | None = 15  # a hold this long that still disagrees: a concept change
+
+
 class LabelGuard:
     def __init__(
         self,

@@ -19,10 +19,19 @@ the one live now.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 
 from shared.evaluation import paired_z
+
+
+@dataclass(frozen=True)
+class ShadowGuardConfig:
+    on: bool = True  # roll back to the bundle's adapter when healing loses to it
+    rows: int = 1000  # recent healed decisions (with labels) compared with the shadow's
+    min_rows: int = 300  # fewer than this: no verdict
+    z: float = 2.0  # paired z of (healed cost - shadow cost) that means "healing hurts"
 
 
 class ShadowGuard:

@@ -138,6 +138,7 @@ def test_degraded_live_quality_rolls_back_through_the_registry(
 
     from shared.healing import HealConfig
     from shared.healing.healer import HealerConfig
+    from shared.healing.label_guard import LabelGuardConfig
     from shared.kafka import TrackedProducer
     from shared.kafka.registry_store import KafkaSnapshotStore
     from shared.messages import Label, encode_label
@@ -151,7 +152,8 @@ def test_degraded_live_quality_rolls_back_through_the_registry(
             heal_every=400,  # few heals: the watch judges the live adapter on its own decisions
             quality_rows=50,
             rollback=RollbackPolicy(window=2, min_updates=2),
-            label_guard=False,  # the shadow agrees with the wrong decisions: this is the watch's test
+            # the shadow agrees with the wrong decisions: this is the watch's test
+            label_guard=LabelGuardConfig(on=False),
         ),
     )
     service = HealerService(b, kafka, topics, cfg, TEST_SIGNER)

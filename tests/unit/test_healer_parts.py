@@ -15,7 +15,7 @@ from shared.healing.episodes import EpisodeTracker
 from shared.healing.events import EpisodeClosed, EpisodeOpened, HealJob, HealOutcome
 from shared.healing.gate import Verdict
 from shared.healing.healer import Healer, HealerConfig
-from shared.healing.label_guard import LabelGuard
+from shared.healing.label_guard import LabelGuard, LabelGuardConfig
 from shared.healing.ledger import AdapterLedger, Recorded
 from shared.healing.own_watch import WatchConfig
 from shared.healing.shadow_guard import ShadowGuard
@@ -109,7 +109,8 @@ def ready_healer(covariate_bundle, covariate_scenario) -> Healer:
     st = covariate_scenario.stream
     d = st.drift_at
     ids = [str(i) for i in st.ids[d : d + 600]]
-    cfg = HealerConfig(label_guard=False, watch=WatchConfig(prior=False))  # the episode opens on FIDI's alert
+    # the episode opens on FIDI's alert
+    cfg = HealerConfig(label_guard=LabelGuardConfig(on=False), watch=WatchConfig(prior=False))
     healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), cfg)
     healer.add_transactions(ids, st.X[d : d + 600], [float(i) for i in range(600)])
     healer.on_alert(alert("fidi", "drift"))

@@ -7,7 +7,9 @@ from shared.errors import ConfigError
 from shared.healing import HealConfig
 from shared.healing.events import Degraded, LabelsJudged, RolledBack
 from shared.healing.healer import Healer, HealerConfig
+from shared.healing.label_guard import LabelGuardConfig
 from shared.healing.own_watch import WatchConfig
+from shared.healing.shadow_guard import ShadowGuardConfig
 from shared.registry import DirectoryStore, MemoryStore, Registry, RollbackPolicy
 
 # tests that open episodes by hand: the frozen posteriors' own detector would open one first
@@ -137,7 +139,7 @@ def healed_once(bundle, drifted, store=None) -> Healer:
     """A healer in an episode, healed once (gate off) on the first 300 labels: v1 is live.
     ``store``: where its registry lives (None: in memory)."""
     ids, X, y = drifted
-    cfg = HealerConfig(heal=HealConfig(gate=False), shadow_min_rows=300)
+    cfg = HealerConfig(heal=HealConfig(gate=False), shadow_guard=ShadowGuardConfig(min_rows=300))
     healer = Healer(bundle, Registry(store or MemoryStore(), bundle.id), cfg)
     healer.add_transactions(ids, X, event_times(len(ids)))
     healer.open_episode(onset_rows=1500)
@@ -397,7 +399,10 @@ def test_labels_wait_for_their_cohort_before_they_count(covariate_bundle, drifte
     the gate until their transactions are that old: then they arrive with their cohort."""
     ids, X, y = drifted
     cfg = HealerConfig(
-        heal_before_labels=False, label_guard=False, settle_ms=1000.0, watch=WatchConfig(prior=False)
+        heal_before_labels=False,
+        label_guard=LabelGuardConfig(on=False),
+        settle_ms=1000.0,
+        watch=WatchConfig(prior=False),
     )
     healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), cfg)
     healer.add_transactions(ids[:1000], X[:1000], event_times(1000))
