@@ -132,16 +132,11 @@ def _without(**fields: Any) -> Callable[[Any], Any]:
     return lambda cfg: replace(cfg, **fields)
 
 
-def _without_watch(**fields: Any) -> Callable[[Any], Any]:
+def _without_in(part: str, **fields: Any) -> Callable[[Any], Any]:
+    """``fields`` of the nested config ``part`` (``heal``, ``watch``) set as given."""
     from dataclasses import replace
 
-    return lambda cfg: replace(cfg, watch=replace(cfg.watch, **fields))
-
-
-def _without_heal(**fields: Any) -> Callable[[Any], Any]:
-    from dataclasses import replace
-
-    return lambda cfg: replace(cfg, heal=replace(cfg.heal, **fields))
+    return lambda cfg: replace(cfg, **{part: replace(getattr(cfg, part), **fields)})
 
 
 # what ``--without`` switches off: the healer's own detectors, its care for rare fraud
@@ -149,11 +144,11 @@ def _without_heal(**fields: Any) -> Callable[[Any], Any]:
 # floor), calibrated candidates deciding at the Bayes threshold (they decide at the bundle's),
 # and heals spaced by the labels' growth (one per 100 new labels)
 ABLATIONS: dict[str, Callable[[Any], Any]] = {
-    "bayes-decisions": _without_heal(bayes_decisions=False),
+    "bayes-decisions": _without_in("heal", bayes_decisions=False),
     "heal-growth": _without(heal_growth=0.0),
-    "labels-loss": _without_watch(loss=False),
-    "labels-residual": _without_watch(residual=False),
-    "prior-rate": _without_watch(prior=False),
+    "labels-loss": _without_in("watch", loss=False),
+    "labels-residual": _without_in("watch", residual=False),
+    "prior-rate": _without_in("watch", prior=False),
     "rare-fraud": _without_rare_fraud,
 }
 

@@ -79,10 +79,10 @@ class LabelGuard:
     def __init__(
         self,
         chunk: int = 100,
-        kappa_min: float = -0.05,
-        min_known: int = 50,
-        resume_chunks: int = 2,
-        concept_chunks: int | None = 15,
+        kappa_min: float = LabelGuardConfig.kappa_min,
+        min_known: int = LabelGuardConfig.min_known,
+        resume_chunks: int = LabelGuardConfig.resume_chunks,
+        concept_chunks: int | None = LabelGuardConfig.concept_chunks,
         concept_exit: float = 0.05,
     ) -> None:
         self.chunk, self.kappa_min, self.min_known, self.resume_chunks = (

@@ -70,7 +70,7 @@ class HealSchedule:
         )
         return None, f"waiting for labels ({wait}{held}); {before}"
 
-    def due(self, kind: HealKind | None, episode: Episode | None = None) -> bool:
+    def due(self, kind: HealKind | None, episode: Episode | None) -> bool:
         """:meth:`step` new labels of the episode since the last labelled heal, or
         ``label_free_every`` rows since the last label-free cycle."""
         if kind is HealKind.LABEL_FREE:
@@ -91,8 +91,7 @@ class HealSchedule:
             X = self.join.recent(episode.start, self._label_free_rows())
             return HealBatch(X, np.full(len(X), np.nan, np.float32))
         self.since_heal = 0
-        have = self.join.labelled_since(episode.start)
-        self.last_heal = (episode.start, have)
+        self.last_heal = (episode.start, self.join.labelled_since(episode.start))
         batch = self.join.batch(
             episode.start,
             cfg.max_labelled,

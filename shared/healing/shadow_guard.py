@@ -35,7 +35,12 @@ class ShadowGuardConfig:
 
 
 class ShadowGuard:
-    def __init__(self, rows: int = 1000, min_rows: int = 300, z: float = 2.0) -> None:
+    def __init__(
+        self,
+        rows: int = ShadowGuardConfig.rows,
+        min_rows: int = ShadowGuardConfig.min_rows,
+        z: float = ShadowGuardConfig.z,
+    ) -> None:
         self.min_rows, self.z_max = min_rows, z
         self.rows = rows
         self._diff: dict[int, deque[float]] = {}  # version -> its last ``rows`` healed - shadow costs
