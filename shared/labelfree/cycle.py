@@ -151,7 +151,7 @@ class LabelFreeEvidence:
     pos_rate_after: float  # ... and the candidate
     pos_rate_expected: float  # what the diagnosis predicts the candidate flags
     pos_rate_reference: float  # what the model flagged on the validation rows
-    fraud_rate_estimate: float  # the diagnosis's fraud rate (EM)
+    fraud_rate_estimate: float  # the diagnosis's fraud rate (the median of its three estimates)
     n_rows: int
     rule_flagged: tuple[float, float] | None = None  # (candidate, reference) share of rule-fired rows flagged
 
@@ -185,9 +185,9 @@ def _gate_evidence(
         estimated_cost_after=estimated_cost(belief, f_cand, costs),
         pos_rate_before=float(f_live.mean()),
         pos_rate_after=float(f_cand.mean()),
-        pos_rate_expected=(1 - dg.prior_em) * sc.fpr + dg.prior_em * sc.tpr,
+        pos_rate_expected=(1 - dg.prior) * sc.fpr + dg.prior * sc.tpr,
         pos_rate_reference=sc.flag_rate,
-        fraud_rate_estimate=dg.prior_em,
+        fraud_rate_estimate=dg.prior,
         n_rows=len(X),
         rule_flagged=rule_flagged,
     )

@@ -21,7 +21,11 @@ explanation of both kinds that fits the newest rows:
    ``prior_agreement`` log-odds, or ``prior_noise_z`` standard errors of their difference
    (each estimate's own: the features' fit is nearly flat in the fraud rate where fraud is
    rare, and a flag rate's noise grows through BBSE's division), or the estimates are
-   unstable and nothing is healed.
+   unstable and nothing is healed. The rate the offset moves to is their median (in
+   log-odds): each of the three fails in its own way (EM where the calibration, fitted on
+   a few dozen validation frauds, is off; BBSE where the model barely separates the
+   classes; the features' fit where fraud is rare), and the median follows the two that
+   did not.
 
 The result names an action (``recalibrate``, ``prior``, ``both``, ``nothing``,
 ``unexplained``, ``unstable``), the calibration and logit offset that perform it, and the
@@ -71,6 +75,7 @@ class Diagnosis:
     reason: str
     rows: int
     prior0: float  # the training fraud rate
+    prior: float = float("nan")  # the fraud rate acted on: the median of the three below
     prior_features: float = float("nan")  # the fraud rate the features' marginals fit
     prior_em: float = float("nan")  # ... the calibrated scores imply (EM)
     prior_bbse: float | None = None  # ... the flag rate implies (BBSE)
@@ -92,6 +97,7 @@ class Diagnosis:
         d: dict[str, Any] = {"action": self.action, "reason": self.reason, "rows": self.rows}
         d["fraud_rate"] = {
             "training": round(self.prior0, 4),
+            "estimate": _r(self.prior),
             "features": _r(self.prior_features),
             "em": _r(self.prior_em),
             "bbse": _r(self.prior_bbse),
@@ -160,7 +166,9 @@ def _with_prior(
     if not _agree(estimates, cfg):
         why = f"the fraud-rate estimates disagree ({rates}; training {p0:.3f}): nothing is changed"
         return Diagnosis("unstable", why, **base)
-    delta = logit(pi_em) - logit(p0)
+    pi = float(1 / (1 + np.exp(-np.median([e for e, _ in estimates]))))
+    base |= dict(prior=pi)
+    delta = logit(pi) - logit(p0)
     prior = abs(delta) >= max(cfg.min_prior_change, cfg.prior_noise_z * se)
     offset = delta / sc.slope if prior else 0.0
     recal = len(base["shifted"]) > 0
@@ -173,7 +181,7 @@ def _with_prior(
             "unit change on "
             + ", ".join(f"{s.feature} (x{s.scale:.2f} {s.shift:+.2f})" for s in base["shifted"])
         )
-    parts.append(f"fraud rate {pi_em:.3f} against {p0:.3f} in training ({rates})")
+    parts.append(f"fraud rate {pi:.3f} against {p0:.3f} in training ({rates})")
     if not prior:
         parts[-1] += ": unchanged within the margin"
     parts.append(
