@@ -80,6 +80,9 @@ class Episodes:
     (EpisodeClosed(trigger='fidi'), 3)
     >>> episodes.open(9, onset_rows=10)   # no event time named: ten rows back
     EpisodeOpened(start=40.0, trigger='manual')
+    >>> episodes.on_detector("labels_residual", "drift", 9, onset_ts=25.0)  # it dates the drift earlier
+    >>> episodes.current.start
+    25.0
     """
 
     def __init__(self, join: LabelJoin, default_onset: int = 1000) -> None:
@@ -109,10 +112,18 @@ class Episodes:
         ``prior``: :mod:`~shared.healing.prior_drift`) changed state: it counts as one more
         detector."""
         change = self.alarms.set(name, state)
-        if change == "open":
-            return self.open(registry_len, onset_rows or self.default_onset, onset_ts, trigger=name)
         if change == "close":
             return self.close(trigger=name)
+        if state == "drift" and self.current is not None:
+            # one more detector in drift that names an earlier onset: the episode began then
+            # (the fraud-rate CUSUM can open one thousands of rows after a concept switch
+            # that the residuals on late labels date back to its start)
+            if onset_ts is not None or onset_rows:
+                start = onset_ts if onset_ts is not None else self.join.ts_back(onset_rows or 0)
+                self.current.start = min(self.current.start, float(start))
+            return None
+        if change == "open":
+            return self.open(registry_len, onset_rows or self.default_onset, onset_ts, trigger=name)
         return None
 
     def open(

@@ -57,6 +57,8 @@ class DiagnosisConfig:
     min_prior_change: float = 0.5  # log-odds the fraud rate must move before the offset moves
     prior_agreement: float = 0.5  # log-odds within which the three fraud-rate estimates must agree
     prior_penalty: float = 1.0  # per squared log-odds away from the training rate, in the fit
+    em_max_miss: float = 1.0  # EM is asked only where it lands this close (log-odds) to known
+    # fraud rates on validation rows it was not calibrated on (ScoreReference.em_error)
     prior_noise_z: float = 3.0  # the two margins above widen to this many standard errors of an
     # estimated log-odds on the rows (rare fraud: 2,000 rows at 0.5% hold ten frauds)
 
@@ -157,19 +159,23 @@ def _with_prior(
     base |= dict(prior_em=pi_em, prior_bbse=pi_bbse, flag_rate=flag_rate)
     n = len(Xc)
     se = 1 / np.sqrt(n * p0 * (1 - p0))  # of the EM estimate's log-odds, at the training rate
-    estimates = [(logit(pi_f), se_f), (logit(pi_em), se)]
+    estimates = [(logit(pi_f), se_f)]
+    use_em = abs(sc.em_error) <= cfg.em_max_miss  # EM finds known rates on validation rows
+    if use_em:
+        estimates.append((logit(pi_em), se))
     if pi_bbse is not None:  # a flag rate's binomial noise through the division, at EM's rate
-        at = min(max(pi_em, 1 / n), 1 - 1 / n)
+        at = min(max(pi_em if use_em else pi_f, 1 / n), 1 - 1 / n)
         se_b = np.sqrt(flag_rate * (1 - flag_rate) / n) / (sc.tpr - sc.fpr) / (at * (1 - at))
         estimates.append((logit(min(max(pi_bbse, 0.5 / n), 1 - 0.5 / n)), float(se_b)))
-    rates = f"features {pi_f:.3f}, EM {pi_em:.3f}, BBSE " + ("n/a" if pi_bbse is None else f"{pi_bbse:.3f}")
+    em = f"{pi_em:.3f}" + ("" if use_em else f" (not asked: {sc.em_error:+.1f} log-odds off on known rates)")
+    rates = f"features {pi_f:.3f}, EM {em}, BBSE " + ("n/a" if pi_bbse is None else f"{pi_bbse:.3f}")
     if not _agree(estimates, cfg):
         why = f"the fraud-rate estimates disagree ({rates}; training {p0:.3f}): nothing is changed"
         return Diagnosis("unstable", why, **base)
     pi = float(1 / (1 + np.exp(-np.median([e for e, _ in estimates]))))
     base |= dict(prior=pi)
     delta = logit(pi) - logit(p0)
-    prior = abs(delta) >= max(cfg.min_prior_change, cfg.prior_noise_z * se)
+    prior = len(estimates) > 1 and abs(delta) >= max(cfg.min_prior_change, cfg.prior_noise_z * se)
     offset = delta / sc.slope if prior else 0.0
     recal = len(base["shifted"]) > 0
     action = {(True, True): "both", (True, False): "recalibrate", (False, True): "prior"}.get(

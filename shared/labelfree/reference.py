@@ -16,7 +16,7 @@ import torch
 
 from shared.bundle import Bundle
 from shared.errors import ConfigError
-from shared.labelfree.prior import fit_calibration
+from shared.labelfree.prior import em_miss, fit_calibration
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,10 @@ class ScoreReference:
     flag_rate: float
     rows: int
     rule_flagged: float | None  # of validation rows a rule fires on, the share the model flags
+    em_error: float = 0.0  # log-odds by which EM misses a known fraud rate on validation rows
+    # it was not calibrated on: EM needs scores calibrated row by row, and a two-number
+    # calibration of an overconfident model (logits to +-40) is right on average only, on the
+    # rows it was fitted to; where this is large EM is not asked
 
 
 class LabelFreeReference:
@@ -134,6 +138,7 @@ def _score_reference(ref: LabelFreeReference, X: np.ndarray, y: np.ndarray) -> S
     flag = z >= ref.threshold_logit
     pos = y > 0.5
     fired = ref.rules.fires(X).any(axis=1)
+    em_error = em_miss(np.asarray(z, np.float64), pos)
     return ScoreReference(
         slope,
         bias,
@@ -142,4 +147,5 @@ def _score_reference(ref: LabelFreeReference, X: np.ndarray, y: np.ndarray) -> S
         float(flag.mean()),
         len(y),
         float(flag[fired].mean()) if fired.sum() >= 20 else None,
+        em_error,
     )

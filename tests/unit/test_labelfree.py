@@ -19,6 +19,8 @@ from shared.healing.own_watch import WatchConfig
 from shared.healing.process import HealProcess
 from shared.healing.types import HealKind
 from shared.labelfree import LabelFreeReference, diagnose, label_free_cycle
+from shared.labelfree.diagnosis import DiagnosisConfig
+from shared.labelfree.prior import em_miss
 from shared.model import adapter_from_bytes, adapter_to_bytes
 from shared.registry import MemoryStore, Registry
 from shared.scoring import ScoringCore
@@ -52,7 +54,17 @@ def test_a_fraud_rate_surge_is_a_prior_shift_and_nothing_else(ref):
     assert dg.action == "prior" and dg.shifted == ()
     assert dg.prior_em == pytest.approx(0.40, abs=0.05) and dg.offset > 0.5
     rates = sorted(r for r in (dg.prior_features, dg.prior_em, dg.prior_bbse) if r is not None)
-    assert dg.prior == pytest.approx(rates[len(rates) // 2])  # the median of three acts
+    assert len(rates) == 3 and dg.prior == pytest.approx(rates[1])  # the median of the three acts
+
+
+def test_em_is_asked_only_where_it_finds_known_fraud_rates(ref):
+    rng = np.random.default_rng(0)
+    y = rng.random(3000) < 0.02
+    calibrated = 2 * rng.normal(np.where(y, 1.0, -1.0), 1.0) + np.log(0.02 / 0.98)
+    assert abs(em_miss(calibrated, y)) < 0.5 and abs(em_miss(20 * calibrated, y)) < 0.5  # Platt undoes x20
+    cut = np.where(rng.random(3000) < 0.5, 40 * np.sign(calibrated + 3), calibrated)  # half saturated wrongly
+    assert abs(em_miss(cut, y)) > 1.0
+    assert abs(ref.scores.em_error) < DiagnosisConfig().em_max_miss  # the library's bundle: EM is asked
 
 
 def test_a_new_pattern_is_unexplained_and_a_calm_stream_needs_nothing(ref):
