@@ -27,6 +27,13 @@ from shared.healing.events import EpisodeClosed, EpisodeOpened
 from shared.healing.join import LabelJoin
 from shared.messages import Alert
 
+# detectors whose onset is a bound from above: the fraud-rate CUSUM names the row where its
+# statistic last left zero, which for a small move in the posteriors (a concept switch)
+# comes thousands of rows after the change. An episode one of them opened is dated back to
+# the earliest onset a further detector names (the label windows' starts); one that FIDI's
+# change point dated keeps it (a label window starts wherever its labels do, often before)
+LATE_ONSETS = frozenset({"prior"})
+
 
 @dataclass
 class Episode:
@@ -80,8 +87,14 @@ class Episodes:
     (EpisodeClosed(trigger='fidi'), 3)
     >>> episodes.open(9, onset_rows=10)   # no event time named: ten rows back
     EpisodeOpened(start=40.0, trigger='manual')
-    >>> episodes.on_detector("labels_residual", "drift", 9, onset_ts=25.0)  # it dates the drift earlier
-    >>> episodes.current.start
+    >>> episodes.on_detector("labels_residual", "drift", 9, onset_ts=25.0)  # a label window's start
+    >>> episodes.current.start   # the opener's onset stands
+    40.0
+    >>> episodes = Episodes(join)
+    >>> episodes.on_detector("prior", "drift", 9, onset_rows=5)   # the CUSUM: a late bound
+    EpisodeOpened(start=45.0, trigger='prior')
+    >>> episodes.on_detector("labels_residual", "drift", 9, onset_ts=25.0)
+    >>> episodes.current.start   # dated back
     25.0
     """
 
@@ -115,10 +128,7 @@ class Episodes:
         if change == "close":
             return self.close(trigger=name)
         if state == "drift" and self.current is not None:
-            # one more detector in drift that names an earlier onset: the episode began then
-            # (the fraud-rate CUSUM can open one thousands of rows after a concept switch
-            # that the residuals on late labels date back to its start)
-            if onset_ts is not None or onset_rows:
+            if self.current.trigger in LATE_ONSETS and (onset_ts is not None or onset_rows):
                 start = onset_ts if onset_ts is not None else self.join.ts_back(onset_rows or 0)
                 self.current.start = min(self.current.start, float(start))
             return None
