@@ -197,4 +197,4 @@ class Harness:
         ms = [heal_once(healer) for _ in range(self.cfg.heal_cycles)]
         self.results["heal_cycle_ms"] = round(statistics.median(ms), 1)
         self.results["heal_cycle_ms_max"] = round(max(ms), 1)
-        self.results["heal_buffer_rows"] = healer.cfg.unlabelled_rows
+        self.results["heal_buffer_rows"] = healer.cfg.schedule.unlabelled_rows

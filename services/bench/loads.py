@@ -83,7 +83,7 @@ def heal_fixture(bundle: Bundle, scenario: str, config: HealerConfig | None = No
     heals in the stack)."""
     healer = Healer(bundle, Registry(MemoryStore(), bundle.id), config or HealerConfig())
     s = build(scenario).stream
-    n = healer.cfg.unlabelled_rows
+    n = healer.cfg.schedule.unlabelled_rows
     lo = len(s) - n
     ids = [str(i) for i in s.ids[lo:]]
     healer.add_transactions(ids, s.X[lo:], [float(i) for i in range(n)])

@@ -119,21 +119,14 @@ def _without_rare_fraud(cfg: Any) -> Any:
     diagnosis = replace(cfg.before_labels.diagnosis, prior_noise_z=0.0)
     return replace(
         cfg,
-        min_frauds=0,
-        train_frauds=0,
+        schedule=replace(cfg.schedule, min_frauds=0, train_frauds=0),
         heal=replace(cfg.heal, collapse_share=1.0),
         before_labels=replace(cfg.before_labels, diagnosis=diagnosis),
     )
 
 
-def _without(**fields: Any) -> Callable[[Any], Any]:
-    from dataclasses import replace
-
-    return lambda cfg: replace(cfg, **fields)
-
-
 def _without_in(part: str, **fields: Any) -> Callable[[Any], Any]:
-    """``fields`` of the nested config ``part`` (``heal``, ``watch``) set as given."""
+    """``fields`` of the nested config ``part`` (``heal``, ``watch``, ``schedule``) set as given."""
     from dataclasses import replace
 
     return lambda cfg: replace(cfg, **{part: replace(getattr(cfg, part), **fields)})
@@ -145,7 +138,7 @@ def _without_in(part: str, **fields: Any) -> Callable[[Any], Any]:
 # and heals spaced by the labels' growth (one per 100 new labels)
 ABLATIONS: dict[str, Callable[[Any], Any]] = {
     "bayes-decisions": _without_in("heal", bayes_decisions=False),
-    "heal-growth": _without(heal_growth=0.0),
+    "heal-growth": _without_in("schedule", heal_growth=0.0),
     "labels-loss": _without_in("watch", loss=False),
     "labels-residual": _without_in("watch", residual=False),
     "prior-rate": _without_in("watch", prior=False),
@@ -206,8 +199,10 @@ def _healer(args: argparse.Namespace) -> Any:
     if not (args.label_free or args.labels_only or args.without):
         return None
     from shared.healing.healer import HealerConfig
+    from shared.healing.schedule import ScheduleConfig
 
-    healer = HealerConfig(label_free=args.label_free, heal_before_labels=not args.labels_only)
+    schedule = ScheduleConfig(heal_before_labels=not args.labels_only)
+    healer = HealerConfig(label_free=args.label_free, schedule=schedule)
     for part in args.without:
         healer = ABLATIONS[part](healer)
     return healer

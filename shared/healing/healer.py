@@ -77,7 +77,16 @@ class Healer:
         self.detectors = OwnWatch(bundle, cfg.watch, self.runner.ref)
         self.before = BeforeLabels(self.runner.unavailable)
         prior0 = self.runner.ref.prior0 if self.runner.ref is not None else None
-        self.schedule = HealSchedule(cfg, bundle, self.join, self.guard, self.before, prior0)
+        self.schedule = HealSchedule(
+            cfg.schedule,
+            bundle,
+            self.join,
+            self.guard,
+            self.before,
+            prior0,
+            label_free=cfg.label_free,
+            recent_rows=cfg.recent_rows,
+        )
         self._new_episode_state()
         self.n_heals = registry.n_heals
         self.labels_at_first_heal: int | None = None
@@ -344,11 +353,11 @@ class Healer:
         action = str(details.get("action", ""))
         kind = "heal" if result.accepted else ("fail" if action in FAILS else action or "none")
         n, lf_live = self.before.count(kind), self.before.live_version == self.version
-        if kind == "heal" and n >= self.cfg.label_free_confirm and job.version == self.version:
+        if kind == "heal" and n >= self.cfg.schedule.label_free_confirm and job.version == self.version:
             outcome = self.finish(job, result)
             self.before.live_version = outcome.post.version
             out.append(outcome)
-        elif kind in ("fail", "nothing") and n >= self.cfg.label_free_confirm and lf_live:
+        elif kind in ("fail", "nothing") and n >= self.cfg.schedule.label_free_confirm and lf_live:
             if kind == "nothing":  # upstream fixed it: a calibration now moves correct rows
                 why = "label-free healing reset: the features it corrected are back at the reference"
             else:

@@ -15,11 +15,13 @@ paused, or while the label guard holds the labels.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from shared.bundle import Bundle
+from shared.errors import ConfigError
 from shared.healing.before_labels import BeforeLabels
-from shared.healing.config import HealerConfig
 from shared.healing.cycle import HealBatch
 from shared.healing.episodes import Episode
 from shared.healing.join import LabelJoin
@@ -28,20 +30,61 @@ from shared.healing.transport import carry_labels, stale_reason
 from shared.healing.types import HealKind
 
 
+@dataclass(frozen=True)
+class ScheduleConfig:
+    # a labelled heal: when
+    min_labels: int = 100  # arrived labels from the episode needed before a labelled heal
+    min_frauds: int = 20  # ... holding this many frauds (rare fraud)
+    heal_every: int = 100  # new labels of the episode between labelled cycles, at least
+    heal_growth: float = 0.25  # ... or this share of the episode's labels at the last cycle, if more
+    # (the gate's standard error shrinks with the root of the labels: a cycle on 5% more learns little)
+    heal_every_max: int = 200  # ... the share up to this: a tenth of the training window (max_labelled),
+    # so that a drift that keeps moving is followed
+    # a labelled heal: on which rows
+    max_labelled: int = 2000  # the episode's newest labelled rows a heal trains on (and holds out from)
+    train_frauds: int = 100  # ... or more rows, back to the episode's start, until they hold this many frauds
+    max_labelled_rows: int = 20_000  # ... but never more rows than this
+    label_half_life: float | None = None  # their weight halves every this many rows back (None: equal)
+    unlabelled_rows: int = 2000  # the newest unlabelled rows it trains on beside its labels
+    label_staleness: float | None = 0.3  # labelled rows' feature medians this many sd from now's: stale
+    stale_labels: str = "carry"  # stale labels: "carry" them to the present, or "wait" for fresher ones
+    staleness_rows: int = 500  # "wait": the newest rows on each side of the comparison
+    # before the labels (shared.labelfree)
+    heal_before_labels: bool = True  # until min_labels have arrived, heal without labels
+    label_free_rows: int = 2000  # the episode's newest rows a label-free cycle diagnoses
+    label_free_frauds: int = 50  # ... or more (to recent_rows): this many frauds at the training rate
+    label_free_min_rows: int = 1000  # ... once this many are in memory
+    label_free_every: int = 250  # episode rows between label-free cycles
+    label_free_confirm: int = 2  # label-free verdicts in a row before one acts (go live / reset)
+
+    def __post_init__(self) -> None:
+        if self.heal_every < 1 or self.heal_growth < 0 or self.heal_every_max < 1:
+            raise ConfigError(
+                f"need heal_every >= 1, heal_growth >= 0 and heal_every_max >= 1; got "
+                f"{self.heal_every}, {self.heal_growth}, {self.heal_every_max}"
+            )
+        if self.stale_labels not in ("carry", "wait"):
+            raise ConfigError(f"stale_labels must be 'carry' or 'wait', got {self.stale_labels!r}")
+
+
 class HealSchedule:
     def __init__(
         self,
-        cfg: HealerConfig,
+        cfg: ScheduleConfig,
         bundle: Bundle,
         join: LabelJoin,
         guard: LabelGuard,
         before: BeforeLabels,
         prior0: float | None,
+        *,
+        label_free: bool,
+        recent_rows: int,
     ) -> None:
         """``prior0``: the training fraud rate (None: unknown; label-free cycles read
-        ``label_free_rows``)."""
+        ``label_free_rows``); ``label_free``: no label is coming (no labelled heal);
+        ``recent_rows``: the most rows in memory a label-free cycle may read."""
         self.cfg, self.bundle, self.join, self.guard, self.before = cfg, bundle, join, guard, before
-        self.prior0 = prior0
+        self.prior0, self.label_free, self.recent_rows = prior0, label_free, recent_rows
         self.since_heal = 0  # evidence since the last labelled heal started: the episode's joined labels
         self.last_heal: tuple[float, int] | None = None  # (episode start, its labels) at the last heal
         self.carried: list[str] = []  # features the last job's labelled rows were carried on
@@ -56,7 +99,7 @@ class HealSchedule:
             return None, self.guard.hold
         have = self.join.labelled_since(episode.start)
         frauds = self.join.frauds_since(episode.start)
-        if have >= self.cfg.min_labels and frauds >= self.cfg.min_frauds and not self.cfg.label_free:
+        if have >= self.cfg.min_labels and frauds >= self.cfg.min_frauds and not self.label_free:
             stale = self._stale(episode) if self.cfg.stale_labels == "wait" else None
             return (HealKind.LABELS, None) if stale is None else (None, stale)
         before = self._before_labels(episode)
@@ -107,7 +150,7 @@ class HealSchedule:
 
     def _before_labels(self, episode: Episode) -> str | None:
         """Why no label-free cycle can start now (None: one can)."""
-        if not (self.cfg.heal_before_labels or self.cfg.label_free):
+        if not (self.cfg.heal_before_labels or self.label_free):
             return "healing before labels is off"
         if self.before.unavailable is not None:
             return self.before.unavailable
@@ -121,7 +164,7 @@ class HealSchedule:
         training fraud rate (a rate estimated on five frauds flips from cycle to cycle)."""
         cfg = self.cfg
         prior = self.prior0 if self.prior0 is not None else 1.0
-        return int(min(max(cfg.label_free_rows, cfg.label_free_frauds / max(prior, 1e-6)), cfg.recent_rows))
+        return int(min(max(cfg.label_free_rows, cfg.label_free_frauds / max(prior, 1e-6)), self.recent_rows))
 
     def _stale(self, episode: Episode) -> str | None:
         """Why to wait for fresher labels (``stale_labels="wait"``), if the newest labelled

@@ -52,9 +52,14 @@ def test_without_switches_the_named_parts_off():
     from shared.healing.healer import HealerConfig
 
     cfg = HealerConfig()
-    assert cfg.watch.loss and cfg.watch.prior and cfg.min_frauds > 0
+    assert cfg.watch.loss and cfg.watch.prior and cfg.schedule.min_frauds > 0
     off = ABLATIONS["rare-fraud"](ABLATIONS["prior-rate"](ABLATIONS["labels-loss"](cfg)))
-    assert not off.watch.loss and not off.watch.prior and off.min_frauds == 0 and off.train_frauds == 0
+    assert (
+        not off.watch.loss
+        and not off.watch.prior
+        and off.schedule.min_frauds == 0
+        and off.schedule.train_frauds == 0
+    )
     assert off.before_labels.diagnosis.prior_noise_z == 0 and off.heal.collapse_share == 1.0
     assert cfg.heal.bayes_decisions and not ABLATIONS["bayes-decisions"](cfg).heal.bayes_decisions
-    assert cfg.heal_growth > 0 and ABLATIONS["heal-growth"](cfg).heal_growth == 0
+    assert cfg.schedule.heal_growth > 0 and ABLATIONS["heal-growth"](cfg).schedule.heal_growth == 0

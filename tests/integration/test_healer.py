@@ -139,6 +139,7 @@ def test_degraded_live_quality_rolls_back_through_the_registry(
     from shared.healing import HealConfig
     from shared.healing.healer import HealerConfig
     from shared.healing.label_guard import LabelGuardConfig
+    from shared.healing.schedule import ScheduleConfig
     from shared.kafka import TrackedProducer
     from shared.kafka.registry_store import KafkaSnapshotStore
     from shared.messages import Label, encode_label
@@ -149,7 +150,8 @@ def test_degraded_live_quality_rolls_back_through_the_registry(
         group=group,
         healer=HealerConfig(
             heal=HealConfig(gate=False),
-            heal_every=400,  # few heals: the watch judges the live adapter on its own decisions
+            schedule=ScheduleConfig(heal_every=400),  # few heals: the watch judges the live adapter
+            # on its own decisions
             quality_rows=50,
             rollback=RollbackPolicy(window=2, min_updates=2),
             # the shadow agrees with the wrong decisions: this is the watch's test

@@ -9,11 +9,13 @@ from shared.healing.events import Degraded, LabelsJudged, RolledBack
 from shared.healing.healer import Healer, HealerConfig
 from shared.healing.label_guard import LabelGuardConfig
 from shared.healing.own_watch import WatchConfig
+from shared.healing.schedule import ScheduleConfig
 from shared.healing.shadow_guard import ShadowGuardConfig
 from shared.registry import DirectoryStore, MemoryStore, Registry, RollbackPolicy
 
 # tests that open episodes by hand: the frozen posteriors' own detector would open one first
 MANUAL = HealerConfig(watch=WatchConfig(prior=False))
+LABELS_ONLY = ScheduleConfig(heal_before_labels=False)
 
 
 def event_times(n: int) -> list[float]:
@@ -30,7 +32,7 @@ def drifted(covariate_scenario):
 
 def test_no_heal_outside_an_episode_or_before_enough_labels(covariate_bundle, drifted):
     ids, X, y = drifted
-    cfg = HealerConfig(heal_before_labels=False, watch=WatchConfig(prior=False))
+    cfg = HealerConfig(schedule=LABELS_ONLY, watch=WatchConfig(prior=False))
     healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), cfg)
     healer.add_transactions(ids, X, event_times(len(ids)))
     assert healer.ready() == "no drift episode" and healer.heal() is None
@@ -65,9 +67,8 @@ def test_a_heal_records_pre_and_post_and_an_accepted_one_goes_live(covariate_bun
 def test_labelled_heals_come_as_the_episode_labels_grow_by_a_share(covariate_bundle, drifted):
     """A heal on 1,200 labels waits for 25% more (300), not for the next 100."""
     ids, X, y = drifted
-    cfg = HealerConfig(
-        heal_before_labels=False, heal_growth=0.25, heal_every_max=1000, watch=WatchConfig(prior=False)
-    )
+    schedule = ScheduleConfig(heal_before_labels=False, heal_growth=0.25, heal_every_max=1000)
+    cfg = HealerConfig(schedule=schedule, watch=WatchConfig(prior=False))
     healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), cfg)
     healer.add_transactions(ids, X, event_times(len(ids)))
     healer.open_episode(onset_rows=1500)
@@ -81,8 +82,8 @@ def test_labelled_heals_come_as_the_episode_labels_grow_by_a_share(covariate_bun
 
 def test_a_heal_step_that_cannot_grow_is_refused():
     with pytest.raises(ConfigError, match="heal_growth >= 0"):
-        HealerConfig(heal_growth=-0.1)
-    assert HealerConfig(heal_every=400).heal_every_max < 400  # the share is capped; the 400 stands
+        ScheduleConfig(heal_growth=-0.1)
+    assert ScheduleConfig(heal_every=400).heal_every_max < 400  # the share is capped; the 400 stands
 
 
 def test_the_episode_heals_only_on_its_own_rows(covariate_bundle, covariate_scenario):
@@ -258,7 +259,7 @@ def test_labels_that_describe_a_distribution_the_stream_has_left_wait(covariate_
     """A drift still moving: the labels arriving describe rows the stream has since left."""
     st = covariate_scenario.stream
     d = st.drift_at
-    cfg = HealerConfig(stale_labels="wait", watch=WatchConfig(prior=False))
+    cfg = HealerConfig(schedule=ScheduleConfig(stale_labels="wait"), watch=WatchConfig(prior=False))
     healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), cfg)
     old, new = list(st.ids[d - 1000 : d]), list(st.ids[d : d + 2000])
     healer.add_transactions(old + new, st.X[d - 1000 : d + 2000], event_times(3000))
@@ -289,7 +290,7 @@ def test_stale_labels_are_carried_to_the_present(covariate_bundle, covariate_sce
     gap = abs(np.median(b.X[labelled, k]) - np.median(b.X[~labelled, k]))
     assert gap < 0.05 * covariate_bundle.reference_std[k]  # carried onto the present
     with pytest.raises(ConfigError):
-        HealerConfig(stale_labels="ignore")
+        ScheduleConfig(stale_labels="ignore")
 
 
 def test_an_adapter_restored_from_disk_that_loses_to_the_shadow_is_withdrawn(
@@ -399,7 +400,7 @@ def test_labels_wait_for_their_cohort_before_they_count(covariate_bundle, drifte
     the gate until their transactions are that old: then they arrive with their cohort."""
     ids, X, y = drifted
     cfg = HealerConfig(
-        heal_before_labels=False,
+        schedule=LABELS_ONLY,
         label_guard=LabelGuardConfig(on=False),
         settle_ms=1000.0,
         watch=WatchConfig(prior=False),
