@@ -12,7 +12,8 @@ be checked (each refusal names the check):
   it only ever judges a diagnosis that found none; the realised cost, once labels come,
   is what tells (``estimated_cost`` beside ``realised_cost`` in the registry and metrics);
 * **flag rate**: the candidate must flag what its own diagnosis predicts (the fraud rate
-  times the validation TPR plus the rest times the FPR) within ``rate_ratio``, and may
+  times the TPR of its own decision on the validation rows, offset included, plus the rest
+  times its FPR) within ``rate_ratio``, and may
   not move the flag rate further than ``max_rate_change`` beyond both the live adapter's
   and the validation rows' (a drift that silenced the model is undone by flagging again);
 * **trusted rules**: of the rows a rule fires on (in training units), the candidate must
@@ -185,12 +186,21 @@ def _gate_evidence(
         estimated_cost_after=estimated_cost(belief, f_cand, costs),
         pos_rate_before=float(f_live.mean()),
         pos_rate_after=float(f_cand.mean()),
-        pos_rate_expected=(1 - dg.prior) * sc.fpr + dg.prior * sc.tpr,
+        pos_rate_expected=_expected_rate(ref, dg),
         pos_rate_reference=sc.flag_rate,
         fraud_rate_estimate=dg.prior,
         n_rows=len(X),
         rule_flagged=rule_flagged,
     )
+
+
+def _expected_rate(ref: LabelFreeReference, dg: Diagnosis) -> float:
+    """What the candidate should flag if its diagnosis is right: its own operating point on
+    the validation rows (the offset moves the decision, and with it TPR and FPR) at the
+    diagnosed fraud rate."""
+    pi = dg.prior if dg.prior == dg.prior else ref.prior0  # nan: no rate estimated
+    tpr, fpr = ref.rates_at(dg.offset) if dg.offset else (ref.scores.tpr, ref.scores.fpr)
+    return (1 - pi) * fpr + pi * tpr
 
 
 def _decide(ev: LabelFreeEvidence, cfg: LabelFreeConfig) -> Decision:

@@ -66,6 +66,15 @@ class LabelFreeReference:
         self.model = bundle.new_model()  # the bundle's own adapter: what the scores below describe
         self.threshold_logit = float(np.log(bundle.threshold / (1 - bundle.threshold)))
         self.scores = _score_reference(self, ref.X[ref.validation], ref.y[ref.validation])
+        # the validation rows' logits and classes: where a moved decision would operate
+        self.validation = (self.logits(ref.X[ref.validation]).astype(np.float64), ref.y[ref.validation] > 0.5)
+
+    def rates_at(self, offset: float) -> tuple[float, float]:
+        """(TPR, FPR) on the validation rows of the bundle's decision with ``offset`` added
+        to its logit (a label-free candidate's operating point)."""
+        z, pos = self.validation
+        flag = z + offset >= self.threshold_logit
+        return float(flag[pos].mean()), float(flag[~pos].mean())
 
     def logits(self, X: np.ndarray) -> np.ndarray:
         """The bundle's own model's logits for raw rows (no calibration)."""
