@@ -129,8 +129,7 @@ class Episodes:
             return self.close(trigger=name)
         if state == "drift" and self.current is not None:
             if self.current.trigger in LATE_ONSETS and (onset_ts is not None or onset_rows):
-                start = onset_ts if onset_ts is not None else self.join.ts_back(onset_rows or 0)
-                self.current.start = min(self.current.start, float(start))
+                self.current.start = min(self.current.start, self._start(onset_rows or 0, onset_ts))
             return None
         if change == "open":
             return self.open(registry_len, onset_rows or self.default_onset, onset_ts, trigger=name)
@@ -144,10 +143,13 @@ class Episodes:
         ago. None if one is already open."""
         if self.current is not None:
             return None
-        start = onset_ts if onset_ts is not None else self.join.ts_back(onset_rows)
-        self.current = Episode(float(start), trigger)
+        self.current = Episode(self._start(onset_rows, onset_ts), trigger)
         self.seq = registry_len
         return EpisodeOpened(self.current.start, trigger)
+
+    def _start(self, onset_rows: int, onset_ts: float | None) -> float:
+        """The event time an onset names: ``onset_ts``, else ``onset_rows`` transactions back."""
+        return float(onset_ts if onset_ts is not None else self.join.ts_back(onset_rows))
 
     def close(self, trigger: str = "manual") -> EpisodeClosed | None:
         if self.current is None:

@@ -198,9 +198,8 @@ def _expected_rate(ref: LabelFreeReference, dg: Diagnosis) -> float:
     """What the candidate should flag if its diagnosis is right: its own operating point on
     the validation rows (the offset moves the decision, and with it TPR and FPR) at the
     diagnosed fraud rate."""
-    pi = dg.prior if dg.prior == dg.prior else ref.prior0  # nan: no rate estimated
-    tpr, fpr = ref.rates_at(dg.offset) if dg.offset else (ref.scores.tpr, ref.scores.fpr)
-    return (1 - pi) * fpr + pi * tpr
+    tpr, fpr = ref.rates_at(dg.offset)
+    return (1 - dg.prior) * fpr + dg.prior * tpr
 
 
 def _decide(ev: LabelFreeEvidence, cfg: LabelFreeConfig) -> Decision:

@@ -164,6 +164,7 @@ def _with_prior(
     if use_em:
         estimates.append((logit(pi_em), se))
     if pi_bbse is not None:  # a flag rate's binomial noise through the division, at EM's rate
+        # (the features' where EM is not asked)
         at = min(max(pi_em if use_em else pi_f, 1 / n), 1 - 1 / n)
         se_b = np.sqrt(flag_rate * (1 - flag_rate) / n) / (sc.tpr - sc.fpr) / (at * (1 - at))
         estimates.append((logit(min(max(pi_bbse, 0.5 / n), 1 - 0.5 / n)), float(se_b)))

@@ -83,12 +83,12 @@ def fit_calibration(z: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int =
         grad = A.T @ (p - y64) / len(y64) + penalty @ (w - prior)
         hess = (A * (p * (1 - p))[:, None]).T @ A / len(y64) + penalty + 1e-12 * np.eye(2)
         step = np.linalg.solve(hess, grad)
-        t = 1.0
-        while t > 1e-6 and loss(w - t * step) > f - 1e-4 * t * float(grad @ step):
+        t, decrease = 1.0, float(grad @ step)
+        while (f_t := loss(w - t * step)) > f - 1e-4 * t * decrease and t > 1e-6:
             t /= 2
         if t <= 1e-6:
             break
-        w, f = w - t * step, loss(w - t * step)
+        w, f = w - t * step, f_t
         if np.abs(t * step).max() < 1e-8:
             break
     return float(w[0]), float(w[1])

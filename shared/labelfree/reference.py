@@ -65,9 +65,11 @@ class LabelFreeReference:
         self.adapter = bundle.adapter_state
         self.model = bundle.new_model()  # the bundle's own adapter: what the scores below describe
         self.threshold_logit = float(np.log(bundle.threshold / (1 - bundle.threshold)))
-        self.scores = _score_reference(self, ref.X[ref.validation], ref.y[ref.validation])
-        # the validation rows' logits and classes: where a moved decision would operate
-        self.validation = (self.logits(ref.X[ref.validation]).astype(np.float64), ref.y[ref.validation] > 0.5)
+        X_val, y_val = ref.X[ref.validation], ref.y[ref.validation]
+        # the validation rows' logits and classes: how the scores behave, and where a moved
+        # decision would operate
+        self.validation = (self.logits(X_val).astype(np.float64), np.asarray(y_val) > 0.5)
+        self.scores = _score_reference(self, X_val)
 
     def rates_at(self, offset: float) -> tuple[float, float]:
         """(TPR, FPR) on the validation rows of the bundle's decision with ``offset`` added
@@ -139,22 +141,22 @@ def _ecdf(X: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return np.stack([np.searchsorted(s[:, j], grid[j], side="right") / len(s) for j in range(len(grid))])
 
 
-def _score_reference(ref: LabelFreeReference, X: np.ndarray, y: np.ndarray) -> ScoreReference:
-    if len(y) < 50 or y.min() == y.max():
+def _score_reference(ref: LabelFreeReference, X: np.ndarray) -> ScoreReference:
+    """How the bundle's scores behave on the validation rows ``X`` (``ref.validation``)."""
+    z, pos = ref.validation
+    if len(pos) < 50 or pos.all() or not pos.any():
         raise ConfigError("the bundle's reference holds too few validation rows of both classes to calibrate")
-    z = ref.logits(X)
-    slope, bias = fit_calibration(z, y)
+    slope, bias = fit_calibration(z, pos)
     flag = z >= ref.threshold_logit
-    pos = y > 0.5
     fired = ref.rules.fires(X).any(axis=1)
-    em_error = em_miss(np.asarray(z, np.float64), pos)
+    tpr, fpr = ref.rates_at(0.0)
     return ScoreReference(
         slope,
         bias,
-        float(flag[pos].mean()),
-        float(flag[~pos].mean()),
+        tpr,
+        fpr,
         float(flag.mean()),
-        len(y),
+        len(pos),
         float(flag[fired].mean()) if fired.sum() >= 20 else None,
-        em_error,
+        em_miss(z, pos),
     )
