@@ -190,7 +190,7 @@ class HealerService(ConsumerService):
             "episode": self.healer.episode is not None,
             "snapshots": len(self.registry),
             "healing": self.worker.running is not None,
-            "labels": self.healer.guard.hold or "trusted",
+            "labels": self.healer.intake.hold or "trusted",
             "labels_join": self.healer.join.stats(),
             "before_labels": self.healer.before.unavailable or "on",  # or why this bundle cannot
             "diagnosis": self.healer.before.last,  # the newest label-free diagnosis of the episode
@@ -338,7 +338,7 @@ class HealerService(ConsumerService):
         quality; what happened is published, counted and logged."""
         self.act(self.worker.step())
         self.metrics.quarantined.set(self.healer.labels_quarantined)
-        if (cost := self.healer.quality.last_cost) is not None:
+        if (cost := self.healer.check.quality.last_cost) is not None:
             self.metrics.realised_cost.set(cost)
 
     def act(self, events: list[HealerEvent | Diagnosed]) -> None:

@@ -8,17 +8,16 @@ label-free cycles until the episode's labels arrive (:mod:`~shared.healing.befor
 then labelled ones, each once the episode's labels have grown enough. A finished job is
 recorded by the adapter ledger (:mod:`~shared.healing.ledger`: a ``pre`` and a ``post``
 snapshot in the registry) and, when its gate accepted it, becomes the live adapter.
-Arriving labels pass the label guard first (:mod:`~shared.healing.label_guard`); then
-they measure the healed adapters' live quality (:mod:`~shared.healing.quality`) and
-their cost against the shadow's on the same transactions
-(:mod:`~shared.healing.shadow_guard`), either of which can roll back. Jobs run wherever
+Arriving labels pass the label intake first (:mod:`~shared.healing.intake`: the label
+guard's chunks); then the live check (:mod:`~shared.healing.live_check`) measures the live
+adapter's quality and its cost against the shadow's on the same transactions, either of
+which can roll back. Jobs run wherever
 the :class:`~shared.healing.worker.HealWorker` runs them (inline offline, in a child
 process in the service); ``prepare`` and ``conclude`` bracket them.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,18 +34,16 @@ from shared.healing.events import (
     HealerEvent,
     HealJob,
     HealOutcome,
-    LabelsJudged,
     RolledBack,
 )
-from shared.healing.featurelog import DECIDED, FRAUD, SHADOW_FRAUD, FeatureLog
+from shared.healing.featurelog import FeatureLog
+from shared.healing.intake import LabelIntake, Withdrawn
 from shared.healing.jobs import JobRunner
 from shared.healing.join import Joined, LabelJoin
-from shared.healing.label_guard import HeldLabel, Judged, LabelGuard
 from shared.healing.ledger import AdapterLedger
+from shared.healing.live_check import LiveCheck
 from shared.healing.own_watch import Change, OwnWatch
-from shared.healing.quality import LiveQuality
 from shared.healing.schedule import HealSchedule
-from shared.healing.shadow_guard import ShadowGuard
 from shared.healing.types import HealKind
 from shared.messages import Alert
 from shared.model import AdapterState
@@ -66,11 +63,7 @@ class Healer:
         self.cfg = cfg = config or HealerConfig()
         log = log or FeatureLog(None, len(bundle.features), cfg.label_horizon_ms, cfg.log_budget_bytes)
         self.join = LabelJoin(log, cfg.recent_rows, settle_ms=cfg.settle_ms)
-        lg = cfg.label_guard
-        self._suspects: deque[Joined] = deque(maxlen=lg.concept_chunks or 1)  # quarantined chunks
-        self.guard = LabelGuard(
-            cfg.quality_rows, lg.kappa_min, lg.min_known, lg.resume_chunks, lg.concept_chunks
-        )
+        self.intake = LabelIntake(self.join, cfg.label_guard, cfg.quality_rows)
         self.episodes = Episodes(self.join, cfg.default_onset)
         self.events: list[HealerEvent | Diagnosed] = []
         self.runner = JobRunner(bundle, cfg.heal, cfg.before_labels)
@@ -81,7 +74,7 @@ class Healer:
             cfg.schedule,
             bundle,
             self.join,
-            self.guard,
+            self.intake.guard,
             self.before,
             prior0,
             label_free=cfg.label_free,
@@ -90,19 +83,13 @@ class Healer:
         self._new_episode_state()
         self.n_heals = registry.n_heals
         self.labels_at_first_heal: int | None = None
-        # the ids of the last chunk of labels released into the buffer, and the registry's length then
-        self._last_release: tuple[list[str], int] = ([], 0)
         self._pending_rollback: tuple[Snapshot, str] | None = None
         self.ledger = AdapterLedger(registry, bundle.adapter_state)  # after a restart: the last live adapter
 
     def _new_episode_state(self) -> None:
-        """What each episode judges afresh: live quality, the shadow guard, a pause."""
+        """What each episode judges afresh: the live check (quality, the shadow, a pause)."""
         cfg = self.cfg
-        self.quality = LiveQuality(cfg.rollback, self.bundle.costs, cfg.quality_rows)
-        sg = cfg.shadow_guard
-        self.shadow = ShadowGuard(sg.rows, sg.min_rows, sg.z)
-        self.baseline_version = -1  # first version healed in the episode: decisions from it on are judged
-        self.paused: str | None = None  # why healing stopped for the rest of the episode
+        self.check = LiveCheck(cfg.rollback, cfg.shadow_guard, self.bundle.costs, cfg.quality_rows)
         self.before.new_episode()
 
     @property
@@ -117,7 +104,7 @@ class Healer:
 
     @property
     def watch(self) -> QualityWatch:
-        return self.quality.watch
+        return self.check.watch
 
     @property
     def live(self) -> Snapshot:
@@ -133,7 +120,7 @@ class Healer:
 
     @property
     def labels_quarantined(self) -> int:
-        return self.guard.quarantined
+        return self.intake.quarantined
 
     # -- what the stream shows
     def add_transactions(self, ids: Sequence[str], X: np.ndarray, ts: Sequence[float]) -> None:
@@ -179,76 +166,29 @@ class Healer:
             return
         if self.episode is not None:
             self.schedule.since_heal += int((joined.rows["ts"] >= self.episode.start).sum())
-        if not self.cfg.label_guard.on:
-            self._release(joined)
-            return
-        shadow: dict[str, bool | None] = {}
-        held = []
-        for tx_id, y, row in zip(joined.ids, joined.labels.tolist(), joined.rows, strict=True):
-            held.append(HeldLabel(tx_id, y, row))
-            shadow[tx_id] = bool(row["flags"] & SHADOW_FRAUD) if row["flags"] & DECIDED else None
-        for judged in self.guard.add(held, shadow.get):
-            rows = self._joined(judged.labels)
-            if judged.suspect:
-                self._suspects.append(rows)  # kept: a long enough hold may turn out a concept change
-                self._quarantine(judged)
-                continue
-            if judged.trusted_again:  # on a concept change, the kept chunks first
-                state = "concept" if judged.concept else "trusted"
-                self.events.append(
-                    LabelsJudged(state, self.guard.kappa, self.cfg.label_guard.kappa_min, judged.reason)
-                )
-                for kept in self._suspects if judged.concept else ():
-                    self._release(kept)
-                self._suspects.clear()
-            self._release(rows)
+        for step in self.intake.add(joined, lambda: len(self.registry)):
+            if isinstance(step, Joined):
+                self._measure(step)
+            elif isinstance(step, Withdrawn):
+                self._withdrawn(step)
+            else:
+                self.events.append(step)
 
-    def _joined(self, labels: list[HeldLabel]) -> Joined:
-        rows = np.array([h.row for h in labels], dtype=self.join.log.dtype)
-        return Joined([h.id for h in labels], np.array([h.label for h in labels], np.float32), rows)
-
-    def _quarantine(self, judged: Judged) -> None:
-        """A suspect chunk never reaches the training set. On the first one: withdraw the
-        chunk released before it (it may hold the burst's first labels) and, if an adapter
-        healed since then is live, queue a rollback to the best post-heal snapshot made
-        before it."""
-        kappa_min = self.cfg.label_guard.kappa_min
-        self.events.append(
-            LabelsJudged("suspect", judged.kappa, kappa_min, judged.reason, len(judged.labels))
-        )
-        if not judged.first_suspect:
-            return
-        prev_ids, seq0 = self._last_release
-        self.join.forget(prev_ids)
-        if self.live.seq < seq0 or self.live.kind == "initial":
+    def _withdrawn(self, w: Withdrawn) -> None:
+        """Labels turned out suspect: if an adapter healed since the chunk before them was
+        released is live, queue a rollback to the best post-heal snapshot made before it."""
+        if self.live.seq < w.since or self.live.kind == "initial":
             return  # the live adapter was healed before any suspect label arrived
-        target = self.ledger.best_post_heal(self.episode_seq, before=seq0) or self.ledger.live_before(seq0)
+        ledger = self.ledger
+        target = ledger.best_post_heal(self.episode_seq, before=w.since) or ledger.live_before(w.since)
         if target.version != self.version:
-            self._pending_rollback = (target, judged.reason)
+            self._pending_rollback = (target, w.reason)
 
-    def _release(self, joined: Joined) -> None:
-        """Trusted labels: into the training set; into the shadow guard whenever an adapter
-        other than the bundle's is live; and, once the episode has healed, into the live
-        quality. Both judge the decisions of the adapter live now only (labels of decisions
-        by adapters since replaced say nothing about it)."""
-        self.join.accept(joined)
-        self._last_release = (joined.ids, len(self.registry))
+    def _measure(self, joined: Joined) -> None:
+        """Trusted labels (now in the training set) feed the healer's own detectors and the
+        live check of the adapter live now."""
         self._changed(self.detectors.on_labels(joined.labels, joined.rows))
-        judge_quality = self.baseline_version >= 1  # live quality: from the episode's first heal on
-        if not judge_quality and self.version == 0:
-            return  # the bundle's adapter, and no heal to measure: nothing to judge
-        costs = self.bundle.costs
-        for y, row in zip(joined.labels.tolist(), joined.rows, strict=True):
-            flags, version = int(row["flags"]), int(row["version"])
-            if not flags & DECIDED or version != self.version:
-                continue
-            fraud, shadow = bool(flags & FRAUD), bool(flags & SHADOW_FRAUD)
-            if judge_quality:
-                self.quality.add(y, fraud)
-            # the shadow guard judges any live adapter but the bundle's, whatever made it
-            # (a heal of this episode, one of an earlier episode, one restored from disk)
-            if version > 0:
-                self.shadow.add(float(costs.per_row(y, fraud) - costs.per_row(y, shadow)), version)
+        self.check.add(joined, self.version)
 
     def _changed(self, changes: list[Change]) -> None:
         """The healer's own detectors changed state: each counts as one more detector."""
@@ -292,15 +232,15 @@ class Healer:
     # -- healing
     def ready(self) -> str | None:
         """Why no heal can start now, or None when one can."""
-        return self.schedule.kind(self.episode, self.paused)[1]
+        return self.schedule.kind(self.episode, self.check.paused)[1]
 
     def due(self) -> bool:
         """A heal of the kind that can start now is due (:class:`HealSchedule`)."""
-        return self.schedule.due(self.schedule.kind(self.episode, self.paused)[0], self.episode)
+        return self.schedule.due(self.schedule.kind(self.episode, self.check.paused)[0], self.episode)
 
     def prepare(self) -> HealJob | None:
         """A heal job on the episode's rows, if one can start now."""
-        kind = self.schedule.kind(self.episode, self.paused)[0]
+        kind = self.schedule.kind(self.episode, self.check.paused)[0]
         if kind is None or self.episode is None:
             return None
         return self.job_for(self.schedule.batch(self.episode, kind), kind)
@@ -335,8 +275,7 @@ class Healer:
         if rec.result.accepted:
             if self.labels_at_first_heal is None:
                 self.labels_at_first_heal = 0 if result.evidence is None else result.evidence.n_labelled
-            if self.baseline_version < 0:
-                self.baseline_version = rec.post.version
+            self.check.healed(rec.post.version)
         return HealOutcome(job, rec.result, rec.pre, rec.post)
 
     def conclude(self, job: HealJob, result: HealResult) -> list[HealerEvent | Diagnosed]:
@@ -381,22 +320,17 @@ class Healer:
             target, why = self._pending_rollback
             self._pending_rollback = None
             return self._roll_back(target.adapter, target.version, why)
-        loses = self.shadow.verdict(self.version) if self.cfg.shadow_guard.on else None
-        if loses is not None:
-            self.shadow.clear()
-            self.paused = f"healing paused for this episode: {loses}"
-            self.watch.reset_window()
+        verdict = self.check.verdict(self.version)
+        if verdict is None:
+            return None
+        if verdict.to_bundle:
             if self.version == 0:
-                return Degraded(loses)  # already on the shadow's adapter
-            return self._roll_back(self.bundle.adapter_state, 0, loses)
-        reason = self.watch.degraded
-        if reason is None or self.paused is not None:
-            return None  # paused: the guard chose the bundle's adapter; no healed one comes back
-        self.watch.reset_window()
+                return Degraded(verdict.reason)  # already on the shadow's adapter
+            return self._roll_back(self.bundle.adapter_state, 0, verdict.reason)
         best = self.ledger.best_post_heal(self.episode_seq)
         if best is None or best.version == self.version:
-            return Degraded(reason)
-        return self._roll_back(best.adapter, best.version, reason)
+            return Degraded(verdict.reason)
+        return self._roll_back(best.adapter, best.version, verdict.reason)
 
     def _roll_back(self, adapter: AdapterState, version: int, reason: str) -> RolledBack:
         from_version = self.version

@@ -157,7 +157,7 @@ def test_healing_that_loses_to_the_shadow_is_undone_and_paused(covariate_bundle,
     truth = y[rows] == 1
     healer.add_decisions(ids[rows], (~truth).tolist(), [1] * 500, truth.tolist())
     healer.add_labels(ids[rows], y[rows].tolist())
-    assert healer.shadow.n(1) == 500 and healer.shadow.z(1) > 2
+    assert healer.check.shadow.n(1) == 500 and healer.check.shadow.z(1) > 2
     event = healer.check_rollback()
     assert isinstance(event, RolledBack) and event.snapshot.kind == "rollback"
     assert event.snapshot.version == 0 and healer.version == 0 and "against the shadow" in event.reason
@@ -169,7 +169,7 @@ def test_healing_that_loses_to_the_shadow_is_undone_and_paused(covariate_bundle,
     assert healer.watch.degraded is not None  # it would roll forward to v1 were healing not paused
     assert healer.check_rollback() is None and healer.version == 0
     healer.close_episode()
-    assert healer.open_episode(onset_rows=100) and healer.paused is None  # a new episode heals again
+    assert healer.open_episode(onset_rows=100) and healer.check.paused is None  # a new episode heals again
 
 
 def test_healing_that_beats_the_shadow_stays(covariate_bundle, drifted):
@@ -188,7 +188,7 @@ def test_healing_that_beats_the_shadow_stays(covariate_bundle, drifted):
     wrong = np.random.default_rng(0).random(500) < 0.3  # the shadow is wrong on 30% of them
     healer.add_decisions(ids[rows], truth.tolist(), [1] * 500, (truth ^ wrong).tolist())
     healer.add_labels(ids[rows], y[rows].tolist())
-    assert healer.shadow.z(1) < 0
+    assert healer.check.shadow.z(1) < 0
     assert healer.check_rollback() is None and healer.version == 1
 
 
@@ -203,7 +203,7 @@ def test_late_labels_of_a_replaced_adapter_do_not_undo_the_live_one(covariate_bu
     healer.add_labels(ids[700:1000], y[700:1000].tolist())
     assert healer.heal() is not None and healer.version == 2  # v2 went live before v1's labels came
     healer.add_labels(ids[300:700], y[300:700].tolist())
-    assert healer.shadow.n(2) == 0 and healer.check_rollback() is None and healer.version == 2
+    assert healer.check.shadow.n(2) == 0 and healer.check_rollback() is None and healer.version == 2
 
 
 def test_a_burst_of_flipped_labels_is_held_back_and_the_heal_it_reached_is_undone(covariate_bundle, drifted):
