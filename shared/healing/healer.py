@@ -306,11 +306,6 @@ class Healer:
             self.before.live_version = None
         return out
 
-    def heal(self) -> HealOutcome | None:
-        """prepare, run and finish in one call (tests)."""
-        job = self.prepare()
-        return None if job is None else self.finish(job, self.run(job))
-
     # -- rollback
     def check_rollback(self) -> RolledBack | Degraded | None:
         """A rollback when the labels an adapter was healed on turned out suspect, when

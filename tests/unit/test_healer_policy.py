@@ -18,6 +18,12 @@ MANUAL = HealerConfig(watch=WatchConfig(prior=False))
 LABELS_ONLY = ScheduleConfig(heal_before_labels=False)
 
 
+def heal(healer: Healer):
+    """prepare, run and finish in one call, as the offline runner and the service do apart."""
+    job = healer.prepare()
+    return None if job is None else healer.finish(job, healer.run(job))
+
+
 def event_times(n: int) -> list[float]:
     """One transaction a millisecond."""
     return [float(i) for i in range(n)]
@@ -35,7 +41,7 @@ def test_no_heal_outside_an_episode_or_before_enough_labels(covariate_bundle, dr
     cfg = HealerConfig(schedule=LABELS_ONLY, watch=WatchConfig(prior=False))
     healer = Healer(covariate_bundle, Registry(MemoryStore(), covariate_bundle.id), cfg)
     healer.add_transactions(ids, X, event_times(len(ids)))
-    assert healer.ready() == "no drift episode" and healer.heal() is None
+    assert healer.ready() == "no drift episode" and heal(healer) is None
     assert healer.open_episode(onset_rows=1500) and not healer.open_episode(onset_rows=10)
     assert healer.ready() == "waiting for labels (0/100); healing before labels is off"
     healer.add_labels(ids[:50], y[:50].tolist())  # held until a chunk of 100 can be checked
@@ -53,7 +59,7 @@ def test_a_heal_records_pre_and_post_and_an_accepted_one_goes_live(covariate_bun
     healer.add_transactions(ids, X, event_times(len(ids)))
     healer.open_episode(onset_rows=1500)
     healer.add_labels(ids[:1200], y[:1200].tolist())
-    outcome = healer.heal()
+    outcome = heal(healer)
     assert outcome is not None
     assert [s.kind for s in reg.snapshots()] == ["initial", "pre", "post"]
     assert outcome.pre.version == 0 and outcome.post.parent == 0 and outcome.post.version == 1
@@ -73,7 +79,7 @@ def test_labelled_heals_come_as_the_episode_labels_grow_by_a_share(covariate_bun
     healer.add_transactions(ids, X, event_times(len(ids)))
     healer.open_episode(onset_rows=1500)
     healer.add_labels(ids[:1200], y[:1200].tolist())
-    assert healer.due() and healer.heal() is not None and not healer.due()
+    assert healer.due() and heal(healer) is not None and not healer.due()
     healer.add_labels(ids[1200:1400], y[1200:1400].tolist())
     assert not healer.due()  # 200 new labels: a 100-label step would be due
     healer.add_labels(ids[1400:1500], y[1400:1500].tolist())
@@ -105,8 +111,8 @@ def test_live_quality_degradation_rolls_back_to_the_best_post_heal(covariate_bun
     healer.add_transactions(ids, X, event_times(len(ids)))
     healer.open_episode(onset_rows=1500)
     healer.add_labels(ids[:300], y[:300].tolist())
-    first = healer.heal()
-    second = healer.heal()
+    first = heal(healer)
+    second = heal(healer)
     assert first is not None and second is not None and healer.version == 2
     # decisions by v1 and v2 that were right, then v2's that are wrong (poisoned, say)
     good, bad = ids[300:700], ids[700:1100]
@@ -145,7 +151,7 @@ def healed_once(bundle, drifted, store=None) -> Healer:
     healer.add_transactions(ids, X, event_times(len(ids)))
     healer.open_episode(onset_rows=1500)
     healer.add_labels(ids[:300], y[:300].tolist())
-    assert healer.heal() is not None and healer.version == 1
+    assert heal(healer) is not None and healer.version == 1
     return healer
 
 
@@ -162,7 +168,7 @@ def test_healing_that_loses_to_the_shadow_is_undone_and_paused(covariate_bundle,
     assert isinstance(event, RolledBack) and event.snapshot.kind == "rollback"
     assert event.snapshot.version == 0 and healer.version == 0 and "against the shadow" in event.reason
     assert healer.ready() is not None and "paused" in healer.ready()  # type: ignore[operator]
-    assert healer.heal() is None
+    assert heal(healer) is None
     healer.watch.set_baseline(0.9, 0.9)  # and live quality below the first heal's baseline:
     for _ in range(5):
         healer.watch.update(0.2, 0.2)
@@ -182,7 +188,7 @@ def test_healing_that_beats_the_shadow_stays(covariate_bundle, drifted):
     healer.add_transactions(ids, X, event_times(len(ids)))
     healer.open_episode(onset_rows=1500)
     healer.add_labels(ids[:300], y[:300].tolist())
-    assert healer.heal() is not None
+    assert heal(healer) is not None
     rows = slice(300, 800)
     truth = y[rows] == 1
     wrong = np.random.default_rng(0).random(500) < 0.3  # the shadow is wrong on 30% of them
@@ -201,7 +207,7 @@ def test_late_labels_of_a_replaced_adapter_do_not_undo_the_live_one(covariate_bu
     truth = y[rows] == 1
     healer.add_decisions(ids[rows], (~truth).tolist(), [1] * 500, truth.tolist())  # v1 was wrong
     healer.add_labels(ids[700:1000], y[700:1000].tolist())
-    assert healer.heal() is not None and healer.version == 2  # v2 went live before v1's labels came
+    assert heal(healer) is not None and healer.version == 2  # v2 went live before v1's labels came
     healer.add_labels(ids[300:700], y[300:700].tolist())
     assert healer.check.shadow.n(2) == 0 and healer.check_rollback() is None and healer.version == 2
 
@@ -222,12 +228,12 @@ def test_a_burst_of_flipped_labels_is_held_back_and_the_heal_it_reached_is_undon
     labels = y.astype(float).copy()
     labels[370:600] = 1 - labels[370:600]  # the burst starts inside the chunk 300-400
     healer.add_labels(ids[:300], labels[:300].tolist())
-    first = healer.heal()
+    first = heal(healer)
     assert first is not None and first.accepted and healer.version == 1
     healer.drain_events()  # the episode opened
     healer.add_labels(ids[300:400], labels[300:400].tolist())  # 30 flipped of 100: passes the check
     assert healer.drain_events() == []
-    second = healer.heal()
+    second = heal(healer)
     assert second is not None and healer.version == 2  # healed on 30 flipped labels
     healer.add_labels(ids[400:500], labels[400:500].tolist())  # all flipped: suspect
     (event,) = healer.drain_events()
