@@ -13,9 +13,10 @@ be checked (each refusal names the check):
   is what tells (``estimated_cost`` beside ``realised_cost`` in the registry and metrics);
 * **flag rate**: the candidate must flag what its own diagnosis predicts (the fraud rate
   times the TPR of its own decision on the validation rows, offset included, plus the rest
-  times its FPR) within ``rate_ratio``, and may
-  not move the flag rate further than ``max_rate_change`` beyond both the live adapter's
-  and the validation rows' (a drift that silenced the model is undone by flagging again);
+  times its FPR) within ``rate_ratio``, and may not move the flag rate further than
+  ``max_rate_change`` beyond both the live adapter's and the validation rows' (a drift that
+  silenced the model is undone by flagging again), times the diagnosed fraud rate's own
+  move (four times the fraud means about four times the alerts);
 * **trusted rules**: of the rows a rule fires on (in training units), the candidate must
   flag at least the share the model flagged on the validation rows, less ``rule_slack``.
 """
@@ -153,6 +154,7 @@ class LabelFreeEvidence:
     pos_rate_expected: float  # what the diagnosis predicts the candidate flags
     pos_rate_reference: float  # what the model flagged on the validation rows
     fraud_rate_estimate: float  # the diagnosis's fraud rate (the median of its three estimates)
+    fraud_rate_reference: float  # ... and the training's
     n_rows: int
     rule_flagged: tuple[float, float] | None = None  # (candidate, reference) share of rule-fired rows flagged
 
@@ -176,7 +178,7 @@ def _gate_evidence(
     t = float(np.log(threshold / (1 - threshold)))
     f_live, f_cand = z_live >= t, z_cand >= t
     sc = ref.scores
-    belief = ref.calibrated(z_cand)  # what the diagnosis believes about today's rows
+    belief = ref.calibrated(z_cand - dg.offset, dg.log_odds)  # what the diagnosis believes of today's rows
     fired = ref.rules.fires((np.asarray(X, np.float64) - dg.shift) / dg.scale).any(axis=1)
     rule_flagged = None
     if sc.rule_flagged is not None and fired.sum() >= 20:
@@ -189,6 +191,7 @@ def _gate_evidence(
         pos_rate_expected=_expected_rate(ref, dg),
         pos_rate_reference=sc.flag_rate,
         fraud_rate_estimate=dg.prior,
+        fraud_rate_reference=ref.prior0,
         n_rows=len(X),
         rule_flagged=rule_flagged,
     )
@@ -217,6 +220,9 @@ def _decide(ev: LabelFreeEvidence, cfg: LabelFreeConfig) -> Decision:
         )
     k, r_ref = cfg.max_rate_change, ev.pos_rate_reference
     lo, hi = min(r_b, r_ref), max(r_b, r_ref)  # back towards the validation rows' rate is allowed
+    moved = ev.fraud_rate_estimate / ev.fraud_rate_reference  # a fraud rate that moved moves the flags
+    if moved == moved:  # (nan: no fraud-rate estimate)
+        lo, hi = lo * min(moved, 1.0), hi * max(moved, 1.0)
     if not lo / k <= r_a <= hi * k:
         why = f"refused: the flag rate may not move from {r_b:.3f} to {r_a:.3f} without labels"
         return Decision(Verdict.RATE_MOVED, why)

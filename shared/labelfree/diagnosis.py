@@ -25,7 +25,10 @@ explanation of both kinds that fits the newest rows:
    log-odds): each of the three fails in its own way (EM where the calibration, fitted on
    a few dozen validation frauds, is off; BBSE where the model barely separates the
    classes; the features' fit where fraud is rare), and the median follows the two that
-   did not.
+   did not. The decision moves for the estimate nearest the training rate
+   (:meth:`LabelFreeReference.prior_offset`: the threshold where the validation rows,
+   reweighted to that rate, cost least), since a decision moved too far costs more than
+   one moved too little.
 
 The result names an action (``recalibrate``, ``prior``, ``both``, ``nothing``,
 ``unexplained``, ``unstable``), the calibration and logit offset that perform it, and the
@@ -88,7 +91,9 @@ class Diagnosis:
     unexplained: tuple[tuple[str, float], ...] = ()  # (feature, shape z)
     scale: np.ndarray = field(default_factory=lambda: np.ones(0))  # (d,) the calibration
     shift: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    offset: float = 0.0  # on the model's logit
+    offset: float = 0.0  # on the model's logit: where the decision costs least at ``prior``
+    log_odds: float = 0.0  # the fraud odds' move believed (0: the training rate holds)
+    decision_rate: float = float("nan")  # the rate the offset decides for: the estimate nearest training
 
     @property
     def heals(self) -> bool:
@@ -103,6 +108,7 @@ class Diagnosis:
             "features": _r(self.prior_features),
             "em": _r(self.prior_em),
             "bbse": _r(self.prior_bbse),
+            "decision": _r(self.decision_rate),
         }
         d["flag_rate"] = _r(self.flag_rate)
         d["flag_rate_raw"] = _r(self.flag_rate_raw)
@@ -177,7 +183,11 @@ def _with_prior(
     base |= dict(prior=pi)
     delta = logit(pi) - logit(p0)
     prior = len(estimates) > 1 and abs(delta) >= max(cfg.min_prior_change, cfg.prior_noise_z * se)
-    offset = delta / sc.slope if prior else 0.0
+    # the decision moves as far as the estimate nearest the training rate says: at rare fraud
+    # the cost climbs far faster past the right threshold than short of it (a model trained at
+    # 0.8% fraud, moved for 5% where it was 3%, cost more than not moving at all)
+    near = float(1 / (1 + np.exp(-min((e for e, _ in estimates), key=lambda e: abs(e - logit(p0))))))
+    offset = ref.prior_offset(near) if prior else 0.0
     recal = len(base["shifted"]) > 0
     action = {(True, True): "both", (True, False): "recalibrate", (False, True): "prior"}.get(
         (recal, prior), "nothing"
@@ -191,11 +201,14 @@ def _with_prior(
     parts.append(f"fraud rate {pi:.3f} against {p0:.3f} in training ({rates})")
     if not prior:
         parts[-1] += ": unchanged within the margin"
+    elif near != pi:
+        parts[-1] += f"; the decision moves as for {near:.3f}, the estimate nearest the training rate"
     parts.append(
         f"the frozen model flags {base['flag_rate_raw']:.3f} of the rows ({flag_rate:.3f} calibrated; "
         f"{base['flag_rate_reference']:.3f} on validation rows)"
     )
-    return Diagnosis(action, "; ".join(parts), offset=offset, **base)
+    base |= dict(offset=offset, log_odds=delta if prior else 0.0, decision_rate=near if prior else p0)
+    return Diagnosis(action, "; ".join(parts), **base)
 
 
 def _agree(estimates: list[tuple[float, float]], cfg: DiagnosisConfig) -> bool:

@@ -57,6 +57,24 @@ def test_a_fraud_rate_surge_is_a_prior_shift_and_nothing_else(ref):
     assert len(rates) == 3 and dg.prior == pytest.approx(rates[1])  # the median of the three acts
 
 
+def test_a_fraud_rate_offset_moves_the_decision_where_the_validation_rows_cost_least(ref):
+    """The offset for a rate is relative to the optimum at the training rate (none there),
+    grows with the rate, and at that rate the reweighted validation rows cost less than at
+    the bundle's own threshold."""
+    assert ref.prior_offset(ref.prior0) == 0.0
+    offsets = [ref.prior_offset(r) for r in (0.05, 0.1, 0.3, 0.4)]
+    assert offsets == sorted(offsets) and offsets[0] < 0 < offsets[-1]
+    z, pos = ref.validation
+    costs = ref.costs
+
+    def cost(rate: float, offset: float) -> float:
+        flag = z + offset >= ref.threshold_logit
+        fnr, fpr = 1 - flag[pos].mean(), flag[~pos].mean()
+        return float(rate * fnr * costs.fn + (1 - rate) * fpr * costs.fp)
+
+    assert cost(0.4, ref.prior_offset(0.4)) < cost(0.4, 0.0)
+
+
 def test_em_is_asked_only_where_it_finds_known_fraud_rates(ref):
     rng = np.random.default_rng(0)
     y = rng.random(3000) < 0.02
@@ -235,11 +253,15 @@ def test_without_labels_the_flag_rate_may_move_back_towards_the_validation_rate(
         pos_rate_expected=0.011,
         pos_rate_reference=0.01,
         fraud_rate_estimate=0.01,
+        fraud_rate_reference=0.01,
         n_rows=2000,
     )
     assert _decide(ev, LabelFreeConfig()).verdict is Verdict.ACCEPTED
-    d = _decide(replace(ev, pos_rate_after=0.05, pos_rate_expected=0.045), LabelFreeConfig())
+    more = replace(ev, pos_rate_after=0.05, pos_rate_expected=0.045)
+    d = _decide(more, LabelFreeConfig())
     assert d.verdict is Verdict.RATE_MOVED and not d.accepted and "may not move" in d.reason
+    # the same flag rate, where the diagnosis says fraud went up fourfold: four times the bound
+    assert _decide(replace(more, fraud_rate_estimate=0.04), LabelFreeConfig()).accepted
     unflagged = replace(ev, rule_flagged=(0.5, 0.8))  # the rules' rows flagged: 0.5, validation 0.8
     assert _decide(unflagged, LabelFreeConfig()).verdict is Verdict.RULES_UNFLAGGED
     m = unflagged.as_metrics()
