@@ -25,10 +25,11 @@ explanation of both kinds that fits the newest rows:
    log-odds): each of the three fails in its own way (EM where the calibration, fitted on
    a few dozen validation frauds, is off; BBSE where the model barely separates the
    classes; the features' fit where fraud is rare), and the median follows the two that
-   did not. The decision moves for the estimate nearest the training rate
-   (:meth:`LabelFreeReference.prior_offset`: the threshold where the validation rows,
-   reweighted to that rate, cost least), since a decision moved too far costs more than
-   one moved too little.
+   did not. Where the calibration finds known rates (EM's check) the decision moves by the
+   log-odds change over its slope. Elsewhere the calibration is right on average only, and
+   the decision moves to where the validation rows, reweighted to the estimate nearest the
+   training rate, cost least (:meth:`LabelFreeReference.prior_offset`): a decision moved
+   too far costs more than one moved too little.
 
 The result names an action (``recalibrate``, ``prior``, ``both``, ``nothing``,
 ``unexplained``, ``unstable``), the calibration and logit offset that perform it, and the
@@ -186,8 +187,15 @@ def _with_prior(
     # the decision moves as far as the estimate nearest the training rate says: at rare fraud
     # the cost climbs far faster past the right threshold than short of it (a model trained at
     # 0.8% fraud, moved for 5% where it was 3%, cost more than not moving at all)
-    near = float(1 / (1 + np.exp(-min((e for e, _ in estimates), key=lambda e: abs(e - logit(p0))))))
-    offset = ref.prior_offset(near) if prior else 0.0
+    # where the calibration finds known rates (EM's check) the offset follows it; elsewhere
+    # it is read from the validation rows' own scores, for the estimate nearest the training
+    # rate: at rare fraud the cost climbs far faster past the right threshold than short of
+    # it (a model trained at 0.8% fraud, moved for 5% where it was 3%, cost more than before)
+    near = pi
+    if not use_em:
+        near = float(1 / (1 + np.exp(-min((e for e, _ in estimates), key=lambda e: abs(e - logit(p0))))))
+    move = delta / sc.slope if use_em else ref.prior_offset(near)
+    offset = move if prior else 0.0
     recal = len(base["shifted"]) > 0
     action = {(True, True): "both", (True, False): "recalibrate", (False, True): "prior"}.get(
         (recal, prior), "nothing"
