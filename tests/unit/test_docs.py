@@ -1,6 +1,6 @@
 """The docs stay true and reachable: README is short, every relative link and anchor in
-README.md and docs/ resolves, every ``selfheal`` command README names exists, and no page
-speaks of issues or commits instead of what and why."""
+README.md and docs/ resolves, every table renders, every ``selfheal`` command README names
+exists, and no page speaks of issues or commits instead of what and why."""
 
 from __future__ import annotations
 
@@ -51,6 +51,22 @@ def test_every_link_resolves(page):
         elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
             broken.append(f"{target}: no heading {anchor!r} in {os.path.relpath(dest, ROOT)}")
     assert broken == []
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_table_has_its_header_rule(page):
+    """A table whose header row is not followed by ``|---|`` renders as a paragraph of pipes."""
+    lines, fence, bare = page.read_text().splitlines(), False, []
+    for k, line in enumerate(lines):
+        fence = fence != line.startswith("```")
+        starts = line.startswith("|") and (k == 0 or not lines[k - 1].startswith("|"))
+        if (
+            starts
+            and not fence
+            and not re.match(r"^\|[-:| ]+\|$", lines[k + 1] if k + 1 < len(lines) else "")
+        ):
+            bare.append(k + 1)
+    assert bare == [], f"tables without a header rule at lines {bare}"
 
 
 def test_every_command_readme_names_exists():
