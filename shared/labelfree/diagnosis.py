@@ -184,9 +184,6 @@ def _with_prior(
     base |= dict(prior=pi)
     delta = logit(pi) - logit(p0)
     prior = len(estimates) > 1 and abs(delta) >= max(cfg.min_prior_change, cfg.prior_noise_z * se)
-    # the decision moves as far as the estimate nearest the training rate says: at rare fraud
-    # the cost climbs far faster past the right threshold than short of it (a model trained at
-    # 0.8% fraud, moved for 5% where it was 3%, cost more than not moving at all)
     # where the calibration finds known rates (EM's check) the offset follows it; elsewhere
     # it is read from the validation rows' own scores, for the estimate nearest the training
     # rate: at rare fraud the cost climbs far faster past the right threshold than short of

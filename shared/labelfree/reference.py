@@ -10,6 +10,7 @@ operations.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -95,12 +96,17 @@ class LabelFreeReference:
         on the validation rows, each class's scores smoothed by a Gaussian kernel (Silverman's
         bandwidth): a few dozen frauds make a staircase whose lowest step jumps about as
         the rate moves a little."""
-        z, pos = self.validation
-        cuts = np.linspace(z.min() - 1.0, z.max() + 1.0, 2001)
-        fnr = _smoothed_cdf(z[pos], cuts)
-        fpr = 1 - _smoothed_cdf(z[~pos], cuts)
+        cuts, fnr, fpr = self._error_curves
         cost = rate * fnr * self.costs.fn + (1 - rate) * fpr * self.costs.fp
         return float(cuts[int(np.argmin(cost))])
+
+    @cached_property
+    def _error_curves(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(thresholds, FNR, FPR) on the validation rows, smoothed: they do not depend on the
+        fraud rate, so every diagnosis reads the ones computed first."""
+        z, pos = self.validation
+        cuts = np.linspace(z.min() - 1.0, z.max() + 1.0, 2001)
+        return cuts, _smoothed_cdf(z[pos], cuts), 1 - _smoothed_cdf(z[~pos], cuts)
 
     def logits(self, X: np.ndarray) -> np.ndarray:
         """The bundle's own model's logits for raw rows (no calibration)."""
@@ -163,8 +169,13 @@ def _smoothed_cdf(v: np.ndarray, at: np.ndarray) -> np.ndarray:
     """The share of ``v`` below each of ``at``, with a Gaussian kernel (Silverman's bandwidth)."""
     sd = min(float(v.std()), float(np.subtract(*np.percentile(v, [75, 25]))) / 1.349) or float(v.std()) or 1.0
     h = 0.9 * sd * len(v) ** -0.2
-    u = torch.as_tensor((at[:, None] - v[None, :]) / h)
-    out: np.ndarray = torch.special.ndtr(u).mean(dim=1).numpy()
+    vt = torch.as_tensor(v)
+    # in blocks of points: points x rows at once would hold 2,001 x 8,000 doubles per class
+    blocks = [
+        torch.special.ndtr((torch.as_tensor(a)[:, None] - vt[None, :]) / h).mean(dim=1)
+        for a in np.array_split(at, max(1, len(at) // 256))
+    ]
+    out: np.ndarray = torch.cat(blocks).numpy()
     return out
 
 
