@@ -4,6 +4,7 @@ with late labels from the topics, measured as the offline experiments measure.""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ from shared.evaluation import Metrics, evaluate_scores, metrics_from_predictions
 from shared.experiment.oracle import oracle_scores
 from shared.experiment.plots import plot_metrics
 from shared.experiment.report import format_table, gap_closed, write_csv, write_json
-from shared.experiment.windows import label_windows
+from shared.experiment.windows import cost_windows, feedback_spans, label_windows
+from shared.feedback import FeedbackModel
+from shared.feedback_live import LiveFeedback
 from shared.kafka import KafkaSettings, Topics, read_topic
 from shared.messages import Reject, decode_alert
 from shared.messages.adapters import decode_adapter
@@ -34,6 +37,24 @@ def log_feed(log: DecisionLog, topics: Topics) -> Callable[[list[Message], float
         for m in msgs:
             if m.topic() == topics.decisions:
                 log.add_decision(m.value(), float(m.timestamp()[1]))
+            elif m.topic() == topics.labels:
+                log.add_label(m.value())
+
+    return feed
+
+
+def feedback_feed(
+    log: DecisionLog, live: LiveFeedback, topics: Topics
+) -> Callable[[list[Message], float], None]:
+    """Decisions into ``log`` and the feedback model, labels into ``log``'s count by source
+    (its labels are the truth); a :class:`~shared.kafka.tail.TopicTail` handler."""
+
+    def feed(msgs: list[Message], _received_ms: float) -> None:
+        for m in msgs:
+            if m.topic() == topics.decisions:
+                d = log.add_decision(m.value(), float(m.timestamp()[1]))
+                if d is not None:
+                    live.decided(d.id, d.score, d.fraud)
             elif m.topic() == topics.labels:
                 log.add_label(m.value())
 
@@ -131,6 +152,23 @@ def swap_times(settings: KafkaSettings, topics: Topics, bundle: Bundle, log: Dec
     return {str(v): first_use[v] - t for v, t in sorted(published.items()) if v in first_use}
 
 
+@dataclass(frozen=True)
+class FeedbackSeen:
+    """What a stream's feedback did, in stream positions: where the first label of each
+    source on a drifted transaction came, and the analysts' checks per period."""
+
+    first: dict[str, int]  # source -> the position decided when its first label came
+    k: int  # alerts checked per period (P@k)
+    period_rows: float  # transactions in a period
+
+    @classmethod
+    def of(cls, live: LiveFeedback, model: FeedbackModel, event_rate: float) -> FeedbackSeen | None:
+        a = model.analyst
+        if a is None:
+            return None
+        return cls(dict(live.first), a.capacity, a.period_ms * event_rate / 1e3)
+
+
 def after_drift(
     sc: Scenario,
     log: DecisionLog,
@@ -138,10 +176,13 @@ def after_drift(
     adapt_window: int,
     seed: int = 42,
     label_delay_rows: int | None = None,
+    feedback: FeedbackSeen | None = None,
 ) -> dict[str, Any]:
     """No-heal, healed, oracle, Bayes and all-normal rows over the transactions from
     ``adapt_window`` after the drift point (as the offline experiments measure), and the gap
-    closed; with ``label_delay_rows``, also the windows before and after the labels."""
+    closed; with ``label_delay_rows``, also the windows before and after the labels (with
+    ``feedback``: before any label, while only analysts answer, after the chargebacks, each
+    with the alerts' precision P@k)."""
     if sc.stream.drift_at is None:
         return {}
     index = {tx: i for i, tx in enumerate(sc.stream.ids.tolist())}
@@ -180,5 +221,15 @@ def after_drift(
             "oracle": oracle[at - point] >= c.bayes_threshold,
         }
         labels = np.array([log.labels[k] for k in keys], dtype=np.float64)
-        out["windows"] = label_windows(at, labels, flags, c, point, point + label_delay_rows)
+        if feedback is None:
+            out["windows"] = label_windows(at, labels, flags, c, point, point + label_delay_rows)
+        else:
+            spans = feedback_spans(point, feedback.first.get("analyst"), feedback.first.get("chargeback"))
+            scores = {
+                "noheal": np.array([log.decisions[k].decision.shadow_score for k in keys]),
+                "healed": np.array([log.decisions[k].decision.score for k in keys]),
+                "oracle": oracle[at - point],
+            }
+            alerts = (scores, feedback.k, feedback.period_rows)
+            out["windows"] = cost_windows(at, labels, flags, c, spans, alerts)
     return out

@@ -8,12 +8,14 @@ compared on exactly the same transactions.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from shared.evaluation import CostMatrix, Metrics, evaluate_scores, metrics_from_predictions
+from shared.feedback import metric_source
 from shared.messages import Decision, Reject, decode_decision, decode_label
 
 
@@ -28,19 +30,28 @@ class DecisionLog:
     decisions: dict[str, LoggedDecision] = field(default_factory=dict)  # by transaction id
     labels: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
+    # True: ``labels`` holds the truth (a replay that knows it) and the topic's labels are only
+    # counted: under a feedback model they are what the team was told, not what happened
+    truth_known: bool = False
+    label_sources: Counter[str] = field(default_factory=Counter)  # labels read, by ``source``
 
-    def add_decision(self, raw: bytes | None, ts_ms: float = 0.0) -> None:
+    def add_decision(self, raw: bytes | None, ts_ms: float = 0.0) -> Decision | None:
+        """The decision, if it is one and the first of its id."""
         d = decode_decision(raw)
         if isinstance(d, Reject):
-            return
+            return None
         if d.id in self.decisions:
             self.duplicates += 1
-            return
+            return None
         self.decisions[d.id] = LoggedDecision(d, ts_ms)
+        return d
 
     def add_label(self, raw: bytes | None) -> None:
         label = decode_label(raw)
-        if not isinstance(label, Reject):
+        if isinstance(label, Reject):
+            return
+        self.label_sources[metric_source(label.source)] += 1
+        if not self.truth_known:
             self.labels[label.id] = label.label
 
     def joined(self, last: int | None = None) -> dict[str, np.ndarray]:

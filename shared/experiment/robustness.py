@@ -139,6 +139,7 @@ def robustness(
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(first_seed, first_seed + n))
     plan = {"seeds": seeds, "label_delay": label_delay, "variant": variant, "no_gap": NO_GAP, "harm": HARM}
+    plan["versions"] = versions()
     (out / "plan.json").write_text(json.dumps(plan) + "\n")
     log = out / "streams.jsonl"
     same = [
@@ -163,6 +164,16 @@ def robustness(
     summary = summarise(records)
     summary["plan"] = plan
     return summary
+
+
+def versions() -> dict[str, str]:
+    """The libraries a run's numbers depend on: the same seeds under another numpy or torch
+    can heal a stream a few hundredths differently (a heal is many small optimisations)."""
+    import platform
+
+    import torch
+
+    return {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__}
 
 
 def _map(
@@ -324,6 +335,8 @@ def write(summary: dict[str, Any], out: Path) -> list[Path]:
         f"'no gap': frozen within {NO_GAP:.0%} of the oracle or less than {GAP_Z:g} standard errors "
         f"above it). Harm: healed cost above frozen by more than {HARM:.0%}.\n\n"
     )
+    if v := summary["plan"].get("versions"):
+        head += f"Python {v['python']}, numpy {v['numpy']}, torch {v['torch']}.\n\n"
     paths[1].write_text(head + format_table(summary) + "\n")
     plot(
         records, paths[2], f"gap closed per drift kind, labels {delay:,} late ({summary['streams']} streams)"

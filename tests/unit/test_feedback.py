@@ -8,6 +8,7 @@ import pytest
 
 from shared.errors import ConfigError
 from shared.feedback import FeedbackModel, FeedbackStream, precision_at_k
+from shared.feedback_live import LiveFeedback
 
 
 @pytest.mark.parametrize(
@@ -71,3 +72,47 @@ def test_precision_at_k_is_per_period() -> None:
     p = precision_at_k(scores, y, ts, 20, 1000.0)
     assert len(p) == 20 and p.min() == 1.0
     assert precision_at_k(-scores, y, ts, 20, 1000.0).max() == 0.0
+
+
+def _decisions(n: int, seed: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.05).astype(int)
+    scores = np.clip(0.5 * y + rng.random(n) * 0.6, 0, 1)
+    return [f"tx-{i}" for i in range(n)], y, scores, scores >= 0.5, np.arange(n, dtype=float)
+
+
+def test_live_feedback_draws_the_labels_the_offline_stream_draws_whatever_order_decisions_come_in():
+    model = FeedbackModel.parse("analyst:10/200ms:50ms,chargeback:300ms:0.8,implied:400ms")
+    ids, y, scores, alerts, ts = _decisions(2000, seed=3)
+    offline = FeedbackStream(model, seed=0)
+    offline.decided(np.arange(2000), ts, scores, alerts, y)
+    want = offline.due(float("inf"))
+
+    live = LiveFeedback(model, ids, y, ts, seed=0)
+    order = np.random.default_rng(1).permutation(2000)  # two scorers' partitions, interleaved
+    got = []
+    for k, i in enumerate(order):
+        live.decided(ids[i], float(scores[i]), bool(alerts[i]))
+        live.decided(ids[i], float(scores[i]), bool(alerts[i]))  # redelivered: no second label
+        if k % 100 == 0 and live.released:
+            got += live.due(ts[live.released - 1])
+    got += live.rest()
+
+    assert live.released == 2000 and live.waiting == 0 and live.skipped == 0
+    assert sorted((lb.id, lb.label, lb.source, lb.ts) for lb in got) == sorted(
+        (ids[r], int(lab), src, at)
+        for r, lab, src, at in zip(want.rows, want.labels, want.sources, want.at, strict=True)
+    )
+    assert live.counts == dict(offline.counts)
+
+
+def test_a_decision_that_never_comes_is_passed_over_once_enough_wait_behind_it():
+    model = FeedbackModel.parse("implied:1ms")
+    ids, y, scores, alerts, ts = _decisions(50, seed=4)
+    live = LiveFeedback(model, ids, y, ts, max_wait=10)
+    for i in range(1, 50):  # tx-0 is dead-lettered: its decision never comes
+        live.decided(ids[i], float(scores[i]), bool(alerts[i]))
+    live.decided("not-in-the-stream", 0.5, True)
+    assert (live.skipped, live.released, live.waiting, live.unknown) == (1, 50, 0, 1)
+    labelled = {lb.id for lb in live.rest()}
+    assert labelled == set(ids[1:])  # everything but the missing one, once
