@@ -70,6 +70,7 @@ class ScoringCore:
         self._constants: tuple[int, bytes] | None = None  # (version, encoded shared fields)
         self._rule_json: dict[int, bytes] = {}  # bitmask of fired rules -> JSON list
         self.worst_latency_ms = 0.0  # the last batch's longest ts (or receipt) -> decision
+        self.alerts = 0  # the last batch's decisions that raised an alert
 
     # -- adapters (the follower thread calls offer; the loop calls swap_if_pending)
     def offer(self, state: AdapterState, version: int) -> None:
@@ -116,6 +117,7 @@ class ScoringCore:
         start = np.array([received_ms if t is None else t for t in ts], dtype=np.float64)
         latency_ms = np.maximum(0.0, now_ms - start)
         self.worst_latency_ms = float(latency_ms.max()) if len(latency_ms) else 0.0
+        self.alerts = int(np.count_nonzero(p >= self.threshold))
         return encode_decisions(
             ids,
             p,

@@ -51,6 +51,9 @@ class ScorerMetrics:
         self.lag = lag_gauge("scorer", r)
         self.transactions = Counter("selfheal_scorer_transactions", "Transactions consumed", registry=r)
         self.decisions = Counter("selfheal_scorer_decisions", "Decisions produced", registry=r)
+        self.alerts = Counter(
+            "selfheal_scorer_alerts", "Decisions that raised an alert (score >= threshold)", registry=r
+        )
         self.dlq = Counter("selfheal_scorer_dlq", "Records sent to the DLQ", ["reason"], registry=r)
         self.swaps = Counter("selfheal_scorer_adapter_swaps", "Adapters swapped in", registry=r)
         self.rejected = Counter("selfheal_scorer_adapter_rejected", "Adapter payloads refused", registry=r)
@@ -155,6 +158,7 @@ class ScorerService(ConsumerService):
             producer.produce_many(self.topics.decisions, out, decoded.ids)
             self.recent.add(decoded.ids)
             self.metrics.decisions.inc(len(out))
+            self.metrics.alerts.inc(self.core.alerts)
             self.metrics.decision_latency.observe(self.core.worst_latency_ms / 1e3)
         for i, reason in decoded.rejected:
             m = data[i]

@@ -169,6 +169,8 @@ def test_every_input_offset_ends_as_a_decision_or_a_dead_letter(
         text = r.read().decode()
     assert f"selfheal_scorer_transactions_total {float(len(records))}" in text
     assert f"selfheal_scorer_decisions_total {float(len(decided))}" in text
+    flagged = sum(orjson.loads(value(m))["fraud"] for m in decisions)
+    assert f"selfheal_scorer_alerts_total {float(flagged)}" in text  # the investigators' queue
     dlq_total = sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
