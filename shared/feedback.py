@@ -118,6 +118,21 @@ class FeedbackModel:
         parts = (self.analyst, self.chargeback, self.implied)
         return max((p.delay_ms for p in parts if p is not None), default=0.0)
 
+    def spec(self) -> str:
+        """The spec :meth:`parse` reads back to this model.
+
+        >>> FeedbackModel.parse("implied:30s, analyst:100/10s:2s").spec()
+        'analyst:100/10s:2s,implied:30s'
+        """
+        out = []
+        if (a := self.analyst) is not None:
+            out.append(f"analyst:{a.capacity}/{format_duration(a.period_ms)}:{format_duration(a.delay_ms)}")
+        if (c := self.chargeback) is not None:
+            out.append(f"chargeback:{format_duration(c.delay_ms)}:{c.probability:g}")
+        if (i := self.implied) is not None:
+            out.append(f"implied:{format_duration(i.delay_ms)}")
+        return ",".join(out)
+
     def describe(self) -> str:
         out = []
         if (a := self.analyst) is not None:

@@ -175,11 +175,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     args.label_delay = 500 if args.label_delay is None else args.label_delay
     healer = _healer(args)
     if args.feedback is not None and args.label_policy == "settled":
-        from dataclasses import replace
-
-        from shared.healing.healer import HealerConfig
-
-        healer = replace(healer or HealerConfig(), settle_ms=args.feedback.horizon_ms)
+        healer = _settled(healer, args.feedback)
     cfg = ExperimentConfig(
         scenario=scenario,
         protocol=args.protocol,
@@ -192,6 +188,15 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if scenario == "all":
         return _experiment_all(cfg, Path(args.out), not args.no_plots, say)
     return _experiment_one(cfg, Path(args.out), not args.no_plots, say)
+
+
+def _settled(healer: Any, feedback: Any) -> Any:
+    """``healer`` (None: the default) holding each label until its cohort is complete."""
+    from dataclasses import replace
+
+    from shared.healing.healer import HealerConfig
+
+    return replace(healer or HealerConfig(), settle_ms=feedback.horizon_ms)
 
 
 def _healer(args: argparse.Namespace) -> Any:
@@ -218,7 +223,11 @@ def _robustness(args: argparse.Namespace, say: Progress) -> int:
     out = Path(args.out)
     workers = args.workers or rb.default_workers()
     variant = "without " + ", ".join(sorted(args.without)) if args.without else "default"
-    summary = rb.robustness(args.n, delay, out, args.first_seed, workers, healer, say, variant)
+    if args.feedback is not None and args.label_policy == "settled":
+        healer = _settled(healer, args.feedback)
+    elif args.feedback is not None:
+        variant += ", labels pooled"
+    summary = rb.robustness(args.n, delay, out, args.first_seed, workers, healer, say, variant, args.feedback)
     written = rb.write(summary, out)
     print(rb.format_table(summary))
     print(f"wrote {', '.join(p.name for p in written)} and streams.jsonl to {out}/")

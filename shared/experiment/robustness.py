@@ -21,7 +21,7 @@ import os
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from multiprocessing import get_context
@@ -32,23 +32,33 @@ import numpy as np
 
 from shared.data.family import KINDS, sample
 from shared.experiment.config import ExperimentConfig
+from shared.feedback import FeedbackModel
 from shared.healing.healer import HealerConfig
 
 NO_GAP = 0.05  # a window whose oracle is within this share of the frozen model's cost: no gap to close
 GAP_Z = 2.0  # ... or not this many standard errors (paired, per row) below it
 HARM = 0.02  # healed cost above the frozen model's by more than this share: harm
 WINDOWS = ("before_labels", "after_labels")
+FEEDBACK_WINDOWS = ("before_labels", "feedback", "after_chargebacks")  # under a feedback model
+PK_DROP = 0.02  # healed alert precision (P@k) below the frozen model's by more than this: counted
 
 
-def run_stream(seed: int, label_delay: int, healer: HealerConfig | None = None) -> dict[str, Any]:
-    """One drawn stream through the delayed protocol; a compact record of what it did."""
+def windows_of(feedback: FeedbackModel | None) -> tuple[str, ...]:
+    return WINDOWS if feedback is None else FEEDBACK_WINDOWS
+
+
+def run_stream(
+    seed: int, label_delay: int, healer: HealerConfig | None = None, feedback: FeedbackModel | None = None
+) -> dict[str, Any]:
+    """One drawn stream through the delayed protocol (with ``feedback``: its labels drawn by
+    the feedback model); a compact record of what it did."""
     import torch
 
     from shared.experiment.delayed import DelayedRun
 
     torch.manual_seed(seed)
     t0 = time.monotonic()
-    cfg = ExperimentConfig(label_delay=label_delay, seed=seed, healer=healer)
+    cfg = ExperimentConfig(label_delay=label_delay, seed=seed, healer=healer, feedback=feedback)
     fs = sample(seed, n_pre=cfg.n_pre, n_post=cfg.stream_post)
     cfg = replace(cfg, scenario=fs.scenario.name)
     record: dict[str, Any] = {"seed": seed, "label_delay": label_delay, "kind": fs.kind, "params": fs.params}
@@ -59,7 +69,7 @@ def run_stream(seed: int, label_delay: int, healer: HealerConfig | None = None) 
         record["seconds"] = time.monotonic() - t0
         return record
     s = result.summary
-    record["windows"] = {k: _window(s["windows"].get(k)) for k in WINDOWS}
+    record["windows"] = {k: _window(s["windows"].get(k)) for k in windows_of(feedback)}
     rows = s["rows"]
     record["overall"] = _window(
         {"noheal": rows["noheal"]["cost"], "healed": rows["healed"]["cost"], "oracle": rows["oracle"]["cost"]}
@@ -109,6 +119,8 @@ def _window(w: dict[str, Any] | None) -> dict[str, Any] | None:
     out["rows"] = w.get("rows")
     out["gap_z"] = w.get("gap_z")
     out["harm"] = healed > noheal * (1 + HARM) + 1e-12
+    if pk := w.get("p_at_k"):
+        out["p_at_k"] = {"noheal": pk["noheal"], "healed": pk["healed"]}
     out["cost_change"] = (healed - noheal) / noheal if noheal > 0 else 0.0
     sure = float(w.get("gap_z", GAP_Z)) >= GAP_Z
     if gap > NO_GAP * noheal and gap > 1e-9 and sure:
@@ -133,25 +145,29 @@ def robustness(
     healer: HealerConfig | None = None,
     say: Callable[[str], None] = lambda _m: None,
     variant: str = "default",
+    feedback: FeedbackModel | None = None,
 ) -> dict[str, Any]:
     """Run ``n`` drawn streams (resuming ``out/streams.jsonl`` where the same ``variant`` of
-    the healer ran with the same delay); the per-kind summary."""
+    the healer ran with the same delay, or the same feedback); the per-kind summary."""
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(first_seed, first_seed + n))
     plan = {"seeds": seeds, "label_delay": label_delay, "variant": variant, "no_gap": NO_GAP, "harm": HARM}
+    plan["feedback"] = feedback.spec() if feedback is not None else None
+    plan["windows"] = list(windows_of(feedback))
     plan["versions"] = versions()
     (out / "plan.json").write_text(json.dumps(plan) + "\n")
     log = out / "streams.jsonl"
-    same = [
-        r for r in _read(log) if r["label_delay"] == label_delay and r.get("variant", "default") == variant
-    ]
+    same = [r for r in _read(log) if _same_run(r, plan)]
     done = {r["seed"]: r for r in same}
     todo = [s for s in seeds if s not in done]
-    say(f"{len(seeds)} streams, labels {label_delay:,} late: {len(done)} done before, {len(todo)} to run")
+    labels = (
+        f"labels by feedback {plan['feedback']}" if feedback is not None else f"labels {label_delay:,} late"
+    )
+    say(f"{len(seeds)} streams, {labels}: {len(done)} done before, {len(todo)} to run")
     t0 = time.monotonic()
     with log.open("a") as f:
-        for k, rec in enumerate(_map(todo, label_delay, workers, healer), start=1):
-            rec["variant"] = variant
+        for k, rec in enumerate(_map(todo, label_delay, workers, healer, feedback), start=1):
+            rec["variant"], rec["feedback"] = variant, plan["feedback"]
             f.write(json.dumps(rec) + "\n")
             f.flush()
             done[rec["seed"]] = rec
@@ -161,9 +177,18 @@ def robustness(
                 f"({rec['seconds']:.0f} s; ~{left:.0f} min left)"
             )
     records = [done[s] for s in seeds]
-    summary = summarise(records)
+    summary = summarise(records, windows_of(feedback))
     summary["plan"] = plan
     return summary
+
+
+def _same_run(record: dict[str, Any], plan: dict[str, Any]) -> bool:
+    """Whether ``record`` ran under ``plan``'s labels and healer (a seed it may skip)."""
+    return bool(
+        record["label_delay"] == plan["label_delay"]
+        and record.get("variant", "default") == plan["variant"]
+        and record.get("feedback") == plan.get("feedback")
+    )
 
 
 def versions() -> dict[str, str]:
@@ -177,15 +202,19 @@ def versions() -> dict[str, str]:
 
 
 def _map(
-    seeds: list[int], label_delay: int, workers: int, healer: HealerConfig | None
+    seeds: list[int],
+    label_delay: int,
+    workers: int,
+    healer: HealerConfig | None,
+    feedback: FeedbackModel | None,
 ) -> Iterable[dict[str, Any]]:
     if workers <= 1:
         for s in seeds:
-            yield run_stream(s, label_delay, healer)
+            yield run_stream(s, label_delay, healer, feedback)
         return
     ctx = get_context("spawn")  # torch and fork do not mix
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
-        futures = [pool.submit(run_stream, s, label_delay, healer) for s in seeds]
+        futures = [pool.submit(run_stream, s, label_delay, healer, feedback) for s in seeds]
         for fut in as_completed(futures):
             yield fut.result()
 
@@ -208,9 +237,11 @@ def _brief(rec: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(records: list[dict[str, Any]], windows: Sequence[str] = WINDOWS) -> dict[str, Any]:
     """Per kind and window: streams, scored, median and 10th percentile of the gap closed,
-    share below 0, share with harm, the worst cost change; and the diagnoses."""
+    share below 0, share with harm, the worst cost change, and where the windows measured
+    alert precision, the share of streams whose healed P@k fell below the frozen model's;
+    and the diagnoses."""
     kinds: dict[str, Any] = {}
     for kind in KINDS:
         recs = [r for r in records if r["kind"] == kind]
@@ -218,8 +249,8 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         ok = [r for r in recs if "error" not in r]
         row: dict[str, Any] = {"streams": len(recs), "failed": len(recs) - len(ok)}
-        for name in (*WINDOWS, "overall"):
-            ws = [r["windows"][name] if name != "overall" else r["overall"] for r in ok]
+        for name in (*windows, "overall"):
+            ws = [r["windows"].get(name) if name != "overall" else r["overall"] for r in ok]
             ws = [w for w in ws if w is not None]
             gaps = np.array([w["gap_closed"] for w in ws if w["status"] == "scored"], dtype=float)
             row[name] = {
@@ -231,17 +262,29 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
                 "harm": float(np.mean([w["harm"] for w in ws])) if ws else None,
                 "worst_cost_change": max((w["cost_change"] for w in ws), default=None),
             }
+            pks = [w["p_at_k"]["healed"] - w["p_at_k"]["noheal"] for w in ws if "p_at_k" in w]
+            if pks:
+                row[name]["pk_below"] = float(np.mean([d < -PK_DROP for d in pks]))
+                row[name]["worst_pk_change"] = float(min(pks))
         diag: Counter[str] = Counter()
         for r in ok:
             diag.update({a: 1 for a in r["diagnosis"]})
         row["diagnosis"] = {a: c / max(len(ok), 1) for a, c in diag.most_common()}
         row["seconds"] = float(np.mean([r["seconds"] for r in recs]))
         kinds[kind] = row
-    return {"kinds": kinds, "streams": len(records), "seeds": [r["seed"] for r in records]}
+    return {
+        "kinds": kinds,
+        "streams": len(records),
+        "seeds": [r["seed"] for r in records],
+        "windows": list(windows),
+    }
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    """Markdown: one row per kind; gap closed before and after the labels."""
+    """Markdown: one row per kind; the gap closed in each window (before and after the
+    labels, or the three of a feedback model), harm, and where measured how often healing
+    lowered the alerts' precision."""
+    windows = summary.get("windows", WINDOWS)
 
     def cell(w: dict[str, Any]) -> str:
         if w["scored"] == 0:
@@ -253,41 +296,45 @@ def format_table(summary: dict[str, Any]) -> str:
     def harm(w: dict[str, Any]) -> str:
         if w["harm"] is None:
             return "-"
-        return f"{w['harm']:.0%} (worst {w['worst_cost_change']:+.0%})"
+        out = f"{w['harm']:.0%} (worst {w['worst_cost_change']:+.0%})"
+        if "pk_below" in w:
+            out += f"; P@k lower {w['pk_below']:.0%} (worst {w['worst_pk_change']:+.2f})"
+        return out
 
-    lines = [
-        "| kind | streams | before labels: median / p10 / < 0 | harm | after labels: median / p10 / < 0 "
-        "| harm | whole stream: harm | diagnosis (share of streams) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    head = ["kind", "streams"]
+    for name in windows:
+        head += [f"{name.replace('_', ' ')}: median / p10 / < 0", "harm"]
+    head += ["whole stream: harm", "diagnosis (share of streams)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for kind, r in summary["kinds"].items():
         diag = ", ".join(f"{a} {s:.0%}" for a, s in r["diagnosis"].items()) or "none"
         failed = f" ({r['failed']} failed)" if r["failed"] else ""
-        lines.append(
-            f"| {kind} | {r['streams']}{failed} | {cell(r['before_labels'])} | {harm(r['before_labels'])} "
-            f"| {cell(r['after_labels'])} | {harm(r['after_labels'])} | {harm(r['overall'])} | {diag} |"
-        )
+        cells = [kind, f"{r['streams']}{failed}"]
+        for name in windows:
+            cells += [cell(r[name]), harm(r[name])]
+        cells += [harm(r["overall"]), diag]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def plot(records: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Gap closed per kind, before and after the labels: one dot per scored stream, a bar
-    at each median, clipped to [-2, 2]."""
+def plot(records: list[dict[str, Any]], path: Path, title: str, windows: Sequence[str] = WINDOWS) -> None:
+    """Gap closed per kind in each window: one dot per scored stream, a bar at each median,
+    clipped to [-2, 2]."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    fig, axes = plt.subplots(1, len(windows), figsize=(6 * len(windows), 4.5), sharey=True)
     rng = np.random.default_rng(0)
-    for ax, name in zip(axes, WINDOWS, strict=True):
+    for ax, name in zip(axes, windows, strict=True):
         for i, kind in enumerate(KINDS):
             gaps = [
                 r["windows"][name]["gap_closed"]
                 for r in records
                 if r["kind"] == kind
                 and "error" not in r
-                and r["windows"][name] is not None
+                and r["windows"].get(name) is not None
                 and r["windows"][name]["status"] == "scored"
             ]
             streams = sum(1 for r in records if r["kind"] == kind)
@@ -317,29 +364,30 @@ def plot(records: list[dict[str, Any]], path: Path, title: str) -> None:
 
 def write(summary: dict[str, Any], out: Path) -> list[Path]:
     records = sorted(_read(out / "streams.jsonl"), key=lambda r: r["seed"])
-    records = [
-        r
-        for r in records
-        if r["label_delay"] == summary["plan"]["label_delay"]
-        and r.get("variant", "default") == summary["plan"]["variant"]
-        and r["seed"] in set(summary["seeds"])
-    ]
+    records = [r for r in records if _same_run(r, summary["plan"]) and r["seed"] in set(summary["seeds"])]
     paths = [out / "robustness.json", out / "robustness.md", out / "robustness.png"]
     paths[0].write_text(json.dumps(summary, indent=2) + "\n")
     delay = summary["plan"]["label_delay"]
     variant = summary["plan"]["variant"]
+    spec = summary["plan"].get("feedback")
+    labels = f"labels drawn by the feedback model {spec}" if spec else f"labels {delay:,} transactions late"
     head = (
         (f"Healer variant: {variant}.\n\n" if variant != "default" else "")
-        + f"{summary['streams']} drawn streams (seeds {summary['seeds'][0]}-{summary['seeds'][-1]}), labels "
-        f"{delay:,} transactions late. Gap closed: median / 10th percentile / share below 0 (scored streams; "
+        + f"{summary['streams']} drawn streams (seeds {summary['seeds'][0]}-{summary['seeds'][-1]}), {labels}"
+        ". Gap closed: median / 10th percentile / share below 0 (scored streams; "
         f"'no gap': frozen within {NO_GAP:.0%} of the oracle or less than {GAP_Z:g} standard errors "
-        f"above it). Harm: healed cost above frozen by more than {HARM:.0%}.\n\n"
+        f"above it). Harm: healed cost above frozen by more than {HARM:.0%}"
+        + (f"; P@k lower: healed alert precision below frozen by more than {PK_DROP:g}" if spec else "")
+        + ".\n\n"
     )
     if v := summary["plan"].get("versions"):
         head += f"Python {v['python']}, numpy {v['numpy']}, torch {v['torch']}.\n\n"
     paths[1].write_text(head + format_table(summary) + "\n")
     plot(
-        records, paths[2], f"gap closed per drift kind, labels {delay:,} late ({summary['streams']} streams)"
+        records,
+        paths[2],
+        f"gap closed per drift kind, {labels} ({summary['streams']} streams)",
+        summary["windows"],
     )
     return paths
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from services.cli import main
-from shared.experiment.robustness import _window, summarise
+from shared.experiment.robustness import FEEDBACK_WINDOWS, _window, format_table, summarise
 
 
 def window(noheal: float, healed: float, oracle: float, gap_z: float = 5.0) -> dict[str, Any]:
@@ -29,6 +29,27 @@ def test_a_window_with_no_gap_is_counted_not_scored():
 def test_the_summary_keeps_failed_streams():
     recs = [{"seed": 1, "kind": "unit", "error": "boom", "seconds": 1.0, "label_delay": 500}]
     assert summarise(recs)["kinds"]["unit"]["failed"] == 1
+
+
+def test_under_a_feedback_model_each_window_says_how_often_healing_lowered_alert_precision():
+    def fw(healed_pk: float) -> dict[str, Any]:
+        w = _window({"noheal": 0.4, "healed": 0.3, "oracle": 0.2, "gap_z": 5.0,
+                     "p_at_k": {"noheal": 0.9, "healed": healed_pk, "oracle": 0.95}})  # fmt: skip
+        assert w is not None and w["p_at_k"] == {"noheal": 0.9, "healed": healed_pk}
+        return w
+
+    recs = [
+        {"seed": s, "kind": "unit", "seconds": 1.0, "diagnosis": {}, "overall": fw(0.9),
+         "windows": {"before_labels": None, "feedback": fw(pk), "after_chargebacks": fw(0.95)}}
+        for s, pk in enumerate([0.8, 0.9, 0.91, 0.95])
+    ]  # fmt: skip
+    summary = summarise(recs, FEEDBACK_WINDOWS)
+    row = summary["kinds"]["unit"]
+    assert row["feedback"]["pk_below"] == 0.25 and row["feedback"]["worst_pk_change"] == pytest.approx(-0.1)
+    assert row["after_chargebacks"]["pk_below"] == 0.0 and row["before_labels"]["streams"] == 0
+    table = format_table(summary)
+    assert "| feedback: median / p10 / < 0 | harm | after chargebacks: median" in table
+    assert "P@k lower 25% (worst -0.10)" in table
 
 
 @pytest.mark.slow
