@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 RUN    ?= runs/latest
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast test-slow lint fmt demo experiment experiment-all robustness detectors encodings bench clean
+.PHONY: help venv test test-fast test-slow test-kafka lint fmt demo experiment experiment-all robustness detectors encodings bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ test-fast: $(STAMP)  ## the tests without lint
 
 test-slow: $(STAMP)  ## the slow tests only
 	$(BIN)/pytest -m slow
+
+test-kafka: $(STAMP)  ## the integration and e2e tests against an Apache Kafka container (needs a Docker engine)
+	$(BIN)/pytest -m "not slow" --kafka container tests/integration tests/e2e
 
 demo: $(STAMP)  ## the main job: the streaming stack on the embedded broker, a drift, a report
 	$(BIN)/selfheal demo --out $(RUN)

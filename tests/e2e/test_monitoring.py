@@ -23,6 +23,7 @@ import yaml
 from confluent_kafka import Producer
 
 from services.stack import Stack
+from tests.kafka_container import fresh_topics
 from tests.unit.test_prometheus import PROM, dashboard_queries
 
 pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus is not installed")
@@ -48,6 +49,7 @@ def local_config(ports: dict[str, int]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def stack(covariate_bundle, tmp_path_factory) -> Iterator[Stack]:
+    fresh_topics()
     tmp = tmp_path_factory.mktemp("monitoring")
     path = covariate_bundle.save(tmp / "bundle")
     cwd = Path.cwd()

@@ -11,6 +11,7 @@ import pytest
 from services.demo import DemoConfig, run_demo
 from shared.feedback import FeedbackModel
 from shared.units import Delay
+from tests.kafka_container import fresh_topics
 
 # at 2,000 transactions a second: analysts check 20 alerts per 1,000 transactions and answer
 # 200 later; 80% of unchecked fraud charges back 800 later; the rest is genuine after 1,000
@@ -18,6 +19,7 @@ FEEDBACK = FeedbackModel.parse("analyst:20/500ms:100ms,chargeback:400ms:0.8,impl
 
 
 def _run(tmp_path_factory, name: str, **labels):
+    fresh_topics()
     out = tmp_path_factory.mktemp(name)
     cfg = DemoConfig("covariate", rate=2000, scorers=2, n_pre=1000, n_post=4000, **labels)
     return out, run_demo(cfg, out)

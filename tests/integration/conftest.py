@@ -22,8 +22,12 @@ TEST_SIGNER = Signer(TEST_KEY.encode())
 
 
 @pytest.fixture(scope="session")
-def kafka() -> Iterator[KafkaSettings]:
+def kafka(kafka_bootstrap: str | None) -> Iterator[KafkaSettings]:
+    """The embedded broker, or the session's Kafka container (``--kafka container``)."""
     torch.set_num_threads(1)  # several services share this process, as they share a machine
+    if kafka_bootstrap is not None:
+        yield KafkaSettings().with_bootstrap(kafka_bootstrap)
+        return
     with EmbeddedBroker() as broker:
         yield KafkaSettings().with_bootstrap(broker.bootstrap)
 
