@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]  # re-exported, untyped
 
 from shared.kafka import KafkaSettings, Topics, create_topics
 from shared.kafka.clients import TrackedProducer
