@@ -136,20 +136,20 @@ def timeline_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def feature_log_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     fl = r.get("feature_log", {})
-    s, rdb = fl.get("sqlite"), fl.get("rocksdb")
+    s, rdb = fl.get("log"), fl.get("rocksdb")
     if not s:
         return []
     vs = " / ".join(f"{k} {rdb[k]:,}" for k in ("write_rows_per_s", "lookup_ms_p99")) if rdb else "-"
     return [
         (
-            f"feature log (SQLite): writes, lookup p99 ({s['rows']:,} rows)",
+            f"feature log (RocksDB, through the join): writes, lookup p99 ({s['rows']:,} rows)",
             f"{s['write_rows_per_s']:,} rows/s, {s['lookup_ms_p99']} ms",
-            f"{targets_of('log')}; RocksDB {vs}",
+            f"{targets_of('log')}; raw batches {vs}",
         ),
         (
             "feature log: disk per million rows; healer RSS with them",
             f"{s['disk_mb_per_million_rows']} MB; {s['healer_rss_mb']:.0f} MB",
-            "RocksDB "
+            "raw "
             + (f"{rdb['disk_mb_per_million_rows']} MB; store {rdb['store_rss_mb']:.0f} MB" if rdb else "-"),
         ),
     ]

@@ -11,7 +11,7 @@ its :class:`~shared.healing.worker.HealWorker` step between batches and publishe
 comes out. Heal cycles run in a child process (:mod:`shared.healing.process`): the loop
 keeps consuming meanwhile without starving them, and no scorer ever waits for one.
 
-With a ``state_dir`` the feature log (SQLite) and a mirror of the registry live on disk
+With a ``state_dir`` the feature log (RocksDB) and a mirror of the registry live on disk
 under ``state_dir/<bundle id>/``. On start the registry is rebuilt from
 ``adapter-registry`` (or, when that topic is empty, from the mirror, and written back),
 the live adapter re-published (scorers ignore a version they already hold), the labelled
@@ -175,9 +175,7 @@ class HealerService(ConsumerService):
             return None, None
         home = Path(config.state_dir) / bundle.id
         h = config.healer
-        log = FeatureLog(
-            home / "features.sqlite", len(bundle.features), h.label_horizon_ms, h.log_budget_bytes
-        )
+        log = FeatureLog(home / "features", len(bundle.features), h.label_horizon_ms, h.log_budget_bytes)
         return log, MirroredStore(self.store, DirectoryStore(home / "registry", bundle.config))
 
     def health(self) -> dict[str, Any]:

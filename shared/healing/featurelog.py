@@ -2,17 +2,18 @@
 
 Labels arrive minutes to weeks after their transaction; to learn from one, the healer
 needs the features it was decided on. The log keeps each row (features, event time, the
-decision made on it) in SQLite (WAL), in *segments* of ``horizon / segments`` of event
-time, one table each, as Kafka Streams' window stores do: a segment older than the
-horizon is dropped whole, so expiry costs nothing per row.
+decision made on it) in RocksDB (``rocksdict``), in *segments* of ``horizon / segments`` of
+event time, one column family each, as Kafka Streams' window stores do: a segment older
+than the horizon is dropped whole, so expiry costs nothing per row. A key is the id's hash
+then the id, so the sample below is a key range.
 
-**The byte budget.** Below ``budget_bytes`` every row is kept. When the log reaches it,
-the sample halves: rows whose id hashes into the upper half of what was kept are deleted
-(the hash leads the primary key, so that is a range delete) and new ones are no longer
-written, except rows the scorer flagged or a rule fired on, which are always kept. The
-sample is deterministic: :meth:`sampled` says at once whether a label's transaction can be
-in the log, and what was not kept is counted. When flagged rows alone exceed the budget,
-the oldest segments go before the horizon. Why SQLite and not RocksDB (``rocksdict``):
+**The byte budget.** Below ``budget_bytes`` of data (the column families' tables and
+memtables) every row is kept. When the log reaches it, the sample halves: rows whose id
+hashes into the upper half of what was kept are deleted (a scan of that key range) and new
+ones are no longer written, except rows the scorer flagged or a rule fired on, which are
+always kept. The sample is deterministic: :meth:`sampled` says at once whether a label's
+transaction can be in the log, and what was not kept is counted. When flagged rows alone
+exceed the budget, the oldest segments go before the horizon. Why RocksDB and not SQLite:
 ``make bench`` measures both (``services/bench/featurelog.py``); docs/design.md, "Late labels".
 
 >>> import numpy as np
@@ -27,18 +28,24 @@ the oldest segments go before the horizon. Why SQLite and not RocksDB (``rocksdi
 1
 >>> log.get(["a"])
 {}
+>>> log.close()
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sqlite3
+import struct
+import tempfile
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rocksdict import Options, Rdict, WriteBatch
 
 FLAGGED = 1  # the scorer flagged it or a rule fired: kept whatever the sample
 FRAUD = 2  # the live adapter's verdict
@@ -46,18 +53,40 @@ SHADOW_FRAUD = 4  # the frozen shadow's verdict
 DECIDED = 8  # a decision was seen (the two bits above mean something)
 HASH_SPACE = 1 << 32
 MIN_SAMPLE = 1 / 1024  # the sample never falls below this (flagged rows aside)
-CACHE_KB = 32 * 1024  # SQLite's page cache: random inserts into a large log need more than 2 MB
-COMMIT_EVERY_S = 0.5  # writes are committed (and the budget checked) at most this often
+COMMIT_EVERY_S = 0.5  # the budget is checked at most this often
+WRITE_BUFFER = 8 << 20  # a segment's memtable: writes go to the newest, older ones are flushed
+ALL_BUFFERS = 32 << 20  # every memtable together (RocksDB flushes the largest past this)
+JOINED = "joined"  # the column family of labelled rows (the training set)
+_F8 = struct.Struct("<dd")  # a joined row's event time and label, before the row
 
 
 def id_hash(tx_id: str) -> int:
     """A stable 32-bit hash of a transaction id: what the sample is drawn by."""
-    return int.from_bytes(hashlib.blake2b(tx_id.encode(), digest_size=4).digest(), "big")
+    return int.from_bytes(_digest(tx_id), "big")
+
+
+def _digest(tx_id: str) -> bytes:
+    return hashlib.blake2b(tx_id.encode(), digest_size=4).digest()
+
+
+def _key(tx_id: str) -> bytes:
+    """The id's hash (big-endian: the sample is a key range), then the id."""
+    return _digest(tx_id) + tx_id.encode()
 
 
 def row_dtype(n_features: int) -> np.dtype[Any]:
     """One logged row: event time (ms), flag bits, the adapter version, the features."""
     return np.dtype([("ts", "<f8"), ("flags", "u1"), ("version", "<i4"), ("x", "<f4", (n_features,))])
+
+
+def _options() -> Options:
+    opts = Options(raw_mode=True)
+    opts.create_if_missing(True)
+    opts.create_missing_column_families(True)
+    opts.set_write_buffer_size(WRITE_BUFFER)
+    opts.set_db_write_buffer_size(ALL_BUFFERS)
+    opts.set_keep_log_file_num(2)
+    return opts
 
 
 class FeatureLog:
@@ -69,43 +98,62 @@ class FeatureLog:
         budget_bytes: int,
         segments: int = 8,
     ) -> None:
-        """``path`` None keeps the log in memory (offline experiments, tests)."""
+        """``path``: the log's directory; None keeps it in a temporary one, removed on
+        :meth:`close` (offline experiments, tests). A SQLite log an older version left at
+        ``path`` with the suffix ``.sqlite`` is read in once (:meth:`import_sqlite`)."""
         if horizon_ms <= 0 or budget_bytes <= 0 or segments < 1:
             raise ValueError("horizon_ms, budget_bytes and segments must be positive")
-        self.path = Path(path) if path is not None else None
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = tempfile.mkdtemp(prefix="selfheal-log-") if path is None else None
+        self._closed = False
+        self.path = Path(path) if path is not None else Path(str(self._tmp))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.dtype = row_dtype(n_features)
         self.horizon_ms, self.budget_bytes = float(horizon_ms), int(budget_bytes)
         self.segment_ms = self.horizon_ms / segments
-        self.db = sqlite3.connect(str(self.path) if self.path else ":memory:", check_same_thread=False)
-        self.db.execute("PRAGMA page_size=16384")  # a new log only: fewer, fuller pages for random inserts
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; a crash loses the last writes
-        self.db.execute(f"PRAGMA cache_size=-{CACHE_KB}")  # inserts land at random (hash-led keys)
-        self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL) WITHOUT ROWID")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS joined (h INTEGER, id TEXT, ts REAL, label REAL, row BLOB, "
-            "PRIMARY KEY (h, id)) WITHOUT ROWID"
-        )
-        self.segments: list[int] = sorted(
-            int(name[4:])
-            for (name,) in self.db.execute("SELECT name FROM sqlite_master WHERE name GLOB 'seg_*'")
-        )
+        opts = _options()
+        names = Rdict.list_cf(str(self.path), opts) if (self.path / "CURRENT").exists() else ["default"]
+        families = {n: _options() for n in names if n != "default"} | {JOINED: _options()}
+        self.db = Rdict(str(self.path), opts, column_families=families)
+        self.segments: list[int] = sorted(int(n[4:]) for n in names if n.startswith("seg_"))
+        self._cf: dict[str, Any] = {}  # column family views and handles, by name
         self.sample = self._meta("sample", 1.0)  # the share of unflagged rows kept
         self.watermark = self._meta("watermark", float("-inf"))  # newest event time seen
         self.not_kept = 0  # unflagged rows left out by the sample (this process)
-        self.bytes = self.used_bytes()  # as of the last commit (stats read this, not the database)
-        self._committed = 0.0
+        self._checked = 0.0
         self.dropped_segments = 0  # segments past the horizon
         self.early_drops = 0  # segments dropped before the horizon, to keep to the budget
+        if self._tmp is not None:  # an offline log nobody closes is removed with its object
+            self._remove = weakref.finalize(self, _remove, self.db, self._tmp)
+        old = self.path.with_suffix(".sqlite")
+        if path is not None and old.exists():
+            self.import_sqlite(old)
+        self.bytes = self.used_bytes()  # as of the last check (stats read this, not the store)
 
     def _meta(self, key: str, default: float) -> float:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return float(row[0]) if row else default
+        raw = self.db.get(b"meta:" + key.encode())
+        return float(struct.unpack("<d", raw)[0]) if raw is not None else default
 
     def _set_meta(self, key: str, value: float) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        self.db.put(b"meta:" + key.encode(), struct.pack("<d", value))
+
+    def _family(self, name: str) -> Any:
+        """The column family ``name`` (created if new): its view."""
+        if name not in self._cf:
+            if name.startswith("seg_") and int(name[4:]) not in self.segments:
+                self.db.create_column_family(name, _options())
+                self.segments = sorted([*self.segments, int(name[4:])])
+            self._cf[name] = (self.db.get_column_family(name), self.db.get_column_family_handle(name))
+        return self._cf[name][0]
+
+    def _handle(self, name: str) -> Any:
+        self._family(name)
+        return self._cf[name][1]
+
+    def _drop(self, seg: int) -> None:
+        name = f"seg_{seg}"
+        self._cf.pop(name, None)
+        self.db.drop_column_family(name)
+        self.segments = [s for s in self.segments if s != seg]
 
     # -- rows
     def encode(
@@ -132,54 +180,50 @@ class FeatureLog:
         return id_hash(tx_id) < self.sample * HASH_SPACE
 
     def put(self, ids: Sequence[str], rows: np.ndarray) -> int:
-        """Log rows (the sample and the horizon permitting); returns how many were written."""
+        """Log rows (the sample and the horizon permitting); returns how many were written.
+        A row logged again under the same id replaces the first."""
         if not len(rows):
             return 0
-        hashes = np.fromiter((id_hash(i) for i in ids), dtype=np.int64, count=len(ids))
+        blake, encoded = hashlib.blake2b, [i.encode() for i in ids]  # _key, inlined: the hot path
+        digests = [blake(b, digest_size=4).digest() for b in encoded]
+        keys = [d + b for d, b in zip(digests, encoded, strict=True)]
+        hashes = np.frombuffer(b"".join(digests), dtype=">u4")
         wanted = (hashes < self.sample * HASH_SPACE) | (rows["flags"] & FLAGGED).astype(bool)
         keep = wanted & (rows["ts"] >= self.watermark - self.horizon_ms)
         self.not_kept += int((~wanted).sum())
         segments = np.maximum(rows["ts"] // self.segment_ms, 0).astype(np.int64)  # before 1970: the first
         blob, size = rows.tobytes(), rows.dtype.itemsize
+        batch = WriteBatch(raw_mode=True)
+        put = batch.put
         for seg in np.unique(segments[keep]).tolist():
-            self._segment(seg)
-            idx = np.flatnonzero(keep & (segments == seg)).tolist()
-            values = sorted((int(hashes[k]), ids[k], blob[k * size : (k + 1) * size]) for k in idx)
-            self.db.executemany(f"INSERT OR IGNORE INTO seg_{seg} VALUES (?, ?, ?)", values)  # noqa: S608
+            handle = self._handle(f"seg_{seg}")
+            for k in np.flatnonzero(keep & (segments == seg)).tolist():
+                put(keys[k], blob[k * size : (k + 1) * size], handle)
+        self.db.write(batch)
         self.advance(float(rows["ts"].max()))
         self.commit()
         return int(keep.sum())
 
     def commit(self, force: bool = False) -> None:
-        """Commit at most every ``COMMIT_EVERY_S`` (a crash loses at most that much), and
-        check the budget then."""
+        """Every write is in the write-ahead log when :meth:`put` returns; this checks the
+        budget, at most every ``COMMIT_EVERY_S`` (``force``: now, and the WAL synced)."""
         now = time.monotonic()
-        if force or now - self._committed >= COMMIT_EVERY_S:
-            self.db.commit()
-            self._committed = now
+        if force or now - self._checked >= COMMIT_EVERY_S:
+            if force:
+                self.db.flush_wal(True)
+            self._checked = now
             self.enforce_budget()
-
-    def _segment(self, seg: int) -> None:
-        if seg not in self.segments:
-            self.db.execute(
-                f"CREATE TABLE IF NOT EXISTS seg_{seg} (h INTEGER, id TEXT, row BLOB, "
-                "PRIMARY KEY (h, id)) WITHOUT ROWID"
-            )
-            self.segments = sorted([*self.segments, seg])
 
     def get(self, ids: Sequence[str]) -> dict[str, bytes]:
         """The logged rows of these ids (an id not logged is absent), newest segment first."""
-        wanted = {tx_id: id_hash(tx_id) for tx_id in ids}
         found: dict[str, bytes] = {}
+        todo = list(dict.fromkeys(ids))
         for seg in reversed(self.segments):
-            todo = [h for tx_id, h in wanted.items() if tx_id not in found]
-            for k in range(0, len(todo), 900):
-                chunk = todo[k : k + 900]
-                marks = ",".join("?" * len(chunk))
-                q = f"SELECT id, row FROM seg_{seg} WHERE h IN ({marks})"  # noqa: S608
-                for tx_id, row in self.db.execute(q, chunk):
-                    if tx_id in wanted:
-                        found.setdefault(tx_id, row)
+            if not todo:
+                break
+            got = self._family(f"seg_{seg}")[[_key(i) for i in todo]]
+            found.update({i: v for i, v in zip(todo, got, strict=True) if v is not None})
+            todo = [i for i in todo if i not in found]
         return found
 
     def advance(self, ts: float) -> int:
@@ -190,20 +234,27 @@ class FeatureLog:
         self._set_meta("watermark", ts)
         old = [s for s in self.segments if (s + 1) * self.segment_ms <= ts - self.horizon_ms]
         for seg in old:
-            self.db.execute(f"DROP TABLE seg_{seg}")
-        self.segments = [s for s in self.segments if s not in old]
+            self._drop(seg)
         self.dropped_segments += len(old)
         if old:
-            self.db.execute("DELETE FROM joined WHERE ts < ?", (ts - self.horizon_ms,))
+            self._forget_joined_before(ts - self.horizon_ms)
         return len(old)
 
     # -- the budget
     def used_bytes(self) -> int:
-        """Bytes of the database in use (pages minus free pages)."""
-        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
-        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
-        size = self.db.execute("PRAGMA page_size").fetchone()[0]
-        return int((pages - free) * size)
+        """Bytes of data the log holds: every column family's tables and memtables."""
+        total = 0
+        for name in [*(f"seg_{s}" for s in self.segments), JOINED]:
+            cf = self._family(name)
+            for prop in ("rocksdb.total-sst-files-size", "rocksdb.size-all-mem-tables"):
+                total += int(cf.property_int_value(prop) or 0)
+        return total
+
+    def _shrink(self, seg: int) -> None:
+        """Flush and compact a segment so that what was deleted leaves the disk."""
+        cf = self._family(f"seg_{seg}")
+        cf.flush()
+        cf.compact_range(None, None)
 
     def enforce_budget(self) -> None:
         """Over the budget: halve the sample, deleting the unflagged rows it leaves out; at the
@@ -213,44 +264,78 @@ class FeatureLog:
         while self.bytes > self.budget_bytes and self.sample > MIN_SAMPLE:
             self.sample /= 2
             self._set_meta("sample", self.sample)
-            cut = int(self.sample * HASH_SPACE)
+            cut = int(self.sample * HASH_SPACE).to_bytes(4, "big") if self.sample < 1 else None
             for seg in self.segments:
-                rows = self.db.execute(f"SELECT id, row FROM seg_{seg} WHERE h >= ?", (cut,)).fetchall()  # noqa: S608
-                gone = [(id_hash(i), i) for i, r in rows if not self.decode(r)["flags"][0] & FLAGGED]
-                self.db.executemany(f"DELETE FROM seg_{seg} WHERE h = ? AND id = ?", gone)  # noqa: S608
-                self.not_kept += len(gone)
-            self.db.commit()
+                name = f"seg_{seg}"
+                batch = WriteBatch(raw_mode=True)
+                gone = 0
+                for key, row in self._family(name).items(from_key=cut):
+                    if not self.decode(row)["flags"][0] & FLAGGED:
+                        batch.delete(key, self._handle(name))
+                        gone += 1
+                self.db.write(batch)
+                self.not_kept += gone
+                self._shrink(seg)
             self.bytes = self.used_bytes()
         while self.bytes > self.budget_bytes and len(self.segments) > 1:
-            self.db.execute(f"DROP TABLE seg_{self.segments[0]}")
-            self.segments = self.segments[1:]
+            self._drop(self.segments[0])
             self.early_drops += 1
-            self.db.commit()
             self.bytes = self.used_bytes()
 
     # -- labelled rows (the training set outlives a restart)
     def put_joined(self, ids: Sequence[str], labels: Sequence[float], rows: np.ndarray) -> None:
-        values = [
-            (id_hash(i), i, float(r["ts"]), float(y), r.tobytes())
-            for i, y, r in zip(ids, labels, rows, strict=True)
-        ]
-        self.db.executemany("INSERT OR REPLACE INTO joined VALUES (?, ?, ?, ?, ?)", values)
-        self.db.commit()
+        batch, handle = WriteBatch(raw_mode=True), self._handle(JOINED)
+        for i, y, r in zip(ids, labels, rows, strict=True):
+            batch.put(_key(i), _F8.pack(float(r["ts"]), float(y)) + r.tobytes(), handle)
+        self.db.write(batch)
 
     def forget_joined(self, ids: Sequence[str]) -> None:
-        self.db.executemany("DELETE FROM joined WHERE h = ? AND id = ?", [(id_hash(i), i) for i in ids])
-        self.db.commit()
+        batch, handle = WriteBatch(raw_mode=True), self._handle(JOINED)
+        for i in ids:
+            batch.delete(_key(i), handle)
+        self.db.write(batch)
+
+    def _forget_joined_before(self, ts: float) -> None:
+        batch, handle = WriteBatch(raw_mode=True), self._handle(JOINED)
+        for key, value in self._family(JOINED).items():
+            if _F8.unpack_from(value)[0] < ts:
+                batch.delete(key, handle)
+        self.db.write(batch)
 
     def load_joined(self, limit: int) -> tuple[list[str], np.ndarray, np.ndarray]:
         """The newest ``limit`` labelled rows within the horizon: (ids, labels, rows), oldest first."""
-        q = "SELECT id, label, row FROM joined ORDER BY ts DESC LIMIT ?"
-        got = self.db.execute(q, (limit,)).fetchall()
-        rows = self.decode([r for _, _, r in got]) if got else np.zeros(0, dtype=self.dtype)
-        keep = rows["ts"] >= self.watermark - self.horizon_ms
-        order = np.argsort(rows["ts"][keep], kind="stable")
-        ids = [got[k][0] for k in np.flatnonzero(keep)[order]]
-        labels = np.array([got[k][1] for k in np.flatnonzero(keep)[order]], dtype=np.float32)
-        return ids, labels, rows[keep][order]
+        got = [(k[4:].decode(), *_F8.unpack_from(v), v[_F8.size :]) for k, v in self._family(JOINED).items()]
+        got = [g for g in got if g[1] >= self.watermark - self.horizon_ms]
+        got = sorted(got, key=lambda g: g[1])[-limit:] if limit > 0 else []
+        rows = self.decode([g[3] for g in got]) if got else np.zeros(0, dtype=self.dtype)
+        return [g[0] for g in got], np.array([g[2] for g in got], dtype=np.float32), rows
+
+    def import_sqlite(self, path: Path) -> int:
+        """Read in the SQLite log an older version kept (segments, training set, sample and
+        watermark), then rename it ``*.imported``; returns the rows read."""
+        old = sqlite3.connect(str(path))
+        try:
+            meta = dict(old.execute("SELECT key, value FROM meta").fetchall())
+            tables = [n for (n,) in old.execute("SELECT name FROM sqlite_master WHERE name GLOB 'seg_*'")]
+            n = 0
+            for table in tables:
+                rows = old.execute(f"SELECT id, row FROM {table}").fetchall()  # noqa: S608
+                batch, handle = WriteBatch(raw_mode=True), self._handle(table)
+                for tx_id, row in rows:
+                    batch.put(_key(tx_id), row, handle)
+                self.db.write(batch)
+                n += len(rows)
+            joined = old.execute("SELECT id, label, row FROM joined").fetchall()
+            if joined:
+                labelled = self.decode([r for _, _, r in joined])
+                self.put_joined([i for i, _, _ in joined], [y for _, y, _ in joined], labelled)
+        finally:
+            old.close()
+        self.sample = float(meta.get("sample", self.sample))
+        self._set_meta("sample", self.sample)
+        self.advance(float(meta.get("watermark", self.watermark)))
+        path.rename(path.with_suffix(".sqlite.imported"))
+        return n
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -264,5 +349,21 @@ class FeatureLog:
         }
 
     def close(self) -> None:
+        """Sync and close (idempotent); a temporary log is removed."""
+        if self._closed:
+            return
         self.commit(force=True)
-        self.db.close()
+        self._cf.clear()
+        self._closed = True
+        if self._tmp is not None:
+            self._remove()  # runs once: not again when the object goes
+        else:
+            self.db.close()
+
+
+def _remove(db: Rdict, folder: str) -> None:
+    """Close a temporary log and delete its folder."""
+    try:
+        db.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -103,9 +103,9 @@ def test_the_table_and_the_checks_come_from_one_list_of_targets() -> None:
         "monitor_tps": 7000,
         "rss_mb": {"scorer": 300.0},
         "feature_log": {
-            "sqlite": {
+            "log": {
                 "rows": 1_000_000,
-                "write_rows_per_s": 150_000,
+                "write_rows_per_s": 150_000,  # 2.5x the scorer's 60,000
                 "lookup_ms_p99": 0.02,
                 "disk_mb_per_million_rows": 88.0,
                 "healer_rss_mb": 240.0,
@@ -117,4 +117,4 @@ def test_the_table_and_the_checks_come_from_one_list_of_targets() -> None:
     assert all(t.name in text for t in TARGETS)  # every target is shown beside its figure
     printed = format_bench(r)
     assert "FAIL  p99 <= 50 ms at 10k tx/s" in printed and "PASS  heal cycle <= 1 s" in printed
-    assert "PASS  feature log writes >= scorer throughput" in printed
+    assert "PASS  feature log writes >= 2x scorer throughput" in printed

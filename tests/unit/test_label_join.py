@@ -3,6 +3,7 @@ a byte budget with a deterministic sample, and a restart that keeps what it had.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ def test_rows_older_than_the_horizon_are_gone_in_whole_segments():
 
 
 def test_past_the_budget_a_deterministic_sample_is_kept_plus_every_flagged_row(tmp_path: Path):
-    log = FeatureLog(tmp_path / "f.sqlite", 8, horizon_ms=HOUR, budget_bytes=400_000)
+    log = FeatureLog(tmp_path / "features", 8, horizon_ms=HOUR, budget_bytes=400_000)
     join = LabelJoin(log, recent_rows=100)
     n = 20_000
     rng = np.random.default_rng(0)
@@ -76,7 +77,7 @@ def test_past_the_budget_a_deterministic_sample_is_kept_plus_every_flagged_row(t
 
 
 def test_a_restart_keeps_the_log_and_the_training_set(tmp_path: Path):
-    path = tmp_path / "features.sqlite"
+    path = tmp_path / "features"
     join = LabelJoin(FeatureLog(path, 1, horizon_ms=HOUR, budget_bytes=1 << 30), recent_rows=10)
     join.add_transactions(ids(5), np.arange(5.0).reshape(5, 1), [float(i) for i in range(5)])
     join.accept(join.add_labels(["t1"], [1.0]))
@@ -98,7 +99,7 @@ def test_the_heal_batch_weighs_recent_labels_more_and_forgets_withdrawn_ones():
 
 
 def test_flagged_rows_alone_over_the_budget_shorten_the_horizon_not_fill_the_disk(tmp_path: Path):
-    log = FeatureLog(tmp_path / "f.sqlite", 8, horizon_ms=HOUR, budget_bytes=300_000, segments=8)
+    log = FeatureLog(tmp_path / "features", 8, horizon_ms=HOUR, budget_bytes=300_000, segments=8)
     rng = np.random.default_rng(0)
     n = 20_000
     rows = log.encode(
@@ -152,3 +153,37 @@ def test_a_cohort_hold_releases_labels_once_their_transaction_is_old_enough():
     assert released.ids == ["t1"] and join.stats()["labels_settling"] == 1
     assert join.add_labels(["t7"], [0.0]).ids == []  # t5 and t7 still wait
     assert join.add_transactions(["u1"], np.zeros((1, 1)), [200.0]).ids == ["t5", "t7"]
+
+
+def test_a_sqlite_log_an_older_version_kept_is_read_in_once(tmp_path: Path):
+    """Older versions kept the log in SQLite (``features.sqlite``, a table per segment):
+    the first start reads it in, rows, training set, sample and watermark."""
+    fresh = FeatureLog(None, 1, horizon_ms=HOUR, budget_bytes=1 << 30, segments=4)
+    rows = fresh.encode(np.arange(3.0).reshape(3, 1), ts=[10.0, 20.0, 30.0], flags=[0, FLAGGED, 0])
+    fresh.close()
+    old = sqlite3.connect(str(tmp_path / "features.sqlite"))
+    old.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value REAL)")
+    old.executemany("INSERT INTO meta VALUES (?, ?)", [("sample", 0.5), ("watermark", 30.0)])
+    old.execute("CREATE TABLE seg_0 (h INTEGER, id TEXT, row BLOB, PRIMARY KEY (h, id))")
+    old.executemany(
+        "INSERT INTO seg_0 VALUES (?, ?, ?)",
+        [(id_hash(i), i, rows[k].tobytes()) for k, i in enumerate(ids(3))],
+    )
+    old.execute(
+        "CREATE TABLE joined (h INTEGER, id TEXT, ts REAL, label REAL, row BLOB, PRIMARY KEY (h, id))"
+    )
+    old.execute(
+        "INSERT INTO joined VALUES (?, ?, ?, ?, ?)", (id_hash("t1"), "t1", 20.0, 1.0, rows[1].tobytes())
+    )
+    old.commit()
+    old.close()
+
+    log = FeatureLog(tmp_path / "features", 1, horizon_ms=HOUR, budget_bytes=1 << 30, segments=4)
+    assert (log.sample, log.watermark) == (0.5, 30.0)
+    assert log.decode(log.get(["t2"])["t2"])["x"].ravel().tolist() == [2.0]
+    assert log.load_joined(10)[0] == ["t1"]
+    assert not (tmp_path / "features.sqlite").exists() and (tmp_path / "features.sqlite.imported").exists()
+    log.close()
+    again = FeatureLog(tmp_path / "features", 1, horizon_ms=HOUR, budget_bytes=1 << 30, segments=4)
+    assert sorted(again.get(ids(3))) == ids(3)  # read in once, kept since
+    again.close()
