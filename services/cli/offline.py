@@ -67,10 +67,11 @@ def _register_experiment(sub: Any) -> None:
     )
     e.add_argument(
         "--label-policy",
-        choices=("settled", "pooled"),
+        choices=("settled", "implied", "pooled"),
         default="settled",
-        help="with --feedback: heal on a transaction's labels once its cohort is complete (settled), "
-        "or on every label as it arrives as if it were a random sample (pooled, the baseline)",
+        help="with --feedback: heal on a transaction's labels once its cohort is complete (settled); "
+        "once it is as old as the chargeback delay, a transaction nobody labelled taken as genuine "
+        "(implied); or on every label as it arrives as if it were a random sample (pooled, the baseline)",
     )
     e.add_argument("--out", default="runs/latest")
     e.add_argument("--no-plots", action="store_true")
@@ -174,8 +175,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         return _robustness(args, say)
     args.label_delay = 500 if args.label_delay is None else args.label_delay
     healer = _healer(args)
-    if args.feedback is not None and args.label_policy == "settled":
-        healer = _settled(healer, args.feedback)
+    if args.feedback is not None and args.label_policy != "pooled":
+        healer = _settled(healer, args.feedback, args.label_policy == "implied")
     cfg = ExperimentConfig(
         scenario=scenario,
         protocol=args.protocol,
@@ -190,13 +191,19 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return _experiment_one(cfg, Path(args.out), not args.no_plots, say)
 
 
-def _settled(healer: Any, feedback: Any) -> Any:
-    """``healer`` (None: the default) holding each label until its cohort is complete."""
+def _settled(healer: Any, feedback: Any, implied: bool = False) -> Any:
+    """``healer`` (None: the default) holding each label until its cohort is complete; with
+    ``implied``, until the chargeback delay, the unlabelled taken as genuine then."""
     from dataclasses import replace
 
     from shared.healing.healer import HealerConfig
 
-    return replace(healer or HealerConfig(), settle_ms=feedback.horizon_ms)
+    cfg = replace(healer or HealerConfig(), settle_ms=feedback.horizon_ms)
+    if implied:
+        if feedback.chargeback is None:
+            raise SelfhealError("--label-policy implied needs a chargeback part in --feedback (its delay)")
+        cfg = replace(cfg, imply_ms=feedback.chargeback.delay_ms)
+    return cfg
 
 
 def _healer(args: argparse.Namespace) -> Any:
@@ -223,10 +230,10 @@ def _robustness(args: argparse.Namespace, say: Progress) -> int:
     out = Path(args.out)
     workers = args.workers or rb.default_workers()
     variant = "without " + ", ".join(sorted(args.without)) if args.without else "default"
-    if args.feedback is not None and args.label_policy == "settled":
-        healer = _settled(healer, args.feedback)
-    elif args.feedback is not None:
-        variant += ", labels pooled"
+    if args.feedback is not None and args.label_policy != "pooled":
+        healer = _settled(healer, args.feedback, args.label_policy == "implied")
+    if args.feedback is not None and args.label_policy != "settled":
+        variant += f", labels {args.label_policy}"
     summary = rb.robustness(args.n, delay, out, args.first_seed, workers, healer, say, variant, args.feedback)
     written = rb.write(summary, out)
     print(rb.format_table(summary))

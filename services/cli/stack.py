@@ -114,6 +114,12 @@ def healer_state_arguments(p: argparse.ArgumentParser) -> None:
         "its cohort is then complete, and analysts' first verdicts on the top alerts are not read as a "
         "sample of the traffic (default: use labels as they arrive)",
     )
+    p.add_argument(
+        "--imply",
+        default=None,
+        help="settle each cohort at this age instead (your chargeback delay, e.g. 7d) and take a transaction "
+        "nobody labelled by then as genuine, without waiting for implied-genuine labels (default: off)",
+    )
     p.add_argument("--state-dir", default=".selfheal", help="the feature log and the registry's mirror")
 
 
@@ -124,6 +130,7 @@ def healer_state_options(args: argparse.Namespace) -> dict[str, Any]:
         "label_horizon_ms": parse_duration(args.label_horizon),
         "log_budget_bytes": parse_bytes(args.log_budget),
         "settle_ms": parse_duration(args.settle) if args.settle else None,
+        "imply_ms": parse_duration(args.imply) if args.imply else None,
         "state_dir": args.state_dir,
     }
 
@@ -149,6 +156,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         *("--label-horizon", args.label_horizon, "--log-budget", args.log_budget),
         *("--state-dir", args.state_dir),
         *(("--settle", args.settle) if args.settle else ()),
+        *(("--imply", args.imply) if args.imply else ()),
     )
     stack = Stack(args.bundle, scorers=args.scorers, log_dir=args.logs, healer_args=healer_args).start()
     memory = broker_memory(stack, args.broker_memory)

@@ -175,7 +175,13 @@ class HealerService(ConsumerService):
             return None, None
         home = Path(config.state_dir) / bundle.id
         h = config.healer
-        log = FeatureLog(home / "features", len(bundle.features), h.label_horizon_ms, h.log_budget_bytes)
+        log = FeatureLog(
+            home / "features",
+            len(bundle.features),
+            h.label_horizon_ms,
+            h.log_budget_bytes,
+            by_time=h.imply_ms is not None,
+        )
         return log, MirroredStore(self.store, DirectoryStore(home / "registry", bundle.config))
 
     def health(self) -> dict[str, Any]:

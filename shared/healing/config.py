@@ -20,6 +20,10 @@ class HealerConfig:
     label_horizon_ms: float = 30 * 86_400_000  # event time a transaction waits for its label (chargebacks)
     settle_ms: float | None = None  # hold labels until their transaction is this old: its cohort is complete
     # (analysts label only top alerts; chargebacks and implied genuine come later). None: use them on arrival
+    imply_ms: float | None = (
+        None  # settle at this age instead, and take a logged transaction with no label by
+    )
+    # then as genuine (your chargeback delay: unchecked fraud has charged back by then, or never will)
     log_budget_bytes: int = 2 << 30  # the feature log's disk budget; past it, a sample is kept
     label_free: bool = False  # no label is coming: heal before labels only (no labelled heal)
     before_labels: LabelFreeConfig = field(default_factory=LabelFreeConfig)

@@ -57,6 +57,7 @@ COMMIT_EVERY_S = 0.5  # the budget is checked at most this often
 WRITE_BUFFER = 8 << 20  # a segment's memtable: writes go to the newest, older ones are flushed
 ALL_BUFFERS = 32 << 20  # every memtable together (RocksDB flushes the largest past this)
 JOINED = "joined"  # the column family of labelled rows (the training set)
+BY_TIME = "by_time"  # with ``by_time``: the logged ids by event time (empty values)
 _F8 = struct.Struct("<dd")  # a joined row's event time and label, before the row
 
 
@@ -72,6 +73,15 @@ def _digest(tx_id: str) -> bytes:
 def _key(tx_id: str) -> bytes:
     """The id's hash (big-endian: the sample is a key range), then the id."""
     return _digest(tx_id) + tx_id.encode()
+
+
+def _time_key(ts: float) -> bytes:
+    """An event time as a key prefix that sorts as the time does (from 0 on)."""
+    return struct.pack(">d", max(float(ts), 0.0))
+
+
+def _time_of(key: bytes) -> float:
+    return float(struct.unpack_from(">d", key)[0])
 
 
 def row_dtype(n_features: int) -> np.dtype[Any]:
@@ -97,10 +107,13 @@ class FeatureLog:
         horizon_ms: float,
         budget_bytes: int,
         segments: int = 8,
+        by_time: bool = False,
     ) -> None:
         """``path``: the log's directory; None keeps it in a temporary one, removed on
-        :meth:`close` (offline experiments, tests). A SQLite log an older version left at
-        ``path`` with the suffix ``.sqlite`` is read in once (:meth:`import_sqlite`)."""
+        :meth:`close` (offline experiments, tests). ``by_time``: also index the ids by event
+        time (:meth:`ids_between`; a second, small write a row). A SQLite log an older
+        version left at ``path`` with the suffix ``.sqlite`` is read in once
+        (:meth:`import_sqlite`)."""
         if horizon_ms <= 0 or budget_bytes <= 0 or segments < 1:
             raise ValueError("horizon_ms, budget_bytes and segments must be positive")
         self._tmp = tempfile.mkdtemp(prefix="selfheal-log-") if path is None else None
@@ -113,11 +126,15 @@ class FeatureLog:
         opts = _options()
         names = Rdict.list_cf(str(self.path), opts) if (self.path / "CURRENT").exists() else ["default"]
         families = {n: _options() for n in names if n != "default"} | {JOINED: _options()}
+        self.by_time = by_time
+        if by_time:
+            families[BY_TIME] = _options()
         self.db = Rdict(str(self.path), opts, column_families=families)
         self.segments: list[int] = sorted(int(n[4:]) for n in names if n.startswith("seg_"))
         self._cf: dict[str, Any] = {}  # column family views and handles, by name
         self.sample = self._meta("sample", 1.0)  # the share of unflagged rows kept
         self.watermark = self._meta("watermark", float("-inf"))  # newest event time seen
+        self.implied_to = self._meta("implied_to", float("-inf"))  # a label join's implied genuine, up to
         self.not_kept = 0  # unflagged rows left out by the sample (this process)
         self._checked = 0.0
         self.dropped_segments = 0  # segments past the horizon
@@ -135,6 +152,11 @@ class FeatureLog:
 
     def _set_meta(self, key: str, value: float) -> None:
         self.db.put(b"meta:" + key.encode(), struct.pack("<d", value))
+
+    def set_implied_to(self, ts: float) -> None:
+        """The join has implied genuine every transaction up to ``ts`` (kept for a restart)."""
+        self.implied_to = ts
+        self._set_meta("implied_to", ts)
 
     def _family(self, name: str) -> Any:
         """The column family ``name`` (created if new): its view."""
@@ -199,6 +221,10 @@ class FeatureLog:
             handle = self._handle(f"seg_{seg}")
             for k in np.flatnonzero(keep & (segments == seg)).tolist():
                 put(keys[k], blob[k * size : (k + 1) * size], handle)
+        if self.by_time:
+            handle, stamps = self._handle(BY_TIME), rows["ts"].tolist()
+            for k in np.flatnonzero(keep).tolist():
+                put(_time_key(stamps[k]) + encoded[k], b"", handle)
         self.db.write(batch)
         self.advance(float(rows["ts"].max()))
         self.commit()
@@ -238,13 +264,29 @@ class FeatureLog:
         self.dropped_segments += len(old)
         if old:
             self._forget_joined_before(ts - self.horizon_ms)
+            if self.by_time:
+                self._family(BY_TIME).delete_range(_time_key(0.0), _time_key(ts - self.horizon_ms))
         return len(old)
+
+    def ids_between(self, after: float, until: float) -> list[str]:
+        """The ids logged with an event time in ``(after, until]``, oldest first (with
+        ``by_time``; a row the sample or the budget removed since may still be named)."""
+        if not self.by_time:
+            raise ValueError("this log does not index ids by time (by_time=False)")
+        out: list[str] = []
+        for key in self._family(BY_TIME).keys(from_key=_time_key(after)):
+            ts = _time_of(key)
+            if ts > until:
+                break
+            if ts > after:
+                out.append(key[8:].decode())
+        return out
 
     # -- the budget
     def used_bytes(self) -> int:
         """Bytes of data the log holds: every column family's tables and memtables."""
         total = 0
-        for name in [*(f"seg_{s}" for s in self.segments), JOINED]:
+        for name in [*(f"seg_{s}" for s in self.segments), JOINED, *([BY_TIME] if self.by_time else [])]:
             cf = self._family(name)
             for prop in ("rocksdb.total-sst-files-size", "rocksdb.size-all-mem-tables"):
                 total += int(cf.property_int_value(prop) or 0)

@@ -61,8 +61,11 @@ class Healer:
         """``log`` None: a feature log in memory (offline runs, tests)."""
         self.bundle, self.registry = bundle, registry
         self.cfg = cfg = config or HealerConfig()
-        log = log or FeatureLog(None, len(bundle.features), cfg.label_horizon_ms, cfg.log_budget_bytes)
-        self.join = LabelJoin(log, cfg.recent_rows, settle_ms=cfg.settle_ms)
+        implies = cfg.imply_ms is not None
+        log = log or FeatureLog(
+            None, len(bundle.features), cfg.label_horizon_ms, cfg.log_budget_bytes, by_time=implies
+        )
+        self.join = LabelJoin(log, cfg.recent_rows, settle_ms=cfg.settle_ms, imply_ms=cfg.imply_ms)
         self.intake = LabelIntake(self.join, cfg.label_guard, cfg.quality_rows)
         self.episodes = Episodes(self.join, cfg.default_onset)
         self.events: list[HealerEvent | Diagnosed] = []

@@ -58,13 +58,22 @@ class LabelJoin:
         max_pending: int = 10_000,
         max_joined: int = 50_000,
         settle_ms: float | None = None,
+        imply_ms: float | None = None,
     ) -> None:
         """``settle_ms``: hold each joined label until its transaction is this old in event
-        time (:class:`~shared.healing.settle.CohortHold`); None: pass labels on as they join."""
+        time (:class:`~shared.healing.settle.CohortHold`); None: pass labels on as they join.
+        ``imply_ms``: settle at this age instead, and take every logged transaction that has
+        no label by then as genuine (your chargeback window: fraud nobody checked has charged
+        back by then, or never will). Needs a log indexed by time (``by_time``)."""
         if recent_rows < 1:
             raise ValueError("recent_rows must be >= 1")
+        if imply_ms is not None and not log.by_time:
+            raise ValueError("imply_ms needs a feature log indexed by time (FeatureLog(by_time=True))")
         self.log = log
-        self.settle = CohortHold(settle_ms) if settle_ms is not None else None
+        hold = imply_ms if imply_ms is not None else settle_ms
+        self.settle = CohortHold(hold) if hold is not None else None
+        self.imply_ms = imply_ms
+        self.implied_to = log.implied_to  # transactions up to this event time were implied genuine
         self.newest_ts = float("-inf")  # the newest transaction's event time (the log's lags by memory)
         self.capacity, self.max_pending, self.max_joined = recent_rows, max_pending, max_joined
         self._recent = np.zeros(recent_rows, dtype=log.dtype)
@@ -77,8 +86,9 @@ class LabelJoin:
         ids, labels, rows = log.load_joined(max_joined)  # a restart keeps what had joined
         self._train_ids, self._train_y, self._train_rows = ids, labels, rows
         self.counts = dict.fromkeys(
-            ("joined", "dropped", "sampled_out", "withdrawn", "late_decisions", "restored"), 0
+            ("joined", "dropped", "sampled_out", "withdrawn", "late_decisions", "restored", "implied"), 0
         )
+        self.counts["implied_before"] = 0  # genuine labels that came after the join had implied them
         self.counts["restored"] = len(ids)
         self.sources: Counter[str] = Counter()  # labels received by source (shared.feedback)
         self.fraud_sources: Counter[str] = Counter()  # ... of them fraud: analysts' share is alert precision
@@ -122,12 +132,48 @@ class LabelJoin:
         return self._settled(found)
 
     def _settled(self, joined: Joined) -> Joined:
-        """With a cohort hold: the labels whose cohort is complete now, ``joined`` held."""
+        """With a cohort hold: the labels whose cohort is complete now, ``joined`` held;
+        with ``imply_ms``, beside them the unlabelled transactions of those cohorts as
+        genuine (a genuine label that comes for one later is not passed on again)."""
         if self.settle is None:
             return joined
         self.settle.add(joined.ids, joined.labels, joined.rows)
         due = self.settle.due(self.newest_ts)
-        return Joined(*due) if due is not None else self._none()
+        out = Joined(*due) if due is not None else self._none()
+        if self.imply_ms is None:
+            return out
+        again = (out.rows["ts"] <= self.implied_to) & (out.labels < 0.5)
+        if again.any():
+            self.counts["implied_before"] += int(again.sum())
+            keep = np.flatnonzero(~again)
+            out = Joined([out.ids[k] for k in keep], out.labels[keep], out.rows[keep])
+        cut = self.newest_ts - self.imply_ms
+        if cut <= self.implied_to:
+            return out
+        implied = self._unlabelled(self.implied_to, cut, set(out.ids))
+        self.implied_to = cut
+        self.log.set_implied_to(cut)
+        self.counts["implied"] += len(implied)
+        ids, labels = out.ids + implied.ids, np.concatenate([out.labels, implied.labels])
+        rows = np.concatenate([out.rows, implied.rows])
+        order = np.argsort(rows["ts"], kind="stable")
+        return Joined([ids[k] for k in order], labels[order], rows[order])
+
+    def _unlabelled(self, after: float, until: float, labelled: set[str]) -> Joined:
+        """The transactions stamped in ``(after, until]`` (in memory or in the log) that are
+        not in ``labelled``, as genuine."""
+        ts = self._recent["ts"]
+        span = np.flatnonzero((ts > after) & (ts <= until)).tolist()
+        in_memory = [s for s in span if (i := self._ids[s]) is not None and i not in labelled]
+        on_disk_ids = [
+            i for i in self.log.ids_between(after, until) if i not in labelled and i not in self._slot
+        ]
+        on_disk = self.log.get(on_disk_ids)
+        ids = [str(self._ids[s]) for s in in_memory] + [i for i in on_disk_ids if i in on_disk]
+        rows = np.concatenate(
+            [self._recent[in_memory], self.log.decode([on_disk[i] for i in ids[len(in_memory) :]])]
+        )
+        return Joined(ids, np.zeros(len(ids), np.float32), rows.astype(self.log.dtype))
 
     def _evict(self, n: int) -> None:
         """Make room for ``n`` rows: the oldest leave memory for the feature log."""

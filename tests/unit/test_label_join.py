@@ -187,3 +187,32 @@ def test_a_sqlite_log_an_older_version_kept_is_read_in_once(tmp_path: Path):
     again = FeatureLog(tmp_path / "features", 1, horizon_ms=HOUR, budget_bytes=1 << 30, segments=4)
     assert sorted(again.get(ids(3))) == ids(3)  # read in once, kept since
     again.close()
+
+
+def test_at_the_chargeback_delay_the_unlabelled_are_implied_genuine_and_later_genuine_labels_skipped():
+    """``imply_ms``: a cohort is released once its transactions are that old, with every
+    transaction nobody labelled as genuine (in memory or on disk); a genuine label that comes
+    for one of them later (the team's own implied label) is not passed on twice, a late
+    chargeback is (it replaces the implied genuine)."""
+    log = FeatureLog(None, 1, horizon_ms=HOUR, budget_bytes=1 << 30, by_time=True)
+    join = LabelJoin(log, recent_rows=3, imply_ms=10.0)
+    join.add_transactions(ids(6), np.arange(6.0).reshape(6, 1), [float(i) for i in range(6)])  # t0-t2 on disk
+    assert not join.add_labels(["t1"], [1.0])  # an analyst's verdict: held until t1 is 10 old
+    got = join.add_transactions(["t12"], np.zeros((1, 1)), [12.0])  # t0-t2 are 10 old now
+    assert got.ids == ["t0", "t1", "t2"] and got.labels.tolist() == [0.0, 1.0, 0.0]
+    assert got.rows["x"].ravel().tolist() == [0.0, 1.0, 2.0]
+    join.accept(got)
+    assert not join.add_labels(["t0"], [0.0])  # implied already
+    late = join.add_labels(["t2"], [1.0])  # a chargeback after the implied window: passed on
+    assert late.ids == ["t2"] and late.labels.tolist() == [1.0]
+    join.accept(late)
+    got = join.add_transactions(["t20"], np.zeros((1, 1)), [20.0])  # t3-t5 are 10 old now (t12 is not)
+    assert got.ids == ["t3", "t4", "t5"] and got.labels.tolist() == [0.0, 0.0, 0.0]
+    stats = join.stats()
+    assert (stats["labels_implied"], stats["labels_implied_before"]) == (5, 1)  # t0 t2 t3 t4 t5; t0 again
+    assert join.labelled_since(0.0) == 3  # t0, t1, t2 (t2 now fraud); t3-t5 not accepted yet
+
+
+def test_implying_genuine_needs_a_log_indexed_by_time():
+    with pytest.raises(ValueError, match="by_time"):
+        LabelJoin(FeatureLog(None, 1, horizon_ms=HOUR, budget_bytes=1 << 30), imply_ms=10.0)
