@@ -122,6 +122,9 @@ class DemoConfig:
     feedback: FeedbackModel | None = None  # how labels come (shared.feedback); None: all, label_delay late
     label_delay: Delay = field(default_factory=lambda: Delay(rows=5000))  # without feedback
     label_horizon: str = "30d"  # event time a transaction waits for its label in the healer's join
+    label_policy: str = (
+        "implied"  # with feedback: "settled" (cohorts complete) or "implied" (at the chargeback delay)
+    )
     scorers: int = 2  # scorer processes in one consumer group
     n_pre: int = 2000  # transactions before the drift
     n_post: int = 12000  # ... and after it (lengthened when too short for an after-labels window)
@@ -143,10 +146,13 @@ class DemoConfig:
         return f"labels {self.label_delay} late ({self.delay_rows:,} transactions)"
 
     def healer_args(self, state: Path) -> tuple[str, ...]:
-        """With feedback the healer holds each label until its cohort is complete (settled)."""
+        """With feedback the healer holds each label until its cohort is complete (settled);
+        ``implied``: until the chargeback delay, the unlabelled taken as genuine then."""
         args: tuple[str, ...] = ("--state-dir", str(state), "--label-horizon", self.label_horizon)
         if self.feedback is not None:
             args += ("--settle", format_duration(self.feedback.horizon_ms))
+            if self.label_policy == "implied" and self.feedback.chargeback is not None:
+                args += ("--imply", format_duration(self.feedback.chargeback.delay_ms))
         return args
 
 

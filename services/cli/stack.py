@@ -83,6 +83,13 @@ def register_demo(sub: Any) -> None:
         f"(default {DEMO_FEEDBACK}; see docs/feedback.md); none: every label --label-delay late",
     )
     d.add_argument(
+        "--label-policy",
+        choices=("implied", "settled"),
+        default="implied",
+        help="with --feedback: the healer takes a cohort's labels once it is as old as the chargeback "
+        "delay, the unlabelled as genuine (implied), or once its last label has come (settled)",
+    )
+    d.add_argument(
         "--label-delay",
         default="5000",
         help="with --feedback none: transactions (5000) or event time (20s, 2h) before a label arrives",
@@ -246,6 +253,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         feedback=feedback,
         label_delay=Delay.parse(args.label_delay),
         label_horizon=args.label_horizon,
+        label_policy=args.label_policy,
         scorers=args.scorers,
         n_pre=args.n_pre,
         n_post=args.n_post,
