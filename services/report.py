@@ -157,7 +157,7 @@ class FeedbackSeen:
     """What a stream's feedback did, in stream positions: where the first label of each
     source on a drifted transaction came, and the analysts' checks per period."""
 
-    first: dict[str, int]  # source -> the position decided when its first label came
+    first: dict[str, int]  # source -> the stream position (by event time) when its first label came
     k: int  # alerts checked per period (P@k)
     period_rows: float  # transactions in a period
 

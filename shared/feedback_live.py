@@ -105,8 +105,8 @@ class LiveFeedback:
             got.rows.tolist(), got.labels.tolist(), got.at.tolist(), got.sources, strict=True
         ):
             out.append(Label(self.ids[r], int(label), float(at), source))
-            if r >= self.drift_at and source not in self.first:
-                self.first[source] = self.released
+            if r >= self.drift_at and source not in self.first:  # where the stream was when it came
+                self.first[source] = int(np.searchsorted(self.ts, at, side="right"))
         return out
 
     def rest(self) -> list[Label]:
