@@ -70,9 +70,10 @@ def _digest(tx_id: str) -> bytes:
     return hashlib.blake2b(tx_id.encode(), digest_size=4).digest()
 
 
-def _key(tx_id: str) -> bytes:
-    """The id's hash (big-endian: the sample is a key range), then the id."""
-    return _digest(tx_id) + tx_id.encode()
+def _keys(ids: Sequence[str]) -> list[bytes]:
+    """Each id's key: its hash (big-endian: the sample is a key range), then the id."""
+    blake = hashlib.blake2b
+    return [blake(b, digest_size=4).digest() + b for b in (i.encode() for i in ids)]
 
 
 def _time_key(ts: float) -> bytes:
@@ -206,10 +207,8 @@ class FeatureLog:
         A row logged again under the same id replaces the first."""
         if not len(rows):
             return 0
-        blake, encoded = hashlib.blake2b, [i.encode() for i in ids]  # _key, inlined: the hot path
-        digests = [blake(b, digest_size=4).digest() for b in encoded]
-        keys = [d + b for d, b in zip(digests, encoded, strict=True)]
-        hashes = np.frombuffer(b"".join(digests), dtype=">u4")
+        keys = _keys(ids)
+        hashes = np.frombuffer(b"".join(k[:4] for k in keys), dtype=">u4")
         wanted = (hashes < self.sample * HASH_SPACE) | (rows["flags"] & FLAGGED).astype(bool)
         keep = wanted & (rows["ts"] >= self.watermark - self.horizon_ms)
         self.not_kept += int((~wanted).sum())
@@ -224,7 +223,7 @@ class FeatureLog:
         if self.by_time:
             handle, stamps = self._handle(BY_TIME), rows["ts"].tolist()
             for k in np.flatnonzero(keep).tolist():
-                put(_time_key(stamps[k]) + encoded[k], b"", handle)
+                put(_time_key(stamps[k]) + keys[k][4:], b"", handle)
         self.db.write(batch)
         self.advance(float(rows["ts"].max()))
         self.commit()
@@ -243,13 +242,13 @@ class FeatureLog:
     def get(self, ids: Sequence[str]) -> dict[str, bytes]:
         """The logged rows of these ids (an id not logged is absent), newest segment first."""
         found: dict[str, bytes] = {}
-        todo = list(dict.fromkeys(ids))
+        todo = dict(zip(ids, _keys(ids), strict=True))  # id -> key, computed once for every segment
         for seg in reversed(self.segments):
             if not todo:
                 break
-            got = self._family(f"seg_{seg}")[[_key(i) for i in todo]]
+            got = self._family(f"seg_{seg}")[list(todo.values())]
             found.update({i: v for i, v in zip(todo, got, strict=True) if v is not None})
-            todo = [i for i in todo if i not in found]
+            todo = {i: k for i, k in todo.items() if i not in found}
         return found
 
     def advance(self, ts: float) -> int:
@@ -309,11 +308,11 @@ class FeatureLog:
             cut = int(self.sample * HASH_SPACE).to_bytes(4, "big") if self.sample < 1 else None
             for seg in self.segments:
                 name = f"seg_{seg}"
-                batch = WriteBatch(raw_mode=True)
+                batch, handle = WriteBatch(raw_mode=True), self._handle(name)
                 gone = 0
                 for key, row in self._family(name).items(from_key=cut):
                     if not self.decode(row)["flags"][0] & FLAGGED:
-                        batch.delete(key, self._handle(name))
+                        batch.delete(key, handle)
                         gone += 1
                 self.db.write(batch)
                 self.not_kept += gone
@@ -327,14 +326,14 @@ class FeatureLog:
     # -- labelled rows (the training set outlives a restart)
     def put_joined(self, ids: Sequence[str], labels: Sequence[float], rows: np.ndarray) -> None:
         batch, handle = WriteBatch(raw_mode=True), self._handle(JOINED)
-        for i, y, r in zip(ids, labels, rows, strict=True):
-            batch.put(_key(i), _F8.pack(float(r["ts"]), float(y)) + r.tobytes(), handle)
+        for key, y, r in zip(_keys(ids), labels, rows, strict=True):
+            batch.put(key, _F8.pack(float(r["ts"]), float(y)) + r.tobytes(), handle)
         self.db.write(batch)
 
     def forget_joined(self, ids: Sequence[str]) -> None:
         batch, handle = WriteBatch(raw_mode=True), self._handle(JOINED)
-        for i in ids:
-            batch.delete(_key(i), handle)
+        for key in _keys(ids):
+            batch.delete(key, handle)
         self.db.write(batch)
 
     def _forget_joined_before(self, ts: float) -> None:
@@ -363,8 +362,8 @@ class FeatureLog:
             for table in tables:
                 rows = old.execute(f"SELECT id, row FROM {table}").fetchall()  # noqa: S608
                 batch, handle = WriteBatch(raw_mode=True), self._handle(table)
-                for tx_id, row in rows:
-                    batch.put(_key(tx_id), row, handle)
+                for key, (_, row) in zip(_keys([tx_id for tx_id, _ in rows]), rows, strict=True):
+                    batch.put(key, row, handle)
                 self.db.write(batch)
                 n += len(rows)
             joined = old.execute("SELECT id, label, row FROM joined").fetchall()

@@ -86,9 +86,13 @@ class LabelJoin:
         ids, labels, rows = log.load_joined(max_joined)  # a restart keeps what had joined
         self._train_ids, self._train_y, self._train_rows = ids, labels, rows
         self.counts = dict.fromkeys(
-            ("joined", "dropped", "sampled_out", "withdrawn", "late_decisions", "restored", "implied"), 0
-        )
-        self.counts["implied_before"] = 0  # genuine labels that came after the join had implied them
+            (
+                "joined", "dropped", "sampled_out", "withdrawn", "late_decisions", "restored",
+                "implied",  # transactions implied genuine (imply_ms)
+                "implied_before",  # genuine labels that came after the join had implied them
+            ),
+            0,
+        )  # fmt: skip
         self.counts["restored"] = len(ids)
         self.sources: Counter[str] = Counter()  # labels received by source (shared.feedback)
         self.fraud_sources: Counter[str] = Counter()  # ... of them fraud: analysts' share is alert precision
@@ -173,7 +177,7 @@ class LabelJoin:
         rows = np.concatenate(
             [self._recent[in_memory], self.log.decode([on_disk[i] for i in ids[len(in_memory) :]])]
         )
-        return Joined(ids, np.zeros(len(ids), np.float32), rows.astype(self.log.dtype))
+        return Joined(ids, np.zeros(len(ids), np.float32), rows)
 
     def _evict(self, n: int) -> None:
         """Make room for ``n`` rows: the oldest leave memory for the feature log."""
