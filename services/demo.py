@@ -3,7 +3,8 @@ streamed with late labels, live progress, and a report of shadow (no heal) vs he
 
 Labels come as a fraud team gets them (:mod:`shared.feedback`): analysts check the top
 alerts of the live decisions, unchecked fraud charges back later, the rest is implied
-genuine; the healer holds each label until its cohort is complete (settled). With
+genuine; the healer holds each label until its transaction is as old as the chargeback
+delay and takes the unlabelled as genuine then (``label_policy``). With
 ``feedback=None`` every transaction's true label comes ``label_delay`` later instead. The
 report measures every model on the truth, which a replay knows.
 """
@@ -21,14 +22,7 @@ from typing import Any
 import numpy as np
 
 from services.processes import health
-from services.report import (
-    FeedbackSeen,
-    after_drift,
-    feedback_feed,
-    log_feed,
-    swap_times,
-    write_stream_report,
-)
+from services.report import FeedbackSeen, after_drift, log_feed, swap_times, write_stream_report
 from services.stack import Stack
 from shared.bundle import Bundle
 from shared.data import Scenario, build
@@ -87,7 +81,6 @@ class FeedbackLabels(threading.Thread):
     ) -> None:
         super().__init__(name="demo-feedback", daemon=True)
         self.settings, self.topic, self.live, self.lock = settings, topics.labels, live, lock
-        self.sent = 0
         self._halt = threading.Event()
 
     def stop(self) -> None:
@@ -104,7 +97,6 @@ class FeedbackLabels(threading.Thread):
                     labels = live.rest() if ended else live.due(float(live.ts[max(live.released - 1, 0)]))
                 for label in labels:
                     producer.produce(self.topic, encode_label(label), key=label.id)
-                self.sent += len(labels)
                 producer.poll(0)
                 if ended:
                     break
@@ -122,9 +114,8 @@ class DemoConfig:
     feedback: FeedbackModel | None = None  # how labels come (shared.feedback); None: all, label_delay late
     label_delay: Delay = field(default_factory=lambda: Delay(rows=5000))  # without feedback
     label_horizon: str = "30d"  # event time a transaction waits for its label in the healer's join
-    label_policy: str = (
-        "implied"  # with feedback: "settled" (cohorts complete) or "implied" (at the chargeback delay)
-    )
+    # with feedback: "settled" (cohorts complete) or "implied" (at the chargeback delay)
+    label_policy: str = "implied"
     scorers: int = 2  # scorer processes in one consumer group
     n_pre: int = 2000  # transactions before the drift
     n_post: int = 12000  # ... and after it (lengthened when too short for an after-labels window)
@@ -181,7 +172,7 @@ class LabelPath:
         truth = dict(zip(sc.stream.ids.astype(str).tolist(), sc.stream.y.astype(int).tolist(), strict=True))
         log = DecisionLog(costs=costs, labels=truth, truth_known=True)
         live = LiveFeedback(cfg.feedback, list(truth), sc.stream.y, feeder.ts, drift_at=sc.stream.drift_at)
-        tail = TopicTail(settings, read, feedback_feed(log, live, topics))
+        tail = TopicTail(settings, read, log_feed(log, topics, live))
         return cls(log, tail, FeedbackLabels(settings, topics, live, tail.lock))
 
     def start(self) -> None:
@@ -194,16 +185,23 @@ class LabelPath:
         if self.feedback is not None:
             self.feedback.stop()
 
-    def report(self, cfg: DemoConfig) -> dict[str, Any]:
+    def report(self) -> dict[str, Any]:
         """What the summary says of the labels."""
-        if self.feedback is None or cfg.feedback is None:
+        if self.feedback is None:
             return {}
         live = self.feedback.live
         return {
-            "feedback": cfg.feedback.describe(),
+            "feedback": live.stream.model.describe(),
             "labels_by_source": dict(self.log.label_sources),
             "feedback_skipped": live.skipped,
         }
+
+    def seen(self, event_rate: float) -> FeedbackSeen | None:
+        """Where the feedback's windows fall (None: no feedback)."""
+        if self.feedback is None:
+            return None
+        live = self.feedback.live
+        return FeedbackSeen.of(live, live.stream.model, event_rate)
 
 
 def run_demo(cfg: DemoConfig, out: Path) -> dict[str, Any]:
@@ -261,14 +259,16 @@ def report(
         "bundle": bundle.id,
     }
     extra |= {"scorers": cfg.scorers, "label_delay_rows": cfg.delay_rows, "rate": cfg.rate}
-    extra |= {"event_rate": cfg.events_per_s, **path.report(cfg)}
+    extra |= {"event_rate": cfg.events_per_s, **path.report()}
     extra["swap_publish_to_first_use_ms"] = swap_times(stack.settings, topics, bundle, log)
-    seen = None
-    if path.feedback is not None and cfg.feedback is not None:
-        seen = FeedbackSeen.of(path.feedback.live, cfg.feedback, cfg.events_per_s)
     say("training the oracle (the same architecture on the drifted labels, 2 folds)")
     extra["after_drift"] = after_drift(
-        sc, log, bundle, cfg.adapt_window, label_delay_rows=cfg.delay_rows, feedback=seen
+        sc,
+        log,
+        bundle,
+        cfg.adapt_window,
+        label_delay_rows=cfg.delay_rows,
+        feedback=path.seen(cfg.events_per_s),
     )
     return write_stream_report(stack.settings, topics, out, produced, log, extra)
 

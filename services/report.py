@@ -29,31 +29,18 @@ from shared.model import safetensors_metadata
 from shared.streamreport import DecisionLog
 
 
-def log_feed(log: DecisionLog, topics: Topics) -> Callable[[list[Message], float], None]:
-    """Decisions and labels into ``log`` (a decision with its record's timestamp); a
+def log_feed(
+    log: DecisionLog, topics: Topics, live: LiveFeedback | None = None
+) -> Callable[[list[Message], float], None]:
+    """Decisions and labels into ``log`` (a decision with its record's timestamp), and each
+    new decision into ``live`` (the feedback model through the stack) when given; a
     :class:`~shared.kafka.tail.TopicTail` handler."""
 
     def feed(msgs: list[Message], _received_ms: float) -> None:
         for m in msgs:
             if m.topic() == topics.decisions:
-                log.add_decision(m.value(), float(m.timestamp()[1]))
-            elif m.topic() == topics.labels:
-                log.add_label(m.value())
-
-    return feed
-
-
-def feedback_feed(
-    log: DecisionLog, live: LiveFeedback, topics: Topics
-) -> Callable[[list[Message], float], None]:
-    """Decisions into ``log`` and the feedback model, labels into ``log``'s count by source
-    (its labels are the truth); a :class:`~shared.kafka.tail.TopicTail` handler."""
-
-    def feed(msgs: list[Message], _received_ms: float) -> None:
-        for m in msgs:
-            if m.topic() == topics.decisions:
                 d = log.add_decision(m.value(), float(m.timestamp()[1]))
-                if d is not None:
+                if d is not None and live is not None:
                     live.decided(d.id, d.score, d.fraud)
             elif m.topic() == topics.labels:
                 log.add_label(m.value())

@@ -57,9 +57,8 @@ class LiveFeedback:
         self.released = 0  # stream positions below this went to the feedback model
         self.skipped = 0  # positions passed over: their decision never came in time
         self.unknown = 0  # decisions of ids not in the stream
-        self.first: dict[
-            str, int
-        ] = {}  # per source: positions decided when its first label from drift_at on came
+        # per source: the stream position (by event time) when its first label from drift_at on came
+        self.first: dict[str, int] = {}
         self._waiting: dict[int, tuple[float, bool]] = {}  # position -> (score, alert)
 
     @property

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import fields
@@ -22,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from shared.kafka import Topics
+from tests.integration.helpers import unique_topics
 
 COMPOSE = Path(__file__).resolve().parents[1] / "deploy" / "compose.yaml"
 CLIENT_PORT = 29092  # the compose file's EXTERNAL listener, inside the container
@@ -87,6 +87,6 @@ def fresh_topics() -> None:
     """New topic names for the stacks started from here on (container mode; else nothing)."""
     if not os.environ.get(CONTAINER):
         return
-    tag = uuid.uuid4().hex[:8]
+    names = unique_topics()
     for f in fields(Topics):
-        os.environ[Topics.env_var(f.name)] = f"{getattr(Topics(), f.name)}-{tag}"
+        os.environ[Topics.env_var(f.name)] = getattr(names, f.name)

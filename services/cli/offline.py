@@ -175,8 +175,6 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         return _robustness(args, say)
     args.label_delay = 500 if args.label_delay is None else args.label_delay
     healer = _healer(args)
-    if args.feedback is not None and args.label_policy != "pooled":
-        healer = _settled(healer, args.feedback, args.label_policy == "implied")
     cfg = ExperimentConfig(
         scenario=scenario,
         protocol=args.protocol,
@@ -207,16 +205,19 @@ def _settled(healer: Any, feedback: Any, implied: bool = False) -> Any:
 
 
 def _healer(args: argparse.Namespace) -> Any:
-    """The healer's policy the options ask for (None: the protocol's default)."""
-    if not (args.label_free or args.labels_only or args.without):
-        return None
-    from shared.healing.healer import HealerConfig
-    from shared.healing.schedule import ScheduleConfig
+    """The healer's policy the options ask for, with ``--feedback`` the label policy's
+    holds (None: the protocol's default)."""
+    healer = None
+    if args.label_free or args.labels_only or args.without:
+        from shared.healing.healer import HealerConfig
+        from shared.healing.schedule import ScheduleConfig
 
-    schedule = ScheduleConfig(heal_before_labels=not args.labels_only)
-    healer = HealerConfig(label_free=args.label_free, schedule=schedule)
-    for part in args.without:
-        healer = ABLATIONS[part](healer)
+        schedule = ScheduleConfig(heal_before_labels=not args.labels_only)
+        healer = HealerConfig(label_free=args.label_free, schedule=schedule)
+        for part in args.without:
+            healer = ABLATIONS[part](healer)
+    if args.feedback is not None and args.label_policy != "pooled":
+        healer = _settled(healer, args.feedback, args.label_policy == "implied")
     return healer
 
 
@@ -230,8 +231,6 @@ def _robustness(args: argparse.Namespace, say: Progress) -> int:
     out = Path(args.out)
     workers = args.workers or rb.default_workers()
     variant = "without " + ", ".join(sorted(args.without)) if args.without else "default"
-    if args.feedback is not None and args.label_policy != "pooled":
-        healer = _settled(healer, args.feedback, args.label_policy == "implied")
     if args.feedback is not None and args.label_policy != "settled":
         variant += f", labels {args.label_policy}"
     summary = rb.robustness(args.n, delay, out, args.first_seed, workers, healer, say, variant, args.feedback)

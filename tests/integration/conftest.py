@@ -16,6 +16,7 @@ import torch
 from shared.kafka import EmbeddedBroker, KafkaSettings, Topics, create_topics
 from shared.kafka.runtime import StopFlag
 from shared.signing import KEY_ENV, Signer
+from tests.integration.helpers import unique_topics
 
 TEST_KEY = "integration-tests-adapter-key-0123456789abcdef"
 TEST_SIGNER = Signer(TEST_KEY.encode())
@@ -41,8 +42,7 @@ def signer(monkeypatch: pytest.MonkeyPatch) -> Signer:
 
 @pytest.fixture
 def topics(kafka: KafkaSettings) -> Topics:
-    tag = uuid.uuid4().hex[:8]
-    t = Topics(**{name: f"{value}-{tag}" for name, value in Topics().__dict__.items()})
+    t = unique_topics()
     create_topics(kafka, t.specs())
     return t
 

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import numpy as np
 import orjson
 from confluent_kafka import Consumer, Message
 
-from shared.kafka import KafkaSettings, TrackedProducer
+from shared.kafka import KafkaSettings, Topics, TrackedProducer
 from shared.kafka.clients import beginnings
 from shared.kafka.config import consumer_config
 from shared.messages import Transaction, encode_transaction
+
+
+def unique_topics() -> Topics:
+    """Every topic name with a suffix of its own (nothing created)."""
+    tag = uuid.uuid4().hex[:8]
+    return Topics(**{name: f"{value}-{tag}" for name, value in Topics().__dict__.items()})
 
 
 def produce_rows(

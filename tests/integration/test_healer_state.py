@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 
 import orjson
 
@@ -20,12 +19,12 @@ from shared.kafka import EmbeddedBroker, KafkaSettings, Topics, TrackedProducer,
 from shared.messages import Label, Transaction, encode_label, encode_transaction
 
 from .conftest import TEST_SIGNER, wait_until
+from .helpers import unique_topics
 
 
 def fresh_topics(kafka: KafkaSettings) -> Topics:
     """Empty topics, as a restarted embedded broker has."""
-    tag = uuid.uuid4().hex[:8]
-    t = Topics(**{name: f"{value}-{tag}" for name, value in Topics().__dict__.items()})
+    t = unique_topics()
     create_topics(kafka, t.specs())
     return t
 

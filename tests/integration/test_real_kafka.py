@@ -10,16 +10,16 @@ The broker's cleaner and retention check run every second here (Kafka's defaults
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]  # re-exported, untyped
 
-from shared.kafka import KafkaSettings, Topics, create_topics
+from shared.kafka import KafkaSettings, create_topics
 from shared.kafka.clients import TrackedProducer
 from shared.kafka.config import TopicSpec, consumer_config
+from tests.integration.helpers import unique_topics
 from tests.kafka_container import docker_unavailable, kafka_container
 
 FAST = {"KAFKA_LOG_CLEANER_BACKOFF_MS": "1000", "KAFKA_LOG_RETENTION_CHECK_INTERVAL_MS": "1000"}
@@ -32,11 +32,6 @@ def real_kafka() -> Iterator[KafkaSettings]:
         pytest.skip(f"a real Kafka needs a Docker engine: {why}")
     with kafka_container(FAST) as bootstrap:
         yield KafkaSettings().with_bootstrap(bootstrap)
-
-
-def topics() -> Topics:
-    tag = uuid.uuid4().hex[:8]
-    return Topics(**{name: f"{value}-{tag}" for name, value in Topics().__dict__.items()})
 
 
 def configs(settings: KafkaSettings, topic: str) -> dict[str, str]:
@@ -71,7 +66,7 @@ def wait_for(check: Callable[[], bool], timeout: float = 90.0) -> None:
 
 
 def test_the_topics_selfheal_creates_carry_their_config_on_a_real_broker(real_kafka: KafkaSettings) -> None:
-    t = topics()
+    t = unique_topics()
     create_topics(real_kafka, real_kafka.specs(t))
     for name in (t.weights, t.registry):
         assert configs(real_kafka, name)["cleanup.policy"] == "compact", name
@@ -80,7 +75,7 @@ def test_the_topics_selfheal_creates_carry_their_config_on_a_real_broker(real_ka
 
 
 def test_the_adapter_topic_keeps_only_each_adapters_newest_record(real_kafka: KafkaSettings) -> None:
-    t = topics()
+    t = unique_topics()
     spec = next(s for s in real_kafka.specs(t) if s.name == t.weights)
     create_topics(real_kafka, [TopicSpec(spec.name, spec.partitions, spec.replication, spec.config | ROLL)])
     producer = TrackedProducer(real_kafka)
@@ -98,7 +93,7 @@ def test_the_adapter_topic_keeps_only_each_adapters_newest_record(real_kafka: Ka
 
 
 def test_old_decisions_are_deleted(real_kafka: KafkaSettings) -> None:
-    t = topics()
+    t = unique_topics()
     spec = next(s for s in real_kafka.specs(t) if s.name == t.decisions)
     keep = {"retention.ms": "1000", "segment.ms": "200"}
     create_topics(real_kafka, [TopicSpec(spec.name, 1, spec.replication, spec.config | keep)])
