@@ -5,7 +5,10 @@ itself can take: the join's overhead is the difference).
 
 Run in a child process (``python -m services.bench.featurelog ROWS DIR``) so that its
 resident memory is the healer's alone; it prints one JSON object. ``bench.json`` keys:
-``feature_log.log`` (the healer's log) and ``feature_log.rocksdb`` (raw batches).
+``feature_log.log`` (the healer's log), ``feature_log.rocksdb`` (raw batches) and
+``feature_log.intake``: the healer's whole intake of a transaction, as its loop does it
+(the encoded transaction and its decision decoded, both into the join), with every row
+logged and with the rate sample at 1/8 (what a healer past its log's capacity does).
 """
 
 from __future__ import annotations
@@ -118,12 +121,59 @@ def measure_rocksdb(rows: int, folder: Path) -> dict[str, Any] | None:
     return out
 
 
+def measure_intake(rows: int, folder: Path) -> dict[str, Any]:
+    """Transactions a second through the healer's intake: encoded transactions and their
+    decisions decoded (:func:`decode_transactions`, :func:`decode_decisions`) and added to
+    the join, every row logged and one in eight (``log_rate_sample``)."""
+    from shared.messages import (
+        Decision,
+        Transaction,
+        decode_decisions,
+        decode_transactions,
+        encode_decision,
+        encode_transaction,
+    )
+
+    ids, X = _rows(rows)
+    names = [f"V{i}" for i in range(1, N_FEATURES + 1)]
+    tx = [
+        encode_transaction(Transaction.from_row(i, names, x.tolist(), 1e12 + k))
+        for k, (i, x) in enumerate(zip(ids, X, strict=True))
+    ]
+    dec = [
+        encode_decision(Decision(i, 0.1, k % 50 == 0, 0.5, 1, "b", (), False, 0.1, 1.0))
+        for k, i in enumerate(ids)
+    ]
+    out: dict[str, Any] = {"rows": rows}
+    for key, share in (("tx_per_s", 1.0), ("tx_per_s_sampled_8", 0.125)):
+        shutil.rmtree(folder, ignore_errors=True)
+        log = FeatureLog(folder, N_FEATURES, horizon_ms=1e15, budget_bytes=1 << 40)
+        log.rate_sample = share
+        join = LabelJoin(log)
+        t0 = time.perf_counter()
+        for lo in range(0, rows, BATCH):
+            batch = decode_transactions(tx[lo : lo + BATCH], names)
+            ts = [t if t is not None else 0.0 for t in batch.ts]  # as the healer: else the record's
+            join.add_transactions(batch.ids, batch.X, ts)
+            ds = [d for d in decode_decisions(dec[lo : lo + BATCH]) if isinstance(d, Decision)]
+            join.add_decisions(
+                [d.id for d in ds],
+                [d.fraud for d in ds],
+                [d.adapter_version for d in ds],
+                [d.shadow_fraud for d in ds],
+            )
+        join.flush()
+        out[key] = round(rows / (time.perf_counter() - t0))
+        log.close()
+    return out
+
+
 def feature_log(rows: int, folder: Path, say: Any) -> dict[str, Any]:
-    """Both measurements, each in a child process of its own (``bench.json``: ``feature_log``)."""
+    """The three measurements, each in a child process of its own (``bench.json``: ``feature_log``)."""
     import subprocess
 
     out: dict[str, Any] = {}
-    for which in ("log", "rocksdb"):
+    for which in ("log", "rocksdb", "intake"):
         say(f"feature log: {rows:,} rows through {which}")
         cmd = [sys.executable, "-m", "services.bench.featurelog", str(rows), str(folder), which]
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)  # noqa: S603
@@ -135,9 +185,8 @@ def feature_log(rows: int, folder: Path, say: Any) -> dict[str, Any]:
 def main() -> None:
     rows, folder = int(sys.argv[1]), Path(sys.argv[2])
     which = sys.argv[3] if len(sys.argv) > 3 else "log"
-    result = (
-        measure_log(rows, folder / "log") if which == "log" else measure_rocksdb(rows, folder / "rocksdb")
-    )
+    measure = {"log": measure_log, "rocksdb": measure_rocksdb, "intake": measure_intake}[which]
+    result = measure(rows, folder / which)
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
 
 

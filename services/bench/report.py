@@ -136,9 +136,21 @@ def timeline_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def feature_log_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     fl = r.get("feature_log", {})
-    s, rdb = fl.get("log"), fl.get("rocksdb")
+    s, rdb, intake = fl.get("log"), fl.get("rocksdb"), fl.get("intake")
     if not s:
         return []
+    scorer = r.get("scorer_tps_1")
+    intake_rows = (
+        [
+            (
+                "healer intake (transactions and decisions decoded, joined): every row logged / 1 in 8",
+                f"{intake['tx_per_s']:,} / {intake['tx_per_s_sampled_8']:,} tx/s",
+                f"one scorer {scorer:,.0f} tx/s" if scorer else "-",
+            )
+        ]
+        if intake
+        else []
+    )
     vs = " / ".join(f"{k} {rdb[k]:,}" for k in ("write_rows_per_s", "lookup_ms_p99")) if rdb else "-"
     return [
         (
@@ -152,6 +164,7 @@ def feature_log_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             "raw "
             + (f"{rdb['disk_mb_per_million_rows']} MB; store {rdb['store_rss_mb']:.0f} MB" if rdb else "-"),
         ),
+        *intake_rows,
     ]
 
 

@@ -115,6 +115,13 @@ def healer_state_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--log-budget", default="2GB", help="the feature log's disk budget (default: 2GB)")
     p.add_argument(
+        "--log-capacity",
+        type=float,
+        default=None,
+        help="transactions a second the feature log may write; above that rate the healer logs a sample "
+        "of the unflagged ones and reports its ratio (default: half a core's worth, measured)",
+    )
+    p.add_argument(
         "--settle",
         default=None,
         help="hold each label until its transaction is this old (your chargeback window, e.g. 30d): "
@@ -136,6 +143,7 @@ def healer_state_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "label_horizon_ms": parse_duration(args.label_horizon),
         "log_budget_bytes": parse_bytes(args.log_budget),
+        "log_capacity": args.log_capacity,
         "settle_ms": parse_duration(args.settle) if args.settle else None,
         "imply_ms": parse_duration(args.imply) if args.imply else None,
         "state_dir": args.state_dir,
@@ -161,6 +169,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(resumed_adapter(args.bundle, args.state_dir))
     healer_args = (
         *("--label-horizon", args.label_horizon, "--log-budget", args.log_budget),
+        *(("--log-capacity", str(args.log_capacity)) if args.log_capacity else ()),
         *("--state-dir", args.state_dir),
         *(("--settle", args.settle) if args.settle else ()),
         *(("--imply", args.imply) if args.imply else ()),

@@ -46,6 +46,7 @@ from shared.healing.events import (
 )
 from shared.healing.featurelog import FeatureLog
 from shared.healing.healer import Healer, HealerConfig
+from shared.healing.log_rate import LogRate
 from shared.healing.process import HealProcess
 from shared.healing.worker import HealWorker
 from shared.kafka.clients import TrackedProducer, dead_letter, read_topic, record_ts
@@ -57,7 +58,7 @@ from shared.messages import (
     Alert,
     Reject,
     decode_alert,
-    decode_decision,
+    decode_decisions,
     decode_label,
     decode_transactions,
     encode_alert,
@@ -126,6 +127,21 @@ class HealerMetrics:
             "Cost per transaction of the live healed adapter on its last chunk of arrived labels",
             registry=r,
         )
+        self.log_sample = Gauge(
+            "selfheal_healer_log_sample",
+            "Share of unflagged transactions the feature log keeps (the budget's or the input rate's sample)",
+            registry=r,
+        )
+        self.input_rate = Gauge(
+            "selfheal_healer_input_rate",
+            "Transactions a second arriving on the input topic (record time, last 10 s)",
+            registry=r,
+        )
+        self.not_logged = Gauge(
+            "selfheal_healer_rows_not_logged",
+            "Unflagged transactions the feature log's sample left out (this process)",
+            registry=r,
+        )
         self.heal_seconds = Histogram(
             "selfheal_healer_heal_seconds",
             "Heal cycle duration",
@@ -164,6 +180,7 @@ class HealerService(ConsumerService):
         self.worker = HealWorker(
             self.healer, executor or HealProcess(bundle, config.healer.heal, config.healer.before_labels)
         )
+        self.rate = LogRate(config.healer.log_capacity)  # the feature log's sample, from the input rate
         self.foreign = 0  # decisions stamped with another bundle id
         self.published: list[int] = []
 
@@ -195,7 +212,9 @@ class HealerService(ConsumerService):
             "snapshots": len(self.registry),
             "healing": self.worker.running is not None,
             "labels": self.healer.intake.hold or "trusted",
-            "labels_join": self.healer.join.stats(),
+            "labels_join": self.healer.join.stats()
+            | self.rate.stats()
+            | {"labels_judging": len(self.healer.intake.guard.held)},  # found, their chunk not yet judged
             "before_labels": self.healer.before.unavailable or "on",  # or why this bundle cannot
             "diagnosis": self.healer.before.last,  # the newest label-free diagnosis of the episode
         }
@@ -258,6 +277,7 @@ class HealerService(ConsumerService):
                 t if t is not None else record_ts(tx[i])
                 for t, i in zip(decoded.ts, decoded.index, strict=True)
             ]
+            self._sample_by_rate([record_ts(tx[0]), record_ts(tx[-1])], len(tx))
             self.healer.add_transactions(decoded.ids, decoded.X, ts)
             self.metrics.transactions.inc(len(decoded.ids))
         if dec := by_topic.get(t.decisions):
@@ -268,6 +288,21 @@ class HealerService(ConsumerService):
             self._labels(labels)
         if snaps := by_topic.get(t.registry):
             self._registry(snaps)
+
+    def _sample_by_rate(self, stamps_ms: list[float], rows: int) -> None:
+        """The input rate and what a logged row costs set the feature log's rate sample;
+        a change is logged, the share kept and the rows left out are metrics."""
+        log = self.healer.join.log
+        self.rate.cost(log.write_seconds, log.written)
+        ratio = self.rate.observe(stamps_ms, rows)
+        if ratio != log.rate_sample:
+            log.rate_sample = ratio
+            level = self.log.warning if ratio < 1 else self.log.info
+            level("feature log sample set by the input rate", ratio=ratio, **self.rate.stats())
+        self.metrics.log_sample.set(log.kept_share)
+        self.metrics.not_logged.set(log.not_kept)
+        if (rate := self.rate.input_rate) is not None:
+            self.metrics.input_rate.set(rate)
 
     def _registry(self, msgs: list[Message]) -> None:
         """Snapshots others wrote: an operator's rollback (``selfheal registry rollback``)."""
@@ -287,8 +322,7 @@ class HealerService(ConsumerService):
         fraud: list[bool] = []
         versions: list[int] = []
         shadow: list[bool] = []
-        for m in msgs:
-            d = decode_decision(m.value())
+        for m, d in zip(msgs, decode_decisions([m.value() for m in msgs]), strict=True):
             if isinstance(d, Reject):
                 continue
             if d.bundle != self.bundle.id:

@@ -25,6 +25,8 @@ class HealerConfig:
     )
     # then as genuine (your chargeback delay: unchecked fraud has charged back by then, or never will)
     log_budget_bytes: int = 2 << 30  # the feature log's disk budget; past it, a sample is kept
+    log_capacity: float | None = None  # rows a second the feature log may write; above it the service
+    # logs a sample of the unflagged rows (shared.healing.log_rate). None: half a core, as measured
     label_free: bool = False  # no label is coming: heal before labels only (no labelled heal)
     before_labels: LabelFreeConfig = field(default_factory=LabelFreeConfig)
     default_onset: int = 1000  # rows back an episode starts when its alert names no onset

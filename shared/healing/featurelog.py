@@ -137,6 +137,9 @@ class FeatureLog:
         self.watermark = self._meta("watermark", float("-inf"))  # newest event time seen
         self.implied_to = self._meta("implied_to", float("-inf"))  # a label join's implied genuine, up to
         self.not_kept = 0  # unflagged rows left out by the sample (this process)
+        self.rate_sample = 1.0  # the share the healer's input rate leaves room for (shared.healing.log_rate)
+        self.rate_not_kept = 0  # ... of ``not_kept``, rows only the rate sample left out
+        self.write_seconds, self.written = 0.0, 0  # time spent writing rows, and how many were written
         self._checked = 0.0
         self.dropped_segments = 0  # segments past the horizon
         self.early_drops = 0  # segments dropped before the horizon, to keep to the budget
@@ -198,18 +201,27 @@ class FeatureLog:
         data = blobs if isinstance(blobs, bytes) else b"".join(blobs)
         return np.frombuffer(data, dtype=self.dtype)
 
+    @property
+    def kept_share(self) -> float:
+        """The share of unflagged rows written now: the byte budget's sample or the rate's."""
+        return min(self.sample, self.rate_sample)
+
     def sampled(self, tx_id: str) -> bool:
         """Whether an unflagged transaction with this id is kept by the sample now."""
-        return id_hash(tx_id) < self.sample * HASH_SPACE
+        return id_hash(tx_id) < self.kept_share * HASH_SPACE
 
     def put(self, ids: Sequence[str], rows: np.ndarray) -> int:
         """Log rows (the sample and the horizon permitting); returns how many were written.
         A row logged again under the same id replaces the first."""
         if not len(rows):
             return 0
+        t0 = time.perf_counter()
         keys = _keys(ids)
         hashes = np.frombuffer(b"".join(k[:4] for k in keys), dtype=">u4")
-        wanted = (hashes < self.sample * HASH_SPACE) | (rows["flags"] & FLAGGED).astype(bool)
+        flagged = (rows["flags"] & FLAGGED).astype(bool)
+        wanted = (hashes < self.kept_share * HASH_SPACE) | flagged
+        if self.rate_sample < self.sample:
+            self.rate_not_kept += int(((hashes < self.sample * HASH_SPACE) & ~wanted).sum())
         keep = wanted & (rows["ts"] >= self.watermark - self.horizon_ms)
         self.not_kept += int((~wanted).sum())
         segments = np.maximum(rows["ts"] // self.segment_ms, 0).astype(np.int64)  # before 1970: the first
@@ -225,9 +237,12 @@ class FeatureLog:
             for k in np.flatnonzero(keep).tolist():
                 put(_time_key(stamps[k]) + keys[k][4:], b"", handle)
         self.db.write(batch)
+        written = int(keep.sum())
+        self.write_seconds += time.perf_counter() - t0
+        self.written += written
         self.advance(float(rows["ts"].max()))
         self.commit()
-        return int(keep.sum())
+        return written
 
     def commit(self, force: bool = False) -> None:
         """Every write is in the write-ahead log when :meth:`put` returns; this checks the
@@ -386,6 +401,8 @@ class FeatureLog:
             "log_segments": len(self.segments),
             "log_segments_dropped_early": self.early_drops,
             "log_not_kept": self.not_kept,
+            "log_rate_sample": self.rate_sample,
+            "log_rate_not_kept": self.rate_not_kept,
             "horizon_ms": self.horizon_ms,
         }
 

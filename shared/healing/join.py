@@ -114,22 +114,36 @@ class LabelJoin:
         """Rows in (``flagged``: a rule fired); returns early labels that now found them."""
         if len(ts):
             self.newest_ts = max(self.newest_ts, float(max(ts)))
-        first: dict[str, int] = {}
-        for k, i in enumerate(ids):
-            first.setdefault(i, k)
-        fresh = [
-            k for k, i in enumerate(ids) if i not in self._slot and first[i] == k
-        ]  # redeliveries: the first
-        flags = [0] * len(ids) if flagged is None else [FLAGGED if f else 0 for f in flagged]
+        ids = list(ids)
+        unique = set(ids)
+        fresh: Sequence[int]
+        if len(unique) == len(ids) and self._slot.keys().isdisjoint(unique):
+            fresh = range(len(ids))  # the usual batch: every row new
+            first = ids
+        else:  # redeliveries: the first of each id, and none already in memory
+            seen: dict[str, int] = {}
+            for k, i in enumerate(ids):
+                seen.setdefault(i, k)
+            fresh = [k for k, i in enumerate(ids) if i not in self._slot and seen[i] == k]
+            first = list(seen)
         X = np.asarray(X, np.float32)
-        rows = self.log.encode(X[fresh], [ts[k] for k in fresh], [flags[k] for k in fresh])
-        for lo in range(0, len(fresh), self.capacity):  # a batch larger than memory passes through
-            part = fresh[lo : lo + self.capacity]
+        every = len(fresh) == len(ids)
+        rows = self.log.encode(
+            X if every else X[fresh],
+            ts if every else [ts[k] for k in fresh],
+            None if flagged is None else [FLAGGED if flagged[k] else 0 for k in fresh],
+        )
+        new_ids = ids if every else [ids[k] for k in fresh]
+        for lo in range(0, len(new_ids), self.capacity):  # a batch larger than memory passes through
+            part = new_ids[lo : lo + self.capacity]
             self._evict(len(part))
-            slots = (self._seen + np.arange(len(part))) % self.capacity
+            start = self._seen % self.capacity
+            slots = (start + np.arange(len(part))) % self.capacity
             self._recent[slots] = rows[lo : lo + self.capacity]
-            for slot, k in zip(slots.tolist(), part, strict=True):
-                self._ids[slot], self._slot[ids[k]] = ids[k], slot
+            slot_list = slots.tolist()
+            for slot, i in zip(slot_list, part, strict=True):
+                self._ids[slot] = i
+            self._slot.update(zip(part, slot_list, strict=True))
             self._seen += len(part)
         early = [i for i in first if i in self._pending]
         found = self._found(early, [self._pending.pop(i) for i in early]) if early else self._none()
@@ -182,12 +196,15 @@ class LabelJoin:
     def _evict(self, n: int) -> None:
         """Make room for ``n`` rows: the oldest leave memory for the feature log."""
         slots = [(self._seen + k) % self.capacity for k in range(min(n, self.capacity))]
-        leaving = [(s, i) for s in slots if (i := self._ids[s]) is not None]
-        if not leaving:
+        present = [s for s in slots if self._ids[s] is not None]
+        if not present:
             return
-        self.log.put([i for _, i in leaving], self._recent[[s for s, _ in leaving]])
-        for s, i in leaving:
-            del self._slot[i]
+        leaving = [str(self._ids[s]) for s in present]
+        self.log.put(leaving, self._recent[present])
+        pop = self._slot.pop
+        for i in leaving:
+            pop(i)
+        for s in present:
             self._ids[s] = None
 
     def add_decisions(
@@ -195,15 +212,27 @@ class LabelJoin:
     ) -> None:
         """The scorer's decisions: kept with the row (a flagged row is always logged)."""
         self.decided += len(ids)
-        for tx_id, f, v, s in zip(ids, fraud, versions, shadow, strict=True):
-            slot = self._slot.get(tx_id)
-            if slot is None:
-                self.counts["late_decisions"] += 1  # its row already left memory
-                continue
-            row = self._recent[slot]
-            bits = DECIDED | (FRAUD | FLAGGED if f else 0) | (SHADOW_FRAUD if s else 0)
-            row["flags"] = (int(row["flags"]) & FLAGGED) | bits
-            row["version"] = v
+        get = self._slot.get
+        slots = np.array([get(i, -1) for i in ids], dtype=np.int64)
+        known = slots >= 0
+        self.counts["late_decisions"] += int((~known).sum())  # their rows already left memory
+        at = slots[known]
+        if len(np.unique(at)) < len(at):  # one row decided twice in the batch: in order
+            for slot, f, v, s in zip(slots.tolist(), fraud, versions, shadow, strict=True):
+                if slot >= 0:
+                    self._decide(np.array([slot]), np.array([f]), np.array([v]), np.array([s]))
+            return
+        self._decide(
+            at, np.asarray(fraud, bool)[known], np.asarray(versions)[known], np.asarray(shadow, bool)[known]
+        )
+
+    def _decide(self, at: np.ndarray, fraud: np.ndarray, versions: np.ndarray, shadow: np.ndarray) -> None:
+        """Rows ``at`` (slots in memory) take their decisions: the verdicts' bits (a row the
+        scorer flagged stays flagged) and the adapter version."""
+        flags = self._recent["flags"]
+        bits = DECIDED | np.where(fraud, FRAUD | FLAGGED, 0) | np.where(shadow, SHADOW_FRAUD, 0)
+        flags[at] = (flags[at] & FLAGGED) | bits
+        self._recent["version"][at] = versions
 
     def flush(self) -> None:
         """Everything in memory to the log (before a clean stop)."""

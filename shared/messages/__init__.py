@@ -17,7 +17,13 @@ transactions.dlq    :mod:`shared.messages.dead_letters`           DeadLetter (he
 
 from shared.messages.alerts import Alert, decode_alert, encode_alert
 from shared.messages.dead_letters import DeadLetter, decode_dead_letter
-from shared.messages.decisions import Decision, decode_decision, encode_decision, encode_decisions
+from shared.messages.decisions import (
+    Decision,
+    decode_decision,
+    decode_decisions,
+    encode_decision,
+    encode_decisions,
+)
 from shared.messages.labels import Label, decode_label, encode_label
 from shared.messages.reject import Reject, RejectCode
 from shared.messages.transactions import (
@@ -43,6 +49,7 @@ __all__ = [
     "decode_alert",
     "decode_dead_letter",
     "decode_decision",
+    "decode_decisions",
     "decode_label",
     "decode_transactions",
     "encode_alert",

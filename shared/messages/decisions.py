@@ -15,8 +15,10 @@ bytes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 import orjson
 
@@ -87,6 +89,24 @@ def decode_decision(raw: bytes | None) -> Decision | Reject:
             latency_ms=float(rec["latency_ms"]),
         )
     )
+
+
+def decode_decisions(values: Sequence[bytes | None]) -> list[Decision | Reject]:
+    """:func:`decode_decision` for a batch (the healer reads every decision): msgspec
+    builds each well-typed record in C; a record it refuses goes through
+    :func:`decode_decision`, which accepts or rejects it as ever (a test holds the two to the
+    same results)."""
+    decode = _DECODER.decode
+    out: list[Decision | Reject] = []
+    for raw in values:
+        try:
+            out.append(decode(raw))  # type: ignore[arg-type]
+        except (msgspec.DecodeError, TypeError):
+            out.append(decode_decision(raw))
+    return out
+
+
+_DECODER = msgspec.json.Decoder(Decision)
 
 
 # -- the scorer's batch encoder ----------------------------------------------------------------

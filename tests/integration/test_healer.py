@@ -9,7 +9,7 @@ from services.healer.service import HealerService, HealerServiceConfig
 from services.monitor.service import MonitorConfig, MonitorService
 from services.scorer.service import ScorerConfig, ScorerService
 from shared.data import build
-from shared.kafka import read_topic
+from shared.kafka import TrackedProducer, read_topic
 from shared.loadgen import produce_stream
 from shared.messages import Transaction, encode_transaction
 from shared.registry import Snapshot
@@ -323,3 +323,33 @@ def test_a_batch_of_only_malformed_transactions_leaves_the_healer_running(
     produce_rows(kafka, topics.transactions, [str(i) for i in good.ids], good.X, list(b.features))
     wait_until(lambda: service.healer.join.seen == 3)
     assert running.thread.is_alive()
+
+
+def test_above_the_log_capacity_the_healer_samples_says_so_and_counts_every_label_it_cannot_join(
+    covariate_bundle, kafka, topics, group, run_service
+):
+    from shared.healing.healer import HealerConfig
+    from shared.messages import Label, encode_label
+
+    b = covariate_bundle
+    cfg = HealerServiceConfig(group=group, healer=HealerConfig(recent_rows=500, log_capacity=1000.0))
+    service = HealerService(b, kafka, topics, cfg, TEST_SIGNER)
+    run_service(service)
+    rows = build("covariate", n_pre=0, n_post=6000).stream
+    tx_ids = [str(i) for i in rows.ids]
+    produce_rows(
+        kafka, topics.transactions, tx_ids, rows.X, list(b.features), chunk=500
+    )  # well above 1,000/s
+    wait_until(lambda: service.healer.join.seen == 6000, timeout=60)
+    join = service.health()["labels_join"]
+    assert join["log_rate_ratio"] < 1 and join["input_rows_per_s"] > 1000
+    assert join["log_rate_not_kept"] > 0 and join["log_capacity_rows_per_s"] == 1000.0
+    assert service.metrics.log_sample._value.get() == join["log_rate_ratio"]
+    p = TrackedProducer(kafka)
+    for i in tx_ids[:1000]:  # rows long out of memory: in the log, or left out by the sample
+        p.produce(topics.labels, encode_label(Label(i, 0)), key=i)
+    p.flush()
+    counts = lambda: service.health()["labels_join"]  # noqa: E731
+    told = ("labels_joined", "labels_judging", "labels_sampled_out")  # judging: found, their chunk not full
+    wait_until(lambda: sum(counts()[k] for k in told) == 1000, timeout=30)
+    assert counts()["labels_sampled_out"] > 0 and counts()["labels_pending"] == 0

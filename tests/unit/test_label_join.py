@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.healing.featurelog import FLAGGED, FeatureLog, id_hash
+from shared.healing.featurelog import DECIDED, FLAGGED, FRAUD, SHADOW_FRAUD, FeatureLog, id_hash
 from shared.healing.join import LabelJoin
 
 HOUR = 3_600_000.0
@@ -216,3 +216,59 @@ def test_at_the_chargeback_delay_the_unlabelled_are_implied_genuine_and_later_ge
 def test_implying_genuine_needs_a_log_indexed_by_time():
     with pytest.raises(ValueError, match="by_time"):
         LabelJoin(FeatureLog(None, 1, horizon_ms=HOUR, budget_bytes=1 << 30), imply_ms=10.0)
+
+
+def test_above_the_rate_the_log_may_write_a_sample_is_logged_the_flagged_rows_all_and_every_row_counted():
+    from shared.healing.log_rate import LogRate
+
+    log = FeatureLog(None, 2, horizon_ms=HOUR, budget_bytes=1 << 30)
+    join = LabelJoin(log, recent_rows=100)
+    rate = LogRate(capacity=2_500.0)
+    n = 10_000
+    flagged = np.arange(n) % 50 == 0
+    for lo in range(0, n, 1000):  # 10,000 transactions produced within one second: 4x the capacity
+        log.rate_sample = rate.observe([lo / 10, (lo + 999) / 10], rows=1000)
+        join.add_transactions(
+            ids(n)[lo : lo + 1000], np.ones((1000, 2)), [float(lo)] * 1000, flagged[lo : lo + 1000]
+        )
+    join.flush()
+    assert log.rate_sample == 0.25 and log.sample == 1.0  # the rate's sample, not the budget's
+    kept = set(log.get(ids(n)))
+    flagged_ids = {i for i, f in zip(ids(n), flagged, strict=True) if f}
+    assert flagged_ids <= kept
+    assert log.not_kept == log.rate_not_kept == n - len(kept) > n / 3  # the first batches: every row
+    out = [i for i in ids(200) if i not in kept]
+    assert not join.add_labels(out, [0.0] * len(out))
+    assert join.stats()["labels_sampled_out"] == len(out)  # counted, not left waiting or dropped
+
+
+def test_the_rate_sample_follows_the_measured_cost_of_a_row_and_rises_only_with_room_to_spare():
+    from shared.healing.log_rate import LogRate
+
+    rate = LogRate(share=0.5)
+    assert rate.observe([0.0, 1000.0], rows=50_000) == 1.0  # no cost measured yet: every row
+    rate.cost(seconds=1.0, rows=100_000)  # 10 us a row: half a core writes 50,000 a second
+    assert rate.capacity == 50_000.0
+    assert rate.observe([1000.0, 2000.0], rows=60_000) == 0.5  # 55,000 a second over the window
+    assert rate.observe([2000.0, 3000.0], rows=45_000) == 0.5  # 51,667: not room enough for all
+    for t in range(3, 14):
+        rate.observe([t * 1000.0, (t + 1) * 1000.0], rows=35_000)
+    assert rate.ratio == 1.0 and rate.input_rate == pytest.approx(35_000, rel=0.05)
+    with pytest.raises(ValueError, match="capacity"):
+        LogRate(capacity=0)
+
+
+def test_decisions_mark_their_rows_and_a_row_decided_twice_in_a_batch_stays_flagged():
+    join = LabelJoin(FeatureLog(None, 1, horizon_ms=HOUR, budget_bytes=1 << 30), recent_rows=10)
+    join.add_transactions(ids(3), np.zeros((3, 1)), [1.0, 2.0, 3.0])
+    join.add_decisions(
+        ["t0", "t1", "t0", "gone"], [True, False, False, True], [1, 1, 2, 1], [False, True, False, True]
+    )
+    join.flush()
+    rows = {i: join.log.decode(v) for i, v in join.log.get(ids(3)).items()}
+    assert (
+        int(rows["t0"]["flags"][0]) & FLAGGED and int(rows["t0"]["version"][0]) == 2
+    )  # flagged once, stays so
+    assert not int(rows["t0"]["flags"][0]) & FRAUD  # the later verdict
+    assert int(rows["t1"]["flags"][0]) == DECIDED | SHADOW_FRAUD and int(rows["t2"]["flags"][0]) == 0
+    assert join.stats()["late_decisions"] == 1

@@ -19,6 +19,7 @@ from shared.messages import (
     decode_alert,
     decode_dead_letter,
     decode_decision,
+    decode_decisions,
     decode_label,
     decode_transactions,
     encode_alert,
@@ -91,6 +92,24 @@ def test_decisions_decode_to_their_value_or_say_what_is_wrong() -> None:
     wrong = decode_decision(orjson.dumps({**full, "score": "high"}))
     assert isinstance(wrong, Reject) and wrong.code == RejectCode.VALUE and wrong.text.startswith("bad field")
     assert decode_decision(b"[1]") == Reject(RejectCode.SCHEMA, "value is not a JSON object")
+
+
+def test_a_batch_of_decisions_decodes_as_each_one_does() -> None:
+    full = orjson.loads(encode_decision(DECISION))
+    batch = [
+        encode_decision(DECISION),
+        orjson.dumps({**full, "score": 1, "adapter_version": 4}),  # an int score: msgspec reads it too
+        orjson.dumps({**full, "score": "0.5"}),  # lenient: the record-by-record path takes it
+        orjson.dumps({**full, "adapter_version": 2.0}),
+        orjson.dumps({**full, "score": "high"}),
+        orjson.dumps({**full, "rules": "r1"}),
+        orjson.dumps({k: v for k, v in full.items() if k != "bundle"}),
+        orjson.dumps({**full, "extra": [1, 2]}),
+        b"[1]",
+        b"not json",
+        None,
+    ]
+    assert decode_decisions(batch) == [decode_decision(v) for v in batch]
 
 
 scores = st.floats(min_value=0.0, max_value=1.0, allow_nan=False, width=32)
