@@ -39,12 +39,12 @@ def train_candidate(
         for name, p in layer.named_parameters()
         if p.requires_grad and (cfg.input_path or not name.startswith("input_path."))
     ]
-    opt = torch.optim.Adam(params, lr=cfg.lr)
+    opt = torch.optim.Adam(params, lr=cfg.lr, fused=True)  # one kernel for every tensor: a third of a step's time
     totals: dict[str, float] = {}
     stopper = Stopper(model, layer, H, y, judge, cfg, w if cfg.class_balance else None)
-    steps = 0
+    steps, H_fit = 0, H[tr]
     while steps < (cfg.max_steps if judge is not None else cfg.steps):
-        logits = model.logits_from_hidden(H[tr], layer)
+        logits = model.logits_from_hidden(H_fit, layer)
         loss, terms = composite_loss(logits, yt, rl, rc, cfg.loss_weights, label_weight=wt)
         if not torch.isfinite(loss):
             return None, terms
