@@ -14,7 +14,7 @@ from shared.kafka.clients import TrackedProducer
 from shared.kafka.config import KafkaSettings, Topics
 from shared.kafka.runtime import ConsumerService
 from shared.log import get_logger
-from shared.messages import Alert, Reject, decode_decision, decode_transactions, encode_alert
+from shared.messages import Alert, Reject, decode_decisions, decode_transactions, encode_alert
 from shared.monitoring import DriftMonitor
 from shared.observability import lag_gauge
 
@@ -120,8 +120,7 @@ class MonitorService(ConsumerService):
             alerts += self.core.add_transactions(decoded.X, decoded.ts)
         if dec:
             flags = []
-            for raw in dec:
-                d = decode_decision(raw)
+            for d in decode_decisions(dec):
                 if isinstance(d, Reject):
                     continue
                 if d.bundle != self.bundle.id:

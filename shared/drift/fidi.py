@@ -141,23 +141,27 @@ class FIDI(MeanShiftDetector):
         cum = np.concatenate([np.zeros((1, s.shape[1])), np.cumsum(rows - self._mu, axis=0)])
         end = np.arange(h + 1, h + b + 1)  # prefix-sum index after each new row
         seen = self._n_rows + np.arange(1, b + 1)  # rows seen after each new row
-        best = np.zeros((b, s.shape[1]))  # per row and feature: max score over windows
-        best_e, best_z = np.zeros_like(best), np.zeros_like(best)
-        longest = np.zeros(b)  # per row: index of the longest window that is full
-        for n in self.scales:
-            ok = seen >= n
-            if not ok.any():
-                break
-            start = np.maximum(end - n, 0)
-            e = np.abs(cum[end] - cum[start]) / n / self._sigma
+        scales = np.array([n for n in self.scales if seen[-1] >= n], dtype=np.int64)  # any row full
+        if len(scales) == 0:
+            best = best_e = best_z = np.zeros((b, s.shape[1]))
+            longest = np.zeros(b)
+        else:
+            ok = seen[None, :] >= scales[:, None]  # (scales, rows): the window is full
+            start = np.maximum(end[None, :] - scales[:, None], 0)
+            n = scales[:, None, None].astype(np.float64)
+            e = np.abs(cum[end][None] - cum[start]) / n / self._sigma  # (scales, rows, features)
             z = e * np.sqrt(n)
             score = np.minimum(e / self.min_effect, z / self.z_crit)
             score[~ok] = 0.0
-            score[:, n < self._min_n] = 0.0
-            better = score > best
-            best = np.where(better, score, best)
-            best_e, best_z = np.where(better, e, best_e), np.where(better, z, best_z)
-            longest = np.where(ok, score.max(axis=1), longest)
+            too_short = scales[:, None] < self._min_n[None, :]  # an indicator's window too short
+            score[np.broadcast_to(too_short[:, None, :], score.shape)] = 0.0
+            at_best = score.argmax(axis=0)[None]  # per row and feature: the first window with the top score
+            best = np.take_along_axis(score, at_best, 0)[0]
+            hit = best > 0
+            best_e = np.where(hit, np.take_along_axis(e, at_best, 0)[0], 0.0)
+            best_z = np.where(hit, np.take_along_axis(z, at_best, 0)[0], 0.0)
+            last_full = ok.sum(axis=0) - 1  # per row: the longest full window
+            longest = np.where(last_full >= 0, score.max(axis=2)[np.maximum(last_full, 0), np.arange(b)], 0.0)
         index = best.max(axis=1)
         self._history = rows[-self.scales[-1] :]
         at = self._step(index, longest, self.recovery, self.recovery_rows)

@@ -44,6 +44,7 @@ class NormalScores:
         if (np.diff(q, axis=1) < 0).any():
             raise ConfigError("quantiles must be non-decreasing along each feature")
         self.quantiles = q
+        self._ties = (np.diff(q, axis=1) == 0).any(axis=1)  # a discrete feature: a run of equal quantiles
         n = q.shape[1]
         nd = NormalDist()
         self._z = np.array([nd.inv_cdf((k + 0.5) / n) for k in range(n)])
@@ -62,8 +63,11 @@ class NormalScores:
         out = np.empty_like(x)
         for j in range(self.n_features):
             qj = self.quantiles[j]
-            # ties (a discrete feature) map to the middle of their quantile run
             lo = np.interp(x[:, j], qj, self._z)
+            if not self._ties[j]:  # strictly increasing: from above is the same line
+                out[:, j] = lo
+                continue
+            # ties (a discrete feature) map to the middle of their quantile run
             hi = -np.interp(-x[:, j], -qj[::-1], -self._z[::-1])
             out[:, j] = 0.5 * (lo + hi)
         return out
