@@ -108,7 +108,7 @@ class FeedbackLabels(threading.Thread):
 
 @dataclass(frozen=True)
 class DemoConfig:
-    scenario: str = "covariate"  # a library scenario (``selfheal scenario list``)
+    scenario: str = "covariate"  # a library scenario (``selfheal scenario list``) or family:SEED (drawn)
     rate: float = 300.0  # transactions a second onto the topic
     event_rate: float | None = None  # event time: transactions a second the stream is stamped at (None: rate)
     feedback: FeedbackModel | None = None  # how labels come (shared.feedback); None: all, label_delay late
@@ -207,9 +207,9 @@ class LabelPath:
 def run_demo(cfg: DemoConfig, out: Path) -> dict[str, Any]:
     """Run the demo; returns its summary (also written to ``out/summary.json``)."""
     say = Progress(stream=sys.stdout)
-    bundle_path = scenario_bundle(cfg.scenario)
-    bundle = Bundle.load(bundle_path)
     sc = demo_stream(cfg.scenario, cfg.n_pre, cfg.n_post, cfg.delay_rows)
+    bundle_path = scenario_bundle(cfg.scenario, sc=sc)
+    bundle = Bundle.load(bundle_path)
     say(
         f"bundle {bundle.id} ({bundle_path}); scenario {cfg.scenario!r}: {len(sc.stream):,} transactions at "
         f"{cfg.rate:g}/s (event time {cfg.events_per_s:g}/s), drift at {sc.stream.drift_at}; {cfg.labels()}"

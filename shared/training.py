@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from shared.bundle import Bundle, ReferenceRows
-from shared.data import build
+from shared.data import FAMILY_PREFIX, Scenario, build
 from shared.drift.scores import reference_quantiles
 from shared.errors import SelfhealError
 from shared.evaluation import CostMatrix, cost_optimal_threshold, evaluate_scores
@@ -263,12 +263,19 @@ def reference_rows(X: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray,
     return ReferenceRows(np.asarray(X[idx], np.float32), np.asarray(y[idx], np.float32), val)
 
 
-def scenario_bundle(scenario: str, root: str | Path = "runs/bundles", seed: int = 42) -> Path:
+def scenario_bundle(
+    scenario: str, root: str | Path = "runs/bundles", seed: int = 42, sc: Scenario | None = None
+) -> Path:
     """``ROOT/SCENARIO``: a bundle trained on the scenario's training rows (a few seconds),
     reused while it loads, has FIDI's quantiles and reference rows, and reads the scenario's
-    inputs as this version encodes them. The demo and the benchmark use it."""
-    path = Path(root) / scenario
-    sc = build(scenario, seed=seed)
+    inputs as this version encodes them. The demo and the benchmark use it. ``sc``: the
+    scenario already built (a drawn one's training rows depend on its stream's length, so its
+    bundle is kept per length)."""
+    sc = sc if sc is not None else build(scenario, seed=seed)
+    name = scenario.replace(":", "-")
+    if scenario.startswith(FAMILY_PREFIX):
+        name += f"-{len(sc.stream)}"
+    path = Path(root) / name
     try:
         loaded = Bundle.load(path)
         same = tuple(loaded.features) == tuple(sc.features) and loaded.schema == sc.schema

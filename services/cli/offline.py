@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,14 @@ def _register_experiment(sub: Any) -> None:
     e.add_argument("--n", type=int, default=200, help="robustness: streams drawn from the family")
     e.add_argument("--first-seed", type=int, default=0, help="robustness: the first stream's seed")
     e.add_argument("--workers", type=int, default=None, help="robustness: processes (default: one a core)")
+    e.add_argument(
+        "--stack",
+        action="store_true",
+        help="robustness: each stream through the stack (embedded broker, services as processes), in turn",
+    )
+    e.add_argument(
+        "--rate", type=float, default=1000.0, help="robustness --stack: transactions a second (default 1,000)"
+    )
     e.add_argument(
         "--without",
         nargs="+",
@@ -233,7 +242,17 @@ def _robustness(args: argparse.Namespace, say: Progress) -> int:
     variant = "without " + ", ".join(sorted(args.without)) if args.without else "default"
     if args.feedback is not None and args.label_policy != "settled":
         variant += f", labels {args.label_policy}"
-    summary = rb.robustness(args.n, delay, out, args.first_seed, workers, healer, say, variant, args.feedback)
+    runner = None
+    if args.stack:
+        if healer is not None or args.feedback is not None:
+            raise SelfhealError("--stack runs the stack's default healer with every label --label-delay late")
+        from services.family_stack import stack_stream
+
+        variant = f"through the stack at {args.rate:g} tx/s"
+        runner = partial(stack_stream, label_delay=delay, rate=args.rate, out=out)
+    summary = rb.robustness(
+        args.n, delay, out, args.first_seed, workers, healer, say, variant, args.feedback, runner
+    )
     written = rb.write(summary, out)
     print(rb.format_table(summary))
     print(f"wrote {', '.join(p.name for p in written)} and streams.jsonl to {out}/")

@@ -73,7 +73,11 @@ def register(sub: Any) -> None:
 
 def register_demo(sub: Any) -> None:
     d = sub.add_parser("demo", help="the whole stack on the embedded broker, a drift scenario, a report")
-    d.add_argument("--scenario", default="covariate")
+    d.add_argument(
+        "--scenario",
+        default="covariate",
+        help="a library scenario (selfheal scenario list), or family:SEED for a stream of the drawn family",
+    )
     d.add_argument("--out", default="runs/latest")
     d.add_argument("--rate", type=float, default=300.0, help="transactions per second")
     d.add_argument(

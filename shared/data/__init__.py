@@ -1,5 +1,5 @@
 """Data: the scenario library and reading users' tables."""
 
-from shared.data.scenarios import Dataset, Scenario, Stream, build, from_tables, names
+from shared.data.scenarios import FAMILY_PREFIX, Dataset, Scenario, Stream, build, from_tables, names
 
-__all__ = ["Dataset", "Scenario", "Stream", "build", "from_tables", "names"]
+__all__ = ["FAMILY_PREFIX", "Dataset", "Scenario", "Stream", "build", "from_tables", "names"]

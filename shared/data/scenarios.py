@@ -390,8 +390,21 @@ def names() -> list[str]:
     return list(SCENARIOS)
 
 
+FAMILY_PREFIX = "family:"  # ``family:N``: a stream of the drawn family (shared.data.family)
+
+
 def build(name: str, seed: int = 42, n_pre: int = 2000, n_post: int = 8000) -> Scenario:
-    """Build scenario ``name``; ``n_pre`` clean rows then ``n_post`` drifted rows in its stream."""
+    """Build scenario ``name``; ``n_pre`` clean rows then ``n_post`` drifted rows in its stream.
+    ``family:N`` is the drawn family's stream of seed N (:func:`shared.data.family.sample`;
+    its problem, drift and training rows all come from N, and ``seed`` is not used)."""
+    if name.startswith(FAMILY_PREFIX):
+        from shared.data.family import sample
+
+        try:
+            family_seed = int(name.removeprefix(FAMILY_PREFIX))
+        except ValueError:
+            raise ConfigError(f"a drawn scenario is named family:SEED, got {name!r}") from None
+        return sample(family_seed, n_pre=n_pre, n_post=n_post).scenario
     if name not in SCENARIOS:
         raise ConfigError(f"unknown scenario {name!r}; choose one of: {', '.join(SCENARIOS)}")
     if n_pre < 0 or n_post < 1:

@@ -69,9 +69,9 @@ def run_stream(
         record["seconds"] = time.monotonic() - t0
         return record
     s = result.summary
-    record["windows"] = {k: _window(s["windows"].get(k)) for k in windows_of(feedback)}
+    record["windows"] = {k: judge_window(s["windows"].get(k)) for k in windows_of(feedback)}
     rows = s["rows"]
-    record["overall"] = _window(
+    record["overall"] = judge_window(
         {"noheal": rows["noheal"]["cost"], "healed": rows["healed"]["cost"], "oracle": rows["oracle"]["cost"]}
     )
     diag = Counter(str(e["action"]) for e in result.events if e["type"] == "diagnosis")
@@ -107,7 +107,7 @@ def _why(event: dict[str, Any]) -> str:
     return f"{event.get('heal_kind', 'labels')}: {' '.join(words).replace(' :', ':')}"[:80]
 
 
-def _window(w: dict[str, Any] | None) -> dict[str, Any] | None:
+def judge_window(w: dict[str, Any] | None) -> dict[str, Any] | None:
     """A window's costs with its verdict: ``scored`` (gap closed), ``no gap`` (frozen within
     NO_GAP of the oracle, or not GAP_Z standard errors above it: counted, not scored);
     ``harm``: healed above frozen by > HARM."""
@@ -146,9 +146,12 @@ def robustness(
     say: Callable[[str], None] = lambda _m: None,
     variant: str = "default",
     feedback: FeedbackModel | None = None,
+    runner: Callable[[int], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run ``n`` drawn streams (resuming ``out/streams.jsonl`` where the same ``variant`` of
-    the healer ran with the same delay, or the same feedback); the per-kind summary."""
+    the healer ran with the same delay, or the same feedback); the per-kind summary.
+    ``runner``: each seed's record from elsewhere (through the stack: one at a time) instead
+    of :func:`run_stream` in ``workers`` processes."""
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(first_seed, first_seed + n))
     plan = {"seeds": seeds, "label_delay": label_delay, "variant": variant, "no_gap": NO_GAP, "harm": HARM}
@@ -166,7 +169,8 @@ def robustness(
     say(f"{len(seeds)} streams, {labels}: {len(done)} done before, {len(todo)} to run")
     t0 = time.monotonic()
     with log.open("a") as f:
-        for k, rec in enumerate(_map(todo, label_delay, workers, healer, feedback), start=1):
+        records = (runner(s) for s in todo) if runner else _map(todo, label_delay, workers, healer, feedback)
+        for k, rec in enumerate(records, start=1):
             rec["variant"], rec["feedback"] = variant, plan["feedback"]
             f.write(json.dumps(rec) + "\n")
             f.flush()

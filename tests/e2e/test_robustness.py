@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from services.cli import main
-from shared.experiment.robustness import FEEDBACK_WINDOWS, _window, format_table, summarise
+from shared.experiment.robustness import FEEDBACK_WINDOWS, format_table, judge_window, summarise
 
 
 def window(noheal: float, healed: float, oracle: float, gap_z: float = 5.0) -> dict[str, Any]:
-    w = _window({"noheal": noheal, "healed": healed, "oracle": oracle, "gap_z": gap_z})
+    w = judge_window({"noheal": noheal, "healed": healed, "oracle": oracle, "gap_z": gap_z})
     assert w is not None
     return w
 
@@ -33,7 +33,7 @@ def test_the_summary_keeps_failed_streams():
 
 def test_under_a_feedback_model_each_window_says_how_often_healing_lowered_alert_precision():
     def fw(healed_pk: float) -> dict[str, Any]:
-        w = _window({"noheal": 0.4, "healed": 0.3, "oracle": 0.2, "gap_z": 5.0,
+        w = judge_window({"noheal": 0.4, "healed": 0.3, "oracle": 0.2, "gap_z": 5.0,
                      "p_at_k": {"noheal": 0.9, "healed": healed_pk, "oracle": 0.95}})  # fmt: skip
         assert w is not None and w["p_at_k"] == {"noheal": 0.9, "healed": healed_pk}
         return w
@@ -66,6 +66,19 @@ def test_twenty_drawn_streams_are_each_run_and_reported(tmp_path, capsys):
     # a second call finds every stream done and runs none again
     assert main([*args, "--out", str(out)]) == 0
     assert len((out / "streams.jsonl").read_text().splitlines()) == 20
+
+
+@pytest.mark.slow
+def test_a_drawn_stream_through_the_stack_is_judged_as_the_offline_run_judges_it(tmp_path):
+    out = tmp_path / "stack"
+    args = ["experiment", "robustness", "--stack", "--n", "1", "--first-seed", "1", "--label-delay", "500"]
+    assert main([*args, "--rate", "2000", "--quiet", "--out", str(out)]) == 0
+    (record,) = [json.loads(line) for line in (out / "streams.jsonl").read_text().splitlines()]
+    assert "error" not in record and set(record["exit_codes"].values()) == {0}
+    assert record["kind"] == "ramp" and set(record["windows"]) == {"before_labels", "after_labels"}
+    assert all(w is None or w["status"] in ("scored", "no gap") for w in record["windows"].values())
+    assert record["variant"] == "through the stack at 2000 tx/s"
+    assert (out / "seed-1" / "summary.json").exists()
 
 
 def test_without_switches_the_named_parts_off():

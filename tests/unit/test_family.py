@@ -64,3 +64,16 @@ def test_scenario_sample_writes_the_stream_and_its_parameters(tmp_path, capsys):
     assert params["seed"] == 20 and params["drift"]["kind"] == "unit"
     assert (tmp_path / "stream.csv").read_text().count("\n") == 2501
     assert "params.json" in capsys.readouterr().out
+
+
+def test_a_drawn_stream_is_a_scenario_by_name_and_its_bundle_is_kept_per_length(tmp_path):
+    from shared.data import build
+    from shared.training import scenario_bundle
+
+    named = build("family:9", n_pre=500, n_post=1500)
+    drawn = sample(9, n_pre=500, n_post=1500).scenario
+    assert np.array_equal(named.stream.X, drawn.stream.X, equal_nan=True) and named.name == "family-9"
+    with pytest.raises(ConfigError, match="family:SEED"):
+        build("family:nine")
+    path = scenario_bundle("family:9", tmp_path, sc=named)
+    assert path.name == "family-9-2000" and scenario_bundle("family:9", tmp_path, sc=named) == path
