@@ -48,6 +48,7 @@ class LogRate:
         self.fixed, self.share = capacity, share
         self.ratio = 1.0
         self._batches: deque[tuple[float, float, int]] = deque()  # (oldest, newest record time, rows)
+        self._in_window = 0  # rows of those batches
         self._seconds, self._rows = 0.0, 0  # time the log has spent writing rows, and how many
 
     def cost(self, seconds: float, rows: int) -> None:
@@ -70,17 +71,18 @@ class LogRate:
         if not self._batches:
             return None
         span = self._batches[-1][1] - min(oldest for oldest, _, _ in self._batches)
-        return sum(n for _, _, n in self._batches) / max(span, MIN_SPAN_MS) * 1000.0
+        return self._in_window / max(span, MIN_SPAN_MS) * 1000.0
 
     def observe(self, stamps_ms: Sequence[float], rows: int | None = None) -> float:
         """A batch of transactions with these record timestamps (``rows``: how many, when the
         stamps are a summary such as its oldest and newest); returns the ratio to log at."""
         if not len(stamps_ms):
             return self.ratio
-        newest = float(max(stamps_ms))
-        self._batches.append((float(min(stamps_ms)), newest, len(stamps_ms) if rows is None else rows))
+        newest, n = float(max(stamps_ms)), len(stamps_ms) if rows is None else rows
+        self._batches.append((float(min(stamps_ms)), newest, n))
+        self._in_window += n
         while self._batches[0][1] < newest - WINDOW_MS:
-            self._batches.popleft()
+            self._in_window -= self._batches.popleft()[2]
         self.ratio = self._ratio()
         return self.ratio
 
