@@ -269,6 +269,7 @@ def report(
         cfg.adapt_window,
         label_delay_rows=cfg.delay_rows,
         feedback=path.seen(cfg.events_per_s),
+        nominal_at=cfg.n_pre,
     )
     return write_stream_report(stack.settings, topics, out, produced, log, extra)
 

@@ -164,16 +164,19 @@ def after_drift(
     seed: int = 42,
     label_delay_rows: int | None = None,
     feedback: FeedbackSeen | None = None,
+    nominal_at: int | None = None,
 ) -> dict[str, Any]:
     """No-heal, healed, oracle, Bayes and all-normal rows over the transactions from
     ``adapt_window`` after the drift point (as the offline experiments measure), and the gap
     closed; with ``label_delay_rows``, also the windows before and after the labels (with
     ``feedback``: before any label, while only analysts answer, after the chargebacks, each
-    with the alerts' precision P@k)."""
-    if sc.stream.drift_at is None:
+    with the alerts' precision P@k). A stream that does not drift is judged from
+    ``nominal_at`` (where a drift would have begun: the offline protocol's choice too), or
+    not at all when it is None."""
+    point = sc.stream.drift_at if sc.stream.drift_at is not None else nominal_at
+    if point is None:
         return {}
     index = {tx: i for i, tx in enumerate(sc.stream.ids.tolist())}
-    point = sc.stream.drift_at
     start = min(point + adapt_window, len(sc.stream) - 1)
     keys = [k for k in log.decisions if k in log.labels and index.get(k, -1) >= start]
     if not keys:
