@@ -20,7 +20,7 @@ from services.scorer.service import ScorerConfig
 from shared.bundle import Bundle
 from shared.data import build
 from shared.healing.healer import Healer, HealerConfig
-from shared.healing.process import idle_priority
+from shared.healing.process import heal_priority
 from shared.kafka import KafkaSettings, TrackedProducer
 from shared.kafka.config import TopicSpec, producer_config
 from shared.kafka.runtime import ConsumerService, StopFlag
@@ -104,7 +104,7 @@ def heal_once(healer: Healer) -> float:
 def heal_load(bundle_path: str, scenario: str, port: int) -> None:
     """Heal back to back until SIGTERM, at the priority of the healer service's heal
     process; /health on ``port`` says how many cycles ran."""
-    idle_priority()
+    heal_priority()
     torch.set_num_threads(1)  # as in the healer service
     stop = StopFlag()
     healer = heal_fixture(Bundle.load(bundle_path), scenario)

@@ -45,6 +45,7 @@ from shared.labelfree import LabelFreeConfig
 from shared.model import safetensors_metadata
 
 T = TypeVar("T")
+STOP_WAIT_S = 20.0  # on stop, a heal in progress gets this long (the stack kills a service after 30 s)
 
 
 def write_frame(out: IO[bytes], payload: bytes) -> None:
@@ -191,32 +192,40 @@ class HealProcess(Executor):
             future.set_result(decode_result(reply))
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop the child: at once when it holds no job (it may still be warming up, which at
+        idle priority on a busy machine can take minutes), else after its heal (its result is
+        recorded) or ``STOP_WAIT_S``, inside the stack's own stop timeout."""
         child, self._child = self._child, None
         if child is not None:
             assert child.stdin is not None
-            if self._writing:  # it has not even read its job (still starting): no heal to wait for
+            busy = self._reply is not None and self._reply.is_alive()
+            if self._writing or not busy:  # no heal to wait for
                 child.kill()
             else:
                 child.stdin.close()  # the child's loop ends at the end of its input
             try:
-                child.wait(timeout=30 if wait else 0.1)
+                child.wait(timeout=STOP_WAIT_S if wait else 0.1)
             except subprocess.TimeoutExpired:
                 child.kill()
+                child.wait()
         if self._reply is not None:
             self._reply.join(timeout=5)  # the last job's reply is recorded before the stop
         self._dir.cleanup()
 
 
-def idle_priority() -> str:
-    """Heal cycles take only CPU the scorers leave: ``SCHED_IDLE`` where the OS has it (a
-    heal on a machine shared with scorers cost them 13-22% of their throughput at nice 10),
-    else nice 19. ``SELFHEAL_HEAL_PRIORITY=normal`` keeps the healer's own priority (on a pod
-    of its own it makes no difference). Returns what was set."""
+def heal_priority() -> str:
+    """Heal cycles take the CPU the scorers leave: nice 19 by default (a heal on a machine
+    shared with scorers cost them 13-22% of their throughput at the healer's nice 10, 8-9%
+    at the lowest priority). ``SELFHEAL_HEAL_PRIORITY``: ``low`` (nice 19), ``idle``
+    (Linux's ``SCHED_IDLE``: only CPU nobody else wants, so on a saturated machine no heal
+    ever finishes) or ``normal`` (the healer's own; on a pod of its own it makes no
+    difference). Returns what was set."""
     import os
 
-    if os.environ.get("SELFHEAL_HEAL_PRIORITY", "idle") == "normal":
+    wanted = os.environ.get("SELFHEAL_HEAL_PRIORITY", "low")
+    if wanted == "normal":
         return "normal"
-    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+    if wanted == "idle" and hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
         try:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
             return "idle"
@@ -227,7 +236,7 @@ def idle_priority() -> str:
 
 
 def main() -> None:
-    idle_priority()
+    heal_priority()
     torch.set_num_threads(1)
     bundle = Bundle.load(sys.argv[1])
     first = read_frame(sys.stdin.buffer)

@@ -186,6 +186,23 @@ def test_the_heal_process_runs_a_label_free_job(covariate_bundle):
     assert result.accepted and result.diagnosis is not None and result.diagnosis["action"] == "recalibrate"
 
 
+def test_a_stop_waits_for_a_heal_in_progress_but_not_for_an_idle_heal_process(covariate_bundle):
+    import time
+
+    X = after_drift("covariate")
+    job = HealJob(1, covariate_bundle.new_model(), HealBatch(X, np.full(len(X), np.nan, np.float32)), 0)
+    job = HealJob(1, covariate_bundle.new_model(), job.batch, 0, HealKind.LABEL_FREE)
+    cfg = Healer(covariate_bundle, Registry(MemoryStore(), "x")).cfg.heal
+    busy = HealProcess(covariate_bundle, cfg)
+    future = busy.submit(Healer.run, job)
+    busy.shutdown()  # a heal in progress: its result is recorded before the stop
+    assert future.result(timeout=0).accepted
+    idle = HealProcess(covariate_bundle, cfg)  # still warming up, no job: nothing to wait for
+    t = time.monotonic()
+    idle.shutdown()
+    assert time.monotonic() - t < 5
+
+
 def test_a_bundle_without_reference_rows_says_why_it_cannot_heal_before_labels(covariate_scenario):
     s = covariate_scenario
     bundle = build_bundle(s.train.X, s.train.y, s.features, s.rules_toml, label="Class")
