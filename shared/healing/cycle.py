@@ -296,7 +296,7 @@ def _best_candidate(
         layer, sums = train_candidate(model, start, H, y, w, data.targets, split, cfg)
         if layer is None:
             return sums
-        refit_offset(model, layer, H, y, train, cfg, sums)
+        refit_offset(model, layer, H, y, train, cfg, sums, data.w)
         fit = _fit_loss(model, layer, H, y, compare_on)
         if best is None or fit < best[0]:
             best = (fit, layer, H, sums | {"calibration_kept": float(start.calibrated)}, k)
@@ -335,7 +335,7 @@ def _shadow_evidence(
             )
             if trained is None:
                 return hold, p_after[hold], _probs(model, data.xt[hold], shadow)
-            refit_offset(model, trained, H, data.y, fit, cfg, sums)
+            refit_offset(model, trained, H, data.y, fit, cfg, sums, data.w)
             with torch.no_grad():
                 shift = scales.of(refits(data.y, fit, cfg))
                 z = model.logits_from_hidden(H[torch.as_tensor(chunk)], trained) + shift

@@ -34,6 +34,7 @@ exceed the budget, the oldest segments go before the horizon. Why RocksDB and no
 from __future__ import annotations
 
 import hashlib
+import math
 import shutil
 import sqlite3
 import struct
@@ -51,6 +52,7 @@ FLAGGED = 1  # the scorer flagged it or a rule fired: kept whatever the sample
 FRAUD = 2  # the live adapter's verdict
 SHADOW_FRAUD = 4  # the frozen shadow's verdict
 DECIDED = 8  # a decision was seen (the two bits above mean something)
+SHARE_SHIFT = 4  # the upper four flag bits: k, an unflagged row kept by a sample of 2 ** -k
 HASH_SPACE = 1 << 32
 MIN_SAMPLE = 1 / 1024  # the sample never falls below this (flagged rows aside)
 COMMIT_EVERY_S = 0.5  # the budget is checked at most this often
@@ -74,6 +76,19 @@ def _keys(ids: Sequence[str]) -> list[bytes]:
     """Each id's key: its hash (big-endian: the sample is a key range), then the id."""
     blake = hashlib.blake2b
     return [blake(b, digest_size=4).digest() + b for b in (i.encode() for i in ids)]
+
+
+def _share_k(share: float) -> int:
+    """``k`` with ``share == 2 ** -k`` (samples halve from 1, so every share is one)."""
+    return min(15, max(0, round(-math.log2(share))))
+
+
+def inverse_share(rows: np.ndarray) -> np.ndarray:
+    """Per row, the inverse of the share of its kind the log kept (1 for a flagged row or
+    one joined from memory): an implied-genuine or labelled row from a sampled log stands
+    for that many like it, where every flagged row was kept."""
+    k = np.where(rows["flags"] & FLAGGED, 0, rows["flags"] >> SHARE_SHIFT)
+    return np.ldexp(1.0, k.astype(np.int32)).astype(np.float32)
 
 
 def _time_key(ts: float) -> bytes:
@@ -201,6 +216,17 @@ class FeatureLog:
         data = blobs if isinstance(blobs, bytes) else b"".join(blobs)
         return np.frombuffer(data, dtype=self.dtype)
 
+    def read(self, blobs: bytes | Iterable[bytes]) -> np.ndarray:
+        """Logged rows as they stand now: an unflagged row's sample share is the smaller of
+        the one it was written under and the byte budget's since (halving deletes rows
+        written under a larger one). :func:`inverse_share` weighs a row by it."""
+        rows = self.decode(blobs).copy()
+        k_now = _share_k(self.sample)
+        unflagged = (rows["flags"] & FLAGGED) == 0
+        k = np.maximum(rows["flags"] >> SHARE_SHIFT, k_now)
+        rows["flags"] = np.where(unflagged, (rows["flags"] & 0x0F) | (k << SHARE_SHIFT), rows["flags"])
+        return rows
+
     @property
     def kept_share(self) -> float:
         """The share of unflagged rows written now: the byte budget's sample or the rate's."""
@@ -219,12 +245,16 @@ class FeatureLog:
         keys = _keys(ids)
         hashes = np.frombuffer(b"".join(k[:4] for k in keys), dtype=">u4")
         flagged = (rows["flags"] & FLAGGED).astype(bool)
-        wanted = (hashes < self.kept_share * HASH_SPACE) | flagged
+        share = self.kept_share
+        wanted = (hashes < share * HASH_SPACE) | flagged
         if self.rate_sample < self.sample:
             self.rate_not_kept += int(((hashes < self.sample * HASH_SPACE) & ~wanted).sum())
         keep = wanted & (rows["ts"] >= self.watermark - self.horizon_ms)
         self.not_kept += int((~wanted).sum())
         segments = np.maximum(rows["ts"] // self.segment_ms, 0).astype(np.int64)  # before 1970: the first
+        if share < 1:  # each unflagged row says which share of its kind it stands for
+            rows = rows.copy()
+            rows["flags"][~flagged] = (rows["flags"][~flagged] & 0x0F) | (_share_k(share) << SHARE_SHIFT)
         blob, size = rows.tobytes(), rows.dtype.itemsize
         batch = WriteBatch(raw_mode=True)
         put = batch.put

@@ -157,19 +157,23 @@ def refit_offset(
     train: np.ndarray,
     cfg: HealConfig,
     sums: dict[str, float],
+    w: np.ndarray | None = None,
 ) -> None:
     """Refit the candidate's logit offset on its labelled training rows (a prior shift),
-    when :func:`refits` says so."""
+    when :func:`refits` says so; ``w``: the rows' weights (from a sampled log, each row for
+    the unflagged rows the sample left out beside it)."""
     if refits(y, train, cfg):
         lab = train & ~np.isnan(y)
         with torch.no_grad():
             z = model.logits_from_hidden(H[torch.as_tensor(lab)], layer).numpy()
-        delta = fit_logit_offset(z, y[lab])
+        delta = fit_logit_offset(z, y[lab], w=None if w is None else w[lab])
         model.shift_logit(layer, delta)  # into the bias: a fixed offset healed covariate less (1.15 vs 1.31)
         sums["logit_offset"] = delta
 
 
-def fit_logit_offset(z: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 25) -> float:
+def fit_logit_offset(
+    z: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 25, w: np.ndarray | None = None
+) -> float:
     """The constant ``delta`` minimising mean log loss of ``sigmoid(z + delta)`` against ``y``
     (Newton's method; ``l2`` keeps it finite on one-class data). A fraud-rate surge moves
     every log-odds by the same amount, so this one number corrects a prior shift.
@@ -179,11 +183,12 @@ def fit_logit_offset(z: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int 
     -0.4
     """
     z64, y64 = np.asarray(z, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    wn = np.ones_like(y64) if w is None else np.asarray(w, dtype=np.float64) / float(np.mean(w))
     delta = 0.0
     for _ in range(iters):
         p = 1.0 / (1.0 + np.exp(-(z64 + delta)))
-        grad = float((p - y64).mean()) + l2 * delta
-        hess = float((p * (1 - p)).mean()) + l2
+        grad = float((wn * (p - y64)).mean()) + l2 * delta
+        hess = float((wn * p * (1 - p)).mean()) + l2
         step = grad / hess
         delta -= float(np.clip(step, -2.0, 2.0))
         if abs(step) < 1e-6:

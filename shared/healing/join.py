@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from shared.healing.cycle import HealBatch
-from shared.healing.featurelog import DECIDED, FLAGGED, FRAUD, SHADOW_FRAUD, FeatureLog
+from shared.healing.featurelog import DECIDED, FLAGGED, FRAUD, SHADOW_FRAUD, FeatureLog, inverse_share
 from shared.healing.settle import CohortHold
 
 MAX_SOURCES = 16  # distinct label sources counted by name; the rest count as "other"
@@ -189,7 +189,7 @@ class LabelJoin:
         on_disk = self.log.get(on_disk_ids)
         ids = [str(self._ids[s]) for s in in_memory] + [i for i in on_disk_ids if i in on_disk]
         rows = np.concatenate(
-            [self._recent[in_memory], self.log.decode([on_disk[i] for i in ids[len(in_memory) :]])]
+            [self._recent[in_memory], self.log.read([on_disk[i] for i in ids[len(in_memory) :]])]
         )
         return Joined(ids, np.zeros(len(ids), np.float32), rows)
 
@@ -284,7 +284,7 @@ class LabelJoin:
         rows = np.zeros(len(ids), dtype=self.log.dtype)
         for k, tx_id in enumerate(ids):
             slot = self._slot.get(tx_id)
-            rows[k] = self._recent[slot] if slot is not None else self.log.decode((on_disk or {})[tx_id])[0]
+            rows[k] = self._recent[slot] if slot is not None else self.log.read((on_disk or {})[tx_id])[0]
         for (_, when), t in zip(values, rows["ts"], strict=True):
             if when is not None:
                 self._delays_ms.append(when - float(t))
@@ -356,8 +356,9 @@ class LabelJoin:
         X = np.concatenate([self._train_rows["x"][lab], self._recent["x"][recent]]).astype(np.float32)
         y = np.concatenate([self._train_y[lab], np.full(len(recent), np.nan, np.float32)])
         w = np.ones(len(y), dtype=np.float32)
+        w[: len(lab)] = inverse_share(self._train_rows[lab])  # a sampled log: each row for its kind
         if half_life is not None and len(lab):
-            w[: len(lab)] = 0.5 ** (np.arange(len(lab))[::-1] / half_life)
+            w[: len(lab)] *= 0.5 ** (np.arange(len(lab))[::-1] / half_life)
         return HealBatch(X, y, w)
 
     def newest(self, since_ts: float, n: int) -> tuple[np.ndarray, np.ndarray]:

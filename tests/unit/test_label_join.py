@@ -272,3 +272,35 @@ def test_decisions_mark_their_rows_and_a_row_decided_twice_in_a_batch_stays_flag
     assert not int(rows["t0"]["flags"][0]) & FRAUD  # the later verdict
     assert int(rows["t1"]["flags"][0]) == DECIDED | SHADOW_FRAUD and int(rows["t2"]["flags"][0]) == 0
     assert join.stats()["late_decisions"] == 1
+
+
+def test_rows_implied_from_a_sampled_log_each_stand_for_the_rows_the_sample_left_out():
+    """The log keeps every flagged row and a sample of the rest: implied genuine (and
+    labelled) rows from it are weighted by the inverse of the share they were kept at, so
+    the training set is not tilted towards what the scorer flagged."""
+    from shared.healing.featurelog import inverse_share
+
+    log = FeatureLog(None, 1, horizon_ms=HOUR, budget_bytes=1 << 30, by_time=True)
+    log.rate_sample = 0.25
+    join = LabelJoin(log, recent_rows=100, imply_ms=1000.0)
+    n = 2000
+    flagged = np.arange(n) % 10 == 0
+    join.add_transactions(
+        ids(n), np.zeros((n, 1)), [float(i) for i in range(n)], flagged
+    )  # up to 999 implied
+    got = join.add_transactions(["late"], np.zeros((1, 1)), [2500.0])  # then the rest up to 1,500
+    kept_unflagged = [k for k, i in enumerate(got.ids) if not flagged[int(i[1:])]]
+    w = inverse_share(got.rows)
+    assert set(w[kept_unflagged].tolist()) == {4.0}  # one kept for four
+    assert set(w[[k for k in range(len(got)) if k not in kept_unflagged]].tolist()) == {1.0}  # flagged
+    assert 0.8 < w.sum() / 501 < 1.2  # the 501 transactions stamped 1,000-1,500, as many as were there
+    join.accept(got)
+    assert np.array_equal(join.batch(since_ts=0.0).w[: len(got)], w)
+    log.sample = 0.125  # the byte budget halved since: the rows left stand for eight
+    assert set(inverse_share(log.read(log.get(["t1"]).values())).tolist()) <= {8.0}
+    plain = LabelJoin(FeatureLog(None, 1, horizon_ms=HOUR, budget_bytes=1 << 30), recent_rows=100)
+    plain.log.rate_sample = 0.25
+    plain.add_transactions(ids(n), np.zeros((n, 1)), [float(i) for i in range(n)])
+    on_disk = next(i for i in ids(1000) if plain.log.sampled(i))
+    got = plain.add_labels([on_disk, "t1999"], [0.0, 1.0])  # one from the log, one still in memory
+    assert inverse_share(got.rows).tolist() == [4.0, 1.0]
