@@ -295,7 +295,8 @@ def test_rows_implied_from_a_sampled_log_each_stand_for_the_rows_the_sample_left
     assert set(w[[k for k in range(len(got)) if k not in kept_unflagged]].tolist()) == {1.0}  # flagged
     assert 0.8 < w.sum() / 501 < 1.2  # the 501 transactions stamped 1,000-1,500, as many as were there
     join.accept(got)
-    assert np.array_equal(join.batch(since_ts=0.0).w[: len(got)], w)
+    weights = join.batch(since_ts=0.0).w
+    assert weights is not None and np.array_equal(weights[: len(got)], w)
     log.sample = 0.125  # the byte budget halved since: the rows left stand for eight
     assert set(inverse_share(log.read(log.get(["t1"]).values())).tolist()) <= {8.0}
     plain = LabelJoin(FeatureLog(None, 1, horizon_ms=HOUR, budget_bytes=1 << 30), recent_rows=100)
