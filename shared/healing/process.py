@@ -147,16 +147,23 @@ class HealProcess(Executor):
         self._reply: threading.Thread | None = None
         self._writing = False  # a job is being written to a child that has not read it all yet
         self.started = 0  # children started (a restart after a crash adds one)
+        self._closed = False  # shut down: no child is started again
+        self.job_in_flight = False  # a job has been handed to the child, its reply not yet read
         with self._lock:
             self._ensure_child()  # now: torch's import and a warm-up cycle happen before any job
 
     def _ensure_child(self) -> subprocess.Popen[bytes]:
+        if self._closed:
+            raise HealingError("the heal process was shut down")
         if self._child is None or self._child.poll() is not None:
             cmd = [sys.executable, "-m", "shared.healing.process", str(self.bundle_path)]
-            self._child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # noqa: S603
-            assert self._child.stdin is not None
+            child = self._child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # noqa: S603
+            if self._closed:  # shut down while it started: it is nobody's to stop but ours
+                child.kill()
+                raise HealingError("the heal process was shut down")
+            assert child.stdin is not None
             configs = {"heal": self.config.to_dict(), "before_labels": self.before.to_dict()}
-            write_frame(self._child.stdin, orjson.dumps(configs))
+            write_frame(child.stdin, orjson.dumps(configs))
             self.started += 1
         return self._child
 
@@ -175,7 +182,11 @@ class HealProcess(Executor):
 
     def _await(self, payload: bytes, future: Future[Any]) -> None:
         with self._lock:
-            child = self._ensure_child()
+            try:
+                child = self._ensure_child()
+            except HealingError as exc:
+                future.set_exception(exc)
+                return
             assert child.stdin is not None and child.stdout is not None
             self._writing = True
             try:
@@ -185,7 +196,11 @@ class HealProcess(Executor):
                 return
             finally:
                 self._writing = False
-        reply = read_frame(child.stdout)
+        self.job_in_flight = True
+        try:
+            reply = read_frame(child.stdout)
+        finally:
+            self.job_in_flight = False
         if reply is None:
             future.set_exception(HealingError(f"the heal process exited (code {child.wait()})"))
         else:
@@ -195,10 +210,11 @@ class HealProcess(Executor):
         """Stop the child: at once when it holds no job (it may still be warming up, which at
         idle priority on a busy machine can take minutes), else after its heal (its result is
         recorded) or ``STOP_WAIT_S``, inside the stack's own stop timeout."""
+        self._closed = True
         child, self._child = self._child, None
         if child is not None:
             assert child.stdin is not None
-            busy = self._reply is not None and self._reply.is_alive()
+            busy = self.job_in_flight
             if self._writing or not busy:  # no heal to wait for
                 child.kill()
             else:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from shared.data import build
+from shared.errors import HealingError
 from shared.healing.before_labels import Diagnosed
 from shared.healing.cycle import HealBatch
 from shared.healing.events import EpisodeClosed, HealJob, HealOutcome, RolledBack
@@ -195,8 +196,13 @@ def test_a_stop_waits_for_a_heal_in_progress_but_not_for_an_idle_heal_process(co
     cfg = Healer(covariate_bundle, Registry(MemoryStore(), "x")).cfg.heal
     busy = HealProcess(covariate_bundle, cfg)
     future = busy.submit(Healer.run, job)
+    deadline = time.monotonic() + 120
+    while not busy.job_in_flight and not future.done() and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the child has the job (after its warm-up)
     busy.shutdown()  # a heal in progress: its result is recorded before the stop
     assert future.result(timeout=0).accepted
+    with pytest.raises(HealingError, match="shut down"):  # and no child is started again
+        busy.submit(Healer.run, job).result(timeout=10)
     idle = HealProcess(covariate_bundle, cfg)  # still warming up, no job: nothing to wait for
     t = time.monotonic()
     idle.shutdown()
