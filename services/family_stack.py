@@ -17,7 +17,7 @@ from typing import Any
 
 from shared.data.family import sample
 from shared.experiment.config import ExperimentConfig
-from shared.experiment.robustness import judge_window
+from shared.experiment.robustness import judge_rows, judge_window
 from shared.units import Delay
 
 
@@ -44,14 +44,7 @@ def stack_stream(seed: int, label_delay: int, rate: float, out: Path) -> dict[st
         after = summary["after_drift"]
         windows = after.get("windows", {})
         record["windows"] = {k: judge_window(windows.get(k)) for k in ("before_labels", "after_labels")}
-        rows = after["rows"]
-        record["overall"] = judge_window(
-            {
-                "noheal": rows["noheal"]["cost"],
-                "healed": rows["healed"]["cost"],
-                "oracle": rows["oracle"]["cost"],
-            }
-        )
+        record["overall"] = judge_rows(after["rows"])
         record["exit_codes"] = summary["exit_codes"]
     except Exception as exc:  # recorded, never dropped: the table counts it as failed
         record["error"] = f"{type(exc).__name__}: {exc}"

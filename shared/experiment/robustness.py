@@ -71,9 +71,7 @@ def run_stream(
     s = result.summary
     record["windows"] = {k: judge_window(s["windows"].get(k)) for k in windows_of(feedback)}
     rows = s["rows"]
-    record["overall"] = judge_window(
-        {"noheal": rows["noheal"]["cost"], "healed": rows["healed"]["cost"], "oracle": rows["oracle"]["cost"]}
-    )
+    record["overall"] = judge_rows(rows)
     diag = Counter(str(e["action"]) for e in result.events if e["type"] == "diagnosis")
     record["diagnosis"] = dict(diag)
     record["label_free_live"] = sum(
@@ -105,6 +103,12 @@ def _why(event: dict[str, Any]) -> str:
             break
         words.append(w)
     return f"{event.get('heal_kind', 'labels')}: {' '.join(words).replace(' :', ':')}"[:80]
+
+
+def judge_rows(rows: dict[str, Any]) -> dict[str, Any] | None:
+    """:func:`judge_window` on a run's whole-stream rows (``noheal``, ``healed``, ``oracle``
+    metrics, each with its ``cost``)."""
+    return judge_window({k: rows[k]["cost"] for k in ("noheal", "healed", "oracle")})
 
 
 def judge_window(w: dict[str, Any] | None) -> dict[str, Any] | None:

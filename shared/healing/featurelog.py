@@ -83,6 +83,11 @@ def _share_k(share: float) -> int:
     return min(15, max(0, round(-math.log2(share))))
 
 
+def _with_share(flags: np.ndarray, k: np.ndarray | int) -> np.ndarray:
+    """``flags`` with ``k`` in the share bits (the low four bits kept)."""
+    return (flags & ((1 << SHARE_SHIFT) - 1)) | (np.asarray(k, dtype=flags.dtype) << SHARE_SHIFT)
+
+
 def inverse_share(rows: np.ndarray) -> np.ndarray:
     """Per row, the inverse of the share of its kind the log kept (1 for a flagged row or
     one joined from memory): an implied-genuine or labelled row from a sampled log stands
@@ -224,7 +229,7 @@ class FeatureLog:
         k_now = _share_k(self.sample)
         unflagged = (rows["flags"] & FLAGGED) == 0
         k = np.maximum(rows["flags"] >> SHARE_SHIFT, k_now)
-        rows["flags"] = np.where(unflagged, (rows["flags"] & 0x0F) | (k << SHARE_SHIFT), rows["flags"])
+        rows["flags"] = np.where(unflagged, _with_share(rows["flags"], k), rows["flags"])
         return rows
 
     @property
@@ -254,7 +259,7 @@ class FeatureLog:
         segments = np.maximum(rows["ts"] // self.segment_ms, 0).astype(np.int64)  # before 1970: the first
         if share < 1:  # each unflagged row says which share of its kind it stands for
             rows = rows.copy()
-            rows["flags"][~flagged] = (rows["flags"][~flagged] & 0x0F) | (_share_k(share) << SHARE_SHIFT)
+            rows["flags"][~flagged] = _with_share(rows["flags"][~flagged], _share_k(share))
         blob, size = rows.tobytes(), rows.dtype.itemsize
         batch = WriteBatch(raw_mode=True)
         put = batch.put

@@ -49,6 +49,7 @@ class LogRate:
         self.ratio = 1.0
         self._batches: deque[tuple[float, float, int]] = deque()  # (oldest, newest record time, rows)
         self._in_window = 0  # rows of those batches
+        self.input_rate: float | None = None  # transactions a second over them (None: none yet)
         self._seconds, self._rows = 0.0, 0  # time the log has spent writing rows, and how many
 
     def cost(self, seconds: float, rows: int) -> None:
@@ -64,15 +65,6 @@ class LogRate:
             return None
         return self.share * self._rows / self._seconds
 
-    @property
-    def input_rate(self) -> float | None:
-        """Transactions a second over the batches of the last ``WINDOW_MS`` of record time
-        (None: none yet)."""
-        if not self._batches:
-            return None
-        span = self._batches[-1][1] - min(oldest for oldest, _, _ in self._batches)
-        return self._in_window / max(span, MIN_SPAN_MS) * 1000.0
-
     def observe(self, stamps_ms: Sequence[float], rows: int | None = None) -> float:
         """A batch of transactions with these record timestamps (``rows``: how many, when the
         stamps are a summary such as its oldest and newest); returns the ratio to log at."""
@@ -83,6 +75,8 @@ class LogRate:
         self._in_window += n
         while self._batches[0][1] < newest - WINDOW_MS:
             self._in_window -= self._batches.popleft()[2]
+        span = newest - min(oldest for oldest, _, _ in self._batches)
+        self.input_rate = self._in_window / max(span, MIN_SPAN_MS) * 1000.0
         self.ratio = self._ratio()
         return self.ratio
 
