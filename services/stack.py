@@ -79,7 +79,7 @@ def run_service(
             )
         elif kind == "monitor":
             service = MonitorService(
-                bundle, settings, topics, MonitorConfig(metrics_port=metrics_port, **named)
+                bundle, settings, topics, MonitorConfig(metrics_port=metrics_port, **named, **options)
             )
         else:
             background_priority()
@@ -93,7 +93,7 @@ def run_service(
 
 
 class Stack:
-    """Broker (if needed) + scorers + monitor + healer as child processes."""
+    """Broker (if needed) + scorers + monitors + healer as child processes."""
 
     def __init__(
         self,
@@ -102,9 +102,11 @@ class Stack:
         log_dir: str | Path = "runs/logs",
         base_port: int | None = 9101,
         healer_args: tuple[str, ...] = (),
+        monitors: int = 1,
     ) -> None:
-        """``healer_args``: more ``selfheal healer`` options (``--state-dir``, ``--label-horizon``)."""
-        self.bundle, self.scorers = bundle, scorers
+        """``healer_args``: more ``selfheal healer`` options (``--state-dir``, ``--label-horizon``);
+        ``monitors``: more than one runs them as a group (``selfheal monitor --scale-out``)."""
+        self.bundle, self.scorers, self.monitors = bundle, scorers, monitors
         self.healer_args = healer_args
         self.log_dir = Path(log_dir)
         self.base_port = base_port
@@ -126,11 +128,13 @@ class Stack:
         env = {"KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers or ""}
         if not (os.environ.get(KEY_ENV) or os.environ.get(KEY_FILE_ENV)):
             env[KEY_ENV] = self.adapter_key = new_key()  # one machine, one run: a fresh key
-        names = [f"scorer-{i + 1}" for i in range(self.scorers)] + ["monitor", "healer"]
+        monitors = ["monitor"] if self.monitors == 1 else [f"monitor-{i + 1}" for i in range(self.monitors)]
+        names = [f"scorer-{i + 1}" for i in range(self.scorers)] + monitors + ["healer"]
         for i, name in enumerate(names):
             port = None if self.base_port is None else self.base_port + i
             kind = name.split("-")[0]
-            extra = self.healer_args if kind == "healer" else ()
+            options = {"healer": self.healer_args, "monitor": ("--scale-out",) if self.monitors > 1 else ()}
+            extra = options.get(kind, ())
             self.children[name] = Child.service(kind, self.bundle, env, self.log_dir, name, *extra, port=port)
         self._write_state()
         return self

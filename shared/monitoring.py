@@ -18,11 +18,23 @@ Alerts (values for ``drift-alerts``, keyed by feature or detector):
 
 The healer opens and closes its episodes on the summary alerts (``fidi``, ``conflicts``,
 ``categories``): :mod:`shared.healing.episodes`.
+
+**Blocks.** A monitor that reads only some partitions (one of a group, see
+``services/monitor``) cannot judge windows of the whole stream itself. It cuts its rows
+into blocks (:meth:`DriftMonitor.summarise`, ``block_rows`` each, 16 by default: FIDI's
+shortest window) and keeps only each block's row count and sums (of FIDI's standardised
+scores, of the category cells): sufficient statistics. Blocks from several monitors add up
+to exactly the windows of their combined stream, judged at the end of each block by
+:meth:`DriftMonitor.add_blocks`. A monitor alone judges every row (``block_rows=1``):
+judged only at block ends, a weak drift whose index just touches 1 on a few rows can be
+seen a window later (measured in docs/operations.md).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,53 +45,119 @@ from shared.drift.fidi import SCALES
 from shared.messages import Alert
 from shared.messages.alerts import Detail
 
+BLOCK_ROWS = 16  # rows per block a monitor of a group publishes: FIDI's shortest window
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """A stretch of transactions as the detectors need it (:meth:`DriftMonitor.summarise`):
+    per block its rows, the event time of its first row (NaN: none), the sums of FIDI's
+    centred scores and of the category cells (None without category fields)."""
+
+    rows: np.ndarray  # (B,) int
+    ts: np.ndarray  # (B,) float
+    fidi: np.ndarray  # (B, features)
+    cells: np.ndarray | None  # (B, cells)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
 
 class DriftMonitor:
     def __init__(
-        self, bundle: Bundle, batch_rows: int = 100, detector: FIDI | WindowFIDI | None = None, **fidi: Any
+        self,
+        bundle: Bundle,
+        batch_rows: int = 100,
+        detector: FIDI | WindowFIDI | None = None,
+        block_rows: int = 1,
+        **fidi: Any,
     ) -> None:
         self.batch_rows = batch_rows  # decisions per conflict-rate update
         self.fidi = detector if detector is not None else bundle.new_fidi(**fidi)
+        self.block_rows = block_rows  # > 1: add_transactions judges blocks (as a group's judge does)
         self.conflicts = ConflictRate(float(bundle.info.get("reference_conflict_rate", 0.0)))
         self.categories = bundle.new_category_shift()
         longest = self.fidi.scales[-1] if isinstance(self.fidi, FIDI) else SCALES[-1]
         self._ts: deque[float | None] = deque(maxlen=longest)  # event times of the rows an onset can name
+        self._block_ts: deque[tuple[int, float]] = deque(maxlen=longest)  # (rows, first event time) a block
         self.alarm_rows: list[int] = []  # the row (counted from the first one seen) of each FIDI alarm
         self._conf_pending: list[bool] = []
         self._alarmed: list[str] = []
         self.conflicts_elevated = False
         self.rows = 0
 
-    def add_transactions(self, X: np.ndarray, ts: list[float | None] | None = None) -> list[Alert]:
+    def add_transactions(self, X: np.ndarray, ts: Sequence[float | None] | None = None) -> list[Alert]:
         if len(X) == 0:
             return []
+        if self.block_rows > 1:
+            return self.add_blocks(self.summarise(X, ts, self.block_rows))
         self.rows += len(X)
         self._ts.extend(ts if ts is not None else [None] * len(X))
-        alerts: list[Alert] = []
         self.fidi.update(X)
-        if self.fidi.drift_detected:
-            self.alarm_rows.append(self.rows - len(X) + (self.fidi.detected_at or 0))
-            self._alarmed = self.fidi.drifting_features
-            onset = self.fidi.onset_rows()
-            onset_ts = self._ts[-min(onset, len(self._ts))] if onset else None
-            alerts += self._fidi_alerts("drift", onset_rows=onset, onset_ts=onset_ts)
-        elif self.fidi.recovered:
-            alerts += self._fidi_alerts("recovered")
-            self._alarmed = []
+        alerts = self._fidi_changed(len(X), lambda back: self._ts[-min(back, len(self._ts))])
         if self.categories is not None:
-            alerts += self._category_alerts(X)
+            self.categories.update(X)
+            alerts += self._category_alerts(lambda back: self._ts[-min(back, len(self._ts))])
         return alerts
 
-    def _category_alerts(self, X: np.ndarray) -> list[Alert]:
+    def summarise(
+        self, X: np.ndarray, ts: Sequence[float | None] | None = None, block_rows: int = BLOCK_ROWS
+    ) -> Blocks:
+        """Rows cut into blocks of ``block_rows``, as :meth:`add_blocks` (here or in another
+        monitor on the same bundle) takes them."""
+        assert isinstance(self.fidi, FIDI), "blocks need the row-level FIDI"
+        rows, sums = self.fidi.summarise(X, block_rows)
+        first = np.full(len(rows), np.nan) if ts is None else np.array(ts, np.float64)[::block_rows]
+        cells = None if self.categories is None else self.categories.summarise(X, block_rows)[1]
+        return Blocks(rows, first, sums, cells)
+
+    def add_blocks(self, blocks: Blocks) -> list[Alert]:
+        """Judge blocks from :meth:`summarise` at the end of each; the alerts they raise."""
+        if len(blocks) == 0:
+            return []
+        assert isinstance(self.fidi, FIDI), "blocks need the row-level FIDI"
+        n = int(blocks.rows.sum())
+        self.rows += n
+        self._block_ts.extend(zip(blocks.rows.tolist(), blocks.ts.tolist(), strict=True))
+        self.fidi.update_blocks(blocks.rows, blocks.fidi)
+        alerts = self._fidi_changed(n, self._block_time)
+        if self.categories is not None and blocks.cells is not None:
+            self.categories.update_blocks(blocks.rows, blocks.cells)
+            alerts += self._category_alerts(self._block_time)
+        return alerts
+
+    def _block_time(self, back: int) -> float | None:
+        """The event time of the row ``back`` rows before the newest (the first row of the
+        block holding it; None where not stamped)."""
+        held, at = 0, float("nan")
+        for rows, first in reversed(self._block_ts):
+            held, at = held + rows, first
+            if held >= back:
+                break
+        return None if at != at else at  # NaN: not stamped (further back than kept: the oldest kept)
+
+    def _fidi_changed(self, n: int, time_of: Callable[[int], float | None]) -> list[Alert]:
+        """The FIDI alerts of the last ``n`` rows' update."""
+        if self.fidi.drift_detected:
+            self.alarm_rows.append(self.rows - n + (self.fidi.detected_at or 0))
+            self._alarmed = self.fidi.drifting_features
+            onset = self.fidi.onset_rows()
+            return self._fidi_alerts("drift", onset_rows=onset, onset_ts=time_of(onset) if onset else None)
+        if self.fidi.recovered:
+            alerts = self._fidi_alerts("recovered")
+            self._alarmed = []
+            return alerts
+        return []
+
+    def _category_alerts(self, time_of: Callable[[int], float | None]) -> list[Alert]:
         cat = self.categories
         assert cat is not None
-        cat.update(X)
         if not (cat.drift_detected or cat.recovered):
             return []
         if cat.recovered:
             return [Alert("categories", "categories", cat.index, 1.0, "recovered")]
         onset = cat.onset_rows()
-        onset_ts = self._ts[-min(onset, len(self._ts))]
+        onset_ts = time_of(onset)
         alerts = [
             Alert("categories", "categories", cat.index, 1.0, "drift", onset_rows=onset, onset_ts=onset_ts)
         ]
@@ -101,14 +179,22 @@ class DriftMonitor:
         return alerts + [Alert("fidi", f, effect[f], self.fidi.min_effect, state) for f in self._alarmed]
 
     def add_conflicts(self, flags: list[bool]) -> list[Alert]:
+        return self.add_conflict_counts(self.conflict_counts(flags))
+
+    def conflict_counts(self, flags: list[bool]) -> list[tuple[int, int]]:
+        """Decisions' conflict flags as (conflicts, decisions) per ``batch_rows`` decisions,
+        as :meth:`add_conflict_counts` (here or in another monitor) takes them; a short
+        remainder waits for the next call."""
         self._conf_pending += flags
+        k = len(self._conf_pending) // self.batch_rows * self.batch_rows
+        done, self._conf_pending = self._conf_pending[:k], self._conf_pending[k:]
+        return [(sum(done[i : i + self.batch_rows]), self.batch_rows) for i in range(0, k, self.batch_rows)]
+
+    def add_conflict_counts(self, counts: Sequence[tuple[int, int]]) -> list[Alert]:
+        """Update the conflict rate chunk by chunk; the alerts of a change of state."""
         alerts: list[Alert] = []
-        while len(self._conf_pending) >= self.batch_rows:
-            chunk, self._conf_pending = (
-                self._conf_pending[: self.batch_rows],
-                self._conf_pending[self.batch_rows :],
-            )
-            self.conflicts.update(sum(chunk), len(chunk))
+        for conflicts, rows in counts:
+            self.conflicts.update(conflicts, rows)
             elevated = self.conflicts.elevated
             if elevated != self.conflicts_elevated:
                 self.conflicts_elevated = elevated

@@ -37,8 +37,13 @@ def run_bench(out: str | Path, cfg: BenchConfig | None = None, quiet: bool = Fal
         if "latency" in wanted:
             latency(h)
         if "monitor" in wanted:
+            from services.bench.monitorgroup import agreement, monitor_group
+
             with h.steal("monitor"):
                 monitor(h)
+            with h.steal("monitor_group"):
+                monitor_group(h)
+            h.results["monitor_group_agreement"] = agreement(say)
         if "profile" in wanted:
             profile(h)
     r = h.results
@@ -102,7 +107,8 @@ def bench_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             targets_of("heal"),
         ),
         ("scorer beside a healer healing flat out", healing, targets_of("healing")),
-        ("monitor (FIDI)", f"{r['monitor_tps']:,} tx/s", "-"),
+        ("monitor (FIDI), 1 process", f"{r['monitor_tps']:,} tx/s", targets_of("monitor")),
+        *monitor_group_rows(r),
         *feature_log_rows(r),
         ("peak RSS", ", ".join(f"{k} {v:.0f} MB" for k, v in r["rss_mb"].items()), "-"),
         ("CPU steal by phase", ", ".join(f"{k} {v}%" for k, v in steal.items()), "0% on a quiet machine"),
@@ -131,6 +137,18 @@ def timeline_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
                 base,
             )
         )
+    return rows
+
+
+def monitor_group_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    rows = []
+    if "monitor_group_tps" in r:
+        split = " + ".join(f"{n:,}" for n in r.get("monitor_group_split", []))
+        rows.append(("monitors, 2 in a group", f"{r['monitor_group_tps']:,} tx/s (read {split})", "-"))
+    for name, s in r.get("monitor_group_agreement", {}).items():
+        alarms = s["alarm_rows"]
+        shown = "; ".join(f"{k} {v or 'none'}" for k, v in alarms.items())
+        rows.append((f"FIDI alarm rows on {name} ({s['rows']:,} rows)", shown, targets_of("monitorgroup")))
     return rows
 
 

@@ -61,6 +61,26 @@ def _log_over_scorer(r: Results) -> float | None:
     return None if not writes or not scorer else float(writes) / float(scorer)
 
 
+def _monitor_over_scorer(r: Results) -> float | None:
+    monitor, scorer = r.get("monitor_tps"), r.get("scorer_tps_1")
+    return None if not monitor or not scorer else float(monitor) / float(scorer)
+
+
+def _group_agrees(r: Results) -> float | None:
+    """1.0 when two monitors in a group raised one monitor's alerts on every stream, each
+    FIDI alarm within the window it was raised on; else 0.0 (None: not measured)."""
+    streams = r.get("monitor_group_agreement")
+    if not streams:
+        return None
+    for s in streams.values():
+        shifts = s["alarm_shift_rows"]["group"]
+        if not s["same_alerts"]["group"] or shifts is None:
+            return 0.0
+        if any(abs(d) > w for d, w in zip(shifts, s["alarm_window_rows"], strict=True)):
+            return 0.0
+    return 1.0
+
+
 TARGETS = (  # throughput, latency, swaps, memory, the feature log, the scorer against passthrough
     Target(
         "scorer >= 50k tx/s per process", "scorer", lambda r: r.get("scorer_tps_1"), 50_000, at_least=True
@@ -76,6 +96,10 @@ TARGETS = (  # throughput, latency, swaps, memory, the feature log, the scorer a
     Target("heal cycle <= 1 s", "heal", lambda r: r.get("heal_cycle_ms"), 1000.0),
     Target("healing costs scoring <= 10%", "healing", lambda r: r.get("healing_throughput_drop"), 0.10),
     Target("feature log writes >= 2x scorer throughput", "log", _log_over_scorer, 2.0, at_least=True),
+    Target("monitor >= 2x one scorer", "monitor", _monitor_over_scorer, 2.0, at_least=True),
+    Target(
+        "two monitors in a group alarm as one (+-1 window)", "monitorgroup", _group_agrees, 1.0, at_least=True
+    ),
 )
 
 

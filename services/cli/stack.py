@@ -32,6 +32,19 @@ def register(sub: Any) -> None:
         svc.add_argument("--group", default=f"selfheal-{kind}", help="consumer group (default: %(default)s)")
         if kind == "scorer":
             svc.add_argument("--batch-size", type=int, default=500)
+        if kind == "monitor":
+            svc.add_argument(
+                "--scale-out",
+                action="store_true",
+                help="one of several monitors in the group (start every one with it): each publishes its "
+                "partitions' statistics to monitor-stats, the one holding that topic judges them all",
+            )
+            svc.add_argument(
+                "--block-rows",
+                type=int,
+                default=16,
+                help="with --scale-out: rows per block of statistics, the judge's step (default %(default)s)",
+            )
         if kind == "healer":
             svc.add_argument("--label-free", action="store_true")
             healer_state_arguments(svc)
@@ -40,6 +53,9 @@ def register(sub: Any) -> None:
     u = sub.add_parser("up", help="broker (if needed) and the services as processes, until Ctrl-C")
     u.add_argument("--bundle", required=True)
     u.add_argument("--scorers", type=int, default=1)
+    u.add_argument(
+        "--monitors", type=int, default=1, help="monitors in one group (more than one: --scale-out)"
+    )
     u.add_argument("--logs", default="runs/logs")
     u.add_argument(
         "--broker-memory",
@@ -160,6 +176,10 @@ def cmd_service(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.command == "scorer":
         options = {"batch_size": args.batch_size}
+    elif args.command == "monitor":
+        if args.block_rows < 1:
+            raise SelfhealError(f"--block-rows must be >= 1, got {args.block_rows}")
+        options = {"scale_out": args.scale_out, "block_rows": args.block_rows}
     elif args.command == "healer":
         options = {"label_free": args.label_free, **healer_state_options(args)}
     return run_service(args.command, args.bundle, args.metrics_port, args.group, **options)
@@ -178,7 +198,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         *(("--settle", args.settle) if args.settle else ()),
         *(("--imply", args.imply) if args.imply else ()),
     )
-    stack = Stack(args.bundle, scorers=args.scorers, log_dir=args.logs, healer_args=healer_args).start()
+    stack = Stack(
+        args.bundle, scorers=args.scorers, monitors=args.monitors, log_dir=args.logs, healer_args=healer_args
+    ).start()
     memory = broker_memory(stack, args.broker_memory)
     try:
         stack.wait_healthy()

@@ -29,30 +29,39 @@ class DriftState:
         self._drift_detected = self._recovered = False
         self._detected_at = None
 
-    def _step(self, index: np.ndarray, longest: np.ndarray, recovery: float, recovery_rows: int) -> int:
-        """Advance by one batch of per-row indices; returns the row whose state to report.
-        Outside drift, the first row whose ``index`` reaches 1 enters it; in drift, it ends
+    def _step(
+        self,
+        index: np.ndarray,
+        longest: np.ndarray,
+        recovery: float,
+        recovery_rows: int,
+        counts: np.ndarray | None = None,
+    ) -> int:
+        """Advance by one batch of per-unit indices; returns the unit whose state to report.
+        A unit is a row, or with ``counts`` a block of that many rows (judged at its end).
+        Outside drift, the first unit whose ``index`` reaches 1 enters it; in drift, it ends
         after ``recovery_rows`` rows in a row whose ``longest`` (the longest full window's
         index) stays below ``recovery``."""
         b = len(index)
+        rows = np.arange(1, b + 1) if counts is None else np.cumsum(counts)  # rows after each unit
         at = b - 1
         if not self._in_drift:
             hits = np.flatnonzero(index >= 1.0)
             if hits.size:
                 at = int(hits[0])
                 self._in_drift = self._drift_detected = True
-                self._detected_at, self._calm = at, 0
+                self._detected_at, self._calm = int(rows[at]) - 1, 0
         else:
-            # the calm run after each row: rows since the last one at or above ``recovery``
+            # the calm run after each unit: rows since the last one at or above ``recovery``
             last_break = np.maximum.accumulate(np.where(longest >= recovery, np.arange(b), -1))
-            run = np.where(last_break >= 0, np.arange(b) - last_break, self._calm + np.arange(1, b + 1))
+            run = np.where(last_break >= 0, rows - rows[np.maximum(last_break, 0)], self._calm + rows)
             done = np.flatnonzero(run >= recovery_rows)
             if done.size:
                 at = int(done[0])
                 self._in_drift, self._recovered, self._calm = False, True, 0
             else:
                 self._calm = int(run[-1])
-        self._n_rows += b
+        self._n_rows += int(rows[-1])
         self._index = float(index[at])
         return at
 
@@ -77,12 +86,60 @@ class DriftState:
 
     @property
     def detected_at(self) -> int | None:
-        """Row of the last batch (0-based) at which drift was detected, or None."""
+        """Row of the last batch (0-based) at which drift was detected, or None (fed blocks:
+        the last row of the block that entered it)."""
         return self._detected_at
 
     @property
     def rows_seen(self) -> int:
         return self._n_rows
+
+
+def window_starts(
+    rows_before: np.ndarray, end: np.ndarray, scales: np.ndarray, unit: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each window length and each unit ending at prefix index ``end``: the prefix index
+    the window starts at and the rows it holds, (scales, units) each. ``rows_before`` is the
+    rows before each prefix index. Rows (``unit``): exactly ``n`` rows back. Blocks: the
+    fewest latest blocks holding at least ``n`` rows, so a window's statistic is exactly
+    that of the rows it covers (where too few rows were seen, the window starts at 0 and
+    is not full)."""
+    if unit:
+        start = np.maximum(end[None, :] - scales[:, None], 0)
+        return start, np.broadcast_to(scales[:, None], start.shape)
+    target = rows_before[end][None, :] - scales[:, None]
+    start = np.maximum(np.searchsorted(rows_before, target, side="right") - 1, 0)
+    return start, rows_before[end][None, :] - rows_before[start]
+
+
+def block_sums(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (N, k) cut into consecutive blocks of ``size`` (the last may be shorter): each
+    block's row count (B,) and column sums (B, k)."""
+    if size < 1:
+        raise ConfigError(f"block size must be >= 1, got {size}")
+    starts = np.arange(0, len(values), size)
+    if len(starts) == 0:
+        return np.zeros(0, np.int64), np.zeros((0, values.shape[1]))
+    counts = np.diff(np.append(starts, len(values)))
+    return counts, np.add.reduceat(values, starts, axis=0)
+
+
+def checked_blocks(counts: ArrayLike, sums: ArrayLike, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Blocks as (row counts (B,), sums (B, width)); a clear error for counts below 1 or sums
+    that are not finite."""
+    c = np.asarray(counts, dtype=np.int64).ravel()
+    u = np.asarray(sums, dtype=np.float64).reshape(len(c), width)
+    if (c < 1).any() or not np.isfinite(u).all():
+        raise ValueError("blocks need row counts >= 1 and finite sums")
+    return c, u
+
+
+def keep_from(held: np.ndarray, rows: int) -> int:
+    """The first of the fewest latest units (of ``held`` rows each) holding at least ``rows``
+    rows (0: all of them): how much history a detector keeps."""
+    after = np.cumsum(held[::-1])
+    enough = np.flatnonzero(after >= rows)
+    return len(held) - 1 - int(enough[0]) if enough.size else 0
 
 
 class MeanShiftDetector(DriftState):

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from shared.drift.base import DriftState
+from shared.drift.base import DriftState, block_sums, checked_blocks, keep_from, window_starts
 from shared.drift.fidi import INDICATOR_MIN_RATE, SCALES
 from shared.errors import ConfigError
 
@@ -131,7 +131,9 @@ class CategoryShift(DriftState):
         self._crit = np.array([chi2_isf(per, len(g.columns) - 1) for g in groups])
         # the shortest window a field is judged on: every cell expects min_expected rows
         self._min_n = np.array([min_expected / self._q[self._of == i].min() for i in range(len(groups))])
-        self._history = np.zeros((0, len(self._cols)))
+        self._history = np.zeros((0, len(self._cols)))  # the units holding the last max(scales) rows
+        self._held = np.zeros(0, np.int64)  # rows in each unit of the history
+        self._blocks = False  # fed blocks: windows by row count, never by unit count
         self._per_field = np.zeros(len(groups))
         self._window = np.zeros(len(groups))  # per field: its most telling window, to the batch's end
         self._effect = np.zeros(len(groups))
@@ -139,46 +141,76 @@ class CategoryShift(DriftState):
 
     def update(self, batch: ArrayLike) -> CategoryShift:
         """Add a batch of encoded rows (N, d), judged row by row; returns self."""
+        self._new_batch()
+        x = self._cells(batch)
+        return self if len(x) == 0 else self._judge(x, None)
+
+    def summarise(self, batch: ArrayLike, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """The sufficient statistics of a batch for :meth:`update_blocks`: each block of
+        ``size`` rows' row count (B,) and cell counts (B, cells); they add up exactly."""
+        return block_sums(self._cells(batch), size)
+
+    def update_blocks(self, counts: ArrayLike, cells: ArrayLike) -> CategoryShift:
+        """Add blocks from :meth:`summarise`, judged at the end of each block on the fewest
+        latest blocks holding each window's rows (see FIDI's); returns self."""
+        c, u = checked_blocks(counts, cells, len(self._cols))
+        self._new_batch()
+        return self if len(c) == 0 else self._judge(u, c)
+
+    def _cells(self, batch: ArrayLike) -> np.ndarray:
         x = np.asarray(batch, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] <= self._cols.max():
             raise ValueError(f"expected rows with at least {self._cols.max() + 1} inputs, got {x.shape}")
-        self._new_batch()
-        b = len(x)
-        if b == 0:
-            return self
+        return x[:, self._cols]
+
+    def _judge(self, units: np.ndarray, counts: np.ndarray | None) -> CategoryShift:
+        """Judge new units (rows, or blocks of ``counts`` rows) of cell counts at each end."""
+        unit = counts is None
+        b = len(units)
+        c = np.ones(b, np.int64) if counts is None else counts
         h = len(self._history)
-        rows = np.concatenate([self._history, x[:, self._cols]])
+        rows = np.concatenate([self._history, units])
+        held = np.concatenate([self._held, c])
         cum = np.concatenate([np.zeros((1, rows.shape[1])), np.cumsum(rows, axis=0)])
-        end, seen = np.arange(h + 1, h + b + 1), self._n_rows + np.arange(1, b + 1)
+        before = np.concatenate([[0], np.cumsum(held)])
+        end, seen = np.arange(h + 1, h + b + 1), self._n_rows + np.cumsum(c)
         g = len(self.groups)
         best, best_w = np.zeros((b, g)), np.zeros((b, g))
         best_r, best_n = np.zeros((b, len(self._cols))), np.ones((b, g))
+        best_start = np.repeat((end - 1)[:, None], g, axis=1)  # with best_n: one unit back
         longest = np.zeros(b)
-        for n in self.scales:
+        starts, held_rows = window_starts(before, end, np.array(self.scales), unit and not self._blocks)
+        for i, n in enumerate(self.scales):
             ok = seen >= n
             if not ok.any():
                 break
-            o = cum[end] - cum[np.maximum(end - n, 0)]
-            r = (o - n * self._q) / np.sqrt(n * self._q)
+            m = held_rows[i][:, None].astype(np.float64)  # rows in each unit's window
+            o = cum[end] - cum[starts[i]]
+            r = (o - m * self._q) / np.sqrt(m * self._q)
             r = np.where(self._rare, np.maximum(r, 0.0), r)
             x2 = np.zeros((b, g))
             np.add.at(x2.T, self._of, (r * r).T)
-            w = np.sqrt(x2 / n)
+            w = np.sqrt(x2 / m)
             score = np.minimum(w / self.min_effect, np.sqrt(x2 / self._crit))
             score[~ok] = 0.0
             score[:, n < self._min_n] = 0.0
             better = score > best
             best, best_w = np.where(better, score, best), np.where(better, w, best_w)
-            best_n = np.where(better, n, best_n)
+            best_n = np.where(better, m, best_n)
+            best_start = np.where(better, starts[i][:, None], best_start)
             best_r = np.where(better[:, self._of], r, best_r)
             longest = np.where(ok, score.max(axis=1), longest)
         index = best.max(axis=1)
-        self._history = rows[-self.scales[-1] :]
-        at = self._step(index, longest, self.recovery, self.recovery_rows)
+        self._blocks = self._blocks or not unit
+        keep = keep_from(held, self.scales[-1])
+        self._history, self._held = rows[keep:], held[keep:]
+        at = self._step(index, longest, self.recovery, self.recovery_rows, counts)
         self._per_field, self._effect = best[at], best_w[at]
-        self._window = best_n[at] + (b - 1 - at)  # counted from the end of the batch
-        n = best_n[at][self._of].astype(int)  # per cell: its field's most telling window
-        share = (cum[end[at]] - cum[np.maximum(end[at] - n, 0), np.arange(len(n))]) / n
+        after = int(before[end[-1]] - before[end[at]])  # rows of the batch after the reported unit
+        self._window = best_n[at] + after  # counted from the end of the batch
+        n = best_n[at][self._of]  # per cell: its field's most telling window
+        first = best_start[at][self._of]
+        share = (cum[end[at]] - cum[first, np.arange(len(n))]) / n
         self._r, self._share = best_r[at], share  # per cell, for ``moved``
         return self
 

@@ -50,7 +50,7 @@ from statistics import NormalDist
 import numpy as np
 from numpy.typing import ArrayLike
 
-from shared.drift.base import MeanShiftDetector
+from shared.drift.base import MeanShiftDetector, block_sums, checked_blocks, keep_from, window_starts
 from shared.drift.scores import NormalScores
 from shared.errors import ConfigError
 
@@ -119,7 +119,9 @@ class FIDI(MeanShiftDetector):
         # the shortest window each feature is judged on (indicators: enough rare values expected)
         self._min_n = np.where(self.indicators, INDICATOR_MIN_COUNT / np.minimum(rate, 1 - rate), 0.0)
         self._mu[self.indicators], self._sigma[self.indicators] = 0.0, 1.0
-        self._history = np.zeros((0, d))  # the last max(scales) transformed rows
+        self._history = np.zeros((0, d))  # the units (rows or blocks) holding the last max(scales) rows
+        self._held = np.zeros(0, np.int64)  # rows in each unit of the history
+        self._blocks = False  # fed blocks: windows by row count, never by unit count
 
     def _transform(self, x: np.ndarray) -> np.ndarray:
         out = self.scores.transform(x) if self.scores is not None else (x - self.mean) / self.std
@@ -135,37 +137,81 @@ class FIDI(MeanShiftDetector):
         if x.shape[0] == 0:
             return self
         self._check_finite(x)
-        s = self._transform(x)
-        h, b = len(self._history), len(s)
-        rows = np.concatenate([self._history, s])
-        cum = np.concatenate([np.zeros((1, s.shape[1])), np.cumsum(rows - self._mu, axis=0)])
-        end = np.arange(h + 1, h + b + 1)  # prefix-sum index after each new row
-        seen = self._n_rows + np.arange(1, b + 1)  # rows seen after each new row
-        scales = np.array([n for n in self.scales if seen[-1] >= n], dtype=np.int64)  # any row full
-        if len(scales) == 0:
-            best = best_e = best_z = np.zeros((b, s.shape[1]))
-            longest = np.zeros(b)
-        else:
-            ok = seen[None, :] >= scales[:, None]  # (scales, rows): the window is full
-            start = np.maximum(end[None, :] - scales[:, None], 0)
-            n = scales[:, None, None].astype(np.float64)
-            e = np.abs(cum[end][None] - cum[start]) / n / self._sigma  # (scales, rows, features)
-            z = e * np.sqrt(n)
-            score = np.minimum(e / self.min_effect, z / self.z_crit)
-            score[~ok] = 0.0
+        return self._judge(self._standardise(x), None)
+
+    def summarise(self, batch: ArrayLike, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """The sufficient statistics of a batch of rows (N, d) for :meth:`update_blocks`: the
+        rows cut into blocks of ``size``, each block's row count (B,) and the sums of its
+        rows' standardised scores (B, d). Sums of several sources' blocks add up exactly, so
+        monitors that each read part of a stream can be judged as one."""
+        x = self._rows(batch)
+        self._check_finite(x)
+        return block_sums(self._standardise(x), size)
+
+    def update_blocks(self, counts: ArrayLike, sums: ArrayLike) -> FIDI:
+        """Add blocks from :meth:`summarise` (of this instance or another on the same
+        reference), judged at the end of each block: a window is the fewest latest blocks
+        holding its length in rows, its mean exactly that of its rows. Returns self."""
+        c, u = checked_blocks(counts, sums, self.mean.size)
+        self._new_batch()
+        return self if len(c) == 0 else self._judge(u, c)
+
+    def _standardise(self, x: np.ndarray) -> np.ndarray:
+        """Scores in reference standard deviations from the reference mean."""
+        out: np.ndarray = (self._transform(x) - self._mu) / self._sigma
+        return out
+
+    def _judge(self, units: np.ndarray, counts: np.ndarray | None) -> FIDI:
+        """Judge new units (rows, or blocks of ``counts`` rows) of standardised scores at each
+        end. A window of ``n`` rows whose mean moved by ``e`` scores ``min(e / min_effect,
+        e sqrt(n) / z_crit)``, that is ``|sum| k(n)`` with ``k(n) = min(1 / (n min_effect),
+        1 / (sqrt(n) z_crit))``: one pass over (windows, units, features) and a maximum,
+        the effect and z of the reported unit alone worked out after."""
+        unit = counts is None and not self._blocks
+        b, d = units.shape
+        c = np.ones(b, np.int64) if counts is None else counts
+        h = len(self._history)
+        data = np.concatenate([self._history, units])
+        held = np.concatenate([self._held, c])
+        cum = np.concatenate([np.zeros((1, d)), np.cumsum(data, axis=0)])
+        before = np.concatenate([[0], np.cumsum(held)])  # rows before each prefix index
+        end = np.arange(h + 1, h + b + 1)  # prefix index after each new unit
+        seen = self._n_rows + np.cumsum(c)  # rows seen after each new unit
+        scales = np.array([n for n in self.scales if seen[-1] >= n], dtype=np.int64)  # any unit full
+        index, longest = np.zeros(b), np.zeros(b)
+        score = start = n = None
+        if len(scales):
+            ok = seen[None, :] >= scales[:, None]  # (scales, units): the window is full
+            start, m = window_starts(before, end, scales, unit)
+            n = m.astype(np.float64)  # rows in each window
+            k = np.minimum(1.0 / (n * self.min_effect), 1.0 / (np.sqrt(n) * self.z_crit))
+            k[~ok] = 0.0
+            score = cum[start]
+            np.subtract(cum[end][None], score, out=score)
+            np.abs(score, out=score)
+            score *= k[:, :, None]
             too_short = scales[:, None] < self._min_n[None, :]  # an indicator's window too short
-            score[np.broadcast_to(too_short[:, None, :], score.shape)] = 0.0
-            at_best = score.argmax(axis=0)[None]  # per row and feature: the first window with the top score
-            best = np.take_along_axis(score, at_best, 0)[0]
-            hit = best > 0
-            best_e = np.where(hit, np.take_along_axis(e, at_best, 0)[0], 0.0)
-            best_z = np.where(hit, np.take_along_axis(z, at_best, 0)[0], 0.0)
-            last_full = ok.sum(axis=0) - 1  # per row: the longest full window
-            longest = np.where(last_full >= 0, score.max(axis=2)[np.maximum(last_full, 0), np.arange(b)], 0.0)
-        index = best.max(axis=1)
-        self._history = rows[-self.scales[-1] :]
-        at = self._step(index, longest, self.recovery, self.recovery_rows)
-        self._per_feature, self._effect, self._z = best[at], best_e[at], best_z[at]
+            if too_short.any():
+                score *= ~too_short[:, None, :]
+            index = score.max(axis=0).max(axis=1)
+            last_full = ok.sum(axis=0) - 1  # per unit: the longest full window
+            longest = np.where(last_full >= 0, score[np.maximum(last_full, 0), np.arange(b)].max(axis=1), 0.0)
+        self._blocks = self._blocks or counts is not None
+        keep = keep_from(held, self.scales[-1])
+        self._history, self._held = data[keep:], held[keep:]
+        at = self._step(index, longest, self.recovery, self.recovery_rows, counts)
+        if score is None or start is None or n is None:
+            self._per_feature, self._effect, self._z = np.zeros(d), np.zeros(d), np.zeros(d)
+            return self
+        s_at = score[:, at]  # (scales, features) at the reported unit
+        best = s_at.argmax(axis=0)  # per feature: the first window with the top score
+        cols = np.arange(d)
+        self._per_feature = s_at[best, cols]
+        hit = self._per_feature > 0
+        n_best = n[best, at]
+        e = np.abs(cum[end[at]] - cum[start[best, at], cols]) / n_best
+        self._effect = np.where(hit, e, 0.0)
+        self._z = np.where(hit, e * np.sqrt(n_best), 0.0)
         return self
 
     # -- read-only state (the rest in MeanShiftDetector and DriftState)
@@ -182,8 +228,8 @@ class FIDI(MeanShiftDetector):
         feats = [self.features.index(f) for f in self.drifting_features]
         if not feats:
             return 0
-        rows = self._history[::-1, feats]  # newest first
-        n = np.arange(1, len(rows) + 1, dtype=np.float64)
-        z = np.abs(np.cumsum(rows - self._mu[feats], axis=0)) / self._sigma[feats] / np.sqrt(n)[:, None]
-        z[: self.scales[0] - 1] = 0.0  # suffixes shorter than the shortest window are noise
+        units = self._history[::-1, feats]  # newest first
+        n = np.cumsum(self._held[::-1]).astype(np.float64)
+        z = np.abs(np.cumsum(units, axis=0)) / np.sqrt(n)[:, None]
+        z[n < self.scales[0]] = 0.0  # suffixes shorter than the shortest window are noise
         return int(n[int(np.argmax(z.max(axis=1)))])

@@ -40,6 +40,7 @@ _NAMED = {
 }
 _SECRET_WORDS = ("password", "secret", "token", "key")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # adapters are ~33 kB; transactions far smaller
+STATS_RETENTION_MS = 24 * 3600 * 1000  # monitor-stats is read within seconds; a day covers any restart
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Topics:
     weights: str = "adapter-weights"
     registry: str = "adapter-registry"
     dlq: str = "transactions.dlq"
+    monitor_stats: str = "monitor-stats"  # monitors of a group -> the one that judges (one partition)
 
     @staticmethod
     def env_var(field_name: str) -> str:
@@ -84,6 +86,7 @@ class Topics:
             TopicSpec(self.weights, 1, replication, compact),
             TopicSpec(self.registry, 1, replication, compact),
             TopicSpec(self.dlq, 1, replication),
+            TopicSpec(self.monitor_stats, 1, replication, {"retention.ms": str(STATS_RETENTION_MS)}),
         ]
 
 

@@ -12,6 +12,7 @@ drift-alerts        :mod:`shared.messages.alerts`                 Alert
 adapter-weights     :mod:`shared.messages.adapters`               AdapterMessage
 adapter-registry    :mod:`shared.registry.snapshot`               Snapshot (its own bytes)
 transactions.dlq    :mod:`shared.messages.dead_letters`           DeadLetter (headers)
+monitor-stats       :mod:`shared.messages.monitor_stats`          MonitorStats (safetensors)
 ==================  ===========================================  ==============================
 """
 

@@ -47,3 +47,31 @@ def test_quiet_on_the_control(covariate_bundle, kafka, topics, group, run_servic
     wait_until(lambda: service.core.rows == len(control.ids))
     assert service.published == []
     assert read_n(kafka, topics.alerts, 1, timeout=1.0) == []
+
+
+def test_two_monitors_in_a_group_judge_the_whole_stream_once(
+    covariate_bundle, covariate_small, kafka, topics, group, run_service
+):
+    """Each reads some of the partitions; the one holding monitor-stats judges them all and
+    alone raises the alert."""
+    config = MonitorConfig(group=group, scale_out=True)
+    a, b = (MonitorService(covariate_bundle, kafka, topics, config) for _ in range(2))
+    run_service(a)
+    run_service(b)
+    wait_until(lambda: a.assigned > 0 and b.assigned > 0 and a.judging != b.judging)
+    st = covariate_small.stream
+    ids = list(st.ids)
+    produce_rows(kafka, topics.transactions, ids, st.X, list(covariate_bundle.features))
+    judge, reader = (a, b) if a.judging else (b, a)
+    wait_until(lambda: judge.core.rows == len(ids))
+    read = [s.metrics.registry.get_sample_value("selfheal_monitor_transactions_total") for s in (a, b)]
+    assert sum(read) == len(ids) and min(read) > 0  # each read its own partitions
+    assert reader.published == [] and reader.core.rows == 0
+    fidi = [x for x in judge.published if x.feature == "fidi"]
+    assert [(x.state, x.detector) for x in fidi] == [("drift", "fidi")]
+    alerts = read_n(kafka, topics.alerts, len(judge.published))
+    assert [key(m) for m in alerts] == [x.key for x in judge.published]
+    sample = judge.metrics.registry.get_sample_value
+    assert sample("selfheal_monitor_judging") == 1
+    assert sample("selfheal_monitor_judged_rows_total") == len(ids)
+    assert reader.metrics.registry.get_sample_value("selfheal_monitor_judging") == 0

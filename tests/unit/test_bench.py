@@ -101,6 +101,18 @@ def test_the_table_and_the_checks_come_from_one_list_of_targets() -> None:
         "scorer_tps_healing": 57_000,
         "healing_throughput_drop": 0.05,
         "monitor_tps": 7000,
+        "monitor_group_tps": 12_000,
+        "monitor_group_split": [6000, 6000],
+        "monitor_group_agreement": {
+            "covariate": {
+                "rows": 10_000,
+                "same_alerts": {"blocks": True, "group": True},
+                "alarm_rows": {"one": [2020], "blocks": [2031], "group": [2047]},
+                "alarm_window_rows": [32],
+                "alarm_shift_rows": {"blocks": [11], "group": [27]},
+                "alerts": {"one": 1, "blocks": 1, "group": 1},
+            }
+        },
         "rss_mb": {"scorer": 300.0},
         "feature_log": {
             "log": {
@@ -118,3 +130,5 @@ def test_the_table_and_the_checks_come_from_one_list_of_targets() -> None:
     printed = format_bench(r)
     assert "FAIL  p99 <= 50 ms at 10k tx/s" in printed and "PASS  heal cycle <= 1 s" in printed
     assert "PASS  feature log writes >= 2x scorer throughput" in printed
+    assert "FAIL  monitor >= 2x one scorer" in printed
+    assert "PASS  two monitors in a group alarm as one (+-1 window)" in printed

@@ -45,6 +45,7 @@ def test_topic_names_and_configs():
     assert specs["w"].config["cleanup.policy"] == "compact"
     assert specs["adapter-registry"].config["cleanup.policy"] == "compact"
     assert specs["transactions"].partitions == 4
+    assert specs["monitor-stats"].partitions == 1  # the group's judge is whoever holds it
 
 
 def test_a_cluster_sets_the_partitions_and_replication_of_what_it_creates():
