@@ -81,7 +81,9 @@ def latency(h: Harness) -> None:
         base[str(rate)], lat[str(rate)] = median_rounds(runs["passthrough"]), median_rounds(runs["scorer"])
     h.results["latency_ms"] = lat
     h.results["passthrough_latency_ms"] = base
-    with h.steal("swap"), _pair(h, "swap", pids, passthrough=False) as (topics, outputs, children, _):
+    with h.steal("swap"), _pair(h, "swap", pids) as (topics, outputs, children, done):
+        _passthrough_at_swap_rate(h, topics["passthrough"], outputs["passthrough"])
+        done("passthrough")
         swap(h, topics["scorer_topics"], outputs["scorer"])
         h.note_rss("scorer", children["scorer"])
     h.results["timeline"] = timelines(h, pids)
@@ -240,6 +242,18 @@ def _signed_adapters(h: Harness) -> dict[int, tuple[bytes, list[tuple[str, bytes
     """Versions 1000, 1001, ...: payloads and signatures built before the clock runs (the
     sender must not pause at a swap)."""
     return {1000 + k: h.signed_adapter(1000 + k, seed=k) for k in range(h.cfg.swaps)}
+
+
+def _passthrough_at_swap_rate(h: Harness, topic: str, outputs: Outputs) -> None:
+    """The passthrough at the swap phase's rate for as long (no adapters): the loop gaps
+    the scorer's in that phase are compared with."""
+    cfg = h.cfg
+    h.quiet()
+    t0 = time.monotonic()
+    with no_gc():
+        sent = offered(h, topic, "pswap", cfg.swap_rate, (cfg.swaps + 1) * cfg.swap_every).sent
+    outputs.wait_for(sent, timeout=30)
+    h.windows["passthrough:swap"] = [(t0, time.monotonic())]
 
 
 def swap(h: Harness, t: Topics, outputs: Outputs) -> None:
