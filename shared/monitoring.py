@@ -72,6 +72,7 @@ class DriftMonitor:
         block_rows: int = 1,
         **fidi: Any,
     ) -> None:
+        self.bundle, self._fidi_options = bundle, fidi
         self.batch_rows = batch_rows  # decisions per conflict-rate update
         self.fidi = detector if detector is not None else bundle.new_fidi(**fidi)
         self.block_rows = block_rows  # > 1: add_transactions judges blocks (as a group's judge does)
@@ -85,6 +86,19 @@ class DriftMonitor:
         self._alarmed: list[str] = []
         self.conflicts_elevated = False
         self.rows = 0
+
+    def forget_judged(self) -> None:
+        """Start the detectors again from the reference (a monitor that becomes its group's
+        judge again: its windows from an earlier turn would be stale); the decisions read
+        but not yet counted stay."""
+        assert isinstance(self.fidi, FIDI), "a group's judge runs the row-level FIDI"
+        self.fidi = self.bundle.new_fidi(**self._fidi_options)
+        self.conflicts = ConflictRate(self.conflicts.reference_rate)
+        self.categories = self.bundle.new_category_shift()
+        self._ts.clear()
+        self._block_ts.clear()
+        self.alarm_rows, self._alarmed = [], []
+        self.conflicts_elevated, self.rows = False, 0
 
     def add_transactions(self, X: np.ndarray, ts: Sequence[float | None] | None = None) -> list[Alert]:
         if len(X) == 0:

@@ -151,9 +151,12 @@ class MonitorService(ConsumerService):
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         super()._on_assign(consumer, partitions)
         if self.config.scale_out:
-            self.judging = any(p.topic == self.topics.monitor_stats for p in partitions)
-            self.metrics.judging.set(1 if self.judging else 0)
-            self.log.info("monitor group: judging" if self.judging else "monitor group: reading only")
+            judging = any(p.topic == self.topics.monitor_stats for p in partitions)
+            if judging and not self.judging:  # windows of an earlier turn as judge would be stale
+                self.core.forget_judged()
+            self.judging = judging
+            self.metrics.judging.set(1 if judging else 0)
+            self.log.info("monitor group: judging" if judging else "monitor group: reading only")
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         super()._on_revoke(consumer, partitions)

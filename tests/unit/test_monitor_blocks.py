@@ -106,3 +106,15 @@ def test_statistics_travel_as_safetensors_and_bad_records_are_refused(covariate_
     assert isinstance(decode_stats(None), Reject)
     wrong = Blocks(np.array([16, 16]), np.array([1.0]), np.zeros((2, 3)), None)
     assert "shapes" in str(decode_stats(encode_stats(MonitorStats("b", "m", wrong, []))))
+
+
+def test_a_judge_that_forgets_starts_again_from_the_reference(covariate_bundle):
+    """A monitor that becomes its group's judge again drops the windows of its earlier turn."""
+    mon = DriftMonitor(covariate_bundle)
+    stream = build("covariate").stream.X
+    alerts = mon.add_blocks(mon.summarise(stream[:6000]))
+    assert mon.fidi.in_drift and any(a.state == "drift" for a in alerts)
+    mon.conflict_counts([True] * 30)  # read, not yet a full chunk: kept
+    mon.forget_judged()
+    assert not mon.fidi.in_drift and mon.rows == 0 and mon.alarm_rows == [] and mon.fidi.rows_seen == 0
+    assert mon.conflict_counts([False] * 70) == [(30, 100)]
