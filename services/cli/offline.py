@@ -76,11 +76,13 @@ def _register_experiment(sub: Any) -> None:
     )
     e.add_argument(
         "--label-policy",
-        choices=("settled", "implied", "pooled"),
+        choices=("settled", "implied", "pooled", "aggregated"),
         default="settled",
         help="with --feedback: heal on a transaction's labels once its cohort is complete (settled); "
         "once it is as old as the chargeback delay, a transaction nobody labelled taken as genuine "
-        "(implied); or on every label as it arrives as if it were a random sample (pooled, the baseline)",
+        "(implied); or on every label as it arrives as if it were a random sample (pooled, the baseline); "
+        "aggregated: implied beside a learner on the analysts' verdicts alone, posteriors averaged "
+        "(Dal Pozzolo et al.'s two learners; offline, one scenario, compared with implied)",
     )
     e.add_argument("--out", default="runs/latest")
     e.add_argument("--no-plots", action="store_true")
@@ -193,9 +195,25 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         poison=args.poison,
         feedback=args.feedback,
     )
+    if args.label_policy == "aggregated":
+        return _aggregated(cfg, Path(args.out), say)
     if scenario == "all":
         return _experiment_all(cfg, Path(args.out), not args.no_plots, say)
     return _experiment_one(cfg, Path(args.out), not args.no_plots, say)
+
+
+def _aggregated(cfg: Any, out: Path, say: Progress) -> int:
+    from shared.experiment.aggregation import compare, format_comparison
+    from shared.experiment.report import write_json
+
+    if cfg.feedback is None or cfg.feedback.analyst is None or cfg.scenario in ("all", "robustness"):
+        raise SelfhealError("--label-policy aggregated needs one scenario and --feedback with analysts")
+    result = compare(cfg, say)
+    write_json(out / "aggregation.json", result)
+    print(f"\nscenario {result['scenario']} · feedback {result['feedback']}")
+    print(format_comparison(result))
+    print(f"wrote aggregation.json to {out}/")
+    return 0
 
 
 def _settled(healer: Any, feedback: Any, implied: bool = False) -> Any:
@@ -226,7 +244,7 @@ def _healer(args: argparse.Namespace) -> Any:
         for part in args.without:
             healer = ABLATIONS[part](healer)
     if args.feedback is not None and args.label_policy != "pooled":
-        healer = _settled(healer, args.feedback, args.label_policy == "implied")
+        healer = _settled(healer, args.feedback, args.label_policy in ("implied", "aggregated"))
     return healer
 
 

@@ -190,6 +190,7 @@ class DelayedRun(Run):
         y = s.y[sl]
         self.say("training the oracle: the same architecture on the drifted labels (2 folds)")
         oracle = oracle_scores(s.X[point:], s.y[point:], self.bundle.config, cfg.costs, cfg.seed)
+        self.oracle = oracle  # from the drift point on
         C = self.sc.clean_test
         rows = {
             "clean": evaluate_scores(C.y, self.core.score(C.X)[1], t, cfg.costs),

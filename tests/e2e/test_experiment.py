@@ -12,6 +12,7 @@ from shared.experiment import ExperimentConfig, run
 from shared.experiment.report import write_outputs
 from shared.feedback import FeedbackModel
 from shared.healing.healer import HealerConfig
+from shared.progress import Progress
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +150,26 @@ def test_a_fraud_teams_feedback_reaches_healing_settled_and_is_reported_by_sourc
     after = w["after_chargebacks"]
     assert after["healed"] <= after["noheal"] * 1.02
     assert after["p_at_k"]["healed"] >= after["p_at_k"]["noheal"] - 0.02
+
+
+@pytest.mark.slow  # two runs of a 9,000-row stream under feedback: about a minute
+def test_the_papers_two_learners_are_compared_with_the_chosen_policy():
+    """The chosen policy (implied), a learner on the analysts' verdicts alone, and their
+    posteriors averaged, judged on the same windows against the same frozen model."""
+    from shared.experiment.aggregation import METHODS, compare, feedback_only, format_comparison
+
+    fb = FeedbackModel.parse("analyst:50/2s:500ms,chargeback:3s:0.8,implied:4s")
+    assert fb.chargeback is not None
+    healer = HealerConfig(settle_ms=fb.horizon_ms, imply_ms=fb.chargeback.delay_ms)
+    cfg = ExperimentConfig(scenario="covariate", feedback=fb, healer=healer, n_post=4000, after_rows=1000)
+    only = feedback_only(cfg)
+    assert only.feedback is not None and only.feedback.chargeback is None and only.feedback.implied is None
+    assert only.healer_config.settle_ms is None and only.healer_config.imply_ms is None
+    result = compare(cfg, Progress(quiet=True))
+    for w in ("feedback", "after_chargebacks"):
+        frozen = {result[m][w]["noheal"] for m in METHODS}
+        assert len(frozen) == 1  # one frozen model, one set of rows
+        assert all(0.0 <= result[m][w]["p_at_k"]["healed"] <= 1.0 for m in METHODS)
+    after = result["chosen"]["after_chargebacks"]
+    assert after["healed"] <= after["noheal"] * 1.02
+    assert format_comparison(result).count("\n") == 1 + len(METHODS)  # head, rule, a row a method
