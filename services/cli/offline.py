@@ -209,9 +209,10 @@ def _aggregated(cfg: Any, out: Path, say: Progress) -> int:
     if cfg.feedback is None or cfg.feedback.analyst is None or cfg.scenario in ("all", "robustness"):
         raise SelfhealError("--label-policy aggregated needs one scenario and --feedback with analysts")
     result = compare(cfg, say)
-    write_json(out / "aggregation.json", result)
     print(f"\nscenario {result['scenario']} · feedback {result['feedback']}")
     print(format_comparison(result))
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "aggregation.json", result)
     print(f"wrote aggregation.json to {out}/")
     return 0
 
