@@ -25,9 +25,10 @@ into blocks (:meth:`DriftMonitor.summarise`, ``block_rows`` each, 16 by default:
 shortest window) and keeps only each block's row count and sums (of FIDI's standardised
 scores, of the category cells): sufficient statistics. Blocks from several monitors add up
 to exactly the windows of their combined stream, judged at the end of each block by
-:meth:`DriftMonitor.add_blocks`. A monitor alone judges every row (``block_rows=1``):
-judged only at block ends, a weak drift whose index just touches 1 on a few rows can be
-seen a window later (measured in docs/operations.md).
+:meth:`DriftMonitor.add_blocks`. A monitor alone judges every row
+(:meth:`DriftMonitor.add_transactions`): judged only at block ends, a weak drift whose
+index just touches 1 on a few rows can be seen a window later (measured in
+docs/operations.md).
 """
 
 from __future__ import annotations
@@ -69,13 +70,11 @@ class DriftMonitor:
         bundle: Bundle,
         batch_rows: int = 100,
         detector: FIDI | WindowFIDI | None = None,
-        block_rows: int = 1,
         **fidi: Any,
     ) -> None:
         self.bundle, self._fidi_options = bundle, fidi
         self.batch_rows = batch_rows  # decisions per conflict-rate update
         self.fidi = detector if detector is not None else bundle.new_fidi(**fidi)
-        self.block_rows = block_rows  # > 1: add_transactions judges blocks (as a group's judge does)
         self.conflicts = ConflictRate(float(bundle.info.get("reference_conflict_rate", 0.0)))
         self.categories = bundle.new_category_shift()
         longest = self.fidi.scales[-1] if isinstance(self.fidi, FIDI) else SCALES[-1]
@@ -103,8 +102,6 @@ class DriftMonitor:
     def add_transactions(self, X: np.ndarray, ts: Sequence[float | None] | None = None) -> list[Alert]:
         if len(X) == 0:
             return []
-        if self.block_rows > 1:
-            return self.add_blocks(self.summarise(X, ts, self.block_rows))
         self.rows += len(X)
         self._ts.extend(ts if ts is not None else [None] * len(X))
         self.fidi.update(X)

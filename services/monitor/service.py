@@ -185,8 +185,9 @@ class MonitorService(ConsumerService):
             alerts += self.core.add_conflict_counts(counts)
         else:
             if blocks is not None or counts:
-                empty = self.core.summarise(np.zeros((0, len(self.bundle.features))))
-                stats = MonitorStats(self.bundle.id, self.source, blocks or empty, counts)
+                if blocks is None:  # decisions alone: no rows to summarise
+                    blocks = self.core.summarise(np.zeros((0, len(self.bundle.features))))
+                stats = MonitorStats(self.bundle.id, self.source, blocks, counts)
                 self.producer.produce(t.monitor_stats, encode_stats(stats), key=self.source)
                 self.metrics.stats_published.inc()
             for m in data:

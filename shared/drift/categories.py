@@ -133,7 +133,6 @@ class CategoryShift(DriftState):
         self._min_n = np.array([min_expected / self._q[self._of == i].min() for i in range(len(groups))])
         self._history = np.zeros((0, len(self._cols)))  # the units holding the last max(scales) rows
         self._held = np.zeros(0, np.int64)  # rows in each unit of the history
-        self._blocks = False  # fed blocks: windows by row count, never by unit count
         self._per_field = np.zeros(len(groups))
         self._window = np.zeros(len(groups))  # per field: its most telling window, to the batch's end
         self._effect = np.zeros(len(groups))
@@ -165,7 +164,7 @@ class CategoryShift(DriftState):
 
     def _judge(self, units: np.ndarray, counts: np.ndarray | None) -> CategoryShift:
         """Judge new units (rows, or blocks of ``counts`` rows) of cell counts at each end."""
-        unit = counts is None
+        unit = counts is None and bool((self._held == 1).all())  # every unit a row: n rows = n units
         b = len(units)
         c = np.ones(b, np.int64) if counts is None else counts
         h = len(self._history)
@@ -179,7 +178,7 @@ class CategoryShift(DriftState):
         best_r, best_n = np.zeros((b, len(self._cols))), np.ones((b, g))
         best_start = np.repeat((end - 1)[:, None], g, axis=1)  # with best_n: one unit back
         longest = np.zeros(b)
-        starts, held_rows = window_starts(before, end, np.array(self.scales), unit and not self._blocks)
+        starts, held_rows = window_starts(before, end, np.array(self.scales), unit)
         for i, n in enumerate(self.scales):
             ok = seen >= n
             if not ok.any():
@@ -201,7 +200,6 @@ class CategoryShift(DriftState):
             best_r = np.where(better[:, self._of], r, best_r)
             longest = np.where(ok, score.max(axis=1), longest)
         index = best.max(axis=1)
-        self._blocks = self._blocks or not unit
         keep = keep_from(held, self.scales[-1])
         self._history, self._held = rows[keep:], held[keep:]
         at = self._step(index, longest, self.recovery, self.recovery_rows, counts)

@@ -121,7 +121,6 @@ class FIDI(MeanShiftDetector):
         self._mu[self.indicators], self._sigma[self.indicators] = 0.0, 1.0
         self._history = np.zeros((0, d))  # the units (rows or blocks) holding the last max(scales) rows
         self._held = np.zeros(0, np.int64)  # rows in each unit of the history
-        self._blocks = False  # fed blocks: windows by row count, never by unit count
 
     def _transform(self, x: np.ndarray) -> np.ndarray:
         out = self.scores.transform(x) if self.scores is not None else (x - self.mean) / self.std
@@ -167,7 +166,7 @@ class FIDI(MeanShiftDetector):
         e sqrt(n) / z_crit)``, that is ``|sum| k(n)`` with ``k(n) = min(1 / (n min_effect),
         1 / (sqrt(n) z_crit))``: one pass over (windows, units, features) and a maximum,
         the effect and z of the reported unit alone worked out after."""
-        unit = counts is None and not self._blocks
+        unit = counts is None and bool((self._held == 1).all())  # every unit a row: n rows = n units
         b, d = units.shape
         c = np.ones(b, np.int64) if counts is None else counts
         h = len(self._history)
@@ -196,7 +195,6 @@ class FIDI(MeanShiftDetector):
             index = score.max(axis=0).max(axis=1)
             last_full = ok.sum(axis=0) - 1  # per unit: the longest full window
             longest = np.where(last_full >= 0, score[np.maximum(last_full, 0), np.arange(b)].max(axis=1), 0.0)
-        self._blocks = self._blocks or counts is not None
         keep = keep_from(held, self.scales[-1])
         self._history, self._held = data[keep:], held[keep:]
         at = self._step(index, longest, self.recovery, self.recovery_rows, counts)

@@ -44,11 +44,18 @@ def _window(mon: DriftMonitor) -> int:
 
 
 def one(bundle: Bundle, X: np.ndarray, batch: int, block_rows: int) -> list[dict[str, Any]]:
-    """Alerts of one monitor reading the stream in order, ``batch`` rows at a time (the row
-    reported: the end of the batch that raised it, and for FIDI the row it alarmed at)."""
-    mon, out = DriftMonitor(bundle, block_rows=block_rows), list[dict[str, Any]]()
+    """Alerts of one monitor reading the stream in order, ``batch`` rows at a time, judging
+    every row (``block_rows`` 1) or blocks of that many (the row reported: the end of the
+    batch that raised it, and for FIDI the row it alarmed at)."""
+    mon, out = DriftMonitor(bundle), list[dict[str, Any]]()
     for i in range(0, len(X), batch):
-        _events(mon.add_transactions(X[i : i + batch]), mon, out)
+        rows = X[i : i + batch]
+        alerts = (
+            mon.add_transactions(rows)
+            if block_rows == 1
+            else mon.add_blocks(mon.summarise(rows, None, block_rows))
+        )
+        _events(alerts, mon, out)
     _at_alarms(out, mon)
     return out
 
