@@ -104,7 +104,9 @@ def train_model(
             parametrize.register_parametrization(first, "weight", Embeddings(mcfg.hidden, X.shape[1], embed))
         xt = torch.as_tensor(np.asarray(X, dtype=np.float32))
         yt = torch.as_tensor(np.asarray(y, dtype=np.float32))
-        opt = torch.optim.Adam(model.trained_with_base(), lr=cfg.lr)
+        # foreach: one call per step for every tensor, the same arithmetic (bitwise the same
+        # model) about a quarter faster than a loop over them; fused would change the bits
+        opt = torch.optim.Adam(model.trained_with_base(), lr=cfg.lr, foreach=True)
         loss_fn = nn.BCEWithLogitsLoss()
         losses: list[float] = []
         model.train()
