@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from shared.data.scenarios import Stream
+from shared.data.shapes import Stream
 from shared.kafka.clients import TrackedProducer
 from shared.kafka.config import KafkaSettings, Topics
 from shared.messages import Label, Transaction, encode_label, encode_transaction

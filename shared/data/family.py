@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from shared.data.drawn import COMBINABLE, KINDS, Problem, draw_drift, draw_problem, sigmoid, solve_intercept
-from shared.data.scenarios import LABEL, Dataset, Scenario, Stream
+from shared.data.shapes import LABEL, Dataset, Scenario, Stream
 from shared.errors import ConfigError
 from shared.schema import Schema
 

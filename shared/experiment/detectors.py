@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from shared.data.scenarios import Scenario, build
+from shared.data.scenarios import build
+from shared.data.shapes import Scenario
 from shared.drift.fidi import FIDI
 from shared.errors import ConfigError
 from shared.training import reference, reference_stats
