@@ -392,16 +392,13 @@ def _gate_evidence(
             logloss_gain_z=paired_z(row_log_loss(yh, qb) - row_log_loss(yh, qa)),
             cost_gain_z=paired_z(costs.per_row(yh, pb >= t) - costs.per_row(yh, pa >= t)),
         )
+    live = None
     if vs_shadow is not None:
         rows, p_c, p_s = vs_shadow
-        ye = y[rows]
-        shadow = VersusShadow(
-            rows=len(rows),
-            cost_candidate=metrics_from_predictions(ye, p_c >= t, costs).cost,
-            cost_shadow=metrics_from_predictions(ye, p_s >= t, costs).cost,
-            logloss_shadow=log_loss(ye, p_s),
-            gain_z=paired_z(costs.per_row(ye, p_s >= t) - costs.per_row(ye, p_c >= t)),
-        )
+        shadow = _versus_shadow(y[rows], p_c, p_s, t, costs)
+        if len(hold):  # the live adapter on the same rows: no heal trained on the held-out
+            # ones; a labelled heal may have on the others, which only makes it look better
+            live = _versus_shadow(y[rows], j.p_before[rows], p_s, t, costs)
     return GateEvidence(
         pos_rate_before=float((j.p_before >= t).mean()),
         pos_rate_after=float((j.p_after >= t).mean()),
@@ -413,6 +410,20 @@ def _gate_evidence(
         held_out=held_out,
         shadow=shadow,
         rules=_rule_agreement(j),
+        live=live,
+    )
+
+
+def _versus_shadow(
+    y: np.ndarray, p: np.ndarray, p_shadow: np.ndarray, t: float, costs: CostMatrix
+) -> VersusShadow:
+    """Decisions at ``t`` from ``p`` against the shadow's on the same labelled rows."""
+    return VersusShadow(
+        rows=len(y),
+        cost_candidate=metrics_from_predictions(y, p >= t, costs).cost,
+        cost_shadow=metrics_from_predictions(y, p_shadow >= t, costs).cost,
+        logloss_shadow=log_loss(y, p_shadow),
+        gain_z=paired_z(costs.per_row(y, p_shadow >= t) - costs.per_row(y, p >= t)),
     )
 
 

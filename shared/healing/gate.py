@@ -96,13 +96,16 @@ class GateEvidence:
     held_out: HeldOut | None = None  # None: too few arrived labels to hold some out
     shadow: VersusShadow | None = None  # None: no shadow, or nothing held out
     rules: RuleAgreement | None = None  # None: no rule fired on a training row
+    # the live adapter itself against the shadow on the rows of ``shadow``: whether what is live
+    # now loses to never healing (None: no shadow, or nothing held out)
+    live: VersusShadow | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GateEvidence:
-        parts = {"held_out": HeldOut, "shadow": VersusShadow, "rules": RuleAgreement}
+        parts = {"held_out": HeldOut, "shadow": VersusShadow, "rules": RuleAgreement, "live": VersusShadow}
         return cls(**{k: (parts[k](**v) if k in parts and v is not None else v) for k, v in d.items()})
 
     def as_metrics(self) -> dict[str, float]:
@@ -128,6 +131,8 @@ class GateEvidence:
             m["holdout_cost_shadow"] = s.cost_shadow
             m["holdout_logloss_shadow"] = s.logloss_shadow
             m["holdout_cost_gain_z_shadow"] = s.gain_z
+        if (v := self.live) is not None:
+            m["holdout_cost_live_gain_z_shadow"] = v.gain_z
         m.update(n_rows=self.n_rows, n_labelled=self.n_labelled, n_holdout=self.n_holdout, n_rule=self.n_rule)
         return m
 

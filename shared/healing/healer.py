@@ -275,6 +275,8 @@ class Healer:
         pre_metrics = pre_metrics if pre_metrics is not None else pre_m
         post_metrics = {**post_m, **(post_metrics or {})}
         rec = self.ledger.record_heal(job, result, pre_metrics, post_metrics)
+        if job.kind is HealKind.LABELS and result.evidence is not None and job.version == self.version:
+            self.check.rescored(result.evidence.live, self.version)  # still live: judged afresh
         if rec.result.accepted:
             if self.labels_at_first_heal is None:
                 self.labels_at_first_heal = 0 if result.evidence is None else result.evidence.n_labelled

@@ -9,6 +9,18 @@ first accepted heal on, live quality against that heal's baseline
 and sends the stream back to the bundle's adapter; degraded quality asks for the best
 post-heal snapshot instead. Which snapshot that is, and the rollback itself, are the
 ledger's.
+
+With labels hours late, an adapter's own decisions get their labels only long after it
+went live (20,000 transactions at the late labels the family is run with: often never
+within its time). So every labelled heal cycle also re-scores the live adapter against the
+shadow on the labelled rows it compares its candidate with the shadow on (the episode's
+arrived labels, carried to the present where the features moved:
+:mod:`~shared.healing.transport`; :meth:`LiveCheck.rescored`). No label trained a
+label-free calibration or the bundle's adapter, so for them every such row is out of
+sample; a labelled adapter saw some of them in training, which only makes it look better.
+Losing there by the guard's own rule (paired z of the cost at least ``z`` over at least
+``min_rows`` rows) sends the stream back to the bundle's adapter too, but healing goes on:
+the next candidate is still gated against the shadow.
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ from dataclasses import dataclass
 
 from shared.evaluation import CostMatrix
 from shared.healing.featurelog import DECIDED, FRAUD, SHADOW_FRAUD
+from shared.healing.gate import VersusShadow
 from shared.healing.join import Joined
 from shared.healing.quality import LiveQuality
 from shared.healing.shadow_guard import ShadowGuard, ShadowGuardConfig
@@ -37,11 +50,12 @@ class LiveCheck:
         self, rollback: RollbackPolicy, shadow: ShadowGuardConfig, costs: CostMatrix, chunk: int
     ) -> None:
         """``chunk``: labels per live-quality measurement."""
-        self.costs, self.shadow_on = costs, shadow.on
+        self.costs, self.shadow_on, self.shadow_cfg = costs, shadow.on, shadow
         self.quality = LiveQuality(rollback, costs, chunk)
         self.shadow = ShadowGuard(shadow.rows, shadow.min_rows, shadow.z)
         self.baseline_version = -1  # first version healed in the episode: decisions from it on are judged
         self.paused: str | None = None  # why healing stopped for the rest of the episode
+        self.loses_rescored: tuple[int, str] | None = None  # (version, why) it lost re-scored
 
     @property
     def watch(self) -> QualityWatch:
@@ -67,8 +81,26 @@ class LiveCheck:
             if version > 0:
                 self.shadow.add(float(self.costs.per_row(y, fraud) - self.costs.per_row(y, shadow)), version)
 
+    def rescored(self, live: VersusShadow | None, live_version: int) -> None:
+        """A labelled heal cycle's re-scoring of ``live_version`` against the shadow on its
+        labelled rows (``live``; None: nothing held out): a loss by the guard's rule is
+        remembered for :meth:`verdict`."""
+        cfg = self.shadow_cfg
+        if live is None or not self.shadow_on or live_version == 0 or live.rows < cfg.min_rows:
+            return
+        if -live.gain_z >= cfg.z:
+            self.loses_rescored = (
+                live_version,
+                f"the live adapter costs {live.cost_candidate:.4f} against the shadow's "
+                f"{live.cost_shadow:.4f} re-scored on {live.rows} arrived labels (z={-live.gain_z:.2f})",
+            )
+
     def verdict(self, live_version: int) -> LiveVerdict | None:
         """Whether the live adapter should go (each verdict restarts the quality window)."""
+        rescored, self.loses_rescored = self.loses_rescored, None
+        if rescored is not None and rescored[0] == live_version:
+            self.watch.reset_window()
+            return LiveVerdict(rescored[1], to_bundle=True)
         loses = self.shadow.verdict(live_version) if self.shadow_on else None
         if loses is not None:
             self.shadow.clear()

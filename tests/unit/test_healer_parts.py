@@ -12,16 +12,17 @@ import pytest
 from shared.errors import HealingError
 from shared.healing.cycle import HealBatch, HealResult
 from shared.healing.episodes import EpisodeTracker
-from shared.healing.events import EpisodeClosed, EpisodeOpened, HealJob, HealOutcome
-from shared.healing.gate import Verdict
+from shared.healing.events import EpisodeClosed, EpisodeOpened, HealJob, HealOutcome, RolledBack
+from shared.healing.gate import Verdict, VersusShadow
 from shared.healing.healer import Healer, HealerConfig
 from shared.healing.label_guard import LabelGuard, LabelGuardConfig
 from shared.healing.ledger import AdapterLedger, Recorded
+from shared.healing.live_check import LiveCheck
 from shared.healing.own_watch import WatchConfig
-from shared.healing.shadow_guard import ShadowGuard
+from shared.healing.shadow_guard import ShadowGuard, ShadowGuardConfig
 from shared.healing.worker import HealWorker, InlineExecutor
 from shared.messages import Alert
-from shared.registry import MemoryStore, Registry
+from shared.registry import MemoryStore, Registry, RollbackPolicy
 
 
 def alert(feature: str, state: str) -> Alert:
@@ -171,6 +172,47 @@ def test_each_adapter_keeps_its_own_shadow_window() -> None:
     for _ in range(50):  # another adapter's rows do not push version 2's out
         guard.add(0.0, version=3)
     assert guard.n(2) == 5 and guard.verdict(2) is not None and guard.verdict(3) is None
+
+
+def test_a_live_adapter_re_scored_worse_than_the_shadow_goes_only_on_enough_rows_and_z() -> None:
+    from shared.evaluation import CostMatrix
+
+    check = LiveCheck(RollbackPolicy(), ShadowGuardConfig(min_rows=300, z=2.0), CostMatrix(), 100)
+
+    def loses(rows: int, z: float) -> VersusShadow:
+        return VersusShadow(rows=rows, cost_candidate=0.2, cost_shadow=0.1, logloss_shadow=0.1, gain_z=-z)
+
+    check.rescored(loses(299, 5.0), 4)  # too few rows
+    check.rescored(loses(1000, 1.9), 4)  # not clear enough
+    check.rescored(loses(1000, 5.0), 0)  # the bundle's adapter is the shadow
+    assert check.verdict(4) is None
+    check.rescored(loses(1000, 2.0), 4)
+    assert check.verdict(5) is None  # another adapter went live meanwhile: no verdict on it
+    check.rescored(loses(1000, 2.0), 4)
+    verdict = check.verdict(4)
+    assert verdict is not None and verdict.to_bundle and "re-scored on 1000 arrived labels" in verdict.reason
+    assert check.paused is None and check.verdict(4) is None  # healing goes on; judged once
+
+
+def test_a_live_adapter_that_loses_to_the_shadow_on_arrived_labels_goes_back_to_the_bundles(
+    ready_healer: Healer,
+) -> None:
+    """Its own decisions' labels are 20,000 transactions away; the labels that have arrived,
+    re-scored, show it now."""
+    import torch
+
+    healer = ready_healer
+    flags_nothing = dict(healer.adapter) | {"logit_offset": torch.tensor(-30.0)}
+    healer.ledger.roll_back(flags_nothing, 5, "a calibration that misses every fraud")
+    job = healer.prepare()
+    assert job is not None and job.version == 5
+    result = healer.run(job)
+    assert result.evidence is not None and (live := result.evidence.live) is not None
+    assert live.rows >= 300 and live.cost_candidate > live.cost_shadow and live.gain_z < -2.0
+    healer.finish(job, dataclasses.replace(result, accepted=False, verdict=Verdict.NO_GAIN))
+    rolled = healer.check_rollback()
+    assert isinstance(rolled, RolledBack) and rolled.from_version == 5 and healer.version == 0
+    assert "the live adapter costs" in rolled.reason and healer.check.paused is None
 
 
 def test_a_heal_that_started_before_a_rollback_does_not_go_live_after_it(ready_healer: Healer) -> None:
