@@ -396,8 +396,9 @@ def _gate_evidence(
     if vs_shadow is not None:
         rows, p_c, p_s = vs_shadow
         shadow = _versus_shadow(y[rows], p_c, p_s, t, costs)
-        if len(hold):  # the live adapter on the same rows: no heal trained on the held-out
-            # ones; a labelled heal may have on the others, which only makes it look better
+        if len(hold):
+            # the live adapter on the same rows: no heal trained on the held-out ones; a
+            # labelled heal may have on the others, which only makes it look better
             live = _versus_shadow(y[rows], j.p_before[rows], p_s, t, costs)
     return GateEvidence(
         pos_rate_before=float((j.p_before >= t).mean()),

@@ -50,7 +50,7 @@ class LiveCheck:
         self, rollback: RollbackPolicy, shadow: ShadowGuardConfig, costs: CostMatrix, chunk: int
     ) -> None:
         """``chunk``: labels per live-quality measurement."""
-        self.costs, self.shadow_on, self.shadow_cfg = costs, shadow.on, shadow
+        self.costs, self.shadow_on = costs, shadow.on
         self.quality = LiveQuality(rollback, costs, chunk)
         self.shadow = ShadowGuard(shadow.rows, shadow.min_rows, shadow.z)
         self.baseline_version = -1  # first version healed in the episode: decisions from it on are judged
@@ -85,10 +85,9 @@ class LiveCheck:
         """A labelled heal cycle's re-scoring of ``live_version`` against the shadow on its
         labelled rows (``live``; None: nothing held out): a loss by the guard's rule is
         remembered for :meth:`verdict`."""
-        cfg = self.shadow_cfg
-        if live is None or not self.shadow_on or live_version == 0 or live.rows < cfg.min_rows:
+        if live is None or not self.shadow_on or live_version == 0:
             return
-        if -live.gain_z >= cfg.z:
+        if self.shadow.loses(live.rows, -live.gain_z):
             self.loses_rescored = (
                 live_version,
                 f"the live adapter costs {live.cost_candidate:.4f} against the shadow's "

@@ -61,15 +61,18 @@ class ShadowGuard:
         """Paired z of healed-minus-shadow cost: above 0, healing costs more."""
         return paired_z(self._of(version))
 
+    def loses(self, n: int, z: float) -> bool:
+        """The guard's rule: a paired z of (healed - shadow cost) of ``z`` over ``n`` rows
+        means healing hurts (the rule a re-scoring of the live adapter is judged by too)."""
+        return n >= self.min_rows and z >= self.z_max
+
     def verdict(self, version: int) -> str | None:
         """Why adapter ``version`` loses to the shadow, or None while it does not (or too few
         of its decisions have labels)."""
         diffs = self._of(version)
         n = len(diffs)
-        if n < self.min_rows:
-            return None
         z = paired_z(diffs)
-        if z < self.z_max:
+        if not self.loses(n, z):
             return None
         d = float(np.mean(diffs))
         return (
